@@ -115,16 +115,17 @@ impl Sub for Usd {
     }
 }
 
-/// `$0.0123` style: four decimals, more only when the amount is below a hundredth of a cent
-/// and not zero, so that small spends never read as `$0.0000`.
+/// `$0.0123` style: four decimals (rounded half away from zero, in integer math so that
+/// `$0.07125` reads `$0.0713`), six when the amount is below a hundredth of a cent and not
+/// zero, so that small spends never read as `$0.0000`.
 impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.as_dollars();
-        if self.0 != 0 && d.abs() < 0.0001 {
-            write!(f, "${d:.6}")
-        } else {
-            write!(f, "${d:.4}")
-        }
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let n = self.0.unsigned_abs();
+        let (unit, places) = if n != 0 && n < 100_000 { (1_000u64, 6) } else { (100_000u64, 4) };
+        let scaled = (n + unit / 2) / unit;
+        let per_dollar = Usd::NANOS_PER_DOLLAR as u64 / unit;
+        write!(f, "{sign}${}.{:0places$}", scaled / per_dollar, scaled % per_dollar)
     }
 }
 
