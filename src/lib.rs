@@ -4,6 +4,8 @@
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
 pub mod plan;
+pub mod report;
+pub mod style;
 pub mod usage;
 
 use std::ffi::OsString;
