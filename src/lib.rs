@@ -3,6 +3,8 @@
 //! The pure core (`stream`, `accounting`, `pricing`, `budget`, `config`, `report`) does
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
+pub mod budget;
+pub mod commands;
 pub mod plan;
 pub mod report;
 pub mod style;
