@@ -3,6 +3,7 @@
 //! The pure core (`stream`, `accounting`, `pricing`, `budget`, `config`, `report`) does
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
+pub mod cli;
 pub mod plan;
 pub mod usage;
 
