@@ -4,6 +4,7 @@
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
 pub mod cli;
+pub mod config;
 pub mod plan;
 pub mod usage;
 
