@@ -569,6 +569,10 @@ pub fn slug(command: &str) -> String {
     let mut out = String::new();
     let mut gap = false;
     for c in command.chars() {
+        if c == '\'' || c == '\u{2019}' {
+            // "it's" reads better as "its" than as "it-s".
+            continue;
+        }
         if c.is_alphanumeric() {
             if gap && !out.is_empty() {
                 out.push('-');
@@ -1072,6 +1076,7 @@ mod tests {
         assert_eq!(slug("/lint src/main.rs"), "lint-src-main-rs");
         assert_eq!(slug("Fix the BUG!"), "fix-the-bug");
         assert_eq!(slug("???"), "instance");
+        assert_eq!(slug("it's a prompt"), "its-a-prompt");
         let long = slug("please refactor the entire authentication module into smaller pieces");
         assert!(long.chars().count() <= 40 && !long.ends_with('-'), "{long}");
     }

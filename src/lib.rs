@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dryrun;
 pub mod launch;
 pub mod plan;
 pub mod usage;
