@@ -1209,6 +1209,33 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let names = [
+            "zen-style.json",
+            "per-command-budgets.json",
+            "cost-budgets.json",
+            "ci-dry-run.json",
+        ];
+        for name in names {
+            let path = format!("examples/{name}");
+            let plan =
+                build_plan(&cli(&["-c", &path]), root).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(plan.instances.len() >= 2, "{name}");
+            let has_budget = plan.budgets.overall_tokens.is_some()
+                || plan.budgets.overall_cost.is_some()
+                || !plan.budgets.command_tokens.is_empty();
+            assert!(has_budget, "{name} sets no budget");
+        }
+        let zen = build_plan(&cli(&["-c", "examples/zen-style.json"]), root).unwrap();
+        assert_eq!(zen.budgets.overall_tokens, Some(100_000));
+        assert_eq!(zen.instances[1].command, "/generate-docs");
+        let ci = build_plan(&cli(&["-c", "examples/ci-dry-run.json"]), root).unwrap();
+        assert_eq!(ci.budgets.mode, Mode::Block);
+        assert_eq!(ci.instances[1].allowed_tools.len(), 3);
+    }
+
+    #[test]
     fn usage_error_display_is_one_line() {
         let e = UsageError("a\nb\r\nc".into());
         assert_eq!(e.to_string().lines().count(), 1);
