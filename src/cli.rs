@@ -390,7 +390,7 @@ fn split_pair(s: &str, unit: &str, example: &str) -> Result<(String, String), St
 
 fn parse_command_tokens(s: &str) -> Result<CommandTokens, String> {
     let (command, v) = split_pair(s, "N", "1000")?;
-    let tokens = parse_token_count(&v).map_err(|e| format!("token limit for {command} {e}"))?;
+    let tokens = parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
     Ok(CommandTokens { command, tokens })
 }
 
@@ -577,7 +577,11 @@ pub fn parse_start_at(s: &str) -> Result<StartAt, String> {
         "m" | "min" | "mins" => 60.0,
         "h" | "hr" | "hrs" => 3600.0,
         "" => return Err(format!("a delay needs a unit (s, m or h), {START_AT_HELP}")),
-        _ => return Err(format!("unknown unit, {START_AT_HELP}")),
+        _ => {
+            return Err(format!(
+                "expected a delay (s, m or h) or a clock time, {START_AT_HELP}"
+            ))
+        }
     };
     let n: f64 = num
         .trim()

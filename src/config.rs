@@ -627,12 +627,13 @@ fn os_reason(e: &std::io::Error) -> String {
 }
 
 fn existing_dir(path: &Path, what: impl Fn() -> String) -> Result<PathBuf, UsageError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| UsageError(format!("{}: {}", what(), os_reason(&e))))?;
+    let fail =
+        |reason: String| UsageError(format!("{}: {reason}; give an existing directory", what()));
+    let meta = std::fs::metadata(path).map_err(|e| fail(os_reason(&e)))?;
     if !meta.is_dir() {
-        return Err(UsageError(format!("{}: not a directory", what())));
+        return Err(fail("not a directory".into()));
     }
-    std::fs::canonicalize(path).map_err(|e| UsageError(format!("{}: {}", what(), os_reason(&e))))
+    std::fs::canonicalize(path).map_err(|e| fail(os_reason(&e)))
 }
 
 /// Where an instance came from, for messages.
@@ -797,6 +798,7 @@ fn assign_names(
         }
     }
     let mut taken: HashSet<String> = explicit.keys().map(|s| s.to_string()).collect();
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     let mut names = Vec::with_capacity(raw.len());
     for inst in raw {
         let name = match &inst.name {
@@ -804,10 +806,12 @@ fn assign_names(
             None => {
                 let base = slug(&inst.command);
                 let mut candidate = base.clone();
-                let mut k = 2;
+                // Remember where the suffix search stopped, so that a thousand instances
+                // of the same command stay linear rather than quadratic.
+                let k = next_suffix.entry(base.clone()).or_insert(2);
                 while taken.contains(&candidate) {
                     candidate = format!("{base}-{k}");
-                    k += 1;
+                    *k += 1;
                 }
                 taken.insert(candidate.clone());
                 candidate
@@ -1079,6 +1083,25 @@ mod tests {
         assert_eq!(slug("it's a prompt"), "its-a-prompt");
         let long = slug("please refactor the entire authentication module into smaller pieces");
         assert!(long.chars().count() <= 40 && !long.ends_with('-'), "{long}");
+    }
+
+    #[test]
+    fn defaulted_names_stay_unique_at_scale() {
+        let mut raw: Vec<ConfigInstance> = (0..1000)
+            .map(|_| ConfigInstance {
+                command: "/test".into(),
+                ..ConfigInstance::default()
+            })
+            .collect();
+        raw[500].name = Some("test-7".into());
+        let names = assign_names(&raw, raw.len(), "c.json").unwrap();
+        let unique: HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), 1000);
+        assert_eq!(names[0], "test");
+        assert_eq!(names[1], "test-2");
+        // The explicit name is kept and the defaulted ones step around it.
+        assert_eq!(names[500], "test-7");
+        assert_eq!(names[6], "test-8");
     }
 
     #[test]
