@@ -352,14 +352,17 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
             v
         })
         .collect();
+    let command_lines: Vec<String> = argvs.iter().map(|a| shell_join(a)).collect();
+    let labels: Vec<String> = budgets.iter().map(Budget::label).collect();
     let budget_keys: Vec<Vec<String>> = plan
         .instances
         .iter()
         .map(|inst| {
             let mut keys: Vec<String> = budgets
                 .iter()
-                .filter(|bud| bud.counts(inst))
-                .map(Budget::label)
+                .zip(&labels)
+                .filter(|(bud, _)| bud.counts(inst))
+                .map(|(_, l)| l.clone())
                 .collect();
             if let Some(t) = inst.max_tokens {
                 keys.push(format!("instance tokens ({t})"));
@@ -377,7 +380,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         cfg,
         &budgets,
         &admission,
-        &argvs,
+        &command_lines,
         &budget_keys,
         &est_tokens,
         &est_usd,
@@ -402,7 +405,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                     "cost_usd": Unit::Usd.json(est_usd[i]),
                 },
                 "argv": argvs[i],
-                "command_line": shell_join(&argvs[i]),
+                "command_line": command_lines[i],
                 "env_keys": inst.env.keys().collect::<Vec<_>>(),
                 "timeout_secs": inst.timeout.map(|d| d.as_secs_f64()),
                 "slash_command_found": slash_found[i],
@@ -427,7 +430,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         })
         .collect();
     let o = &plan.options;
-    let json = json!({
+    let mut json = json!({
         "dry_run": true,
         "claude": {"path": program, "found": cfg.claude_found.is_some()},
         "simulate": o.simulate,
@@ -437,10 +440,16 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         "estimate_tokens": b.estimate_tokens,
         "max_parallel": o.max_parallel,
         "start_at": o.start_at.map(|t| t.to_rfc3339()),
-        "instances": instances_json,
-        "budgets": budgets_json,
-        "warnings": warnings,
     });
+    // Moved in rather than through `json!`, which would re-serialise (deep-copy) them.
+    if let Value::Object(map) = &mut json {
+        map.insert("instances".into(), Value::Array(instances_json));
+        map.insert("budgets".into(), Value::Array(budgets_json));
+        map.insert(
+            "warnings".into(),
+            Value::Array(warnings.iter().cloned().map(Value::String).collect()),
+        );
+    }
 
     DryRun {
         text,
@@ -456,7 +465,7 @@ fn render_text(
     cfg: &DryRunEnv,
     budgets: &[Budget],
     admission: &[Admission],
-    argvs: &[Vec<String>],
+    command_lines: &[String],
     budget_keys: &[Vec<String>],
     est_tokens: &[u64],
     est_usd: &[u64],
@@ -522,7 +531,7 @@ fn render_text(
             Unit::Usd.fmt(est_usd[i])
         );
         let _ = writeln!(t, "     workspace: {}", inst.workspace.display());
-        let _ = writeln!(t, "     argv:      {}", shell_join(&argvs[i]));
+        let _ = writeln!(t, "     argv:      {}", command_lines[i]);
         if !inst.env.is_empty() {
             let keys: Vec<&str> = inst.env.keys().map(String::as_str).collect();
             let _ = writeln!(t, "     env:       {} (values hidden)", keys.join(", "));
