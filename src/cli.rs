@@ -289,18 +289,28 @@ fn one_line(err: clap::Error) -> clap::Error {
     ) {
         return err;
     }
+    // clap renders "error: MESSAGE", then blank-line separated blocks of tips, usage and
+    // a pointer to --help. Keep the message (which may span lines when a value holds a
+    // newline) and the tips; drop the rest.
     let text = err.render().to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let mut msg = first.to_string();
-    for tip in text.lines().filter_map(|l| l.trim().strip_prefix("tip: ")) {
+    let mut blocks = text.split("\n\n");
+    let first = blocks.next().unwrap_or("invalid arguments").trim();
+    let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for tip in blocks
+        .flat_map(str::lines)
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+    {
         msg.push_str("; ");
         msg.push_str(tip);
     }
     if !msg.contains("--help") {
         msg.push_str(" (see --help)");
     }
+    // A value may itself hold a newline; the message must still be one line.
+    let msg: String = msg
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     clap::Error::raw(err.kind(), format!("{msg}\n"))
 }
 
@@ -893,6 +903,7 @@ mod tests {
         assert_one_line_naming(&m, &["--overall-token-budgt", "--overall-token-budget"]);
         assert_one_line_naming(&err(&["-q", "-v", "/x"]), &["--quiet", "--verbose"]);
         assert_one_line_naming(&err(&["--timeout"]), &["--timeout"]);
+        assert_one_line_naming(&err(&["--command-budget", "a\nb"]), &["--command-budget"]);
     }
 
     #[test]
