@@ -4,7 +4,11 @@
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
 pub mod budget;
+pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod dryrun;
+pub mod launch;
 pub mod plan;
 pub mod report;
 pub mod style;

@@ -1,0 +1,272 @@
+//! Bad command lines and bad config files, as a user would write them: each must fail
+//! with exactly one line that names the offending flag, key or path.
+
+use orchestrator::cli::parse_args;
+use orchestrator::config::build_plan;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Runs the library front end the way `main` will: parse, then build the plan.
+fn error_for(dir: &Path, args: &[&str]) -> String {
+    let argv: Vec<OsString> = std::iter::once("orchestrator")
+        .chain(args.iter().copied())
+        .map(OsString::from)
+        .collect();
+    match parse_args(argv) {
+        Err(e) => e.to_string(),
+        Ok(cli) => match build_plan(&cli, dir) {
+            Err(e) => e.to_string(),
+            Ok(plan) => panic!(
+                "{args:?} should fail, got a plan with {} instances",
+                plan.instances.len()
+            ),
+        },
+    }
+}
+
+struct Case {
+    args: &'static [&'static str],
+    /// Written to `c.json` in the temp dir when set.
+    config: Option<&'static str>,
+    needles: &'static [&'static str],
+}
+
+const fn flag(args: &'static [&'static str], needles: &'static [&'static str]) -> Case {
+    Case {
+        args,
+        config: None,
+        needles,
+    }
+}
+
+const fn file(config: &'static str, needles: &'static [&'static str]) -> Case {
+    Case {
+        args: &["-c", "c.json"],
+        config: Some(config),
+        needles,
+    }
+}
+
+const CASES: &[Case] = &[
+    // --- flags
+    flag(
+        &["--command-budget", "test", "/test"],
+        &["--command-budget", "'test'", "CMD=N"],
+    ),
+    flag(
+        &["--command-budget", "/test=abc", "/test"],
+        &["--command-budget", "/test=abc"],
+    ),
+    flag(
+        &["--command-budget", "/test=-5", "/test"],
+        &["--command-budget", "/test=-5"],
+    ),
+    flag(
+        &["--command-budget", "/test=0", "/test"],
+        &["--command-budget", "/test=0"],
+    ),
+    flag(
+        &["--command-budget", "/test=1,/lint", "/test"],
+        &["--command-budget", "'/lint'"],
+    ),
+    flag(
+        &["--command-cost-budget", "/test=$$", "/test"],
+        &["--command-cost-budget", "/test=$$"],
+    ),
+    flag(
+        &["--overall-token-budget", "0", "/test"],
+        &["--overall-token-budget", "'0'"],
+    ),
+    flag(
+        &["--overall-token-budget", "-100", "/test"],
+        &["--overall-token-budget", "-100"],
+    ),
+    flag(
+        &["--overall-token-budget", "lots", "/test"],
+        &["--overall-token-budget", "lots"],
+    ),
+    flag(
+        &["--overall-cost-budget", "0", "/test"],
+        &["--overall-cost-budget", "'0'"],
+    ),
+    flag(
+        &["--overall-cost-budget", "-2.5", "/test"],
+        &["--overall-cost-budget", "-2.5"],
+    ),
+    flag(&["--start-at", "25:99", "/test"], &["--start-at", "25:99"]),
+    flag(
+        &["--start-at", "tomorrow", "/test"],
+        &["--start-at", "tomorrow"],
+    ),
+    flag(
+        &["--budget-enforcement-mode", "hard", "/test"],
+        &["--budget-enforcement-mode", "hard"],
+    ),
+    flag(&["--warn-at", "0", "/test"], &["--warn-at", "'0'"]),
+    flag(&["--warn-at", "150", "/test"], &["--warn-at", "150"]),
+    flag(&["--timeout", "-1", "/test"], &["--timeout", "-1"]),
+    flag(&["--kill-grace", "NaN", "/test"], &["--kill-grace", "NaN"]),
+    flag(
+        &["--status-report-interval", "-5", "/test"],
+        &["--status-report-interval", "-5"],
+    ),
+    flag(
+        &["--output-format", "text", "/test"],
+        &["--output-format", "text"],
+    ),
+    flag(
+        &["--color", "sometimes", "/test"],
+        &["--color", "sometimes"],
+    ),
+    flag(
+        &["--max-parallel", "many", "/test"],
+        &["--max-parallel", "many"],
+    ),
+    flag(
+        &["--permission-mode", "bypass", "/test"],
+        &["--permission-mode", "bypass"],
+    ),
+    flag(&["--overall-budget", "5", "/test"], &["--overall-budget"]),
+    flag(&[], &["nothing to run", "PROMPT"]),
+    flag(
+        &["-w", "no/such/dir", "/test"],
+        &["--workspace", "no/such/dir"],
+    ),
+    flag(
+        &["-c", "missing.json", "/test"],
+        &["--config", "missing.json", "No such file"],
+    ),
+    flag(
+        &["--command-budget", "/a=1", "--command-budget", "/a=2", "/a"],
+        &["--command-budget", "/a"],
+    ),
+    flag(&["  ", "/test"], &["PROMPT #1"]),
+    // --- config files
+    file(
+        "{\"instances\": [\n  {\"command\": \"/a\"}\n  {\"command\": \"/b\"}\n]}",
+        &["c.json:3:", "invalid JSON"],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a"}, {"command": "/b"}, {"command": "/c", "permision_mode": "plan"}]}"#,
+        &[
+            "c.json",
+            "instances[2].permision_mode",
+            "\"permission_mode\"",
+        ],
+    ),
+    file(
+        r#"{"instance": []}"#,
+        &["c.json", "instance", "\"instances\""],
+    ),
+    file(
+        r#"{"budget": {"overall_token": 5}}"#,
+        &["budget.overall_token", "\"overall_tokens\""],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "max_tokens_per_command": -5}]}"#,
+        &["instances[0].max_tokens_per_command", "-5"],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "timeout": "10m"}]}"#,
+        &["instances[0].timeout", "seconds"],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "session_id": "abc"}]}"#,
+        &["instances[0].session_id", "UUID"],
+    ),
+    file(
+        r#"{"instances": [{"name": "x", "command": "/a"}, {"name": "x", "command": "/b"}]}"#,
+        &["instances[1].name", "instances[0]", "\"x\""],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "workspace": "nope"}]}"#,
+        &["instances[0].workspace", "nope"],
+    ),
+    file(
+        r#"{"instances": [{"description": "no command"}]}"#,
+        &["instances[0]", "command"],
+    ),
+    file(
+        r#"{"budget": {"commands": {"/test": 0}}}"#,
+        &["budget.commands[\"/test\"]", "greater than 0"],
+    ),
+    file(
+        r#"{"budget": {"enforcement_mode": "strict"}}"#,
+        &["budget.enforcement_mode", "strict"],
+    ),
+    file(
+        r#"{"budget": {"overall_cost_usd": "5"}}"#,
+        &["budget.overall_cost_usd", "dollars"],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "env": {"API_KEY": 42}}]}"#,
+        &["instances[0].env.API_KEY", "value not shown"],
+    ),
+    file(
+        r#"{"instances": [{"command": "/a", "allowed_tools": {"Read": true}}]}"#,
+        &["instances[0].allowed_tools", "array"],
+    ),
+    file(r#"["/test"]"#, &["c.json", "JSON object"]),
+];
+
+#[test]
+fn every_bad_input_fails_with_one_line_naming_the_culprit() {
+    assert!(CASES.len() >= 25);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    for case in CASES {
+        if let Some(text) = case.config {
+            std::fs::write(dir.path().join("c.json"), text).expect("write config");
+        }
+        let msg = error_for(dir.path(), case.args);
+        let body = msg.trim_end();
+        if body.lines().count() != 1 {
+            failures.push(format!("{:?}: not one line: {msg:?}", case.args));
+        }
+        for n in case.needles {
+            if !body.contains(n) {
+                failures.push(format!(
+                    "{:?} {:?}: {body:?} lacks {n:?}",
+                    case.args, case.config
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn env_values_from_a_config_never_reach_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("c.json"),
+        r#"{"instances": [{"command": "/a", "env": {"TOKEN": "s3cr3t-value", "BAD": ["s3cr3t-list"]}}]}"#,
+    )
+    .expect("write config");
+    let msg = error_for(dir.path(), &["-c", "c.json"]);
+    assert!(msg.contains("env.BAD"), "{msg}");
+    assert!(!msg.contains("s3cr3t"), "{msg}");
+}
+
+#[test]
+fn a_valid_command_line_still_builds_a_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let argv: Vec<OsString> = [
+        "orchestrator",
+        "--overall-token-budget",
+        "5000",
+        "--command-budget",
+        "/test=1000",
+        "--budget-enforcement-mode",
+        "block",
+        "/test",
+        "/lint src",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let cli = parse_args(argv).expect("parses");
+    let plan = build_plan(&cli, dir.path()).expect("builds");
+    assert_eq!(plan.instances.len(), 2);
+    assert_eq!(plan.instances[1].name, "lint-src");
+}
