@@ -4,6 +4,8 @@
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
 pub mod plan;
+pub mod process;
+pub mod simulate;
 pub mod usage;
 
 use std::ffi::OsString;
