@@ -227,13 +227,21 @@ impl GroupHandle {
 
 /// A spawned child leading its own process group.
 ///
-/// Always [`wait`](Child::wait) for it. Dropping it unwaited SIGKILLs the group and lets
-/// Tokio reap the leader in the background, but grandchildren may then stay zombies.
+/// [`wait`](Child::wait) for it. If it is dropped unwaited (an error path), its group is
+/// SIGKILLed and, inside a Tokio runtime, reaped by a background task.
 #[derive(Debug)]
 pub struct Child {
-    inner: tokio::process::Child,
+    /// `None` only after `Drop` handed it to the background reaper.
+    proc: Option<Proc>,
     group: GroupHandle,
     exit: Option<ExitInfo>,
+}
+
+/// The parts needed to wait for and reap a child, movable into a background task.
+#[derive(Debug)]
+struct Proc {
+    child: tokio::process::Child,
+    group: GroupHandle,
     sigchld: Option<Signal>,
 }
 
@@ -273,23 +281,28 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         .process_group(0)
         // Killing only the leader would orphan its tools; Child's Drop kills the group.
         .kill_on_drop(false);
-    let mut inner = cmd.spawn().map_err(|e| spawn_error(spec, e))?;
-    let taken = (inner.id(), inner.stdout.take(), inner.stderr.take());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, e))?;
+    let taken = (child.id(), child.stdout.take(), child.stderr.take());
     let (Some(pid), Some(stdout), Some(stderr)) = taken else {
         // Unreachable with the Stdio above; still, never leave the process running.
-        let _ = inner.start_kill();
+        let _ = child.start_kill();
         return Err(io::Error::other(format!(
             "cannot run {program}: its pipes were not set up"
         )));
     };
-    let child = Child {
-        inner,
-        group: GroupHandle {
-            pgid: pid,
-            state: Arc::default(),
-        },
-        exit: None,
+    let group = GroupHandle {
+        pgid: pid,
+        state: Arc::default(),
+    };
+    let proc = Proc {
+        child,
+        group: group.clone(),
         sigchld,
+    };
+    let child = Child {
+        proc: Some(proc),
+        group,
+        exit: None,
     };
     Ok((child, stdout, stderr))
 }
@@ -342,24 +355,10 @@ impl Child {
         if let Some(e) = self.exit {
             return e;
         }
-        let pid = self.group.pgid;
-        loop {
-            match leader_exited(pid) {
-                Ok(false) => {}
-                // Exited, or no longer our child to ask about: either way go reap.
-                Ok(true) | Err(_) => break,
-            }
-            self.next_sigchld().await;
-        }
-        self.group.kill_rest_and_mark_reaped();
-        let exit = match self.inner.wait().await {
-            Ok(status) => ExitInfo::from_status(status),
-            Err(e) => {
-                tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
-                ExitInfo::default()
-            }
+        let Some(proc) = self.proc.as_mut() else {
+            return ExitInfo::default();
         };
-        self.reap_group_members().await;
+        let exit = proc.wait().await;
         self.exit = Some(exit);
         exit
     }
@@ -377,6 +376,48 @@ impl Child {
                 self.wait().await
             }
         }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        self.group.kill();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                proc.wait().await;
+            });
+        }
+        // Without a runtime `proc` drops here and its own Drop does what it can.
+    }
+}
+
+impl Proc {
+    async fn wait(&mut self) -> ExitInfo {
+        let pid = self.group.pgid;
+        loop {
+            match leader_exited(pid) {
+                Ok(false) => {}
+                // Exited, or no longer our child to ask about: either way go reap.
+                Ok(true) | Err(_) => break,
+            }
+            self.next_sigchld().await;
+        }
+        self.group.kill_rest_and_mark_reaped();
+        let exit = match self.child.wait().await {
+            Ok(status) => ExitInfo::from_status(status),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
+                ExitInfo::default()
+            }
+        };
+        self.reap_group_members().await;
+        exit
     }
 
     async fn next_sigchld(&mut self) {
@@ -404,8 +445,8 @@ impl Child {
         let deadline = Instant::now() + GROUP_REAP_LIMIT;
         loop {
             let mut status = 0;
-            // SAFETY: plain syscall; -pgid restricts it to this child's group, so it can
-            // never steal the status of another child Tokio is waiting for.
+            // SAFETY: plain syscall; -pgid restricts it to this child's group, whose
+            // leader is already reaped, so it never steals a status Tokio waits for.
             let r = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
             if r > 0 {
                 continue;
@@ -427,13 +468,12 @@ impl Child {
     }
 }
 
-impl Drop for Child {
+impl Drop for Proc {
     fn drop(&mut self) {
-        if self.exit.is_none() {
-            // Tokio reaps the dropped leader in the background; until then it pins the
-            // group id, so this SIGKILL cannot hit anyone else.
-            self.group.kill_rest_and_mark_reaped();
-        }
+        // Dropped before its leader was reaped (runtime gone or task cancelled): Tokio's
+        // orphan queue reaps the leader, which pins the group id until then, so this
+        // SIGKILL cannot hit anyone else; afterwards the handle must stay silent.
+        self.group.kill_rest_and_mark_reaped();
     }
 }
 
