@@ -400,12 +400,9 @@ impl Drop for Child {
 impl Proc {
     async fn wait(&mut self) -> ExitInfo {
         let pid = self.group.pgid;
-        loop {
-            match leader_exited(pid) {
-                Ok(false) => {}
-                // Exited, or no longer our child to ask about: either way go reap.
-                Ok(true) | Err(_) => break,
-            }
+        // Stops once the leader has exited, or is no longer ours to ask about (then the
+        // reaping below reports what it can).
+        while let Ok(false) = leader_exited(pid) {
             self.next_sigchld().await;
         }
         self.group.kill_rest_and_mark_reaped();
