@@ -10,7 +10,9 @@ pub mod config;
 pub mod dryrun;
 pub mod launch;
 pub mod plan;
+pub mod process;
 pub mod report;
+pub mod simulate;
 pub mod style;
 pub mod usage;
 

@@ -1,0 +1,899 @@
+//! Child processes of the run: spawning a Claude instance in its own process group,
+//! signalling that whole group, reaping it (and whatever it left behind) so that no zombie
+//! or orphan survives, and reading its output without line limits or pipe deadlocks.
+//!
+//! No accounting and no policy live here; the dispatcher decides when to terminate and
+//! this module makes termination thorough.
+//!
+//! Unix only. Everything async must run inside a Tokio runtime with I/O, time and signal
+//! drivers enabled (`Builder::enable_all`).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+pub use libc::{SIGKILL, SIGTERM};
+
+/// What to run: no shell is involved, `args` reach the program verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// Added to (or overriding) the orchestrator's own environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// How a child ended. Both fields are `None` only when the status could not be
+/// collected at all (someone else reaped the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn from_status(status: ExitStatus) -> ExitInfo {
+        use std::os::unix::process::ExitStatusExt;
+        ExitInfo {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => match signal_name(s) {
+                Some(name) => write!(f, "killed by {name}"),
+                None => write!(f, "killed by signal {s}"),
+            },
+            (None, None) => write!(f, "unknown exit status"),
+        }
+    }
+}
+
+/// Conventional name of the signals a user is likely to see in a summary.
+pub fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => return None,
+    })
+}
+
+/// Sends `sig` to every process in group `pgid`.
+///
+/// Low level: once a group has died its number can be reused by an unrelated group, so
+/// prefer [`GroupHandle`], which stops signalling as soon as the leader is reaped.
+pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
+    let pgid = checked_pgid(pgid)?;
+    // SAFETY: plain syscall; a negative pid addresses the process group.
+    if unsafe { libc::kill(-pgid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether any process (zombies included: they still hold the group) is in group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = checked_pgid(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks existence and permission.
+    if unsafe { libc::kill(-pgid, 0) } == 0 {
+        return true;
+    }
+    // EPERM means the group exists but belongs to someone else.
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Pid 0 and 1 as a group would address our own group or every process; refuse them so a
+/// bug upstream can never turn into `kill(-1, SIGKILL)`.
+fn checked_pgid(pgid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pgid) {
+        Ok(p) if p > 1 => Ok(p),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}"),
+        )),
+    }
+}
+
+/// Makes this process the reaper of orphaned descendants (Linux `PR_SET_CHILD_SUBREAPER`).
+///
+/// Without it, tool processes that outlive Claude are re-parented to pid 1, which in many
+/// containers never reaps them, so killed grandchildren linger as zombies and their group
+/// stays visible. With it, [`Child::wait`] reaps every member of the child's group.
+/// Call once at start-up; a no-op returning `Ok` on other systems.
+pub fn become_child_subreaper() -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Set (under the lock) just before the leader is reaped. While the leader is
+    /// unreaped — running or a zombie — its pid, and so the group id, cannot be reused,
+    /// which is what makes signalling the group safe.
+    leader_reaped: bool,
+    terminate_sent_at: Option<Instant>,
+    kill_sent: bool,
+}
+
+/// A cloneable, thread-safe way to signal one child's process group, usable while
+/// another task is awaiting [`Child::wait`].
+#[derive(Debug, Clone)]
+pub struct GroupHandle {
+    pgid: u32,
+    state: Arc<Mutex<GroupState>>,
+}
+
+impl GroupHandle {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        // A panic elsewhere while holding this lock leaves only plain flags behind.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn pgid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// SIGTERM to the whole group. The time of the first call is kept so the caller can
+    /// escalate with [`GroupHandle::kill_due`]. Returns whether a signal was sent.
+    pub fn terminate(&self) -> bool {
+        let mut st = self.lock();
+        if st.leader_reaped {
+            return false;
+        }
+        if st.terminate_sent_at.is_none() {
+            st.terminate_sent_at = Some(Instant::now());
+        }
+        kill_group(self.pgid, SIGTERM).is_ok()
+    }
+
+    /// SIGKILL to the whole group. Returns whether a signal was sent.
+    pub fn kill(&self) -> bool {
+        let mut st = self.lock();
+        if st.leader_reaped {
+            return false;
+        }
+        st.kill_sent = true;
+        kill_group(self.pgid, SIGKILL).is_ok()
+    }
+
+    pub fn terminate_sent_at(&self) -> Option<Instant> {
+        self.lock().terminate_sent_at
+    }
+
+    /// True when SIGTERM went out at least `grace` before `now`, the group has not been
+    /// SIGKILLed yet and the leader is still unreaped: time to call [`GroupHandle::kill`].
+    pub fn kill_due(&self, grace: Duration, now: Instant) -> bool {
+        let st = self.lock();
+        match st.terminate_sent_at {
+            Some(t) => {
+                !st.leader_reaped && !st.kill_sent && now.saturating_duration_since(t) >= grace
+            }
+            None => false,
+        }
+    }
+
+    /// Called once the leader has exited but before it is reaped: whatever is left of the
+    /// group (tool processes, possibly holding our stdout pipe open) is killed now, while
+    /// the zombie leader still pins the group id.
+    fn kill_rest_and_mark_reaped(&self) {
+        let mut st = self.lock();
+        if st.leader_reaped {
+            return;
+        }
+        // ESRCH (nothing left) is the normal case.
+        let _ = kill_group(self.pgid, SIGKILL);
+        st.leader_reaped = true;
+    }
+}
+
+/// A spawned child leading its own process group.
+///
+/// [`wait`](Child::wait) for it. If it is dropped unwaited (an error path), its group is
+/// SIGKILLed and, inside a Tokio runtime, reaped by a background task.
+#[derive(Debug)]
+pub struct Child {
+    /// `None` only after `Drop` handed it to the background reaper.
+    proc: Option<Proc>,
+    group: GroupHandle,
+    exit: Option<ExitInfo>,
+}
+
+/// The parts needed to wait for and reap a child, movable into a background task.
+#[derive(Debug)]
+struct Proc {
+    child: tokio::process::Child,
+    group: GroupHandle,
+    sigchld: Option<Signal>,
+}
+
+/// How often to re-check for an exit if a SIGCHLD notification were ever missed.
+const FALLBACK_POLL: Duration = Duration::from_millis(500);
+/// How long to wait for SIGKILLed group members to be reaped before giving up on them.
+const GROUP_REAP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Starts `spec` with stdin from `/dev/null` and stdout/stderr piped, as the leader of a
+/// new process group. Errors name the program (or the missing working directory).
+/// Must be called from within a Tokio runtime.
+pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)> {
+    let program = spec.program.display();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(format!(
+            "cannot run {program}: no async runtime to supervise it"
+        )));
+    }
+    if !spec.cwd.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "cannot run {program}: working directory {} does not exist or is not a directory",
+                spec.cwd.display()
+            ),
+        ));
+    }
+    // Registered before the child exists so that its exit cannot slip by unnoticed.
+    let sigchld = signal(SignalKind::child()).ok();
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Killing only the leader would orphan its tools; Child's Drop kills the group.
+        .kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, e))?;
+    let taken = (child.id(), child.stdout.take(), child.stderr.take());
+    let (Some(pid), Some(stdout), Some(stderr)) = taken else {
+        // Unreachable with the Stdio above; still, never leave the process running.
+        let _ = child.start_kill();
+        return Err(io::Error::other(format!(
+            "cannot run {program}: its pipes were not set up"
+        )));
+    };
+    let group = GroupHandle {
+        pgid: pid,
+        state: Arc::default(),
+    };
+    let proc = Proc {
+        child,
+        group: group.clone(),
+        sigchld,
+    };
+    let child = Child {
+        proc: Some(proc),
+        group,
+        exit: None,
+    };
+    Ok((child, stdout, stderr))
+}
+
+fn spawn_error(spec: &LaunchSpec, e: io::Error) -> io::Error {
+    let program = spec.program.display();
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => " (not found: check the path or PATH)",
+        io::ErrorKind::PermissionDenied => " (permission denied: is it an executable file?)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot run {program}: {e}{hint}"))
+}
+
+impl Child {
+    pub fn pid(&self) -> u32 {
+        self.group.pgid
+    }
+
+    /// A handle for signalling this child's group from elsewhere.
+    pub fn group(&self) -> GroupHandle {
+        self.group.clone()
+    }
+
+    /// SIGTERM to the group; see [`GroupHandle::terminate`].
+    pub fn terminate(&self) -> bool {
+        self.group.terminate()
+    }
+
+    /// SIGKILL to the group; see [`GroupHandle::kill`].
+    pub fn kill(&self) -> bool {
+        self.group.kill()
+    }
+
+    pub fn terminate_sent_at(&self) -> Option<Instant> {
+        self.group.terminate_sent_at()
+    }
+
+    /// The exit status, once [`Child::wait`] has returned.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        self.exit
+    }
+
+    /// Waits for the child to exit, then SIGKILLs whatever is left in its group (so the
+    /// stdout reader reaches EOF even if a tool process inherited the pipe), reaps the
+    /// leader and, when this process is a subreaper, the rest of the group too.
+    ///
+    /// Cancel-safe; calling it again after it returned gives the same answer.
+    pub async fn wait(&mut self) -> ExitInfo {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        let Some(proc) = self.proc.as_mut() else {
+            return ExitInfo::default();
+        };
+        let exit = proc.wait().await;
+        self.exit = Some(exit);
+        exit
+    }
+
+    /// SIGTERM, then SIGKILL if the group leader has not exited after `grace`.
+    pub async fn terminate_with_grace(&mut self, grace: Duration) -> ExitInfo {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        self.terminate();
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(e) => e,
+            Err(_) => {
+                self.kill();
+                self.wait().await
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        self.group.kill();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                proc.wait().await;
+            });
+        }
+        // Without a runtime `proc` drops here and its own Drop does what it can.
+    }
+}
+
+impl Proc {
+    async fn wait(&mut self) -> ExitInfo {
+        let pid = self.group.pgid;
+        // Stops once the leader has exited, or is no longer ours to ask about (then the
+        // reaping below reports what it can).
+        while let Ok(false) = leader_exited(pid) {
+            self.next_sigchld().await;
+        }
+        self.group.kill_rest_and_mark_reaped();
+        let exit = match self.child.wait().await {
+            Ok(status) => ExitInfo::from_status(status),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
+                ExitInfo::default()
+            }
+        };
+        self.reap_group_members().await;
+        exit
+    }
+
+    async fn next_sigchld(&mut self) {
+        match &mut self.sigchld {
+            Some(sig) => {
+                let ended = tokio::select! {
+                    r = sig.recv() => r.is_none(),
+                    _ = tokio::time::sleep(FALLBACK_POLL) => false,
+                };
+                if ended {
+                    self.sigchld = None;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+
+    /// Reaps group members re-parented to us (only possible as a subreaper). Members are
+    /// SIGKILLed already, so this normally takes a few milliseconds; it gives up after
+    /// `GROUP_REAP_LIMIT` rather than hang on a process stuck in the kernel.
+    async fn reap_group_members(&mut self) {
+        let Ok(pgid) = checked_pgid(self.group.pgid) else {
+            return;
+        };
+        let deadline = Instant::now() + GROUP_REAP_LIMIT;
+        loop {
+            let mut status = 0;
+            // SAFETY: plain syscall; -pgid restricts it to this child's group, whose
+            // leader is already reaped, so it never steals a status Tokio waits for.
+            let r = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
+            if r > 0 {
+                continue;
+            }
+            if r < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                // ECHILD: none of our children is left in the group.
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(pgid, "processes of a finished instance are still not gone");
+                return;
+            }
+            self.next_sigchld().await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Dropped before its leader was reaped (runtime gone or task cancelled): Tokio's
+        // orphan queue reaps the leader, which pins the group id until then, so this
+        // SIGKILL cannot hit anyone else; afterwards the handle must stay silent.
+        self.group.kill_rest_and_mark_reaped();
+    }
+}
+
+/// Whether `pid` has exited, without reaping it (`WNOWAIT`), so that its zombie keeps the
+/// group id reserved while we kill the rest of the group.
+fn leader_exited(pid: u32) -> io::Result<bool> {
+    let pid = checked_pgid(pid)?;
+    loop {
+        // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
+        if r == 0 {
+            // With WNOHANG, si_pid stays 0 while the child is still running.
+            // SAFETY: waitid filled (or left zeroed) the structure.
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Reads lines of any length as raw bytes (invalid UTF-8 is the parser's business).
+///
+/// One buffer is reused across lines; after an unusually long line it is given back to
+/// the allocator so a single 100 MB line does not pin 100 MB for the rest of the run.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    reader: R,
+    /// Always fully initialised; `buf[start..end]` holds unread bytes.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes in `buf[start..scanned]` are known to contain no newline.
+    scanned: usize,
+    eof: bool,
+}
+
+/// Starting size of the buffer; typical stream-json lines are well under this.
+const LINE_BUF_INITIAL: usize = 8 * 1024;
+/// A buffer larger than this is shrunk back once the long line in it is consumed.
+const LINE_BUF_RETAIN: usize = 64 * 1024;
+/// Never issue a read into less free space than this.
+const MIN_READ: usize = 4 * 1024;
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(reader: R) -> Self {
+        LineReader {
+            reader,
+            buf: vec![0; LINE_BUF_INITIAL],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            eof: false,
+        }
+    }
+
+    /// Current buffer size in bytes (for tests and diagnostics).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next line without its `\n`; a last line without newline is returned too.
+    /// `Ok(None)` at end of input.
+    pub async fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        self.shrink_if_oversized();
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+                let line_start = self.start;
+                let nl = self.scanned + i;
+                self.start = nl + 1;
+                self.scanned = self.start;
+                return Ok(Some(&self.buf[line_start..nl]));
+            }
+            self.scanned = self.end;
+            if self.eof {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                let line_start = self.start;
+                self.start = self.end;
+                return Ok(Some(&self.buf[line_start..self.end]));
+            }
+            self.make_room();
+            let n = self.reader.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.end += n;
+            }
+        }
+    }
+
+    fn make_room(&mut self) {
+        if self.buf.len() - self.end >= MIN_READ {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < MIN_READ {
+            let new_len = self.buf.len().saturating_mul(2).max(self.end + MIN_READ);
+            self.buf.resize(new_len, 0);
+        }
+    }
+
+    fn shrink_if_oversized(&mut self) {
+        let pending = self.end - self.start;
+        if self.buf.len() <= LINE_BUF_RETAIN || pending > LINE_BUF_RETAIN / 2 {
+            return;
+        }
+        let mut fresh = vec![0; LINE_BUF_INITIAL.max((pending + MIN_READ).next_power_of_two())];
+        fresh[..pending].copy_from_slice(&self.buf[self.start..self.end]);
+        self.buf = fresh;
+        self.scanned -= self.start;
+        self.end = pending;
+        self.start = 0;
+    }
+}
+
+/// The last `capacity` bytes written to it, for showing the end of a child's stderr.
+#[derive(Debug, Clone)]
+pub struct TailBuffer {
+    bytes: VecDeque<u8>,
+    capacity: usize,
+    /// Whether anything has been dropped from the front.
+    truncated: bool,
+}
+
+/// Tail kept for the summary by default.
+pub const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+impl TailBuffer {
+    pub fn new(capacity: usize) -> Self {
+        TailBuffer {
+            bytes: VecDeque::with_capacity(capacity.min(STDERR_TAIL_BYTES)),
+            capacity,
+            truncated: false,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= self.capacity {
+            self.truncated |= !self.bytes.is_empty() || bytes.len() > self.capacity;
+            self.bytes.clear();
+            self.bytes.extend(&bytes[bytes.len() - self.capacity..]);
+            return;
+        }
+        let overflow = (self.bytes.len() + bytes.len()).saturating_sub(self.capacity);
+        if overflow > 0 {
+            self.bytes.drain(..overflow);
+            self.truncated = true;
+        }
+        self.bytes.extend(bytes);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Whether earlier bytes were dropped to stay within the capacity.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The kept bytes as text (invalid UTF-8 replaced). When the front was cut off, the
+    /// text starts after the first newline if there is one, else at the next character
+    /// boundary, so it never opens with half a line or half a character.
+    pub fn text(&self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let mut all = Vec::with_capacity(self.bytes.len());
+        all.extend_from_slice(a);
+        all.extend_from_slice(b);
+        let mut from = 0;
+        if self.truncated {
+            match memchr::memchr(b'\n', &all) {
+                Some(i) if i + 1 < all.len() => from = i + 1,
+                _ => {
+                    // Skip UTF-8 continuation bytes (10xxxxxx) of a cut character.
+                    from = all
+                        .iter()
+                        .take(3)
+                        .take_while(|&&c| c & 0xC0 == 0x80)
+                        .count();
+                }
+            }
+        }
+        String::from_utf8_lossy(&all[from..]).into_owned()
+    }
+}
+
+/// Reads `reader` (a child's stderr) to the end, keeping its last `capacity` bytes and, if
+/// `log` is given, copying everything to it. A failing log is dropped with a warning rather
+/// than stop the draining: an undrained pipe would block the child.
+pub async fn drain_stderr<R, W>(mut reader: R, capacity: usize, mut log: Option<W>) -> TailBuffer
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut tail = TailBuffer::new(capacity);
+    let mut chunk = vec![0u8; 8 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a child's stderr failed");
+                break;
+            }
+        };
+        let bytes = &chunk[..n];
+        tail.push(bytes);
+        if let Some(w) = log.as_mut() {
+            if let Err(e) = w.write_all(bytes).await {
+                tracing::warn!(error = %e, "could not write a stderr log; no longer logging it");
+                log = None;
+            }
+        }
+    }
+    if let Some(w) = log.as_mut() {
+        if let Err(e) = w.flush().await {
+            tracing::warn!(error = %e, "could not flush a stderr log");
+        }
+    }
+    tail
+}
+
+/// [`drain_stderr`] without a log.
+pub async fn drain_to_tail<R: AsyncRead + Unpin>(reader: R, capacity: usize) -> TailBuffer {
+    drain_stderr(reader, capacity, None::<tokio::io::Sink>).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its data in small pieces, like a pipe does.
+    struct Chunked {
+        data: Vec<u8>,
+        pos: usize,
+        chunk: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let n = self
+                .chunk
+                .min(buf.remaining())
+                .min(self.data.len() - self.pos);
+            let pos = self.pos;
+            buf.put_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn all_lines(data: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        let mut r = LineReader::new(Chunked {
+            data: data.to_vec(),
+            pos: 0,
+            chunk,
+        });
+        let mut out = Vec::new();
+        while let Some(line) = r.next_line().await.ok().flatten() {
+            out.push(line.to_vec());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_lines_across_any_read_boundaries() {
+        let data = b"one\ntwo\n\nthree\r\nlast-without-newline";
+        let expected: Vec<Vec<u8>> = vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"".to_vec(),
+            b"three\r".to_vec(),
+            b"last-without-newline".to_vec(),
+        ];
+        for chunk in [1, 2, 3, 7, 4096] {
+            assert_eq!(all_lines(data, chunk).await, expected, "chunk size {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_input_has_no_lines_and_trailing_newline_adds_none() {
+        assert!(all_lines(b"", 16).await.is_empty());
+        assert_eq!(all_lines(b"a\n", 16).await, vec![b"a".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_passes_through_unchanged() {
+        let data = b"{\"t\":\"\xff\xfe\xc3\"}\nok\n";
+        let lines = all_lines(data, 5).await;
+        assert_eq!(lines[0], b"{\"t\":\"\xff\xfe\xc3\"}".to_vec());
+        assert_eq!(lines[1], b"ok".to_vec());
+    }
+
+    #[tokio::test]
+    async fn long_line_is_whole_and_buffer_shrinks_afterwards() {
+        let mut data = vec![b'x'; 3 * 1024 * 1024 + 17];
+        data.extend_from_slice(b"\nsmall\nlast");
+        let mut r = LineReader::new(Chunked {
+            data,
+            pos: 0,
+            chunk: 65536,
+        });
+        let first = r.next_line().await.ok().flatten().map(<[u8]>::len);
+        assert_eq!(first, Some(3 * 1024 * 1024 + 17));
+        assert!(r.buffer_capacity() > 3 * 1024 * 1024);
+        assert_eq!(r.next_line().await.ok().flatten(), Some(&b"small"[..]));
+        assert!(
+            r.buffer_capacity() <= LINE_BUF_RETAIN,
+            "{}",
+            r.buffer_capacity()
+        );
+        assert_eq!(r.next_line().await.ok().flatten(), Some(&b"last"[..]));
+        assert_eq!(r.next_line().await.ok().flatten(), None);
+    }
+
+    #[tokio::test]
+    async fn many_lines_keep_the_buffer_small() {
+        let mut data = Vec::new();
+        for i in 0..20_000 {
+            data.extend_from_slice(
+                format!("{{\"line\":{i},\"pad\":\"{}\"}}\n", "p".repeat(i % 300)).as_bytes(),
+            );
+        }
+        let mut r = LineReader::new(Chunked {
+            data,
+            pos: 0,
+            chunk: 65536,
+        });
+        let mut n = 0;
+        while let Some(line) = r.next_line().await.ok().flatten() {
+            assert!(line.starts_with(b"{\"line\":") && line.ends_with(b"\"}"));
+            n += 1;
+        }
+        assert_eq!(n, 20_000);
+        assert!(r.buffer_capacity() <= LINE_BUF_RETAIN);
+    }
+
+    #[test]
+    fn tail_keeps_last_bytes_from_a_line_start() {
+        let mut t = TailBuffer::new(16);
+        t.push(b"first line\nsecond line\nthird\n");
+        assert!(t.truncated());
+        // Last 16 bytes are "ond line\nthird\n"-ish; rendering starts after the newline.
+        assert_eq!(t.text(), "third\n");
+    }
+
+    #[test]
+    fn tail_without_truncation_is_verbatim() {
+        let mut t = TailBuffer::new(64);
+        t.push(b"partial ");
+        t.push(b"error: boom\n");
+        assert!(!t.truncated());
+        assert_eq!(t.text(), "partial error: boom\n");
+    }
+
+    #[test]
+    fn tail_never_starts_inside_a_character() {
+        let mut t = TailBuffer::new(7);
+        // "é" is two bytes; keeping 7 bytes of "aéééé" cuts the first "é" in half.
+        t.push("aéééé".as_bytes());
+        assert_eq!(t.text(), "ééé");
+    }
+
+    #[test]
+    fn tail_push_larger_than_capacity_keeps_the_end() {
+        let mut t = TailBuffer::new(4);
+        t.push(b"ab");
+        t.push(b"0123456789");
+        assert_eq!(t.text(), "6789");
+        assert!(t.truncated());
+    }
+
+    #[tokio::test]
+    async fn drain_copies_everything_to_the_log_and_keeps_the_tail() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let mut log = Vec::new();
+        let tail = drain_stderr(&data[..], 32, Some(&mut log)).await;
+        assert_eq!(log, data);
+        assert!(tail.text().ends_with("99999\n"));
+    }
+
+    #[test]
+    fn exit_info_reads_like_a_sentence() {
+        let code = ExitInfo {
+            code: Some(2),
+            signal: None,
+        };
+        let killed = ExitInfo {
+            code: None,
+            signal: Some(SIGKILL),
+        };
+        assert_eq!(code.to_string(), "exit code 2");
+        assert_eq!(killed.to_string(), "killed by SIGKILL");
+        assert!(!killed.success());
+    }
+
+    #[test]
+    fn refuses_to_signal_special_groups() {
+        assert!(kill_group(0, 0).is_err());
+        assert!(kill_group(1, 0).is_err());
+        assert!(!group_alive(0));
+    }
+}
