@@ -3,7 +3,10 @@
 //! The pure core (`stream`, `accounting`, `pricing`, `budget`, `config`, `report`) does
 //! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
 
+pub mod accounting;
 pub mod plan;
+pub mod pricing;
+pub mod stream;
 pub mod usage;
 
 use std::ffi::OsString;
