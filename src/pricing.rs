@@ -306,7 +306,11 @@ mod tests {
         ] {
             assert_eq!(io(m), (5_000_000, 25_000_000), "{m}");
         }
-        for m in ["claude-opus-4-1", "claude-opus-4-20250514", "claude-opus-4-0"] {
+        for m in [
+            "claude-opus-4-1",
+            "claude-opus-4-20250514",
+            "claude-opus-4-0",
+        ] {
             assert_eq!(io(m), (15_000_000, 75_000_000), "{m}");
         }
         for m in [
@@ -319,10 +323,22 @@ mod tests {
         }
         assert_eq!(io("claude-haiku-4-5-20251001"), (1_000_000, 5_000_000));
         let h35 = p.lookup("claude-3-5-haiku-20241022").expect("haiku 3.5");
-        assert_eq!((h35.input, h35.output, h35.cache_read), (800_000, 4_000_000, 80_000));
-        assert_eq!(p.lookup("opus").map(|m| m.name.as_str()), Some("claude-opus-5-5"));
-        assert_eq!(p.lookup("Sonnet").map(|m| m.name.as_str()), Some("claude-sonnet-5-5"));
-        assert_eq!(p.lookup("haiku").map(|m| m.name.as_str()), Some("claude-haiku-4-5"));
+        assert_eq!(
+            (h35.input, h35.output, h35.cache_read),
+            (800_000, 4_000_000, 80_000)
+        );
+        assert_eq!(
+            p.lookup("opus").map(|m| m.name.as_str()),
+            Some("claude-opus-5-5")
+        );
+        assert_eq!(
+            p.lookup("Sonnet").map(|m| m.name.as_str()),
+            Some("claude-sonnet-5-5")
+        );
+        assert_eq!(
+            p.lookup("haiku").map(|m| m.name.as_str()),
+            Some("claude-haiku-4-5")
+        );
     }
 
     #[test]
@@ -359,10 +375,16 @@ mod tests {
         // 1M cache-write tokens on Opus 4.8, 400k of them to the 1h cache:
         // 600k × $6.25/M + 400k × $10/M = $3.75 + $4.00.
         let u = usage(0, 0, 1_000_000, 0);
-        assert_eq!(p.cost("claude-opus-4-8", &u, 400_000), Usd::from_dollars(7.75));
+        assert_eq!(
+            p.cost("claude-opus-4-8", &u, 400_000),
+            Usd::from_dollars(7.75)
+        );
         assert_eq!(p.cost("claude-opus-4-8", &u, 0), Usd::from_dollars(6.25));
         // More 1h tokens than cache writes is clamped, never negative 5m tokens.
-        assert_eq!(p.cost("claude-opus-4-8", &u, 5_000_000), Usd::from_dollars(10.0));
+        assert_eq!(
+            p.cost("claude-opus-4-8", &u, 5_000_000),
+            Usd::from_dollars(10.0)
+        );
     }
 
     #[test]
@@ -373,7 +395,10 @@ mod tests {
             p.cost("claude-3-5-haiku", &usage(0, 0, 0, 1_000_000), 0),
             Usd::from_dollars(0.08)
         );
-        assert_eq!(p.cost("claude-3-5-haiku", &usage(0, 0, 0, 13), 0), Usd(1040));
+        assert_eq!(
+            p.cost("claude-3-5-haiku", &usage(0, 0, 0, 13), 0),
+            Usd(1040)
+        );
         // A price that is not a whole number of nanodollars per token ($0.0625/M =
         // 62.5 n$) is kept exactly and rounded once, on the total.
         let f = write(r#"{"models": {"m": {"input": 0.0625, "output": 1}}}"#);
@@ -389,9 +414,15 @@ mod tests {
             p.estimate_cost(Some("claude-opus-4-8"), 1000),
             Usd::from_dollars(0.025)
         );
-        assert_eq!(p.estimate_cost(Some("sonnet"), 1_000_000), Usd::from_dollars(10.0));
+        assert_eq!(
+            p.estimate_cost(Some("sonnet"), 1_000_000),
+            Usd::from_dollars(10.0)
+        );
         assert_eq!(p.estimate_cost(None, 1000), Usd::from_dollars(0.075));
-        assert_eq!(p.estimate_cost(Some("mystery"), 1000), Usd::from_dollars(0.075));
+        assert_eq!(
+            p.estimate_cost(Some("mystery"), 1000),
+            Usd::from_dollars(0.075)
+        );
         // Every token at the output price, even cheaper classes: 1 Haiku 3.5 token = 4000 n$.
         assert_eq!(p.estimate_cost(Some("claude-3-5-haiku"), 1), Usd(4000));
         // Rounded up, never down: 1 token at $0.0625/M is 62.5 n$ → 63.
@@ -415,7 +446,13 @@ mod tests {
         let p = Pricing::from_file(f.path()).expect("valid");
         let m = p.lookup("M").expect("alias");
         assert_eq!(
-            (m.input, m.output, m.cache_write_5m, m.cache_write_1h, m.cache_read),
+            (
+                m.input,
+                m.output,
+                m.cache_write_5m,
+                m.cache_write_1h,
+                m.cache_read
+            ),
             (2_000_000, 8_000_000, 2_500_000, 4_000_000, 200_000)
         );
     }
@@ -423,12 +460,16 @@ mod tests {
     #[test]
     fn from_file_errors_name_the_file_and_the_problem() {
         let f = write("{\n  \"models\": {\n    \"m\": {\"input\": 1,, }\n  }\n}");
-        let e = Pricing::from_file(f.path()).expect_err("syntax").to_string();
+        let e = Pricing::from_file(f.path())
+            .expect_err("syntax")
+            .to_string();
         assert!(e.contains(&f.path().display().to_string()), "{e}");
         assert!(e.contains(":3:"), "line 3 expected: {e}");
 
         let f = write(r#"{"models": {"m": {"input": -1, "output": 1}}}"#);
-        let e = Pricing::from_file(f.path()).expect_err("negative").to_string();
+        let e = Pricing::from_file(f.path())
+            .expect_err("negative")
+            .to_string();
         assert!(e.contains("model \"m\"") && e.contains("input"), "{e}");
 
         let f = write(r#"{"models": {"m": {"input": 1, "output": 1, "outptu": 2}}}"#);
@@ -436,11 +477,15 @@ mod tests {
         assert!(e.contains("outptu"), "{e}");
 
         let f = write(r#"{"models": {"m": {"input": 1, "output": 1}}, "alias": {}}"#);
-        let e = Pricing::from_file(f.path()).expect_err("unknown key").to_string();
+        let e = Pricing::from_file(f.path())
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains("\"alias\""), "{e}");
 
         let f = write(r#"{"models": {"m": {"input": 1, "output": 1}}, "aliases": {"x": "nope"}}"#);
-        let e = Pricing::from_file(f.path()).expect_err("bad alias").to_string();
+        let e = Pricing::from_file(f.path())
+            .expect_err("bad alias")
+            .to_string();
         assert!(e.contains("nope"), "{e}");
 
         let f = write(r#"{"models": {}}"#);

@@ -22,8 +22,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Longest first-text / tool-hint snippet kept from an `assistant` event, in chars.
-pub const SNIPPET_CHARS: usize = 200;
+/// Longest first-text / tool-hint snippet kept from an `assistant` event, in bytes.
+pub const SNIPPET_MAX: usize = 200;
 /// Longest `result` text kept, in bytes.
 pub const RESULT_TEXT_MAX: usize = 64 * 1024;
 
@@ -138,7 +138,7 @@ pub struct Assistant<'a> {
     pub usage: Option<RawUsage>,
     pub parent_tool_use_id: Option<Cow<'a, str>>,
     pub tool_uses: Vec<ToolUse<'a>>,
-    /// The first text block, truncated to [`SNIPPET_CHARS`].
+    /// The first text block, truncated to [`SNIPPET_MAX`].
     pub text: Option<String>,
 }
 
@@ -271,7 +271,6 @@ impl Kind {
     }
 }
 
-
 /// Finds the top-level `type`; `Ok(None)` for a blank line, `""` when there is none.
 fn top_level_type(line: &[u8]) -> Result<Option<Cow<'_, str>>, ParseError> {
     let Some(start) = line.iter().position(|b| !b.is_ascii_whitespace()) else {
@@ -328,10 +327,9 @@ fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
                     retry_delay_ms: s.retry_delay_ms,
                     error: s.error.and_then(|e| e.0),
                 }),
-                t if t.contains("rate_limit") => Event::RateLimit(rate_limit(
-                    s.rate_limit_info.unwrap_or_default(),
-                    s.status,
-                )),
+                t if t.contains("rate_limit") => {
+                    Event::RateLimit(rate_limit(s.rate_limit_info.unwrap_or_default(), s.status))
+                }
                 _ => Event::Ignored,
             })
         }
@@ -414,7 +412,10 @@ fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
 }
 
 fn rate_limit(info: RateLimitInfo, top_status: Option<Snippet<SNIPPET_MAX>>) -> RateLimit {
-    let status = info.status.and_then(|s| s.0).or(top_status.and_then(|s| s.0));
+    let status = info
+        .status
+        .and_then(|s| s.0)
+        .or(top_status.and_then(|s| s.0));
     let mut detail = format!("rate limit {}", status.as_deref().unwrap_or("notice"));
     if let Some(t) = info.limit_type.and_then(|t| t.0) {
         detail.push_str(&format!(" ({t})"));
@@ -589,8 +590,6 @@ struct ResultLine<'a> {
     #[serde(borrow, default)]
     session_id: Option<BStr<'a>>,
 }
-
-const SNIPPET_MAX: usize = SNIPPET_CHARS;
 
 /// A string borrowed from the line when it has no escapes, owned otherwise. (serde's own
 /// `Option<Cow<str>>` always copies.)
@@ -819,5 +818,222 @@ impl<'de> Visitor<'de> for Lenient {
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Event<'_> {
+        parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    #[test]
+    fn init_gives_model_and_session() {
+        let e = ok(
+            r#"{"type":"system","subtype":"init","cwd":"/x","session_id":"s1","tools":["Bash"],"model":"claude-opus-4-8[1m]"}"#,
+        );
+        assert_eq!(
+            e,
+            Event::Init {
+                model: Some("claude-opus-4-8[1m]".into()),
+                session_id: Some("s1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn api_retry_fields_are_optional() {
+        let e = ok(
+            r#"{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2000,"error_status":null,"error":"server_error"}"#,
+        );
+        let Event::ApiRetry(r) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (r.attempt, r.max_retries, r.error_status, r.retry_delay_ms),
+            (Some(3), Some(10), None, Some(2000))
+        );
+        assert_eq!(r.error.as_deref(), Some("server_error"));
+        assert!(matches!(
+            ok(r#"{"type":"system","subtype":"api_retry"}"#),
+            Event::ApiRetry(_)
+        ));
+    }
+
+    #[test]
+    fn assistant_gives_usage_tools_and_text() {
+        let e = ok(
+            r#"{"type":"assistant","message":{"id":"msg_1","model":"claude-opus-4-8","content":[{"type":"text","text":"Let me \"check\"."},{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"description":"list","command":"ls -la\n  /tmp"}}],"usage":{"input_tokens":10,"output_tokens":2,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"cache_creation":{"ephemeral_1h_input_tokens":3,"ephemeral_5m_input_tokens":2}}},"parent_tool_use_id":"toolu_0"}"#,
+        );
+        let Event::Assistant(a) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(a.id.as_deref(), Some("msg_1"));
+        assert!(
+            matches!(a.id, Some(Cow::Borrowed(_))),
+            "ids borrow from the line"
+        );
+        assert_eq!(a.parent_tool_use_id.as_deref(), Some("toolu_0"));
+        assert_eq!(a.text.as_deref(), Some("Let me \"check\"."));
+        assert_eq!(a.tool_uses.len(), 1);
+        assert_eq!(a.tool_uses[0].name, "Bash");
+        assert_eq!(a.tool_uses[0].hint.as_deref(), Some("ls -la /tmp"));
+        let u = a.usage.expect("usage");
+        assert_eq!(u.usage().total(), 24);
+        assert_eq!(u.cache_write_1h(), 3);
+    }
+
+    #[test]
+    fn stream_events_message_start_and_delta() {
+        let e = ok(
+            r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m","model":"x","usage":{"input_tokens":4,"output_tokens":1}}},"parent_tool_use_id":null}"#,
+        );
+        let Event::MessageStart(m) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (m.id.as_deref(), m.model.as_deref()),
+            (Some("m"), Some("x"))
+        );
+        assert_eq!(m.parent_tool_use_id, None);
+        let e = ok(
+            r#"{"parent_tool_use_id":"toolu_9","event":{"usage":{"output_tokens":77,"cache_read_input_tokens":null},"delta":{"stop_reason":"end_turn"},"type":"message_delta"},"type":"stream_event"}"#,
+        );
+        let Event::MessageDelta {
+            usage,
+            parent_tool_use_id,
+        } = e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(usage.output_tokens, Some(77));
+        assert_eq!(usage.cache_read_input_tokens, None);
+        assert_eq!(parent_tool_use_id.as_deref(), Some("toolu_9"));
+        assert_eq!(
+            ok(
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}}"#
+            ),
+            Event::Ignored
+        );
+    }
+
+    #[test]
+    fn result_gives_model_usage_and_cost() {
+        let e = ok(
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"result":"ok","session_id":"s","total_cost_usd":0.07125000000000001,"usage":{"input_tokens":1},"modelUsage":{"claude-opus-4-8[1m]":{"inputTokens":7500,"outputTokens":1260,"cacheReadInputTokens":4500,"cacheCreationInputTokens":0,"webSearchRequests":0,"costUSD":0.07125,"contextWindow":1000000}}}"#,
+        );
+        let Event::Result(r) = e else { panic!("{e:?}") };
+        assert_eq!(r.subtype.as_deref(), Some("success"));
+        assert_eq!((r.is_error, r.num_turns), (Some(false), Some(3)));
+        assert_eq!(r.total_cost_usd, Some(0.07125000000000001));
+        let mu = r.model_usage.expect("modelUsage");
+        assert_eq!(mu["claude-opus-4-8[1m]"].usage().total(), 13260);
+        assert_eq!(mu["claude-opus-4-8[1m]"].cost_usd, Some(0.07125));
+    }
+
+    #[test]
+    fn rate_limit_events_become_a_detail() {
+        let e = ok(
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","rateLimitType":"seven_day","resetsAt":0},"uuid":"u"}"#,
+        );
+        let Event::RateLimit(r) = e else {
+            panic!("{e:?}")
+        };
+        assert!(r.is_limiting());
+        assert_eq!(
+            r.detail,
+            "rate limit allowed_warning (seven_day), resets 1970-01-01 00:00 UTC"
+        );
+        let Event::RateLimit(r) =
+            ok(r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed"}}"#)
+        else {
+            panic!()
+        };
+        assert!(!r.is_limiting());
+    }
+
+    #[test]
+    fn type_need_not_come_first() {
+        let e =
+            ok(r#"  {"message":{"id":"m\u0031","usage":{"input_tokens":1}},"type":"assistant"}"#);
+        let Event::Assistant(a) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(a.id.as_deref(), Some("m1"), "escaped ids are decoded");
+    }
+
+    #[test]
+    fn user_lines_and_unknown_types_are_ignored_but_checked() {
+        let big = "x".repeat(1 << 20);
+        let line = format!(
+            r#"{{"type":"user","message":{{"role":"user","content":[{{"type":"tool_result","content":"{big}"}}]}}}}"#
+        );
+        assert_eq!(ok(&line), Event::Ignored);
+        assert!(
+            parse(&line.as_bytes()[..line.len() - 3]).is_err(),
+            "truncated"
+        );
+        assert_eq!(
+            ok(r#"{"type":"brand_new","x":[1,2,{"y":null}]}"#),
+            Event::Ignored
+        );
+        assert_eq!(ok(""), Event::Ignored);
+        assert_eq!(ok("   \r"), Event::Ignored);
+        assert!(parse(b"[1,2]").is_err());
+        assert!(parse(b"\"type\"").is_err());
+        assert!(parse(b"{\"type\":\"assistant\"").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_repaired_only_where_needed() {
+        let mut line = br#"{"type":"user","message":{"content":"ab"}}"#.to_vec();
+        let at = line.windows(2).position(|w| w == b"ab").expect("ab");
+        line[at] = 0xff;
+        assert_eq!(
+            parse(&line),
+            Ok(Event::Ignored),
+            "ignored lines need no repair"
+        );
+
+        let mut line = br#"{"type":"assistant","message":{"id":"m","content":[{"type":"text","text":"ab"}],"usage":{"input_tokens":9}}}"#.to_vec();
+        let at = line.windows(2).position(|w| w == b"ab").expect("ab");
+        line[at] = 0xc3; // a lone UTF-8 lead byte
+        assert!(parse(&line).is_err());
+        let mut scratch = String::new();
+        let Ok(Event::Assistant(a)) = parse_with(&line, &mut scratch) else {
+            panic!()
+        };
+        assert_eq!(a.text.as_deref(), Some("\u{fffd}b"));
+        assert_eq!(a.usage.map(|u| u.usage().total()), Some(9));
+    }
+
+    #[test]
+    fn odd_values_in_unused_fields_do_not_fail_the_line() {
+        let e = ok(
+            r#"{"type":"assistant","message":{"id":"m","content":"plain","usage":{"input_tokens":"12","output_tokens":-3,"cache_read_input_tokens":2.0,"server_tool_use":{"web_search_requests":0}}}}"#,
+        );
+        let Event::Assistant(a) = e else {
+            panic!("{e:?}")
+        };
+        let u = a.usage.expect("usage").usage();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
+            (12, 0, 2)
+        );
+    }
+
+    #[test]
+    fn snippets_are_truncated_on_char_boundaries() {
+        let text = "é".repeat(SNIPPET_MAX);
+        let line = format!(
+            r#"{{"type":"assistant","message":{{"id":"m","content":[{{"type":"text","text":"{text}"}}]}}}}"#
+        );
+        let Event::Assistant(a) = ok(&line) else {
+            panic!()
+        };
+        let t = a.text.expect("text");
+        assert!(t.len() <= SNIPPET_MAX && t.chars().all(|c| c == 'é'));
     }
 }
