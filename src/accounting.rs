@@ -76,48 +76,16 @@ pub struct ResultSummary {
     pub num_turns: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Prices {
-    input: u64,
-    output: u64,
-    cache_write_5m: u64,
-    cache_write_1h: u64,
-    cache_read: u64,
-}
-
-impl Prices {
-    fn of(p: &ModelPrice) -> Prices {
-        Prices {
-            input: p.input,
-            output: p.output,
-            cache_write_5m: p.cache_write_5m,
-            cache_write_1h: p.cache_write_1h,
-            cache_read: p.cache_read,
-        }
-    }
-
-    fn cost(&self, usage: &Usage, cache_1h: u64) -> Usd {
-        let p = ModelPrice {
-            name: String::new(),
-            input: self.input,
-            output: self.output,
-            cache_write_5m: self.cache_write_5m,
-            cache_write_1h: self.cache_write_1h,
-            cache_read: self.cache_read,
-        };
-        cost_with(&p, usage, cache_1h)
-    }
-}
-
 /// One deduplicated API message.
 #[derive(Debug, Clone, Copy)]
 struct Msg {
     usage: Usage,
     cache_1h: u64,
-    cost: Usd,
-    /// `None` for `<synthetic>` messages, which are free and count nothing.
-    prices: Option<Prices>,
+    /// Index into `Tracker::prices`, or [`SYNTHETIC`] for free, uncounted messages.
+    price: u16,
 }
+
+const SYNTHETIC: u16 = u16::MAX;
 
 /// Accounting state of one instance. Pure: no I/O, no clock.
 #[derive(Debug)]
@@ -126,6 +94,8 @@ pub struct Tracker {
 
     msgs: HashMap<u64, Msg>,
     msg_order: VecDeque<u64>,
+    /// Price rows in use, each copied once from the table (so bounded by its size).
+    prices: Vec<ModelPrice>,
     /// Sum over every message ever seen (including ones evicted from `msgs`).
     live: Usage,
     live_cost: Usd,
@@ -162,6 +132,7 @@ impl Tracker {
             pricing,
             msgs: HashMap::new(),
             msg_order: VecDeque::new(),
+            prices: Vec::new(),
             live: Usage::default(),
             live_cost: Usd::ZERO,
             base: Usage::default(),
@@ -392,14 +363,13 @@ impl Tracker {
             None => (Usage::default(), 0),
         };
         if !self.msgs.contains_key(&key) {
-            let prices = self.prices_for(model, obs);
+            let price = self.price_for(model, obs);
             self.msgs.insert(
                 key,
                 Msg {
                     usage: Usage::default(),
                     cache_1h: 0,
-                    cost: Usd::ZERO,
-                    prices,
+                    price,
                 },
             );
             self.msg_order.push_back(key);
@@ -413,7 +383,7 @@ impl Tracker {
         let Some(msg) = self.msgs.get_mut(&key) else {
             return;
         };
-        let Some(prices) = msg.prices else {
+        let Some(price) = self.prices.get(usize::from(msg.price)) else {
             return; // <synthetic>: free and uncounted.
         };
         let new_usage = msg.usage.max(&u);
@@ -421,7 +391,8 @@ impl Tracker {
         if new_usage == msg.usage && new_1h == msg.cache_1h {
             return;
         }
-        let new_cost = prices.cost(&new_usage, new_1h);
+        let old_cost = cost_with(price, &msg.usage, msg.cache_1h);
+        let new_cost = cost_with(price, &new_usage, new_1h);
         self.live += Usage {
             input_tokens: new_usage.input_tokens - msg.usage.input_tokens,
             output_tokens: new_usage.output_tokens - msg.usage.output_tokens,
@@ -430,16 +401,15 @@ impl Tracker {
             cache_read_input_tokens: new_usage.cache_read_input_tokens
                 - msg.usage.cache_read_input_tokens,
         };
-        self.live_cost += Usd(new_cost.0 - msg.cost.0);
+        self.live_cost += Usd(new_cost.0 - old_cost.0);
         msg.usage = new_usage;
         msg.cache_1h = new_1h;
-        msg.cost = new_cost;
     }
 
-    /// Prices for a new message; `None` for `<synthetic>`.
-    fn prices_for(&mut self, model: Option<&str>, obs: &mut Observation) -> Option<Prices> {
+    /// Price row for a new message; [`SYNTHETIC`] for `<synthetic>`.
+    fn price_for(&mut self, model: Option<&str>, obs: &mut Observation) -> u16 {
         if model == Some(SYNTHETIC_MODEL) {
-            return None;
+            return SYNTHETIC;
         }
         if let Some(m) = model {
             if self.msg_model.as_deref() != Some(m) {
@@ -448,7 +418,13 @@ impl Tracker {
         }
         let name = model.or(self.model()).unwrap_or("").to_string();
         let (price, known) = self.pricing.price_or_worst(&name);
-        let prices = Prices::of(price);
+        let idx = match self.prices.iter().position(|p| p == price) {
+            Some(i) => i,
+            None => {
+                self.prices.push(price.clone());
+                self.prices.len() - 1
+            }
+        };
         if !known && !self.warned_unknown_model {
             self.warned_unknown_model = true;
             let shown = if name.is_empty() {
@@ -461,7 +437,7 @@ impl Tracker {
                 price.name
             ));
         }
-        Some(prices)
+        u16::try_from(idx).unwrap_or(SYNTHETIC)
     }
 
     /// True when the tool-use id is new.

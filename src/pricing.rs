@@ -19,6 +19,8 @@ const BUILTIN: &str = include_str!("pricing.json");
 
 /// Picodollars per token in one dollar-per-million-tokens.
 const PICO_PER_DOLLAR_PER_MTOK: f64 = 1_000_000.0;
+/// Most models a table may list (accounting indexes rows with a `u16`).
+pub const MAX_MODELS: usize = 4096;
 /// Sanity ceiling for a price in the file ($/Mtok); anything above is a typo.
 const MAX_DOLLARS_PER_MTOK: f64 = 1_000_000.0;
 
@@ -131,6 +133,12 @@ impl Pricing {
                 bail!("{origin}: model \"{raw_name}\" is listed twice (as \"{name}\" after normalisation)");
             }
             models.push(mp);
+        }
+        if models.len() > MAX_MODELS {
+            bail!(
+                "{origin}: {} models listed; at most {MAX_MODELS} are supported",
+                models.len()
+            );
         }
         if models.is_empty() {
             bail!("{origin}: \"models\" is empty; at least one model is needed to price unknown models");
