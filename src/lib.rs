@@ -1,24 +1,28 @@
 //! orchestrator: run many Claude Code instances in parallel inside token and dollar budgets.
 //!
-//! The pure core (`stream`, `accounting`, `pricing`, `budget`, `config`, `report`) does
-//! no I/O; the async shell (`process`, `dispatcher`) only moves bytes and signals.
+//! The pure core (`stream`, `accounting`, `pricing`, `budget`, `config`, `dryrun`,
+//! `report`) does no I/O; the async shell (`process`, `dispatcher`) only moves bytes and
+//! signals; `app` ties them to the command line.
 
+pub mod accounting;
+pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dispatcher;
 pub mod dryrun;
+pub mod events;
 pub mod launch;
+pub mod logs;
 pub mod plan;
+pub mod pricing;
 pub mod process;
 pub mod report;
 pub mod simulate;
+pub mod stream;
 pub mod style;
+pub mod terminal;
 pub mod usage;
 
-use std::ffi::OsString;
-
-/// Entry point used by `main.rs`; returns the process exit code.
-pub fn main_with_args(_args: Vec<OsString>) -> i32 {
-    0
-}
+pub use app::main_with_args;
