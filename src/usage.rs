@@ -122,10 +122,19 @@ impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
         let n = self.0.unsigned_abs();
-        let (unit, places) = if n != 0 && n < 100_000 { (1_000u64, 6) } else { (100_000u64, 4) };
+        let (unit, places) = if n != 0 && n < 100_000 {
+            (1_000u64, 6)
+        } else {
+            (100_000u64, 4)
+        };
         let scaled = (n + unit / 2) / unit;
         let per_dollar = Usd::NANOS_PER_DOLLAR as u64 / unit;
-        write!(f, "{sign}${}.{:0places$}", scaled / per_dollar, scaled % per_dollar)
+        write!(
+            f,
+            "{sign}${}.{:0places$}",
+            scaled / per_dollar,
+            scaled % per_dollar
+        )
     }
 }
 

@@ -1,0 +1,255 @@
+//! The command as a whole: parse, validate, then dry-run, list commands or run, and map
+//! every failure to the exit codes of SPEC section 6.
+
+use crate::cli::{self, Cli};
+use crate::config;
+use crate::dispatcher::Dispatcher;
+use crate::events::{self, EventSink};
+use crate::plan::Plan;
+use crate::pricing::Pricing;
+use crate::style::Styles;
+use crate::terminal::Console;
+use crate::{commands, dryrun, launch, logs, process, simulate};
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit code for usage and config errors: nothing was launched.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Hidden first argument that turns this binary into the simulated Claude (SPEC 9).
+pub const SIMULATED_CLAUDE: &str = "__simulated-claude";
+
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    if args.get(1).is_some_and(|a| a == SIMULATED_CLAUDE) {
+        let pace = std::env::var("ORCHESTRATOR_SIMULATE_PACE")
+            .ok()
+            .and_then(|p| p.parse::<f64>().ok())
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .unwrap_or(1.0);
+        let mut out = std::io::stdout().lock();
+        return simulate::run(&args[2..], &mut out, pace);
+    }
+    let cli = match cli::parse_args(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    init_tracing(&cli);
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
+    };
+    if cli.list_commands || cli.inspect_command.is_some() {
+        return slash_commands(&cli, &cwd);
+    }
+    let plan = match config::build_plan(&cli, &cwd) {
+        Ok(plan) => plan,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let pricing = match &plan.options.pricing_file {
+        Some(path) => match Pricing::from_file(path) {
+            Ok(p) => p,
+            Err(e) => return usage_error(&format!("--pricing: {e:#}")),
+        },
+        None => Pricing::builtin(),
+    };
+    if plan.options.dry_run {
+        return dry_run(&plan, &pricing);
+    }
+    run(plan, pricing)
+}
+
+fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            0
+        }
+        _ => {
+            let msg = e.to_string();
+            usage_error(msg.trim())
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> i32 {
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    eprintln!("orchestrator: error: {msg}");
+    EXIT_USAGE
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("orchestrator={default}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+fn workspace_of(cli: &Cli, cwd: &Path) -> PathBuf {
+    match &cli.workspace {
+        Some(w) if w.is_absolute() => w.clone(),
+        Some(w) => cwd.join(w),
+        None => cwd.to_path_buf(),
+    }
+}
+
+fn slash_commands(cli: &Cli, cwd: &Path) -> i32 {
+    let workspace = workspace_of(cli, cwd);
+    if !workspace.is_dir() {
+        return usage_error(&format!(
+            "--workspace {}: not a directory",
+            workspace.display()
+        ));
+    }
+    let found = commands::discover(&workspace, home_dir().as_deref());
+    let mut out = std::io::stdout().lock();
+    match &cli.inspect_command {
+        Some(name) => match commands::find(&found, name) {
+            Some(cmd) => match commands::render_inspect(cmd) {
+                Ok(text) => {
+                    let _ = out.write_all(text.as_bytes());
+                    0
+                }
+                Err(e) => usage_error(&format!("{e:#}")),
+            },
+            None => usage_error(&format!(
+                "--inspect-command {name}: no such slash command in {}/.claude/commands or ~/.claude/commands (see --list-commands)",
+                workspace.display()
+            )),
+        },
+        None => {
+            let _ = out.write_all(commands::render_list(&found).as_bytes());
+            0
+        }
+    }
+}
+
+fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
+    let claude_found = if plan.options.simulate {
+        std::env::current_exe().ok()
+    } else {
+        launch::find_in_path(&plan.options.claude_path)
+    };
+    let home = home_dir();
+    let cache = std::cell::RefCell::new(std::collections::HashMap::new());
+    let known = |name: &str, ws: &Path| {
+        let mut cache = cache.borrow_mut();
+        let found = cache
+            .entry(ws.to_path_buf())
+            .or_insert_with(|| commands::discover(ws, home.as_deref()));
+        commands::is_known(found, name)
+    };
+    let estimate = |model: Option<&str>, tokens: u64| pricing.estimate_cost(model, tokens);
+    let env = dryrun::DryRunEnv {
+        claude_found,
+        command_known: &known,
+        estimate_usd: &estimate,
+    };
+    let result = dryrun::render(plan, &env);
+    let mut out = std::io::stdout().lock();
+    if plan.options.json {
+        let _ = writeln!(out, "{}", result.json);
+    } else {
+        let _ = out.write_all(result.text.as_bytes());
+    }
+    let _ = out.flush();
+    if plan.options.strict && !result.warnings.is_empty() {
+        eprintln!(
+            "orchestrator: error: --strict: the dry run has {} warning(s); fix them or drop --strict",
+            result.warnings.len()
+        );
+        return EXIT_USAGE;
+    }
+    0
+}
+
+fn run(plan: Plan, pricing: Pricing) -> i32 {
+    let program = if plan.options.simulate {
+        match std::env::current_exe() {
+            Ok(exe) => (exe, vec![OsString::from(SIMULATED_CLAUDE)]),
+            Err(e) => return usage_error(&format!("--simulate: cannot find this program: {e}")),
+        }
+    } else {
+        // A bare name is looked up on PATH once; when it is missing each instance fails
+        // with the spawn error, as SPEC section 4 asks.
+        let p = &plan.options.claude_path;
+        (
+            launch::find_in_path(p).unwrap_or_else(|| p.clone()),
+            Vec::new(),
+        )
+    };
+    if let Some(dir) = &plan.options.log_dir {
+        if let Err(e) = logs::create_dir(dir) {
+            return usage_error(&format!("--log-dir {}: {e}", dir.display()));
+        }
+    }
+    if let Some(report) = &plan.options.report {
+        if let Some(parent) = report.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return usage_error(&format!(
+                    "--report {}: directory {} does not exist",
+                    report.display(),
+                    parent.display()
+                ));
+            }
+        }
+    }
+    if let Err(e) = process::become_child_subreaper() {
+        tracing::debug!(error = %e, "cannot become a child subreaper");
+    }
+    let styles = Styles::resolve(
+        plan.options.color,
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("CLICOLOR_FORCE").as_deref(),
+    );
+    let console = Console::new(
+        styles,
+        plan.options.quiet,
+        plan.options.json,
+        plan.options.max_line_length,
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orchestrator: error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let report_path = plan.options.report.clone();
+    let events = EventSink::new(plan.options.json);
+    let dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
+    let (outcome, report) = runtime.block_on(dispatcher.run());
+    if let (Some(path), Some(report)) = (report_path, report) {
+        if let Err(e) = events::write_report(&path, &report) {
+            eprintln!(
+                "orchestrator: error: cannot write --report {}: {e}",
+                path.display()
+            );
+        }
+    }
+    outcome.exit_code
+}
