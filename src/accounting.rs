@@ -8,7 +8,9 @@
 //! - **`message_delta`** carries the cumulative usage of the message most recently started
 //!   (`message_start`) with the same `parent_tool_use_id`; its fields raise that message's
 //!   maximum, they are never added.
-//! - **`<synthetic>`** messages count no tokens and cost nothing.
+//! - **`<synthetic>`** messages count no tokens and cost nothing. An `assistant` event
+//!   without a `message.id` cannot be deduplicated and is not counted live (the `result`
+//!   still covers it).
 //! - **`result` is the authority.** Its `modelUsage` summed over models becomes the token
 //!   total if it is larger than what was counted live (the per-class breakdown then becomes
 //!   the result's); otherwise the live numbers stay. Its `total_cost_usd` *replaces* the

@@ -169,6 +169,11 @@ impl Pricing {
         })
     }
 
+    /// Same as the free function [`normalize`].
+    pub fn normalize(model: &str) -> String {
+        normalize(model)
+    }
+
     /// Price of `model` (any spelling [`normalize`] understands, or an alias).
     pub fn lookup(&self, model: &str) -> Option<&ModelPrice> {
         let n = normalize(model);

@@ -228,7 +228,16 @@ pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
         Some(ty) => ty,
         None => return Ok(Event::Ignored),
     };
-    let kind = Kind::of(&ty);
+    let mut kind = Kind::of(&ty);
+    if kind == Kind::StreamEvent
+        && !matches!(
+            inner_event_type(line),
+            None | Some("message_start" | "message_delta")
+        )
+    {
+        // Most stream events are content-block frames: check and skip them wholesale.
+        kind = Kind::Other;
+    }
     if kind == Kind::Other {
         serde_json::from_slice::<IgnoredAny>(line)?;
         return Ok(Event::Ignored);
@@ -300,6 +309,18 @@ fn sniff_type(line: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// For `{"type":"stream_event","event":{"type":"name"`, the inner name; `None` when the
+/// line is shaped any other way (the full parse then decides).
+fn inner_event_type(line: &[u8]) -> Option<&str> {
+    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = line[start..].strip_prefix(b"{\"type\":\"stream_event\"")?;
+    let rest = skip_ws(rest).strip_prefix(b",")?;
+    let rest = skip_ws(rest).strip_prefix(b"\"event\"")?;
+    let rest = skip_ws(rest).strip_prefix(b":")?;
+    let rest = skip_ws(rest);
+    sniff_type(rest)
 }
 
 fn skip_ws(s: &[u8]) -> &[u8] {
