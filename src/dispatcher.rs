@@ -318,11 +318,7 @@ impl Dispatcher {
         let mut i = 0;
         while i < self.queue.len() {
             if max != 0 && self.running >= max {
-                for &id in &self.queue {
-                    if self.states[id].status == Status::Pending && self.running >= max {
-                        // Waiting for a parallel slot is shown as waiting.
-                    }
-                }
+                self.wait_for_slot(max);
                 return;
             }
             if now < self.next_launch_at {
@@ -342,13 +338,7 @@ impl Dispatcher {
                     self.next_launch_at = now + self.plan.options.startup_delay;
                 }
                 Admission::Wait { budget } => {
-                    if self.states[id].status != Status::Waiting {
-                        let reason = format!("waiting for {budget}");
-                        self.events
-                            .instance_waiting(&self.plan.instances[id].name, &reason);
-                        self.states[id].status = Status::Waiting;
-                        self.states[id].reason = Some(reason);
-                    }
+                    self.set_waiting(id, format!("waiting for {budget}"));
                     i += 1;
                 }
                 block @ Admission::Block { .. } => {
@@ -363,6 +353,29 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Every queued instance is shown as waiting while `--max-parallel` slots are full.
+    fn wait_for_slot(&mut self, max: usize) {
+        for i in 0..self.queue.len() {
+            let id = self.queue[i];
+            self.set_waiting(
+                id,
+                format!("waiting for a free slot (--max-parallel {max})"),
+            );
+        }
+    }
+
+    /// Marks a queued instance as waiting; an event only when the reason changes.
+    fn set_waiting(&mut self, id: InstanceId, reason: String) {
+        let s = &mut self.states[id];
+        if s.status == Status::Waiting && s.reason.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        self.events
+            .instance_waiting(&self.plan.instances[id].name, &reason);
+        s.status = Status::Waiting;
+        s.reason = Some(reason);
     }
 
     fn launch(&mut self, id: InstanceId, now: Instant) {

@@ -1,27 +1,42 @@
-//! Bad command lines and bad config files, as a user would write them: each must fail
-//! with exactly one line that names the offending flag, key or path.
+//! Bad command lines and bad config files, as a user would write them, run through the
+//! real binary: each must exit 2 with exactly one line on stderr that names the offending
+//! flag, key or path, never panic, and never launch anything.
 
 use orchestrator::cli::parse_args;
 use orchestrator::config::build_plan;
 use std::ffi::OsString;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-/// Runs the library front end the way `main` will: parse, then build the plan.
+/// A fake claude that leaves a marker if it is ever started.
+fn marker_claude(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("claude-marker");
+    std::fs::write(&path, "#!/bin/sh\ntouch \"$(dirname \"$0\")/launched\"\n").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Runs the binary in `dir`; returns its stderr after checking exit code 2, no panic and
+/// nothing launched.
 fn error_for(dir: &Path, args: &[&str]) -> String {
-    let argv: Vec<OsString> = std::iter::once("orchestrator")
-        .chain(args.iter().copied())
-        .map(OsString::from)
-        .collect();
-    match parse_args(argv) {
-        Err(e) => e.to_string(),
-        Ok(cli) => match build_plan(&cli, dir) {
-            Err(e) => e.to_string(),
-            Ok(plan) => panic!(
-                "{args:?} should fail, got a plan with {} instances",
-                plan.instances.len()
-            ),
-        },
-    }
+    let out = Command::new(assert_cmd::cargo::cargo_bin("orchestrator"))
+        .current_dir(dir)
+        .env("ORCHESTRATOR_CLAUDE_PATH", marker_claude(dir))
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run orchestrator");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(
+        !dir.join("launched").exists(),
+        "{args:?} launched claude despite the error"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+    stderr
 }
 
 struct Case {

@@ -638,3 +638,36 @@ fn interrupt_leaves_no_process_behind() {
     let file: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     assert_eq!(file["exit_code"], 130);
 }
+
+#[test]
+fn max_parallel_runs_one_at_a_time_and_shows_the_rest_waiting() {
+    let dir = tempdir();
+    let claude = good_claude(dir.path());
+    let out = run(orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "-j", "1", "/first", "/second", "/third"]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let ev = events(&out);
+    let waiting = ev
+        .iter()
+        .find(|e| e["event"] == "instance_waiting" && e["name"] == "second")
+        .expect("second waited for a slot");
+    assert!(waiting["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--max-parallel 1"));
+    // Never two running at once: every start follows the previous finish.
+    let mut running = 0;
+    for e in &ev {
+        match e["event"].as_str() {
+            Some("instance_started") => {
+                running += 1;
+                assert!(running <= 1, "two instances running at once");
+            }
+            Some("instance_finished") => running -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(finished(&out)["totals"]["total_tokens"], 3600);
+}
