@@ -472,15 +472,6 @@ mod tests {
         Tracker::new(Arc::new(Pricing::builtin()))
     }
 
-    fn usage(i: u64, o: u64, cw: u64, cr: u64) -> Usage {
-        Usage {
-            input_tokens: i,
-            output_tokens: o,
-            cache_creation_input_tokens: cw,
-            cache_read_input_tokens: cr,
-        }
-    }
-
     fn u(i: u64, o: u64, cw: u64, cr: u64) -> Value {
         json!({"input_tokens": i, "output_tokens": o,
                "cache_creation_input_tokens": cw, "cache_read_input_tokens": cr})
@@ -554,7 +545,7 @@ mod tests {
                 assistant("m1", "claude-opus-4-8", u(90, 2, 0, 0), None),
             ],
         );
-        assert_eq!(t.usage(), usage(100, 5, 0, 50));
+        assert_eq!(t.usage(), Usage::new(100, 5, 0, 50));
         assert_eq!(
             obs.iter().map(|o| o.tokens_delta).collect::<Vec<_>>(),
             vec![101, 54, 0]
@@ -576,7 +567,7 @@ mod tests {
                 delta(250, None),
             ],
         );
-        assert_eq!(t.usage(), usage(1000, 250, 0, 0));
+        assert_eq!(t.usage(), Usage::new(1000, 250, 0, 0));
     }
 
     #[test]
@@ -599,7 +590,7 @@ mod tests {
             ],
         );
         // main1 1000/320, sub1 200/40, sub2 50/7, sub3 10/20.
-        assert_eq!(t.usage(), usage(1260, 387, 0, 0));
+        assert_eq!(t.usage(), Usage::new(1260, 387, 0, 0));
     }
 
     #[test]
@@ -632,7 +623,7 @@ mod tests {
             ],
         );
         assert!(obs[1].result && obs[3].result && !obs[2].result);
-        assert_eq!(t.usage(), usage(2600, 320, 0, 0));
+        assert_eq!(t.usage(), Usage::new(2600, 320, 0, 0));
         assert_eq!(t.cost(), Usd::from_dollars(0.03));
         assert_eq!(obs[4].tokens_delta, 0);
         assert_eq!(obs[4].cost_delta, Usd::ZERO);
@@ -658,7 +649,7 @@ mod tests {
                 .to_string(),
             ],
         );
-        assert_eq!(t.usage(), usage(10_000, 500, 0, 0));
+        assert_eq!(t.usage(), Usage::new(10_000, 500, 0, 0));
         // Live estimate 10k × $5/M + 500 × $25/M = $0.0625, replaced by $0.001.
         assert_eq!(obs[0].cost_delta, Usd::from_dollars(0.0625));
         assert_eq!(obs[1].cost_delta, Usd(1_000_000 - 62_500_000));
@@ -681,7 +672,7 @@ mod tests {
                 assistant("m2", "claude-opus-4-8", u(2000, 1, 0, 0), None),
             ],
         );
-        assert_eq!(t.usage(), usage(3000, 100, 0, 0));
+        assert_eq!(t.usage(), Usage::new(3000, 100, 0, 0));
         // $0.0075 + 2000 × $5/M + 1 × $25/M.
         assert_eq!(t.cost(), Usd::from_dollars(0.0075 + 0.010_025));
     }
@@ -696,7 +687,7 @@ mod tests {
                 r#"{"modelUsage":{"claude-opus-4-8":{"outputTokens":30,"inputTokens":10}},"total_cost_usd":0.5,"subtype":"success","type":"result"}"#.to_string(),
             ],
         );
-        assert_eq!(t.usage(), usage(10, 30, 0, 0));
+        assert_eq!(t.usage(), Usage::new(10, 30, 0, 0));
         assert_eq!(t.cost(), Usd::from_dollars(0.5));
         assert_eq!(t.malformed_lines(), 0);
     }
@@ -792,7 +783,7 @@ mod tests {
         feed(&mut t, &[assistant("m1", "claude-opus-4-8", usage, None)]);
         // 400 × $6.25/M + 600 × $10/M.
         assert_eq!(t.cost(), Usd(8_500_000));
-        assert_eq!(t.usage(), self::usage(0, 0, 1000, 0));
+        assert_eq!(t.usage(), Usage::new(0, 0, 1000, 0));
     }
 
     #[test]
@@ -844,7 +835,7 @@ mod tests {
             lines.push(delta(5, None));
         }
         feed(&mut t, &lines);
-        assert_eq!(t.usage(), usage(10 * n, 5 * n, 0, 0));
+        assert_eq!(t.usage(), Usage::new(10 * n, 5 * n, 0, 0));
         assert!(t.msgs.len() <= MESSAGE_WINDOW && t.msg_order.len() <= MESSAGE_WINDOW);
     }
 

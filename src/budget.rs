@@ -8,6 +8,7 @@
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
 use crate::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode};
+use crate::report::fmt_count;
 use crate::usage::Usd;
 use serde::Serialize;
 use std::fmt;
@@ -115,7 +116,7 @@ impl Amount {
     pub fn ratio(used: Amount, limit: Amount) -> String {
         match (used, limit) {
             (Amount::Tokens(u), Amount::Tokens(l)) => {
-                let (us, ls) = (format_count(u), format_count(l));
+                let (us, ls) = (fmt_count(u), fmt_count(l));
                 if us == ls && u != l {
                     format!("{u}/{l} tokens")
                 } else {
@@ -140,7 +141,7 @@ impl Amount {
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Amount::Tokens(t) => write!(f, "{} tokens", format_count(*t)),
+            Amount::Tokens(t) => write!(f, "{} tokens", fmt_count(*t)),
             Amount::Usd(u) => write!(f, "{u}"),
         }
     }
@@ -161,25 +162,6 @@ fn exact_usd(u: Usd) -> String {
     let n = u.0.unsigned_abs();
     let per = Usd::NANOS_PER_DOLLAR.unsigned_abs();
     format!("{sign}${}.{:09}", n / per, n % per)
-}
-
-/// Compact count: `950`, `1.2K`, `3.4M`, `5.6B`, `7.8T` (rounded to one decimal, and
-/// moving to the next suffix rather than printing `1000.0K`).
-pub fn format_count(n: u64) -> String {
-    if n < 1000 {
-        return n.to_string();
-    }
-    let n = u128::from(n);
-    let suffixes = [("K", 1_000u128), ("M", 1_000_000), ("B", 1_000_000_000)];
-    for (suffix, scale) in suffixes {
-        let tenths = (n * 10 + scale / 2) / scale;
-        if tenths < 10_000 {
-            return format!("{}.{}{suffix}", tenths / 10, tenths % 10);
-        }
-    }
-    let scale = 1_000_000_000_000u128;
-    let tenths = (n * 10 + scale / 2) / scale;
-    format!("{}.{}T", tenths / 10, tenths % 10)
 }
 
 /// Which threshold a warning is about.
@@ -1559,14 +1541,7 @@ mod tests {
 
     #[test]
     fn counts_and_ratios_read_well() {
-        assert_eq!(format_count(0), "0");
-        assert_eq!(format_count(999), "999");
-        assert_eq!(format_count(1000), "1.0K");
-        assert_eq!(format_count(1249), "1.2K");
-        assert_eq!(format_count(999_949), "999.9K");
-        assert_eq!(format_count(999_950), "1.0M");
-        assert_eq!(format_count(3_400_000), "3.4M");
-        assert_eq!(format_count(u64::MAX), "18446744.1T");
+        assert_eq!(Amount::Tokens(1249).to_string(), "1.2K tokens");
         assert_eq!(
             Amount::ratio(Amount::Tokens(1001), Amount::Tokens(1000)),
             "1001/1000 tokens"

@@ -273,15 +273,6 @@ pub fn normalize(model: &str) -> String {
 mod tests {
     use super::*;
 
-    fn usage(i: u64, o: u64, cw: u64, cr: u64) -> Usage {
-        Usage {
-            input_tokens: i,
-            output_tokens: o,
-            cache_creation_input_tokens: cw,
-            cache_read_input_tokens: cr,
-        }
-    }
-
     #[test]
     fn builtin_table_parses() {
         assert!(Pricing::parse(BUILTIN, "built-in").is_ok());
@@ -298,7 +289,7 @@ mod tests {
         );
         // single-turn-cache fixture: 1200 in, 57 out, 300 cache write, 4000 read = $0.0113.
         assert_eq!(
-            p.cost("claude-opus-4-8[1m]", &usage(1200, 57, 300, 4000), 0),
+            p.cost("claude-opus-4-8[1m]", &Usage::new(1200, 57, 300, 4000), 0),
             Usd::from_dollars(0.0113)
         );
     }
@@ -376,7 +367,7 @@ mod tests {
         assert!(!known);
         assert_eq!(m.output, 75_000_000);
         assert_eq!(
-            p.cost("gpt-9-ultra", &usage(1_000_000, 0, 0, 0), 0),
+            p.cost("gpt-9-ultra", &Usage::new(1_000_000, 0, 0, 0), 0),
             Usd::from_dollars(15.0)
         );
         assert!(p.price_or_worst("claude-opus-4-8").1);
@@ -387,7 +378,7 @@ mod tests {
         let p = Pricing::builtin();
         // 1M cache-write tokens on Opus 4.8, 400k of them to the 1h cache:
         // 600k × $6.25/M + 400k × $10/M = $3.75 + $4.00.
-        let u = usage(0, 0, 1_000_000, 0);
+        let u = Usage::new(0, 0, 1_000_000, 0);
         assert_eq!(
             p.cost("claude-opus-4-8", &u, 400_000),
             Usd::from_dollars(7.75)
@@ -405,19 +396,22 @@ mod tests {
         let p = Pricing::builtin();
         // Haiku 3.5 cache read, $0.08/M: 80 n$ per token.
         assert_eq!(
-            p.cost("claude-3-5-haiku", &usage(0, 0, 0, 1_000_000), 0),
+            p.cost("claude-3-5-haiku", &Usage::new(0, 0, 0, 1_000_000), 0),
             Usd::from_dollars(0.08)
         );
         assert_eq!(
-            p.cost("claude-3-5-haiku", &usage(0, 0, 0, 13), 0),
+            p.cost("claude-3-5-haiku", &Usage::new(0, 0, 0, 13), 0),
             Usd(1040)
         );
         // A price that is not a whole number of nanodollars per token ($0.0625/M =
         // 62.5 n$) is kept exactly and rounded once, on the total.
         let f = write(r#"{"models": {"m": {"input": 0.0625, "output": 1}}}"#);
         let p = Pricing::from_file(f.path()).expect("valid");
-        assert_eq!(p.cost("m", &usage(3, 0, 0, 0), 0), Usd(188));
-        assert_eq!(p.cost("m", &usage(1_000_000, 0, 0, 0), 0), Usd(62_500_000));
+        assert_eq!(p.cost("m", &Usage::new(3, 0, 0, 0), 0), Usd(188));
+        assert_eq!(
+            p.cost("m", &Usage::new(1_000_000, 0, 0, 0), 0),
+            Usd(62_500_000)
+        );
     }
 
     #[test]

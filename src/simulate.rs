@@ -12,16 +12,15 @@
 //! - `#big`: the first tool result is a line of several megabytes;
 //! - `#noresult`: all turns, then exit code 1 without a `result` line.
 //!
-//! Prices (USD per million tokens; input / output / 5-minute cache write / cache read):
-//! Opus 4.5 and later 5 / 25 / 6.25 / 0.50; Opus 4 and 4.1 15 / 75 / 18.75 / 1.50;
-//! every Sonnet 3 / 15 / 3.75 / 0.30; Haiku 4.5 1 / 5 / 1.25 / 0.10; Haiku 3.5
-//! 0.80 / 4 / 1 / 0.08; anything else is priced as Sonnet. The aliases `sonnet`, `opus`
+//! Costs come from the built-in price table (`pricing`); an unknown model is priced as
+//! the most expensive known one, as the orchestrator does. The aliases `sonnet`, `opus`
 //! and `haiku` mean `claude-sonnet-4-5`, `claude-opus-4-5` and `claude-haiku-4-5`.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::time::Duration;
 
+use crate::pricing::Pricing;
 use crate::usage::{Usage, Usd};
 
 /// Model used when no `--model` is given.
@@ -207,80 +206,10 @@ fn resolve_model(model: Option<&str>) -> String {
     }
 }
 
-/// Nanodollars per token: input, output, cache write (5 min), cache read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Prices {
-    input: u64,
-    output: u64,
-    cache_write: u64,
-    cache_read: u64,
-}
-
-const SONNET: Prices = Prices {
-    input: 3_000,
-    output: 15_000,
-    cache_write: 3_750,
-    cache_read: 300,
-};
-
-fn prices(model: &str) -> Prices {
-    let name = model.trim_end_matches("[1m]");
-    // Drop a date suffix such as -20250929.
-    let name = match name.rsplit_once('-') {
-        Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_digit()) => head,
-        _ => name,
-    };
-    if let Some(minor) = name.strip_prefix("claude-opus-4-") {
-        let minor: u32 = minor
-            .split('-')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        if minor >= 5 {
-            return Prices {
-                input: 5_000,
-                output: 25_000,
-                cache_write: 6_250,
-                cache_read: 500,
-            };
-        }
-    }
-    if name.contains("opus") {
-        return Prices {
-            input: 15_000,
-            output: 75_000,
-            cache_write: 18_750,
-            cache_read: 1_500,
-        };
-    }
-    if name.starts_with("claude-haiku-4") {
-        return Prices {
-            input: 1_000,
-            output: 5_000,
-            cache_write: 1_250,
-            cache_read: 100,
-        };
-    }
-    if name.contains("3-5-haiku") {
-        return Prices {
-            input: 800,
-            output: 4_000,
-            cache_write: 1_000,
-            cache_read: 80,
-        };
-    }
-    SONNET
-}
-
+/// Priced with the same built-in table the orchestrator uses, so a simulated run's live
+/// estimate and its final `total_cost_usd` agree the way a real Claude Code run's do.
 fn cost(u: &Usage, model: &str) -> Usd {
-    let p = prices(model);
-    let nanos = u
-        .input_tokens
-        .saturating_mul(p.input)
-        .saturating_add(u.output_tokens.saturating_mul(p.output))
-        .saturating_add(u.cache_creation_input_tokens.saturating_mul(p.cache_write))
-        .saturating_add(u.cache_read_input_tokens.saturating_mul(p.cache_read));
-    Usd(i64::try_from(nanos).unwrap_or(i64::MAX))
+    Pricing::builtin().cost(model, u, 0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1542,9 +1471,6 @@ mod tests {
             cost(&sonnet, DEFAULT_MODEL),
             Usd::from_dollars(3.0 + 15.0 + 3.75 + 0.30)
         );
-        assert_eq!(prices("claude-opus-4-1-20250805").output, 75_000);
-        assert_eq!(prices("claude-sonnet-4-5-20250929"), SONNET);
-        assert_eq!(prices("some-future-model"), SONNET);
     }
 
     #[test]

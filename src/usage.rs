@@ -17,6 +17,15 @@ pub struct Usage {
 }
 
 impl Usage {
+    pub const fn new(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
+        Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_creation_input_tokens: cache_write,
+            cache_read_input_tokens: cache_read,
+        }
+    }
+
     /// Tokens as budgets count them: input + output + cache creation + cache read.
     pub fn total(&self) -> u64 {
         self.input_tokens

@@ -46,15 +46,6 @@ fn run(name: &str) -> Run {
     }
 }
 
-fn usage(i: u64, o: u64, cw: u64, cr: u64) -> Usage {
-    Usage {
-        input_tokens: i,
-        output_tokens: o,
-        cache_creation_input_tokens: cw,
-        cache_read_input_tokens: cr,
-    }
-}
-
 /// Live cost of Opus 4.8 at $5 / $25 / $6.25 / $0.50 per Mtok, in nanodollars.
 fn opus_4_8(u: Usage) -> Usd {
     let nanos = u.input_tokens * 5_000
@@ -67,11 +58,11 @@ fn opus_4_8(u: Usage) -> Usd {
 #[test]
 fn single_turn_cache() {
     let r = run("single-turn-cache.jsonl");
-    assert_eq!(r.before_result, usage(1200, 1, 300, 4000));
+    assert_eq!(r.before_result, Usage::new(1200, 1, 300, 4000));
     assert_eq!(r.before_result.total(), 5501);
     assert_eq!(r.cost_before_result, opus_4_8(r.before_result));
     let t = &r.tracker;
-    assert_eq!(t.usage(), usage(1200, 57, 300, 4000));
+    assert_eq!(t.usage(), Usage::new(1200, 57, 300, 4000));
     assert_eq!(t.total_tokens(), 5557);
     assert_eq!(t.cost(), Usd::from_dollars(0.0113));
     assert_eq!(t.model(), Some("claude-opus-4-8[1m]"));
@@ -86,11 +77,11 @@ fn single_turn_cache() {
 #[test]
 fn multi_turn_tools() {
     let r = run("multi-turn-tools.jsonl");
-    assert_eq!(r.before_result, usage(6000, 3, 0, 0));
+    assert_eq!(r.before_result, Usage::new(6000, 3, 0, 0));
     assert_eq!(r.before_result.total(), 6003);
     assert_eq!(r.cost_before_result, opus_4_8(r.before_result));
     let t = &r.tracker;
-    assert_eq!(t.usage(), usage(6000, 900, 0, 0));
+    assert_eq!(t.usage(), Usage::new(6000, 900, 0, 0));
     assert_eq!(t.total_tokens(), 6900);
     assert_eq!(t.cost(), Usd::from_dollars(0.0525));
     assert_eq!(t.tool_uses(), 2);
@@ -100,11 +91,11 @@ fn multi_turn_tools() {
 #[test]
 fn multi_turn_partial() {
     let r = run("multi-turn-partial.jsonl");
-    assert_eq!(r.before_result, usage(7500, 1260, 0, 4500));
+    assert_eq!(r.before_result, Usage::new(7500, 1260, 0, 4500));
     assert_eq!(r.before_result.total(), 13260);
     assert_eq!(r.cost_before_result, opus_4_8(r.before_result));
     let t = &r.tracker;
-    assert_eq!(t.usage(), usage(7500, 1260, 0, 4500));
+    assert_eq!(t.usage(), Usage::new(7500, 1260, 0, 4500));
     assert_eq!(t.total_tokens(), 13260);
     assert_eq!(t.cost(), Usd::from_dollars(0.07125));
     assert_eq!(t.result().map(|r| r.num_turns), Some(Some(3)));
@@ -115,7 +106,7 @@ fn killed_midway_has_only_live_numbers() {
     let r = run("killed-midway.jsonl");
     let t = &r.tracker;
     assert!(t.result().is_none());
-    assert_eq!(t.usage(), usage(6000, 601, 0, 0));
+    assert_eq!(t.usage(), Usage::new(6000, 601, 0, 0));
     assert_eq!(t.total_tokens(), 6601);
     // 6000 × $5/M + 601 × $25/M.
     assert_eq!(t.cost(), Usd(45_025_000));

@@ -2,15 +2,6 @@
 
 use super::*;
 
-fn usage(i: u64, o: u64, cw: u64, cr: u64) -> Usage {
-    Usage {
-        input_tokens: i,
-        output_tokens: o,
-        cache_creation_input_tokens: cw,
-        cache_read_input_tokens: cr,
-    }
-}
-
 fn inst(name: &'static str, status: Status) -> InstanceLine<'static> {
     InstanceLine {
         name,
@@ -31,7 +22,7 @@ fn sample() -> Snapshot<'static> {
     Snapshot {
         elapsed: Duration::from_millis(65_400),
         mode: Mode::Block,
-        totals: usage(3_200, 1_450, 1_200, 900),
+        totals: Usage::new(3_200, 1_450, 1_200, 900),
         total_cost: Usd::from_dollars(0.0713),
         budgets: vec![
             BudgetLine {
@@ -60,7 +51,7 @@ fn sample() -> Snapshot<'static> {
             InstanceLine {
                 model: Some("claude-sonnet-4-5"),
                 duration: Some(Duration::from_millis(42_300)),
-                usage: usage(2_000, 1_234, 1_200, 900),
+                usage: Usage::new(2_000, 1_234, 1_200, 900),
                 cost: Usd::from_dollars(0.0512),
                 tools: 7,
                 budget_percent: Some(124.68),
@@ -71,7 +62,7 @@ fn sample() -> Snapshot<'static> {
             InstanceLine {
                 model: Some("claude-haiku-4-5"),
                 duration: Some(Duration::from_millis(65_000)),
-                usage: usage(1_200, 216, 0, 0),
+                usage: Usage::new(1_200, 216, 0, 0),
                 cost: Usd::from_dollars(0.0201),
                 tools: 2,
                 budget_percent: Some(40.0),
