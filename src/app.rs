@@ -18,18 +18,15 @@ use std::sync::Arc;
 /// Exit code for usage and config errors: nothing was launched.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Hidden first argument that turns this binary into the simulated Claude (SPEC 9).
-pub const SIMULATED_CLAUDE: &str = "__simulated-claude";
-
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
-    if args.get(1).is_some_and(|a| a == SIMULATED_CLAUDE) {
-        let pace = std::env::var("ORCHESTRATOR_SIMULATE_PACE")
-            .ok()
-            .and_then(|p| p.parse::<f64>().ok())
-            .filter(|p| p.is_finite() && *p >= 0.0)
-            .unwrap_or(1.0);
+    // Before anything else (no runtime, no signal handlers): the simulated Claude must
+    // die on SIGTERM like the real one.
+    if args
+        .get(1)
+        .is_some_and(|a| a == simulate::HIDDEN_SUBCOMMAND)
+    {
         let mut out = std::io::stdout().lock();
-        return simulate::run(&args[2..], &mut out, pace);
+        return simulate::run(&args[2..], &mut out, simulate::pace_from_env());
     }
     let cli = match cli::parse_args(args) {
         Ok(cli) => cli,
@@ -186,7 +183,7 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
 fn run(plan: Plan, pricing: Pricing) -> i32 {
     let program = if plan.options.simulate {
         match std::env::current_exe() {
-            Ok(exe) => (exe, vec![OsString::from(SIMULATED_CLAUDE)]),
+            Ok(exe) => (exe, vec![OsString::from(simulate::HIDDEN_SUBCOMMAND)]),
             Err(e) => return usage_error(&format!("--simulate: cannot find this program: {e}")),
         }
     } else {

@@ -348,6 +348,10 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         .iter()
         .map(|inst| {
             let mut v = vec![program.clone()];
+            if plan.options.simulate {
+                // The simulated Claude is this binary re-executed in its hidden mode.
+                v.push(crate::simulate::HIDDEN_SUBCOMMAND.to_string());
+            }
             v.extend(claude_args(inst));
             v
         })
