@@ -240,6 +240,9 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
     let events = EventSink::new(plan.options.json);
     let dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
     let (outcome, report) = runtime.block_on(dispatcher.run());
+    // Every instance is reaped now; what is left among our children are tool processes
+    // that outlived their Claude (re-parented to us as the subreaper).
+    process::sweep_orphans();
     if let (Some(path), Some(report)) = (report_path, report) {
         if let Err(e) = events::write_report(&path, &report) {
             eprintln!(

@@ -26,6 +26,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+/// How long output is still read after an instance's process exited: what it wrote is
+/// in the pipe already, so only a leftover process holding the pipe can make it longer.
+const POST_EXIT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Bytes of each instance's stderr kept for the summary.
 const STDERR_TAIL: usize = 8 * 1024;
 
@@ -838,6 +842,13 @@ fn budget_line(b: &BudgetStatus) -> BudgetLine {
     }
 }
 
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
     match s {
         Some(s) => {
@@ -867,6 +878,7 @@ async fn supervise(
     let stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
     let mut reader = LineReader::new(stdout);
     let mut exit = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
     let mut read_error = None;
     loop {
         tokio::select! {
@@ -904,7 +916,17 @@ async fn supervise(
                     break;
                 }
             },
-            e = child.wait(), if exit.is_none() => exit = Some(e),
+            e = child.wait(), if exit.is_none() => {
+                exit = Some(e);
+                drain_until = Some(tokio::time::Instant::now() + POST_EXIT_DRAIN);
+            }
+            _ = sleep_until_opt(drain_until) => {
+                // A process outside the instance's group (a tool in a session of its
+                // own) still holds its stdout open; stop reading rather than hang. The
+                // end-of-run orphan sweep kills it.
+                tracing::warn!(instance = id, "a process left behind still holds the output open; stopped reading");
+                break;
+            }
         }
     }
     if let Some(f) = out_log.as_mut() {
@@ -914,9 +936,17 @@ async fn supervise(
         Some(e) => e,
         None => child.wait().await,
     };
-    let stderr_tail = match stderr_task.await {
-        Ok(tail) => tail.text(),
-        Err(_) => String::new(),
+    // Same bound for stderr: a leftover process may hold it open too.
+    let stderr_deadline =
+        drain_until.unwrap_or_else(|| tokio::time::Instant::now() + POST_EXIT_DRAIN);
+    let abort = stderr_task.abort_handle();
+    let stderr_tail = match tokio::time::timeout_at(stderr_deadline, stderr_task).await {
+        Ok(Ok(tail)) => tail.text(),
+        Ok(Err(_)) => String::new(),
+        Err(_) => {
+            abort.abort();
+            "(stderr is still held open by a process the instance left behind)".to_string()
+        }
     };
     let _ = tx
         .send(Msg::Exited {

@@ -114,6 +114,96 @@ pub fn group_alive(pgid: u32) -> bool {
     io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Signals the process groups of `root`'s descendants that left its group.
+///
+/// Claude Code runs each Bash tool in a session of its own, so a signal to Claude's group
+/// does not reach it (and Claude does not pass SIGTERM on). While `root` is alive (the
+/// caller holds its unreaped pid), its descendants are still found through their parent
+/// links, so each foreign group is signalled directly. Linux only (`/proc`); elsewhere a
+/// no-op.
+fn signal_detached_descendants(root: u32, sig: i32) {
+    let table = process_table();
+    let own = own_pgid();
+    let mut frontier = vec![root];
+    let mut groups = Vec::new();
+    while let Some(parent) = frontier.pop() {
+        for p in table.iter().filter(|p| p.ppid == parent) {
+            frontier.push(p.pid);
+            if p.pgid != root && p.pgid != own && !groups.contains(&p.pgid) {
+                groups.push(p.pgid);
+            }
+        }
+    }
+    for pgid in groups {
+        let _ = kill_group(pgid, sig);
+    }
+}
+
+/// SIGKILLs and reaps every remaining child of this process: as a child subreaper we
+/// inherit the tool processes an instance left behind when it exited. Call only when no
+/// instance is running any more (every instance leader is reaped), so that nothing here
+/// is a process someone else waits for. Returns how many were found.
+pub fn sweep_orphans() -> usize {
+    let me = std::process::id();
+    let own = own_pgid();
+    let orphans: Vec<ProcEntry> = process_table()
+        .into_iter()
+        .filter(|p| p.ppid == me)
+        .collect();
+    for p in &orphans {
+        if p.pgid != own {
+            let _ = kill_group(p.pgid, SIGKILL);
+        }
+        if let Ok(pid) = libc::pid_t::try_from(p.pid) {
+            // SAFETY: plain syscalls on a child of ours.
+            unsafe {
+                libc::kill(pid, SIGKILL);
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+            }
+        }
+    }
+    if !orphans.is_empty() {
+        tracing::debug!(
+            count = orphans.len(),
+            "killed processes left behind by instances"
+        );
+    }
+    orphans.len()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProcEntry {
+    pid: u32,
+    ppid: u32,
+    pgid: u32,
+}
+
+fn own_pgid() -> u32 {
+    // SAFETY: getpgrp cannot fail.
+    u32::try_from(unsafe { libc::getpgrp() }).unwrap_or(0)
+}
+
+/// Every process's pid, parent and group, from `/proc/PID/stat`.
+fn process_table() -> Vec<ProcEntry> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let pid: u32 = name.to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may contain spaces and parentheses: parse after the
+        // last ')'. Then: state, ppid, pgrp.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_ascii_whitespace().skip(1);
+        let ppid = fields.next()?.parse().ok()?;
+        let pgid = fields.next()?.parse().ok()?;
+        Some(ProcEntry { pid, ppid, pgid })
+    })
+    .collect()
+}
+
 /// Pid 0 and 1 as a group would address our own group or every process; refuse them so a
 /// bug upstream can never turn into `kill(-1, SIGKILL)`.
 fn checked_pgid(pgid: u32) -> io::Result<libc::pid_t> {
@@ -182,6 +272,7 @@ impl GroupHandle {
         if st.terminate_sent_at.is_none() {
             st.terminate_sent_at = Some(Instant::now());
         }
+        signal_detached_descendants(self.pgid, SIGTERM);
         kill_group(self.pgid, SIGTERM).is_ok()
     }
 
@@ -192,6 +283,7 @@ impl GroupHandle {
             return false;
         }
         st.kill_sent = true;
+        signal_detached_descendants(self.pgid, SIGKILL);
         kill_group(self.pgid, SIGKILL).is_ok()
     }
 

@@ -671,3 +671,58 @@ fn max_parallel_runs_one_at_a_time_and_shows_the_rest_waiting() {
     }
     assert_eq!(finished(&out)["totals"]["total_tokens"], 3600);
 }
+
+/// Claude Code runs Bash tools in sessions of their own, outside its process group; a
+/// budget stop or the end of the run must still leave none of them behind.
+#[test]
+fn tool_processes_in_their_own_session_do_not_survive() {
+    let dir = tempdir();
+    let mut steps = vec![Step::Line(init())];
+    // A "tool" in a new session, like Claude Code's Bash tool, recording its pid.
+    steps.push(Step::Raw(
+        "setsid sleep 1000 & echo $! > \"$(dirname \"$0\")/tool-$(basename \"$0\").pid\"",
+    ));
+    for i in 0..10 {
+        steps.extend(lines(call(&format!("m{i}"), 1000, 200)));
+        steps.push(Step::Sleep(0.2));
+    }
+    let stopped = fake_claude(dir.path(), "claude-stopped", &steps);
+    // The same, but the claude exits normally and leaves its tool behind.
+    let leaky = fake_claude(
+        dir.path(),
+        "claude-leaky",
+        &[
+            Step::Line(init()),
+            Step::Raw(
+                "setsid sleep 1000 & echo $! > \"$(dirname \"$0\")/tool-$(basename \"$0\").pid\"",
+            ),
+            Step::Line(result(10, 10, 0.0001, false, "done")),
+        ],
+    );
+    let out = run(orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&stopped)
+        .args([
+            "--json",
+            "--budget-enforcement-mode",
+            "block",
+            "--kill-grace",
+            "1",
+        ])
+        .args(["--overall-token-budget", "2000", "/x"]));
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let out = run(orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&leaky)
+        .args(["--json", "/y"]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    for name in ["claude-stopped", "claude-leaky"] {
+        let pid: i32 = std::fs::read_to_string(dir.path().join(format!("tool-{name}.pid")))
+            .expect("tool pid")
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "{name}: tool process {pid} survived the run");
+    }
+}
