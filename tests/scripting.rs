@@ -903,3 +903,90 @@ fn work_items_script_runs_with_and_without_jq() {
         stdout(&out)
     );
 }
+
+// ---------------------------------------------------------------- docs
+
+/// Fenced blocks of one language in a markdown file.
+fn fenced(markdown: &str, lang: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => current = Some(String::new()),
+            Some(_) if line.trim_start() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Every `sh` block of docs/scripting.md runs as written and exits 0, with a `claude`
+/// on PATH that is the simulated Claude; its JSON report example follows the schema.
+#[test]
+fn docs_examples_run() {
+    let doc = std::fs::read_to_string(repo().join("docs/scripting.md")).expect("docs");
+    let dir = tempdir();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    std::fs::create_dir(&bin_dir).expect("mkdir");
+    std::os::unix::fs::symlink(bin(), bin_dir.join("orchestrator")).expect("symlink");
+    write_script(
+        &bin_dir,
+        "claude",
+        &format!(
+            "#!/bin/sh\nexec '{}' __simulated-claude \"$@\"\n",
+            bin().display()
+        ),
+    );
+    for f in ["ci-dry-run.json", "work-items.sh"] {
+        std::fs::copy(
+            repo().join("examples").join(f),
+            dir.path().join("examples").join(f),
+        )
+        .expect("copy example");
+    }
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let have_jq = Command::new("sh")
+        .args(["-c", "command -v jq"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let blocks = fenced(&doc, "sh");
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    for block in blocks {
+        if !have_jq && block.contains("jq ") {
+            eprintln!("jq is not installed: skipping a docs example that needs it");
+            continue;
+        }
+        let out = Command::new("sh")
+            .args(["-c", &block])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env("ORCHESTRATOR_SIMULATE_PACE", "0")
+            .env_remove("ORCHESTRATOR_CLAUDE_PATH")
+            .stdin(Stdio::null())
+            .output()
+            .expect("sh");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "docs example failed:\n{block}\nstdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    assert!(dir.path().join("report.json").exists());
+    let schemas = schemas();
+    let examples = fenced(&doc, "json");
+    assert_eq!(examples.len(), 1);
+    let example: Value = serde_json::from_str(&examples[0]).expect("json example");
+    schemas.check_report(&example);
+}
