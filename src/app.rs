@@ -28,6 +28,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         let mut out = std::io::stdout().lock();
         return simulate::run(&args[2..], &mut out, simulate::pace_from_env());
     }
+    if let Some(helper) = cli::parse_helper(&args) {
+        return match helper {
+            Ok(h) => run_helper(h),
+            Err(e) => clap_exit(e),
+        };
+    }
     let cli = match cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
@@ -55,6 +61,30 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         return dry_run(&plan, &pricing);
     }
     run(plan, pricing)
+}
+
+/// `orchestrator completions SHELL` / `orchestrator man`: the text on stdout.
+fn run_helper(helper: cli::Helper) -> i32 {
+    let text = match helper {
+        cli::Helper::Completions(shell) => cli::completions(shell),
+        cli::Helper::Man => match cli::man_page() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("orchestrator: error: cannot render the man page: {e}");
+                return 1;
+            }
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&text).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        // A reader that stopped early (`| head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("orchestrator: error: cannot write to stdout: {e}");
+            1
+        }
+    }
 }
 
 fn clap_exit(e: clap::Error) -> i32 {

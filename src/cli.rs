@@ -41,6 +41,11 @@ Examples:
   # A prompt that starts with '-' goes after '--'
   orchestrator --model sonnet -- \"-v flag: explain what it does\"
 
+Other commands (only as the very first argument):
+  orchestrator completions SHELL   print a completion script: bash, zsh, fish, ...
+  orchestrator man                 print the man page (roff)
+  A prompt that is just \"man\" or \"completions\" goes after '--': orchestrator -- man
+
 Exit codes: 0 all completed, 1 an instance failed or timed out, 2 usage or config error,
 3 a budget blocked or stopped an instance, 130/143 interrupted.";
 
@@ -204,6 +209,96 @@ pub struct Cli {
     /// Keep each instance's raw stdout (NAME.jsonl) and stderr (NAME.stderr) here.
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub log_dir: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------- helper commands
+//
+// `orchestrator completions SHELL` and `orchestrator man` are recognised only when they
+// are the very first argument, before the run's own parser sees anything. The run keeps
+// its flat `orchestrator [OPTIONS] [PROMPT]...` grammar unchanged (clap subcommands
+// would make every positional PROMPT compete with subcommand names, and change the
+// usage line and error messages of every run), while a prompt that happens to be one
+// of these words stays reachable after `--` or after any option.
+
+/// A non-run command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Helper {
+    Completions(clap_complete::Shell),
+    Man,
+}
+
+/// The helper command named by the first argument, if it names one; `Err` for a bad
+/// shell name or a stray argument (one line, as every usage error), or help output.
+pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
+    let first = args.get(1)?.to_str()?;
+    if first != "completions" && first != "man" {
+        return None;
+    }
+    let parsed = helper_parser().try_get_matches_from(args).map_err(one_line);
+    Some(parsed.and_then(|m| {
+        match m.subcommand() {
+            Some(("completions", sub)) => sub
+                .get_one::<clap_complete::Shell>("shell")
+                .copied()
+                .map(Helper::Completions)
+                .ok_or_else(|| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "completions: name a shell: bash, zsh, fish, elvish or powershell\n",
+                    )
+                }),
+            _ => Ok(Helper::Man),
+        }
+    }))
+}
+
+fn helper_subcommands() -> [clap::Command; 2] {
+    [
+        clap::Command::new("completions")
+            .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
+            .arg(
+                clap::Arg::new("shell")
+                    .value_name("SHELL")
+                    .required(true)
+                    .value_parser(clap::value_parser!(clap_complete::Shell)),
+            ),
+        clap::Command::new("man").about("Print the man page (roff)"),
+    ]
+}
+
+fn helper_parser() -> clap::Command {
+    clap::Command::new("orchestrator")
+        .subcommand_required(true)
+        .disable_help_subcommand(true)
+        .subcommands(helper_subcommands())
+}
+
+/// The full command line as documentation sees it: the run's options and PROMPTs plus
+/// the helper commands, for completion scripts and the man page.
+pub fn documented_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .args_conflicts_with_subcommands(true)
+        .disable_help_subcommand(true)
+        .subcommands(helper_subcommands())
+}
+
+/// The completion script for `shell`. Generated into memory: clap_complete panics on a
+/// failed write, and stdout may be a closed pipe.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = documented_command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "orchestrator", &mut out);
+    out
+}
+
+/// The man page, in roff. The helper commands are described in its EXAMPLES text rather
+/// than as subcommands, which clap_mangen would point to as separate, nonexistent pages.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
 }
 
 /// A parsed tool list (a newtype so clap takes one flag value, not many).
@@ -1013,5 +1108,43 @@ mod tests {
         assert_eq!(r.to_rfc3339(), "2026-03-11T02:00:00+01:00");
         let r = parse_start_at("1.5h").unwrap().resolve(now_tz);
         assert_eq!(r.to_rfc3339(), "2026-03-10T16:30:00+01:00");
+    }
+
+    #[test]
+    fn helper_commands_only_as_the_first_argument() {
+        use clap_complete::Shell;
+        let helper = |a: &[&str]| parse_helper(&args(a)).map(|r| r.map_err(|e| e.to_string()));
+        assert_eq!(helper(&["man"]), Some(Ok(Helper::Man)));
+        assert_eq!(
+            helper(&["completions", "zsh"]),
+            Some(Ok(Helper::Completions(Shell::Zsh)))
+        );
+        // A prompt that is the word "man" stays a prompt anywhere else.
+        assert_eq!(helper(&["--", "man"]), None);
+        assert_eq!(helper(&["--simulate", "man"]), None);
+        assert_eq!(helper(&["man page, please"]), None);
+        assert_eq!(parse_args(args(&["--", "man"])).unwrap().prompts, ["man"]);
+        match helper(&["completions", "tcsh"]) {
+            Some(Err(e)) => assert_one_line_naming(&e, &["tcsh", "bash"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(helper(&["completions"]), Some(Err(_))));
+        assert!(matches!(helper(&["man", "extra"]), Some(Err(_))));
+    }
+
+    #[test]
+    fn completions_and_man_page_describe_the_flags() {
+        use clap_complete::Shell;
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let text = String::from_utf8(completions(shell)).unwrap();
+            assert!(text.contains("overall-token-budget"), "{shell}");
+            assert!(
+                text.contains("completions"),
+                "{shell}: helper commands missing"
+            );
+        }
+        let man = String::from_utf8(man_page().unwrap()).unwrap();
+        assert!(man.contains(".TH orchestrator 1"));
+        assert!(man.contains("overall\\-token\\-budget"));
     }
 }

@@ -354,6 +354,9 @@ impl Dispatcher {
                     let s = &mut self.states[id];
                     s.status = Status::Blocked;
                     s.reason = Some(reason);
+                    // Every instance ends with exactly one instance_finished event.
+                    self.events
+                        .instance_finished(&self.plan.instances[id], &self.states[id]);
                 }
             }
         }
@@ -528,7 +531,7 @@ impl Dispatcher {
             } => {
                 let now = Instant::now();
                 let decisions = self.ledger.record(id, tokens_delta, cost_delta);
-                self.apply(decisions, now);
+                self.apply(id, decisions, now);
                 let s = &mut self.states[id];
                 s.usage = usage;
                 s.cost = cost;
@@ -595,12 +598,13 @@ impl Dispatcher {
         }
     }
 
-    fn apply(&mut self, decisions: Vec<Decision>, now: Instant) {
+    /// `id` is the instance whose usage led to `decisions`.
+    fn apply(&mut self, id: InstanceId, decisions: Vec<Decision>, now: Instant) {
         for d in decisions {
             match &d {
                 Decision::Warn(w) => {
                     self.console.warn(&w.to_string());
-                    self.events.budget_warning("", w);
+                    self.events.budget_warning(&self.plan.instances[id].name, w);
                 }
                 Decision::Terminate {
                     instances, budget, ..
