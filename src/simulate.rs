@@ -1661,9 +1661,15 @@ mod tests {
             assert_eq!(code, 0);
             let want = mb * 1048576.0;
             let got = out.len() as f64;
-            assert!(got > want * 0.95 && got < want * 1.2, "{prompt}: {got} bytes");
+            assert!(
+                got > want * 0.95 && got < want * 1.2,
+                "{prompt}: {got} bytes"
+            );
             let longest = out.split(|&b| b == b'\n').map(<[u8]>::len).max();
-            assert!(longest.is_some_and(|n| n > 60_000 && n < 200_000), "{longest:?}");
+            assert!(
+                longest.is_some_and(|n| n > 60_000 && n < 200_000),
+                "{longest:?}"
+            );
             let events = lines(&out);
             let result = &events[events.len() - 1];
             assert_eq!(result_totals(result), expected_totals(prompt, None));
