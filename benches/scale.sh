@@ -9,6 +9,7 @@
 # Usage: benches/scale.sh [N=500] [MB=2] [SECS=20]
 # Targets: CPU under 25% of one core on average, peak RSS under 64 MB, every total exact.
 # Keeps its files in $SCALE_DIR (default: a fresh temporary directory) for inspection.
+# ORCHESTRATOR_BIN=path runs another build of the orchestrator (to compare versions).
 set -euo pipefail
 
 n=${1:-500}
@@ -18,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 cargo build --release --quiet --bin orchestrator --example check_report
-bin=$root/target/release/orchestrator
+bin=${ORCHESTRATOR_BIN:-$root/target/release/orchestrator}
 check=$root/target/release/examples/check_report
 
 dir=${SCALE_DIR:-$(mktemp -d /tmp/orchestrator-scale.XXXXXX)}
