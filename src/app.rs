@@ -281,5 +281,30 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
             );
         }
     }
+    if std::env::var_os(RUSAGE_ENV).is_some() {
+        print_own_rusage();
+    }
     outcome.exit_code
+}
+
+/// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS
+/// to stderr (benches/scale.sh). Its own only: the children's, which a shell's `time`
+/// would add in, are not the orchestrator's cost.
+pub const RUSAGE_ENV: &str = "ORCHESTRATOR_RUSAGE";
+
+fn print_own_rusage() {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    eprintln!(
+        "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={}",
+        secs(ru.ru_utime),
+        secs(ru.ru_stime),
+        ru.ru_maxrss,
+        ru.ru_nvcsw,
+        ru.ru_nivcsw
+    );
 }

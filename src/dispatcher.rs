@@ -162,6 +162,10 @@ pub struct Dispatcher {
     /// Pending or waiting instances, in plan order.
     queue: Vec<InstanceId>,
     running: usize,
+    /// No instance's timeout or kill timer is due before this (`None`: no timer set).
+    /// A lower bound, so the loop need not scan every instance on every message: with
+    /// 500 instances those scans were a visible share of the orchestrator's CPU time.
+    next_timer: Option<Instant>,
     next_launch_at: Instant,
     started_at: Instant,
     interrupt: Option<Interrupt>,
@@ -200,6 +204,7 @@ impl Dispatcher {
             states: (0..n).map(|_| InstanceState::new()).collect(),
             queue: (0..n).collect(),
             running: 0,
+            next_timer: None,
             next_launch_at: now,
             started_at: now,
             interrupt: None,
@@ -277,10 +282,8 @@ impl Dispatcher {
     /// Earliest moment something time-driven must happen.
     fn next_wake(&self) -> Instant {
         let mut wake = Instant::now() + Duration::from_secs(3600);
-        for s in &self.states {
-            for t in [s.timeout_at, s.kill_at].into_iter().flatten() {
-                wake = wake.min(t);
-            }
+        if let Some(t) = self.next_timer {
+            wake = wake.min(t);
         }
         if self.interrupt.is_none() && self.queue.iter().any(|&id| self.launchable(id)) {
             wake = wake.min(self.next_launch_at);
@@ -293,6 +296,9 @@ impl Dispatcher {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        if !matches!(self.next_timer, Some(t) if t <= now) {
+            return;
+        }
         for id in 0..self.states.len() {
             let s = &mut self.states[id];
             if s.timeout_at.is_some_and(|t| t <= now) {
@@ -311,6 +317,12 @@ impl Dispatcher {
                 }
             }
         }
+        self.next_timer = self
+            .states
+            .iter()
+            .flat_map(|s| [s.timeout_at, s.kill_at])
+            .flatten()
+            .min();
     }
 
     /// Launches every queued instance that may start now.
@@ -413,6 +425,7 @@ impl Dispatcher {
                 s.pid = Some(child.pid());
                 s.group = Some(child.group());
                 s.timeout_at = spec.timeout.map(|t| now + t);
+                note_timer(&mut self.next_timer, s.timeout_at);
                 self.running += 1;
                 let mut argv = vec![launch.program.to_string_lossy().into_owned()];
                 argv.extend(launch.args.iter().map(|a| a.to_string_lossy().into_owned()));
@@ -469,6 +482,7 @@ impl Dispatcher {
         s.timeout_at = None;
         s.stop = Some(why.clone());
         s.reason = Some(reason_text.clone());
+        note_timer(&mut self.next_timer, s.kill_at);
         let kind = match why {
             StopReason::Budget(_) => "budget",
             StopReason::Timeout(_) => "timeout",
@@ -648,6 +662,13 @@ impl Dispatcher {
     /// Exit code and its reason, SPEC section 6.
     fn outcome(&self) -> RunOutcome {
         outcome(&self.states, self.interrupt)
+    }
+}
+
+/// Lowers the dispatcher's `next_timer` to cover a timer just set.
+fn note_timer(next: &mut Option<Instant>, at: Option<Instant>) {
+    if let Some(t) = at {
+        *next = Some(next.map_or(t, |n| n.min(t)));
     }
 }
 

@@ -10,7 +10,12 @@
 //! - `#fail`: stops halfway with an API error result (`is_error: true`), exit code 1;
 //! - `#slow`: five times slower;
 //! - `#big`: the first tool result is a line of several megabytes;
-//! - `#noresult`: all turns, then exit code 1 without a `result` line.
+//! - `#noresult`: all turns, then exit code 1 without a `result` line;
+//! - `#mb=N`: about N MiB of stdout in all, as tool results of about 100 KB per line
+//!   (more turns when needed, so line size stays the same however big N is);
+//! - `#secs=S`: pauses scaled so the run lasts about S seconds at pace 1.
+//!
+//! `#mb=2 #secs=20` is the load the 500-instance scale run uses (benches/scale.sh).
 //!
 //! Costs come from the built-in price table (`pricing`); an unknown model is priced as
 //! the most expensive known one, as the orchestrator does. The aliases `sonnet`, `opus`
@@ -33,6 +38,11 @@ pub const PACE_ENV: &str = "ORCHESTRATOR_SIMULATE_PACE";
 const SLOW_FACTOR: f64 = 5.0;
 /// Size of the tool result content produced by `#big`.
 const BIG_RESULT_BYTES: usize = 4 * 1024 * 1024;
+/// Tool result content per turn for `#mb=N`; the `user` line carries it twice (as
+/// Claude Code does), so its lines are about 100 KB.
+const STREAM_RESULT_BYTES: usize = 48 * 1024;
+/// Largest `#mb=N` honoured, so a typo cannot ask for terabytes.
+const STREAM_MAX_MB: f64 = 64.0 * 1024.0;
 
 /// The pace from [`PACE_ENV`]: 1.0 when unset or not a non-negative number.
 pub fn pace_from_env() -> f64 {
@@ -304,6 +314,19 @@ struct Plan {
     no_result: bool,
     slow: bool,
     big: bool,
+    /// Tool result content size for every tool turn (`#mb=N`).
+    result_bytes: Option<usize>,
+    /// Requested run length in seconds at pace 1 (`#secs=S`).
+    secs: Option<f64>,
+}
+
+/// The number after `tag` (e.g. `#mb=` in `#mb=2`), if the prompt has one.
+fn tag_value(prompt: &str, tag: &str) -> Option<f64> {
+    prompt
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(tag))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
 }
 
 impl Plan {
@@ -311,7 +334,13 @@ impl Plan {
         let seed = fnv1a(prompt.as_bytes());
         let mut rng = Rng(seed);
         let task = task_phrase(prompt);
-        let planned = rng.range(3, 8) as usize;
+        let mut planned = rng.range(3, 8) as usize;
+        // Extra turns rather than bigger lines, so `#mb=N` scales the line count.
+        let stream_bytes =
+            tag_value(prompt, "#mb=").map(|mb| (mb.min(STREAM_MAX_MB) * 1048576.0) as usize);
+        if let Some(bytes) = stream_bytes {
+            planned = planned.max(bytes.div_ceil(2 * STREAM_RESULT_BYTES) + 1);
+        }
         let fail = prompt.contains("#fail");
         let emitted = if fail { (planned / 2).max(1) } else { planned };
         let mut turns = Vec::with_capacity(emitted);
@@ -369,7 +398,23 @@ impl Plan {
             no_result: prompt.contains("#noresult"),
             slow: prompt.contains("#slow"),
             big: prompt.contains("#big"),
+            result_bytes: stream_bytes.map(|b| b / (2 * (planned - 1))),
+            secs: tag_value(prompt, "#secs="),
         }
+    }
+
+    /// Milliseconds the run pauses in all at pace 1 (the `#fail` retries aside).
+    fn pause_ms(&self) -> u64 {
+        let turns: u64 = self
+            .turns
+            .iter()
+            .map(|t| {
+                let chunks = t.text_chunks.len().min(t.output_steps.len()) as u64;
+                let tool = if t.tool.is_some() { t.tool_ms } else { 0 };
+                t.ttft_ms + t.chunk_ms * chunks + tool
+            })
+            .sum();
+        120 + turns + 30 * (self.turns.len() as u64).saturating_sub(1)
     }
 
     fn total_usage(&self) -> Usage {
@@ -632,6 +677,10 @@ impl Simulation {
             0.0
         };
         let pace = if plan.slow { pace * SLOW_FACTOR } else { pace };
+        let pace = match plan.secs {
+            Some(secs) => pace * secs * 1000.0 / plan.pause_ms().max(1) as f64,
+            None => pace,
+        };
         let task_command = opts
             .prompt
             .split_whitespace()
@@ -670,7 +719,12 @@ impl Simulation {
         for (i, turn) in turns.iter().enumerate() {
             let big = big_pending && turn.tool.is_some();
             big_pending &= !big;
-            self.turn(out, turn, big)?;
+            let sized = if big {
+                Some(BIG_RESULT_BYTES)
+            } else {
+                self.plan.result_bytes
+            };
+            self.turn(out, turn, sized)?;
             if i + 1 < turns.len() {
                 self.pause(30);
             }
@@ -721,7 +775,13 @@ impl Simulation {
         }
     }
 
-    fn turn(&mut self, out: &mut dyn Write, turn: &TurnPlan, big: bool) -> io::Result<()> {
+    /// Emits one turn; `sized` makes its tool call a `Read` of that many bytes.
+    fn turn(
+        &mut self,
+        out: &mut dyn Write,
+        turn: &TurnPlan,
+        sized: Option<usize>,
+    ) -> io::Result<()> {
         let msg_id = format!("msg_{}", self.ids.hex(24));
         let u = turn.usage;
         self.status_requesting(out)?;
@@ -765,7 +825,7 @@ impl Simulation {
 
         let mut tool_call = None;
         if let Some((kind, variant)) = turn.tool {
-            let call = ToolCall::new(kind, variant, &self.cwd, big);
+            let call = ToolCall::new(kind, variant, &self.cwd, sized);
             let tool_id = format!("toolu_{}", self.ids.hex(20));
             let block =
                 obj! { "type": "tool_use", "id": &tool_id, "name": call.name, "input": obj! {} };
@@ -1037,9 +1097,9 @@ struct ToolCall {
 }
 
 impl ToolCall {
-    fn new(kind: ToolKind, variant: usize, cwd: &str, big: bool) -> ToolCall {
-        if big {
-            return ToolCall::read_big(cwd);
+    fn new(kind: ToolKind, variant: usize, cwd: &str, sized: Option<usize>) -> ToolCall {
+        if let Some(bytes) = sized {
+            return ToolCall::read_sized(cwd, bytes);
         }
         match kind {
             ToolKind::Read => {
@@ -1140,11 +1200,12 @@ impl ToolCall {
         }
     }
 
-    fn read_big(cwd: &str) -> ToolCall {
+    /// A `Read` of a log file of at least `bytes` bytes.
+    fn read_sized(cwd: &str, bytes: usize) -> ToolCall {
         let path = format!("{cwd}/data/big-fixture.log");
-        let mut body = String::with_capacity(BIG_RESULT_BYTES + 128);
+        let mut body = String::with_capacity(bytes + 128);
         let mut i = 1u64;
-        while body.len() < BIG_RESULT_BYTES {
+        while body.len() < bytes {
             body.push_str(&format!(
                 "{i:>6}\t2026-01-01T09:00:00Z INFO request handled path=/api/items/{i} status=200 bytes={}\n",
                 (i * 7919) % 65536
@@ -1517,6 +1578,53 @@ mod tests {
             .pointer("/message/content/0/content")
             .and_then(Value::as_str)
             .is_some_and(|c| c.len() >= BIG_RESULT_BYTES));
+    }
+
+    #[test]
+    fn mb_tag_streams_about_that_many_bytes_in_100k_lines_with_exact_totals() {
+        for (prompt, mb) in [("/scale #mb=2", 2.0), ("/scale #mb=0.5 #secs=3", 0.5)] {
+            let (code, out) = run_capture(&claude_args(prompt, &[]));
+            assert_eq!(code, 0);
+            let want = mb * 1048576.0;
+            let got = out.len() as f64;
+            assert!(
+                got > want * 0.95 && got < want * 1.2,
+                "{prompt}: {got} bytes"
+            );
+            let longest = out.split(|&b| b == b'\n').map(<[u8]>::len).max();
+            assert!(
+                longest.is_some_and(|n| n > 60_000 && n < 200_000),
+                "{longest:?}"
+            );
+            let events = lines(&out);
+            let result = &events[events.len() - 1];
+            assert_eq!(result_totals(result), expected_totals(prompt, None));
+            assert_eq!(live_totals(&events), expected_totals(prompt, None).0);
+        }
+        // More output means more turns, not longer lines.
+        let small = Plan::new("/scale #mb=1");
+        let large = Plan::new("/scale #mb=8");
+        assert!(large.turns.len() > 3 * small.turns.len());
+        let (s, l) = (
+            small.result_bytes.unwrap_or(0),
+            large.result_bytes.unwrap_or(0),
+        );
+        assert!(s > 40_000 && l > 40_000 && l < s * 11 / 10, "{s} {l}");
+        // Without `#mb=` the run keeps its usual shape.
+        let plain = Plan::new("/scale #secs=9");
+        assert!((3..=8).contains(&plain.turns.len()) && plain.result_bytes.is_none());
+    }
+
+    #[test]
+    fn secs_tag_scales_the_pauses_to_that_duration() {
+        let opts = parse_args(&claude_args("/scale #mb=2 #secs=20", &[]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sim = Simulation::new(&opts, "/".into(), 1.0);
+        let seconds = sim.pace * sim.plan.pause_ms() as f64 / 1000.0;
+        assert!((seconds - 20.0).abs() < 1e-6, "{seconds}");
+        let half = Simulation::new(&opts, "/".into(), 0.5);
+        assert!((half.pace * 2.0 - sim.pace).abs() < 1e-9);
+        assert_eq!(Simulation::new(&opts, "/".into(), 0.0).pace, 0.0);
     }
 
     #[test]

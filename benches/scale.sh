@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Scale run (SPEC section 10): N simulated instances at once, each streaming about MB MiB
+# of stream-json over about SECS seconds, through the release binary. Prints the
+# orchestrator's own CPU time and peak RSS (ORCHESTRATOR_RUSAGE: getrusage(RUSAGE_SELF)
+# at exit, so the N simulator processes are not counted), the wall time, and whether
+# every instance's totals are exact (examples/check_report.rs against
+# simulate::expected_totals).
+#
+# Usage: benches/scale.sh [N=500] [MB=2] [SECS=20]
+# Targets: CPU under 25% of one core on average, peak RSS under 64 MB, every total exact.
+# Keeps its files in $SCALE_DIR (default: a fresh temporary directory) for inspection.
+# ORCHESTRATOR_BIN=path runs another build of the orchestrator (to compare versions).
+set -euo pipefail
+
+n=${1:-500}
+mb=${2:-2}
+secs=${3:-20}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+cargo build --release --quiet --bin orchestrator --example check_report
+bin=${ORCHESTRATOR_BIN:-$root/target/release/orchestrator}
+check=$root/target/release/examples/check_report
+
+dir=${SCALE_DIR:-$(mktemp -d /tmp/orchestrator-scale.XXXXXX)}
+mkdir -p "$dir"
+cfg=$dir/config.json
+{
+    echo '{"instances": ['
+    for ((i = 1; i <= n; i++)); do
+        sep=$([ "$i" -lt "$n" ] && echo , || true)
+        # Distinct prompts, so the instances differ in turns and tokens.
+        printf '{"name": "i%04d", "command": "/scale %d #mb=%s #secs=%s"}%s\n' \
+            "$i" "$i" "$mb" "$secs" "$sep"
+    done
+    # Budgets in play (ledger decisions on every usage delta) but never reached.
+    echo '], "budget": {"overall_tokens": 100000000000, "commands": {"/scale": 100000000000},'
+    echo '  "enforcement_mode": "block"}}'
+} >"$cfg"
+
+# Many pipes and processes at once.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+echo "scale run: $n instances x ~${mb} MiB over ~${secs} s; files in $dir"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+start=$(date +%s.%N)
+set +e
+ORCHESTRATOR_RUSAGE=1 ORCHESTRATOR_SIMULATE_PACE=1 "$bin" --config "$cfg" --simulate \
+    --max-parallel 0 --startup-delay 0 --json --report "$dir/report.json" \
+    >"$dir/events.jsonl" 2>"$dir/stderr.txt"
+code=$?
+set -e
+end=$(date +%s.%N)
+echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+
+ru=$(grep '^orchestrator rusage:' "$dir/stderr.txt" || true)
+if [ -z "$ru" ]; then
+    echo "no rusage line in $dir/stderr.txt (exit code $code)" >&2
+    exit 1
+fi
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$ru"; }
+user=$(field user_s)
+sys=$(field sys_s)
+rss=$(field max_rss_kb)
+wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+bytes=$(awk -v n="$n" -v mb="$mb" 'BEGIN { printf "%.0f", n * mb }')
+awk -v u="$user" -v s="$sys" -v w="$wall" -v r="$rss" -v c="$code" -v m="$bytes" 'BEGIN {
+    printf "exit code:      %d\n", c
+    printf "wall time:      %.2f s\n", w
+    printf "orchestrator:   user %.2f s + sys %.2f s = %.2f s CPU\n", u, s, u + s
+    printf "average CPU:    %.1f%% of one core (target < 25%%)\n", 100 * (u + s) / w
+    printf "peak RSS:       %.1f MiB (target < 64 MB)\n", r / 1024
+    printf "stream read:    ~%d MiB, %.1f MiB/s\n", m, m / w
+}'
+grep -c '"event":"usage"' "$dir/events.jsonl" | sed 's/^/usage events:   /'
+"$check" "$dir/report.json"
