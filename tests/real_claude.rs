@@ -34,16 +34,17 @@ fn start_server(dir: &Path, args: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start fake API server");
+    // Owned from here on, so Drop stops and reaps it whatever happens below.
+    let mut server = Server { child, port: 0 };
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    while server.port == 0 {
         if let Ok(p) = std::fs::read_to_string(&port_file) {
-            if let Ok(port) = p.trim().parse() {
-                return Server { child, port };
-            }
+            server.port = p.trim().parse().unwrap_or(0);
         }
         assert!(Instant::now() < deadline, "fake API server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    server
 }
 
 fn real_claude() -> Option<PathBuf> {
