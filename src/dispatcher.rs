@@ -29,6 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 /// Bytes of each instance's stderr kept for the summary.
 const STDERR_TAIL: usize = 8 * 1024;
 
+/// Once Claude has exited, its process group is SIGKILLed (`process::Child::wait`), so
+/// everything it wrote is already in the pipes. A pipe that stays open after that is held
+/// by a process that left the group (`setsid`), which no group signal reaches: stop
+/// reading once the pipe has been quiet for `POST_EXIT_IDLE`, and at most `POST_EXIT_MAX`
+/// after the exit, rather than wait for an EOF that may never come.
+const POST_EXIT_IDLE: Duration = Duration::from_secs(1);
+const POST_EXIT_MAX: Duration = Duration::from_secs(10);
+
 /// How a running instance was asked to stop, which decides its final status.
 #[derive(Debug, Clone, PartialEq)]
 enum StopReason {
@@ -124,7 +132,12 @@ pub struct RunOutcome {
     pub exit_reason: String,
 }
 
-/// How the run was interrupted from outside.
+/// How the run was interrupted from outside. All three are handled alike (SPEC section 6:
+/// stop launching, SIGTERM every instance's group, SIGKILL after `--kill-grace`, write the
+/// report); SIGHUP — the terminal went away — is treated as an interrupt rather than left
+/// to its default action, which would kill the orchestrator and orphan every instance. The
+/// exit code is 128 + the signal number: 130, 143, 129. A second signal of any of the
+/// three kills every instance at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Interrupt {
     Int,
@@ -825,6 +838,13 @@ fn budget_line(b: &BudgetStatus) -> BudgetLine {
     }
 }
 
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
     match s {
         Some(s) => {
@@ -851,14 +871,19 @@ async fn supervise(
         ),
         None => (None, None),
     };
-    let stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
+    let mut stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
     let mut reader = LineReader::new(stdout);
     let mut exit = None;
     let mut read_error = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
             line = reader.next_line() => match line {
                 Ok(Some(line)) => {
+                    if let Some(at) = exited_at {
+                        drain_until = Some((Instant::now() + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
+                    }
                     if let Some(f) = out_log.as_mut() {
                         if f.write_all(line).await.is_err() || f.write_all(b"\n").await.is_err() {
                             out_log = None;
@@ -891,7 +916,16 @@ async fn supervise(
                     break;
                 }
             },
-            e = child.wait(), if exit.is_none() => exit = Some(e),
+            e = child.wait(), if exit.is_none() => {
+                exit = Some(e);
+                let now = Instant::now();
+                exited_at = Some(now);
+                drain_until = Some(now + POST_EXIT_IDLE);
+            }
+            _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
+                tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; no longer reading it");
+                break;
+            }
         }
     }
     if let Some(f) = out_log.as_mut() {
@@ -901,9 +935,16 @@ async fn supervise(
         Some(e) => e,
         None => child.wait().await,
     };
-    let stderr_tail = match stderr_task.await {
-        Ok(tail) => tail.text(),
-        Err(_) => String::new(),
+    // The same leftover process may hold stderr open too (its tail is lost then); what
+    // Claude wrote there is already in the pipe, so a short wait is enough.
+    let stderr_tail = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task).await {
+        Ok(Ok(tail)) => tail.text(),
+        Ok(Err(_)) => String::new(),
+        Err(_) => {
+            stderr_task.abort();
+            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; no longer reading it");
+            String::new()
+        }
     };
     let _ = tx
         .send(Msg::Exited {

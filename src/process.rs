@@ -144,6 +144,74 @@ pub fn become_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
+/// SIGKILLs and reaps every remaining child of this process; returns how many there were.
+///
+/// For the end of a run, when every instance has been reaped: what is left are processes
+/// that left their instance's group (`setsid`, daemons) and were re-parented to us as the
+/// subreaper after their parent died — no group signal reaches them. They are our own
+/// unreaped children, so their pids cannot have been reused: signalling them is safe.
+/// `keep` are children this process had before the run (inherited across an `exec`, e.g.
+/// `sleep 9 & exec orchestrator …`): they are not ours to kill. Linux only (reads
+/// `/proc`); elsewhere it finds nothing.
+pub fn kill_leftover_children(keep: &[libc::pid_t]) -> usize {
+    let mut killed = 0;
+    // Reaping one leftover re-parents its own children to us; a few passes catch them.
+    for _ in 0..8 {
+        let pids: Vec<libc::pid_t> = own_children()
+            .into_iter()
+            .filter(|p| !keep.contains(p))
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for &pid in &pids {
+            // SAFETY: plain syscalls on a child of ours (see above). `-pid` reaches the
+            // group it may lead (after `setsid`); while it is unreaped, that group id
+            // cannot belong to anyone else.
+            unsafe {
+                libc::kill(-pid, SIGKILL);
+                libc::kill(pid, SIGKILL);
+            }
+        }
+        let deadline = Instant::now() + GROUP_REAP_LIMIT;
+        for &pid in &pids {
+            loop {
+                let mut status = 0;
+                // SAFETY: plain syscall; reaps only this child.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                let interrupted =
+                    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                if (r != 0 && !interrupted) || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        killed += pids.len();
+    }
+    killed
+}
+
+/// Pids whose parent is this process, from `/proc/*/stat` (empty without `/proc`).
+pub fn own_children() -> Vec<libc::pid_t> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| {
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                    == Some(me.as_str())
+            })
+        })
+        .filter(|&pid| pid > 1)
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct GroupState {
     /// Set (under the lock) just before the leader is reaped. While the leader is
@@ -888,6 +956,20 @@ mod tests {
         assert_eq!(code.to_string(), "exit code 2");
         assert_eq!(killed.to_string(), "killed by SIGKILL");
         assert!(!killed.success());
+    }
+
+    #[test]
+    fn own_children_lists_a_running_child_and_forgets_a_reaped_one() {
+        let mut c = match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawn sleep: {e}"),
+        };
+        let pid = c.id() as libc::pid_t;
+        let listed = own_children().contains(&pid);
+        let _ = c.kill();
+        let _ = c.wait();
+        assert!(listed, "child {pid} not found under /proc");
+        assert!(!own_children().contains(&pid));
     }
 
     #[test]
