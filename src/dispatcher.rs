@@ -879,11 +879,17 @@ async fn supervise(
     let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
+            // Biased: the exit is noticed (and the group killed) even while output keeps
+            // coming, and buffered output always wins over the post-exit deadline.
+            biased;
+            e = child.wait(), if exit.is_none() => {
+                exit = Some(e);
+                let now = Instant::now();
+                exited_at = Some(now);
+                drain_until = Some(now + POST_EXIT_IDLE);
+            }
             line = reader.next_line() => match line {
                 Ok(Some(line)) => {
-                    if let Some(at) = exited_at {
-                        drain_until = Some((Instant::now() + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
-                    }
                     if let Some(f) = out_log.as_mut() {
                         if f.write_all(line).await.is_err() || f.write_all(b"\n").await.is_err() {
                             out_log = None;
@@ -909,6 +915,14 @@ async fn supervise(
                         }
                         let _ = acked.await;
                     }
+                    if let Some(at) = exited_at {
+                        let now = Instant::now();
+                        if now >= at + POST_EXIT_MAX {
+                            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
+                            break;
+                        }
+                        drain_until = Some((now + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -916,14 +930,8 @@ async fn supervise(
                     break;
                 }
             },
-            e = child.wait(), if exit.is_none() => {
-                exit = Some(e);
-                let now = Instant::now();
-                exited_at = Some(now);
-                drain_until = Some(now + POST_EXIT_IDLE);
-            }
             _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
-                tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; no longer reading it");
+                tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
                 break;
             }
         }
@@ -942,7 +950,7 @@ async fn supervise(
         Ok(Err(_)) => String::new(),
         Err(_) => {
             stderr_task.abort();
-            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; no longer reading it");
+            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
             String::new()
         }
     };
