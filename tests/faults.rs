@@ -469,6 +469,40 @@ fn grandchild_escaping_the_group_with_the_pipes_open() {
     assert_eq!(r, -1, "escaped grandchild {pid} is still running");
 }
 
+/// Same, but the escaped process keeps writing lines (never quiet for a second): reading
+/// stops at the post-exit limit (10 s after the exit) instead of following it forever.
+#[test]
+fn grandchild_escaping_the_group_and_writing_on() {
+    let dir = tempdir();
+    let claude = Script::new()
+        .line(&init())
+        .lines(&call("m1", 1000, 200))
+        .line(&result(1000, 200, 0.006, "done"))
+        .sh("setsid sh -c 'echo $$ > noisy.pid; while :; do echo noise; sleep 0.1; done' &")
+        .sh("sleep 0.3")
+        .sh("exit 0")
+        .write(dir.path(), "claude-noisy");
+    let f = Run::start(orchestrator(dir.path(), &claude).arg("/noisy")).finish();
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let inst = f.instance("noisy");
+    assert_eq!(inst["status"], "completed");
+    assert_eq!(tokens(inst), 1200);
+    assert!(inst["malformed_lines"].as_u64().unwrap_or(0) >= 1, "{inst}");
+    assert!(f.stderr.contains("stopped reading"), "{}", f.stderr);
+    f.assert_clean(dir.path(), 1);
+    let pid: i32 = std::fs::read_to_string(dir.path().join("noisy.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    // SAFETY: probe only; the escaped writer led its own group.
+    assert_eq!(
+        unsafe { libc::kill(-pid, 0) },
+        -1,
+        "escaped writer {pid} survived"
+    );
+}
+
 /// A 100 MB line that carries usage: it is read whole and counted, alongside the rest.
 #[test]
 fn hundred_megabyte_line_with_usage() {
