@@ -241,6 +241,7 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
             }
         }
     }
+    let inherited_children = process::own_children();
     if let Err(e) = process::become_child_subreaper() {
         tracing::debug!(error = %e, "cannot become a child subreaper");
     }
@@ -270,9 +271,14 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
     let events = EventSink::new(plan.options.json);
     let dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
     let (outcome, report) = runtime.block_on(dispatcher.run());
-    // Every instance is reaped now; what is left among our children are tool processes
-    // that outlived their Claude (re-parented to us as the subreaper).
-    process::sweep_orphans();
+    drop(runtime);
+    let leftovers = process::kill_leftover_children(&inherited_children);
+    if leftovers > 0 {
+        tracing::warn!(
+            count = leftovers,
+            "killed processes that had left their instance's process group"
+        );
+    }
     if let (Some(path), Some(report)) = (report_path, report) {
         if let Err(e) = events::write_report(&path, &report) {
             eprintln!(

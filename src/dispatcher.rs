@@ -26,12 +26,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-/// How long output is still read after an instance's process exited: what it wrote is
-/// in the pipe already, so only a leftover process holding the pipe can make it longer.
-const POST_EXIT_DRAIN: Duration = Duration::from_secs(2);
-
 /// Bytes of each instance's stderr kept for the summary.
 const STDERR_TAIL: usize = 8 * 1024;
+
+/// Once Claude has exited, its process group is SIGKILLed (`process::Child::wait`), so
+/// everything it wrote is already in the pipes. A pipe that stays open after that is held
+/// by a process that left the group (`setsid`), which no group signal reaches: stop
+/// reading once the pipe has been quiet for `POST_EXIT_IDLE`, and at most `POST_EXIT_MAX`
+/// after the exit, rather than wait for an EOF that may never come.
+const POST_EXIT_IDLE: Duration = Duration::from_secs(1);
+const POST_EXIT_MAX: Duration = Duration::from_secs(10);
 
 /// How a running instance was asked to stop, which decides its final status.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +132,12 @@ pub struct RunOutcome {
     pub exit_reason: String,
 }
 
-/// How the run was interrupted from outside.
+/// How the run was interrupted from outside. All three are handled alike (SPEC section 6:
+/// stop launching, SIGTERM every instance's group, SIGKILL after `--kill-grace`, write the
+/// report); SIGHUP — the terminal went away — is treated as an interrupt rather than left
+/// to its default action, which would kill the orchestrator and orphan every instance. The
+/// exit code is 128 + the signal number: 130, 143, 129. A second signal of any of the
+/// three kills every instance at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Interrupt {
     Int,
@@ -867,9 +876,9 @@ fn budget_line(b: &BudgetStatus) -> BudgetLine {
     }
 }
 
-async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -900,13 +909,23 @@ async fn supervise(
         ),
         None => (None, None),
     };
-    let stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
+    let mut stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
     let mut reader = LineReader::new(stdout);
     let mut exit = None;
-    let mut drain_until: Option<tokio::time::Instant> = None;
     let mut read_error = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
+            // Biased: the exit is noticed (and the group killed) even while output keeps
+            // coming, and buffered output always wins over the post-exit deadline.
+            biased;
+            e = child.wait(), if exit.is_none() => {
+                exit = Some(e);
+                let now = Instant::now();
+                exited_at = Some(now);
+                drain_until = Some(now + POST_EXIT_IDLE);
+            }
             line = reader.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Some(f) = out_log.as_mut() {
@@ -934,6 +953,14 @@ async fn supervise(
                         }
                         let _ = acked.await;
                     }
+                    if let Some(at) = exited_at {
+                        let now = Instant::now();
+                        if now >= at + POST_EXIT_MAX {
+                            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
+                            break;
+                        }
+                        drain_until = Some((now + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -941,15 +968,8 @@ async fn supervise(
                     break;
                 }
             },
-            e = child.wait(), if exit.is_none() => {
-                exit = Some(e);
-                drain_until = Some(tokio::time::Instant::now() + POST_EXIT_DRAIN);
-            }
-            _ = sleep_until_opt(drain_until) => {
-                // A process outside the instance's group (a tool in a session of its
-                // own) still holds its stdout open; stop reading rather than hang. The
-                // end-of-run orphan sweep kills it.
-                tracing::warn!(instance = id, "a process left behind still holds the output open; stopped reading");
+            _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
+                tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
                 break;
             }
         }
@@ -961,16 +981,15 @@ async fn supervise(
         Some(e) => e,
         None => child.wait().await,
     };
-    // Same bound for stderr: a leftover process may hold it open too.
-    let stderr_deadline =
-        drain_until.unwrap_or_else(|| tokio::time::Instant::now() + POST_EXIT_DRAIN);
-    let abort = stderr_task.abort_handle();
-    let stderr_tail = match tokio::time::timeout_at(stderr_deadline, stderr_task).await {
+    // The same leftover process may hold stderr open too (its tail is lost then); what
+    // Claude wrote there is already in the pipe, so a short wait is enough.
+    let stderr_tail = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task).await {
         Ok(Ok(tail)) => tail.text(),
         Ok(Err(_)) => String::new(),
         Err(_) => {
-            abort.abort();
-            "(stderr is still held open by a process the instance left behind)".to_string()
+            stderr_task.abort();
+            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
+            String::new()
         }
     };
     let _ = tx

@@ -139,39 +139,6 @@ fn signal_detached_descendants(root: u32, sig: i32) {
     }
 }
 
-/// SIGKILLs and reaps every remaining child of this process: as a child subreaper we
-/// inherit the tool processes an instance left behind when it exited. Call only when no
-/// instance is running any more (every instance leader is reaped), so that nothing here
-/// is a process someone else waits for. Returns how many were found.
-pub fn sweep_orphans() -> usize {
-    let me = std::process::id();
-    let own = own_pgid();
-    let orphans: Vec<ProcEntry> = process_table()
-        .into_iter()
-        .filter(|p| p.ppid == me)
-        .collect();
-    for p in &orphans {
-        if p.pgid != own {
-            let _ = kill_group(p.pgid, SIGKILL);
-        }
-        if let Ok(pid) = libc::pid_t::try_from(p.pid) {
-            // SAFETY: plain syscalls on a child of ours.
-            unsafe {
-                libc::kill(pid, SIGKILL);
-                let mut status = 0;
-                libc::waitpid(pid, &mut status, 0);
-            }
-        }
-    }
-    if !orphans.is_empty() {
-        tracing::debug!(
-            count = orphans.len(),
-            "killed processes left behind by instances"
-        );
-    }
-    orphans.len()
-}
-
 #[derive(Debug, Clone, Copy)]
 struct ProcEntry {
     pid: u32,
@@ -232,6 +199,64 @@ pub fn become_child_subreaper() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGKILLs and reaps every remaining child of this process; returns how many there were.
+///
+/// For the end of a run, when every instance has been reaped: what is left are processes
+/// that left their instance's group (`setsid`, daemons) and were re-parented to us as the
+/// subreaper after their parent died — no group signal reaches them. They are our own
+/// unreaped children, so their pids cannot have been reused: signalling them is safe.
+/// `keep` are children this process had before the run (inherited across an `exec`, e.g.
+/// `sleep 9 & exec orchestrator …`): they are not ours to kill. Linux only (reads
+/// `/proc`); elsewhere it finds nothing.
+pub fn kill_leftover_children(keep: &[libc::pid_t]) -> usize {
+    let mut killed = 0;
+    // Reaping one leftover re-parents its own children to us; a few passes catch them.
+    for _ in 0..8 {
+        let pids: Vec<libc::pid_t> = own_children()
+            .into_iter()
+            .filter(|p| !keep.contains(p))
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for &pid in &pids {
+            // SAFETY: plain syscalls on a child of ours (see above). `-pid` reaches the
+            // group it may lead (after `setsid`); while it is unreaped, that group id
+            // cannot belong to anyone else.
+            unsafe {
+                libc::kill(-pid, SIGKILL);
+                libc::kill(pid, SIGKILL);
+            }
+        }
+        let deadline = Instant::now() + GROUP_REAP_LIMIT;
+        for &pid in &pids {
+            loop {
+                let mut status = 0;
+                // SAFETY: plain syscall; reaps only this child.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                let interrupted =
+                    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                if (r != 0 && !interrupted) || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        killed += pids.len();
+    }
+    killed
+}
+
+/// Pids whose parent is this process, from `/proc/*/stat` (empty without `/proc`).
+pub fn own_children() -> Vec<libc::pid_t> {
+    let me = std::process::id();
+    process_table()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.pid > 1)
+        .filter_map(|p| libc::pid_t::try_from(p.pid).ok())
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -983,6 +1008,20 @@ mod tests {
         assert_eq!(code.to_string(), "exit code 2");
         assert_eq!(killed.to_string(), "killed by SIGKILL");
         assert!(!killed.success());
+    }
+
+    #[test]
+    fn own_children_lists_a_running_child_and_forgets_a_reaped_one() {
+        let mut c = match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawn sleep: {e}"),
+        };
+        let pid = c.id() as libc::pid_t;
+        let listed = own_children().contains(&pid);
+        let _ = c.kill();
+        let _ = c.wait();
+        assert!(listed, "child {pid} not found under /proc");
+        assert!(!own_children().contains(&pid));
     }
 
     #[test]
