@@ -1,6 +1,6 @@
 //! Machine-readable output: `--json` events (one JSON object per line on stdout) and the
 //! `run_finished` object that `--report FILE` writes atomically. Field names follow SPEC
-//! section 7; every event and field is listed in docs/scripting.md, and the report's
+//! section 7; every event and field is listed in README.md ("JSON events"), and the report's
 //! JSON Schema is `schema/report.schema.json`.
 //!
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON

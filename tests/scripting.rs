@@ -928,11 +928,17 @@ fn fenced(markdown: &str, lang: &str) -> Vec<String> {
     blocks
 }
 
-/// Every `sh` block of docs/scripting.md runs as written and exits 0, with a `claude`
-/// on PATH that is the simulated Claude; its JSON report example follows the schema.
+/// Every `sh` block of the README's scripting sections ("Use in CI" through "JSON
+/// events") runs as written and exits 0, with a `claude` on PATH that is the simulated
+/// Claude; its JSON report example follows the schema.
 #[test]
 fn docs_examples_run() {
-    let doc = std::fs::read_to_string(repo().join("docs/scripting.md")).expect("docs");
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let start = readme.find("## Use in CI").expect("README has Use in CI");
+    let end = readme[start..]
+        .find("## Decisions where the spec was silent")
+        .map_or(readme.len(), |e| start + e);
+    let doc = &readme[start..end];
     let dir = tempdir();
     let bin_dir = dir.path().join("bin");
     std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
@@ -962,7 +968,7 @@ fn docs_examples_run() {
         .args(["-c", "command -v jq"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let blocks = fenced(&doc, "sh");
+    let blocks = fenced(doc, "sh");
     assert!(blocks.len() >= 4, "{blocks:?}");
     for block in blocks {
         if !have_jq && block.contains("jq ") {
@@ -989,7 +995,7 @@ fn docs_examples_run() {
     }
     assert!(dir.path().join("report.json").exists());
     let schemas = schemas();
-    let examples = fenced(&doc, "json");
+    let examples = fenced(doc, "json");
     assert_eq!(examples.len(), 1);
     let example: Value = serde_json::from_str(&examples[0]).expect("json example");
     schemas.check_report(&example);
