@@ -107,12 +107,12 @@ pub struct CacheCreation {
 
 impl RawUsage {
     pub fn usage(&self) -> crate::usage::Usage {
-        crate::usage::Usage {
-            input_tokens: self.input_tokens.unwrap_or(0),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cache_creation_input_tokens: self.cache_creation_input_tokens.unwrap_or(0),
-            cache_read_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
-        }
+        crate::usage::Usage::new(
+            self.input_tokens.unwrap_or(0),
+            self.output_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+            self.cache_read_input_tokens.unwrap_or(0),
+        )
     }
 
     /// Tokens written to the 1-hour cache (a subset of `cache_creation_input_tokens`).
@@ -168,12 +168,12 @@ pub struct ModelUsage {
 
 impl ModelUsage {
     pub fn usage(&self) -> crate::usage::Usage {
-        crate::usage::Usage {
-            input_tokens: self.input_tokens.unwrap_or(0),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cache_creation_input_tokens: self.cache_creation_input_tokens.unwrap_or(0),
-            cache_read_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
-        }
+        crate::usage::Usage::new(
+            self.input_tokens.unwrap_or(0),
+            self.output_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+            self.cache_read_input_tokens.unwrap_or(0),
+        )
     }
 }
 

@@ -9,7 +9,10 @@
 //!    (`kill(-pgid, 0)` fails with ESRCH — zombies would still count);
 //! 4. the `--report` file is written, is valid JSON and matches the `run_finished` event.
 
-use serde_json::{json, Value};
+mod common;
+
+use common::{call, init, tempdir};
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,27 +22,14 @@ use std::time::{Duration, Instant};
 /// Only catches hangs; every scenario normally ends in a few seconds.
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("orchestrator")
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
-
 /// The orchestrator with fast, quiet defaults, a fake claude, `--json` and a report file.
 fn orchestrator(dir: &Path, claude: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.current_dir(dir)
-        .env_remove("ORCHESTRATOR_CLAUDE_PATH")
-        .env("NO_COLOR", "1")
-        .args(["--startup-delay", "0", "--status-report-interval", "0"])
-        .arg("--claude-path")
+    let mut c = common::orchestrator(dir);
+    c.arg("--claude-path")
         .arg(claude)
         .arg("--json")
         .arg("--report")
-        .arg(report_path(dir))
-        .stdin(Stdio::null());
+        .arg(report_path(dir));
     c
 }
 
@@ -49,27 +39,8 @@ fn report_path(dir: &Path) -> PathBuf {
 
 // ---------------------------------------------------------------- fake claude
 
-fn init() -> String {
-    json!({"type":"system","subtype":"init","model":"claude-sonnet-4-5","session_id":"s"})
-        .to_string()
-}
-
-/// One API call of `input` + `output` tokens as Claude Code streams it (four lines).
-fn call(id: &str, input: u64, output: u64) -> Vec<String> {
-    let usage = |o: u64| json!({"input_tokens":input,"output_tokens":o,"cache_creation_input_tokens":0,"cache_read_input_tokens":0});
-    vec![
-        json!({"type":"stream_event","event":{"type":"message_start","message":{"id":id,"model":"claude-sonnet-4-5","usage":usage(1)}},"parent_tool_use_id":null}).to_string(),
-        json!({"type":"assistant","message":{"id":id,"model":"claude-sonnet-4-5","content":[{"type":"text","text":"working"}],"usage":usage(1)},"parent_tool_use_id":null}).to_string(),
-        json!({"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":output}},"parent_tool_use_id":null}).to_string(),
-        json!({"type":"stream_event","event":{"type":"message_stop"},"parent_tool_use_id":null}).to_string(),
-    ]
-}
-
 fn result(input: u64, output: u64, cost: f64, text: &str) -> String {
-    json!({"type":"result","subtype":"success","is_error":false,"result":text,"total_cost_usd":cost,
-        "usage":{"input_tokens":input,"output_tokens":output},
-        "modelUsage":{"claude-sonnet-4-5":{"inputTokens":input,"outputTokens":output,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":cost}}})
-    .to_string()
+    common::result(input, output, cost, false, text)
 }
 
 /// A fake `claude`: a shell script of JSON lines (printed verbatim) and raw shell.

@@ -1,40 +1,14 @@
 //! The binary as a user runs it: real child processes (the simulated Claude and small fake
 //! `claude` scripts), budgets enforced, exit codes, reports and no process left behind.
 
+mod common;
+
+use common::{call, init, instance, orchestrator, result, run, stderr, tempdir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("orchestrator")
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
-
-/// The orchestrator with fast, quiet defaults for tests.
-fn orchestrator(dir: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.current_dir(dir)
-        .env_remove("ORCHESTRATOR_CLAUDE_PATH")
-        .env("ORCHESTRATOR_SIMULATE_PACE", "0")
-        .env("NO_COLOR", "1")
-        .args(["--startup-delay", "0", "--status-report-interval", "0"])
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output().expect("run orchestrator")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Every stdout line of a `--json` run, parsed.
 fn events(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -47,53 +21,6 @@ fn finished(o: &Output) -> Value {
     let last = ev.last().cloned().expect("no events");
     assert_eq!(last["event"], "run_finished", "last event: {last}");
     last
-}
-
-fn instance<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["instances"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == name))
-        .unwrap_or_else(|| panic!("no instance {name} in {report}"))
-}
-
-// ---------------------------------------------------------------- fake claude
-
-/// One line of Claude Code stream-json for a fake transcript.
-fn line(v: Value) -> String {
-    v.to_string()
-}
-
-fn init() -> String {
-    line(
-        serde_json::json!({"type":"system","subtype":"init","model":"claude-sonnet-4-5","session_id":"s"}),
-    )
-}
-
-/// One API call: message_start with `input` tokens, then output growing to `output`.
-fn call(id: &str, input: u64, output: u64) -> Vec<String> {
-    vec![
-        line(
-            serde_json::json!({"type":"stream_event","event":{"type":"message_start","message":{"id":id,"model":"claude-sonnet-4-5","usage":{"input_tokens":input,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}},"parent_tool_use_id":null}),
-        ),
-        line(
-            serde_json::json!({"type":"assistant","message":{"id":id,"model":"claude-sonnet-4-5","content":[{"type":"text","text":"working"}],"usage":{"input_tokens":input,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}},"parent_tool_use_id":null}),
-        ),
-        line(
-            serde_json::json!({"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":output}},"parent_tool_use_id":null}),
-        ),
-        line(
-            serde_json::json!({"type":"stream_event","event":{"type":"message_stop"},"parent_tool_use_id":null}),
-        ),
-    ]
-}
-
-fn result(input: u64, output: u64, cost: f64, is_error: bool, text: &str) -> String {
-    line(
-        serde_json::json!({"type":"result","subtype":"success","is_error":is_error,"result":text,
-        "total_cost_usd":cost,
-        "usage":{"input_tokens":input,"output_tokens":output},
-        "modelUsage":{"claude-sonnet-4-5":{"inputTokens":input,"outputTokens":output,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":cost}}}),
-    )
 }
 
 enum Step {

@@ -4,6 +4,9 @@
 //! and never half-written), `--log-dir` files, slash-command listing, completions and
 //! the man page, and every file in examples/.
 
+mod common;
+
+use common::{bin, instance, orchestrator, run, stderr, stdout, tempdir};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -12,42 +15,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("orchestrator")
-}
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
-
-/// The orchestrator with fast, quiet defaults, run in `dir` with an empty HOME so the
-/// user's own ~/.claude/commands never leaks into a test.
-fn orchestrator(dir: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.current_dir(dir)
-        .env_remove("ORCHESTRATOR_CLAUDE_PATH")
-        .env("HOME", dir)
-        .env("ORCHESTRATOR_SIMULATE_PACE", "0")
-        .env("NO_COLOR", "1")
-        .args(["--startup-delay", "0", "--status-report-interval", "0"])
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output().expect("run orchestrator")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn read_json(path: &Path) -> Value {
@@ -160,13 +129,6 @@ fn events(o: &Output, schemas: &Schemas) -> Vec<Value> {
 
 fn of<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
     ev.iter().filter(|e| e["event"] == kind).collect()
-}
-
-fn instance<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["instances"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == name))
-        .unwrap_or_else(|| panic!("no instance {name} in {report}"))
 }
 
 #[test]

@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests that run the binary: the orchestrator with
+//! fast test defaults, output accessors and lines of a fake Claude Code transcript.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("orchestrator")
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// The orchestrator with fast, quiet defaults, run in `dir` with `dir` as HOME (so the
+/// user's own ~/.claude never leaks into a test) and an instant simulated Claude.
+pub fn orchestrator(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env_remove("ORCHESTRATOR_CLAUDE_PATH")
+        .env("HOME", dir)
+        .env("ORCHESTRATOR_SIMULATE_PACE", "0")
+        .env("NO_COLOR", "1")
+        .args(["--startup-delay", "0", "--status-report-interval", "0"])
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn run(c: &mut Command) -> Output {
+    c.output().expect("run orchestrator")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The instance called `name` in a `run_finished` object.
+pub fn instance<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name))
+        .unwrap_or_else(|| panic!("no instance {name} in {report}"))
+}
+
+// ---------------------------------------------------------------- fake transcripts
+
+/// Claude Code's `system/init` line.
+pub fn init() -> String {
+    json!({"type":"system","subtype":"init","model":"claude-sonnet-4-5","session_id":"s"})
+        .to_string()
+}
+
+/// One API call of `input` + `output` tokens as Claude Code streams it (four lines).
+pub fn call(id: &str, input: u64, output: u64) -> Vec<String> {
+    let usage = |o: u64| json!({"input_tokens":input,"output_tokens":o,"cache_creation_input_tokens":0,"cache_read_input_tokens":0});
+    vec![
+        json!({"type":"stream_event","event":{"type":"message_start","message":{"id":id,"model":"claude-sonnet-4-5","usage":usage(1)}},"parent_tool_use_id":null}).to_string(),
+        json!({"type":"assistant","message":{"id":id,"model":"claude-sonnet-4-5","content":[{"type":"text","text":"working"}],"usage":usage(1)},"parent_tool_use_id":null}).to_string(),
+        json!({"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":output}},"parent_tool_use_id":null}).to_string(),
+        json!({"type":"stream_event","event":{"type":"message_stop"},"parent_tool_use_id":null}).to_string(),
+    ]
+}
+
+/// A `result` line whose `modelUsage` says `input` + `output` tokens and `cost` dollars.
+pub fn result(input: u64, output: u64, cost: f64, is_error: bool, text: &str) -> String {
+    json!({"type":"result","subtype":"success","is_error":is_error,"result":text,"total_cost_usd":cost,
+        "usage":{"input_tokens":input,"output_tokens":output},
+        "modelUsage":{"claude-sonnet-4-5":{"inputTokens":input,"outputTokens":output,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":cost}}})
+    .to_string()
+}
