@@ -5,7 +5,7 @@ use crate::cli::{self, Cli};
 use crate::config;
 use crate::dispatcher::Dispatcher;
 use crate::events::{self, EventSink};
-use crate::plan::Plan;
+use crate::plan::{ColorChoice, Plan};
 use crate::pricing::Pricing;
 use crate::style::Styles;
 use crate::terminal::Console;
@@ -57,6 +57,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         },
         None => Pricing::builtin(),
     };
+    if let Err(msg) = check_outputs(&plan) {
+        return usage_error(&msg);
+    }
     if plan.options.dry_run {
         return dry_run(&plan, &pricing);
     }
@@ -85,6 +88,53 @@ fn run_helper(helper: cli::Helper) -> i32 {
             1
         }
     }
+}
+
+/// Where the report and logs go must be usable before anything is spent (and a dry run
+/// says so too); nothing is created here.
+fn check_outputs(plan: &Plan) -> Result<(), String> {
+    if let Some(report) = &plan.options.report {
+        let shown = report.display();
+        if report.is_dir() {
+            return Err(format!(
+                "--report {shown}: is a directory; give a file path"
+            ));
+        }
+        let parent = report
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(format!(
+                "--report {shown}: directory {} does not exist",
+                parent.display()
+            ));
+        }
+        if !writable(parent) {
+            return Err(format!(
+                "--report {shown}: directory {} is not writable",
+                parent.display()
+            ));
+        }
+    }
+    if let Some(dir) = &plan.options.log_dir {
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!(
+                "--log-dir {}: exists and is not a directory",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access() only reads the NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 fn clap_exit(e: clap::Error) -> i32 {
@@ -118,12 +168,25 @@ fn init_tracing(cli: &Cli) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("orchestrator={default}")));
+    // Diagnostics follow the same colour rule as everything else on stderr.
+    let ansi = stderr_styles(cli.color).is_colored();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// Colour for human output on stderr, resolved once from `--color` and the environment.
+fn stderr_styles(choice: ColorChoice) -> Styles {
+    Styles::resolve(
+        choice,
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("CLICOLOR_FORCE").as_deref(),
+    )
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -230,27 +293,11 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
             return usage_error(&format!("--log-dir {}: {e}", dir.display()));
         }
     }
-    if let Some(report) = &plan.options.report {
-        if let Some(parent) = report.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return usage_error(&format!(
-                    "--report {}: directory {} does not exist",
-                    report.display(),
-                    parent.display()
-                ));
-            }
-        }
-    }
     let inherited_children = process::own_children();
     if let Err(e) = process::become_child_subreaper() {
         tracing::debug!(error = %e, "cannot become a child subreaper");
     }
-    let styles = Styles::resolve(
-        plan.options.color,
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-        std::env::var_os("CLICOLOR_FORCE").as_deref(),
-    );
+    let styles = stderr_styles(plan.options.color);
     let console = Console::new(
         styles,
         plan.options.quiet,

@@ -603,18 +603,41 @@ pub fn slug(command: &str) -> String {
 pub fn load_config(path: &Path, cwd: &Path) -> Result<ConfigFile, UsageError> {
     let shown = path.display().to_string();
     let full = cwd.join(path);
-    let text = std::fs::read(&full).map_err(|e| {
-        UsageError(format!(
-            "--config {shown}: cannot read the file: {}",
-            os_reason(&e)
-        ))
-    })?;
+    let text = read_input_file(&full)
+        .map_err(|reason| UsageError(format!("--config {shown}: {reason}")))?;
     let text = String::from_utf8(text).map_err(|_| {
         UsageError(format!(
             "--config {shown}: not UTF-8 text; save the file as UTF-8 JSON"
         ))
     })?;
     parse_config(&text, &shown)
+}
+
+/// Largest config or pricing file read: far above any real one, and it keeps
+/// `--config /dev/zero` from eating memory.
+pub const MAX_INPUT_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads a small input file (config, price table). Errors are a reason for a one-line
+/// message: not a regular file, too large, or the OS's own reason.
+pub fn read_input_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read the file: {}", os_reason(&e));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("not a regular file; give the path of a JSON file".into());
+    }
+    let mut text = Vec::new();
+    file.take(MAX_INPUT_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_INPUT_FILE {
+        return Err(format!(
+            "larger than {} MiB; is this the right file?",
+            MAX_INPUT_FILE / (1024 * 1024)
+        ));
+    }
+    Ok(text)
 }
 
 fn os_reason(e: &std::io::Error) -> String {

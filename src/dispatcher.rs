@@ -176,6 +176,8 @@ pub struct Dispatcher {
     /// 500 instances those scans were a visible share of the orchestrator's CPU time.
     next_timer: Option<Instant>,
     next_launch_at: Instant,
+    /// Set when launching stopped only because of the spacing between launches.
+    launch_timer: Option<Instant>,
     started_at: Instant,
     interrupt: Option<Interrupt>,
     /// Launcher: (program, leading args) — `claude`, or this binary in simulated mode.
@@ -215,6 +217,7 @@ impl Dispatcher {
             running: 0,
             next_timer: None,
             next_launch_at: now,
+            launch_timer: None,
             started_at: now,
             interrupt: None,
             program,
@@ -294,14 +297,12 @@ impl Dispatcher {
         if let Some(t) = self.next_timer {
             wake = wake.min(t);
         }
-        if self.interrupt.is_none() && self.queue.iter().any(|&id| self.launchable(id)) {
-            wake = wake.min(self.next_launch_at);
+        // Only launch spacing (and --start-at) needs a timer: instances waiting for a
+        // slot or for budget headroom are re-checked when a message (an exit) arrives.
+        if let Some(t) = self.launch_timer {
+            wake = wake.min(t);
         }
         wake
-    }
-
-    fn launchable(&self, id: InstanceId) -> bool {
-        matches!(self.states[id].status, Status::Pending | Status::Waiting)
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -336,7 +337,12 @@ impl Dispatcher {
 
     /// Launches every queued instance that may start now.
     fn launch_ready(&mut self, now: Instant) {
-        if self.interrupt.is_some() || now < self.next_launch_at {
+        self.launch_timer = None;
+        if self.interrupt.is_some() || self.queue.is_empty() {
+            return;
+        }
+        if now < self.next_launch_at {
+            self.launch_timer = Some(self.next_launch_at);
             return;
         }
         let max = self.plan.options.max_parallel;
@@ -347,6 +353,7 @@ impl Dispatcher {
                 return;
             }
             if now < self.next_launch_at {
+                self.launch_timer = Some(self.next_launch_at);
                 return;
             }
             let id = self.queue[i];
@@ -570,12 +577,16 @@ impl Dispatcher {
                     self.console
                         .warn(&format!("{}: {w}", self.plan.instances[id].name));
                 }
-                self.events.usage(
-                    &self.plan.instances[id].name,
-                    &self.states[id],
-                    tokens_delta,
-                    now,
-                );
+                // `usage` events are about spend; a message that only updates the
+                // model or the activity has none to report.
+                if tokens_delta != 0 || cost_delta != Usd::ZERO {
+                    self.events.usage(
+                        &self.plan.instances[id].name,
+                        &self.states[id],
+                        tokens_delta,
+                        now,
+                    );
+                }
             }
             Msg::Exited {
                 id,
@@ -913,6 +924,7 @@ async fn supervise(
     let mut reader = LineReader::new(stdout);
     let mut exit = None;
     let mut read_error = None;
+    let mut sent_model: Option<String> = None;
     let mut exited_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -934,7 +946,12 @@ async fn supervise(
                         }
                     }
                     let obs = tracker.observe(line);
-                    if obs.tokens_delta != 0 || obs.cost_delta != Usd::ZERO || obs.activity.is_some() || obs.warning.is_some() || obs.result {
+                    // The model is known from the init line, before any usage.
+                    let model_changed = tracker.model() != sent_model.as_deref();
+                    if obs.tokens_delta != 0 || obs.cost_delta != Usd::ZERO || obs.activity.is_some() || obs.warning.is_some() || obs.result || model_changed {
+                        if model_changed {
+                            sent_model = tracker.model().map(str::to_string);
+                        }
                         let (ack, acked) = oneshot::channel();
                         let msg = Msg::Usage {
                             id,

@@ -3,15 +3,18 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Creates the log directory (and parents) readable by the owner only.
+/// Creates the log directory (and missing parents) readable by the owner only. An
+/// existing directory keeps its mode — changing it could lock others out of a shared
+/// folder (`--log-dir /tmp`) — but the files written into it are always 0600.
 pub fn create_dir(dir: &Path) -> io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(dir.to_path_buf());
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    // An existing directory keeps its mode unless we tighten it.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(dir.to_path_buf())
 }
 
@@ -47,7 +50,17 @@ pub async fn create_private(path: &Path) -> Option<tokio::fs::File> {
     let mut opts = tokio::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true).mode(0o600);
     match opts.open(path).await {
-        Ok(f) => Some(f),
+        Ok(f) => {
+            // `mode` applies only to a file created now; an old one is tightened too.
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = f
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .await
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make log file private");
+            }
+            Some(f)
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot write log file");
             None

@@ -10,7 +10,7 @@
 //! output price).
 
 use crate::usage::{Usage, Usd};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -66,9 +66,12 @@ impl Pricing {
 
     /// Reads a replacement table in the same JSON format as the built-in one.
     pub fn from_file(path: &Path) -> anyhow::Result<Pricing> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read pricing file {}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
+        let shown = path.display();
+        let bytes = crate::config::read_input_file(path)
+            .map_err(|reason| anyhow!("pricing file {shown}: {reason}"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("pricing file {shown}: not UTF-8 text"))?;
+        Self::parse(&text, &shown.to_string())
     }
 
     fn parse(text: &str, origin: &str) -> anyhow::Result<Pricing> {

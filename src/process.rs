@@ -398,6 +398,32 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         .process_group(0)
         // Killing only the leader would orphan its tools; Child's Drop kills the group.
         .kill_on_drop(false);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // If the orchestrator itself dies without cleaning up (SIGKILL, the OOM killer),
+        // Claude must not go on spending with no budget watching: the kernel sends it
+        // SIGTERM. The parent check closes the race of dying before prctl took effect.
+        let parent = std::process::id();
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, e))?;
     let taken = (child.id(), child.stdout.take(), child.stderr.take());
     let (Some(pid), Some(stdout), Some(stderr)) = taken else {

@@ -63,6 +63,26 @@ const fn file(config: &'static str, needles: &'static [&'static str]) -> Case {
 }
 
 const CASES: &[Case] = &[
+    // --- input files that are not small regular files
+    flag(
+        &["-c", "/dev/zero", "/x"],
+        &["--config /dev/zero", "not a regular file"],
+    ),
+    flag(
+        &["--pricing", "/dev/zero", "/x"],
+        &["--pricing", "/dev/zero", "not a regular file"],
+    ),
+    flag(&["-c", ".", "/x"], &["--config .", "not a regular file"]),
+    // --- outputs that cannot be written, also caught by a dry run
+    flag(&["--report", ".", "/x"], &["--report", "is a directory"]),
+    flag(
+        &["--dry-run", "--report", "/nonexistent/r.json", "/x"],
+        &["--report /nonexistent/r.json", "does not exist"],
+    ),
+    flag(
+        &["--log-dir", "claude-marker", "/x"],
+        &["--log-dir", "claude-marker", "not a directory"],
+    ),
     // --- flags
     flag(
         &["--command-budget", "test", "/test"],

@@ -653,3 +653,50 @@ fn tool_processes_in_their_own_session_do_not_survive() {
         assert!(!alive, "{name}: tool process {pid} survived the run");
     }
 }
+
+/// Even when the orchestrator is SIGKILLed (OOM killer, `kill -9` in CI) and can clean
+/// nothing up, Claude does not go on spending unwatched: the kernel terminates it.
+#[test]
+fn claude_dies_with_a_killed_orchestrator() {
+    let dir = tempdir();
+    let claude = fake_claude(
+        dir.path(),
+        "claude-forever",
+        &[
+            Step::Line(init()),
+            Step::Raw("echo $$ > \"$(dirname \"$0\")/claude.pid\""),
+            Step::Raw("exec sleep 1000"),
+        ],
+    );
+    let mut child = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("claude.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "claude never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel's SIGTERM is asynchronous; poll (bounded) for the process to go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "claude {pid} outlived its orchestrator"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

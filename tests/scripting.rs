@@ -566,11 +566,18 @@ fn log_dir_keeps_raw_output_privately() {
 }
 
 #[test]
-fn log_dir_keeps_stderr_and_odd_bytes_and_tightens_an_existing_dir() {
+fn log_dir_keeps_stderr_and_odd_bytes_and_leaves_an_existing_dir_alone() {
     let dir = tempdir();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("mkdir");
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A log file left by an earlier run, readable by everyone.
+    std::fs::write(logs.join("noisy.jsonl"), "old").expect("old log");
+    std::fs::set_permissions(
+        logs.join("noisy.jsonl"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
     // stdout: a result line, a line of invalid UTF-8 and CRLF; stderr: bytes with no
     // trailing newline.
     let claude = write_script(
@@ -587,8 +594,17 @@ fn log_dir_keeps_stderr_and_odd_bytes_and_tightens_an_existing_dir() {
         .arg(&claude)
         .args(["--log-dir", "logs", "/noisy"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    // An existing directory keeps its mode (it may be shared); the files are private.
     let mode = std::fs::metadata(&logs).expect("stat").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700);
+    assert_eq!(mode, 0o755);
+    for f in ["noisy.jsonl", "noisy.stderr"] {
+        let mode = std::fs::metadata(logs.join(f))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
     let err = std::fs::read(logs.join("noisy.stderr")).expect("stderr log");
     assert_eq!(err, b"warming up\n\xff\xfe not utf-8\r\nlast words");
     let out_log = std::fs::read(logs.join("noisy.jsonl")).expect("stdout log");
