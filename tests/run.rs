@@ -700,3 +700,35 @@ fn claude_dies_with_a_killed_orchestrator() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Instances waiting for a slot or for budget headroom cost nothing while they wait: the
+/// orchestrator sleeps until something happens (it once spun a core at 100% here). The
+/// bound is a hundred times what an idle wait costs, so load cannot make it flaky.
+#[test]
+fn waiting_instances_do_not_spin_the_cpu() {
+    let dir = tempdir();
+    let mut steps = vec![Step::Line(init()), Step::Sleep(2.0)];
+    steps.push(Step::Line(result(100, 10, 0.001, false, "ok")));
+    let claude = fake_claude(dir.path(), "claude-sleepy", &steps);
+    let out = run(orchestrator(dir.path())
+        .env("ORCHESTRATOR_RUSAGE", "1")
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["-j", "1", "/a", "/b"]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    let field = |name: &str| -> f64 {
+        let at = err
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in {err}"))
+            + name.len();
+        err[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let cpu = field("user_s=") + field("sys_s=");
+    assert!(cpu < 1.0, "{cpu:.3} s of CPU over a 4 s mostly idle run");
+}
