@@ -576,32 +576,23 @@ impl J {
                 }
                 out.push(b']');
             }
-            J::O(fields) => {
-                out.push(b'{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(k, out);
-                    out.push(b':');
-                    v.write(out);
-                }
-                out.push(b'}');
-            }
-            J::M(fields) => {
-                out.push(b'{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(k, out);
-                    out.push(b':');
-                    v.write(out);
-                }
-                out.push(b'}');
-            }
+            J::O(fields) => write_object(fields.iter().map(|(k, v)| (*k, v)), out),
+            J::M(fields) => write_object(fields.iter().map(|(k, v)| (k.as_str(), v)), out),
         }
     }
+}
+
+fn write_object<'a>(fields: impl Iterator<Item = (&'a str, &'a J)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in fields.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(k, out);
+        out.push(b':');
+        v.write(out);
+    }
+    out.push(b'}');
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
