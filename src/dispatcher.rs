@@ -59,7 +59,6 @@ pub struct InstanceState {
     pub activity: Option<String>,
     pub result: Option<ResultSummary>,
     pub exit: Option<ExitInfo>,
-    pub pid: Option<u32>,
     pub stderr_tail: String,
     pub malformed_lines: u64,
     group: Option<GroupHandle>,
@@ -82,7 +81,6 @@ impl InstanceState {
             activity: None,
             result: None,
             exit: None,
-            pid: None,
             stderr_tail: String::new(),
             malformed_lines: 0,
             group: None,
@@ -438,7 +436,6 @@ impl Dispatcher {
             Ok((child, stdout, stderr)) => {
                 s.status = Status::Running;
                 s.reason = None;
-                s.pid = Some(child.pid());
                 s.group = Some(child.group());
                 s.timeout_at = spec.timeout.map(|t| now + t);
                 note_timer(&mut self.next_timer, s.timeout_at);
