@@ -6,7 +6,7 @@ mod common;
 use common::{call, init, instance, orchestrator, result, run, stderr, tempdir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn events(o: &Output) -> Vec<Value> {
@@ -21,6 +21,13 @@ fn finished(o: &Output) -> Value {
     let last = ev.last().cloned().expect("no events");
     assert_eq!(last["event"], "run_finished", "last event: {last}");
     last
+}
+
+/// The orchestrator (test defaults) running `claude` as its Claude Code.
+fn with_claude(dir: &Path, claude: &Path) -> Command {
+    let mut c = orchestrator(dir);
+    c.arg("--claude-path").arg(claude);
+    c
 }
 
 enum Step {
@@ -185,9 +192,7 @@ fn command_budget_terminates_only_its_instances_and_caps_one_call() {
     }
     steps.push(Step::Line(result(10_000, 2000, 0.06, false, "done")));
     let slow = fake_claude(dir.path(), "claude-slow", &steps);
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&slow)
+    let out = run(with_claude(dir.path(), &slow)
         .args([
             "--json",
             "--budget-enforcement-mode",
@@ -229,9 +234,7 @@ fn instance_cap_terminates_that_instance() {
             "budget":{"enforcement_mode":"block"}}"#,
     )
     .unwrap();
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&slow)
+    let out = run(with_claude(dir.path(), &slow)
         .args(["--json", "--kill-grace", "1", "-c"])
         .arg(&config));
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
@@ -253,10 +256,12 @@ fn warn_mode_never_stops_and_warns_once_per_threshold() {
     }
     steps.push(Step::Line(result(5000, 1000, 0.03, false, "done")));
     let claude = fake_claude(dir.path(), "claude-five", &steps);
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--overall-token-budget", "3000", "/a"]));
+    let out = run(with_claude(dir.path(), &claude).args([
+        "--json",
+        "--overall-token-budget",
+        "3000",
+        "/a",
+    ]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let ev = events(&out);
     let warnings: Vec<&Value> = ev
@@ -274,9 +279,7 @@ fn warn_mode_never_stops_and_warns_once_per_threshold() {
 fn admission_makes_an_instance_wait_then_run() {
     let dir = tempdir();
     let claude = good_claude(dir.path()); // spends 1200 tokens
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
+    let out = run(with_claude(dir.path(), &claude)
         .args(["--json", "--budget-enforcement-mode", "block"])
         .args(["--overall-token-budget", "5000", "--estimate", "3000"])
         .args(["/first", "/second"]));
@@ -306,9 +309,7 @@ fn blocked_instance_is_never_spawned() {
         "claude-marker",
         &[Step::Raw("touch \"$(dirname \"$0\")/was-run\"")],
     );
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
+    let out = run(with_claude(dir.path(), &claude)
         .args(["--json", "--budget-enforcement-mode", "block"])
         .args([
             "--overall-token-budget",
@@ -336,10 +337,14 @@ fn timeout_terminates_and_exit_code_is_1() {
         "claude-hang",
         &[Step::Line(init()), Step::Raw("exec sleep 30")],
     );
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--timeout", "0.5", "--kill-grace", "1", "/slow"]));
+    let out = run(with_claude(dir.path(), &claude).args([
+        "--json",
+        "--timeout",
+        "0.5",
+        "--kill-grace",
+        "1",
+        "/slow",
+    ]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     let inst = instance(&finished(&out), "slow").clone();
     assert_eq!(inst["status"], "timed_out");
@@ -358,17 +363,14 @@ fn child_ignoring_sigterm_is_killed_after_the_grace() {
             Step::Raw("while :; do sleep 1; done"),
         ],
     );
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args([
-            "--json",
-            "--timeout",
-            "0.3",
-            "--kill-grace",
-            "0.3",
-            "/stubborn",
-        ]));
+    let out = run(with_claude(dir.path(), &claude).args([
+        "--json",
+        "--timeout",
+        "0.3",
+        "--kill-grace",
+        "0.3",
+        "/stubborn",
+    ]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     let report = finished(&out);
     let inst = instance(&report, "stubborn");
@@ -382,10 +384,7 @@ fn child_without_result_fails_with_a_reason() {
     let mut steps = vec![Step::Line(init())];
     steps.extend(lines(call("m1", 500, 50)));
     let claude = fake_claude(dir.path(), "claude-noresult", &steps);
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "/x"]));
+    let out = run(with_claude(dir.path(), &claude).args(["--json", "/x"]));
     assert_eq!(out.status.code(), Some(1));
     let report = finished(&out);
     let inst = instance(&report, "x");
@@ -409,10 +408,7 @@ fn error_result_and_unknown_command_fail() {
             Step::Line(result(0, 0, 0.0, false, "Unknown command: /nosuch")),
         ],
     );
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "/nosuch"]));
+    let out = run(with_claude(dir.path(), &claude).args(["--json", "/nosuch"]));
     assert_eq!(out.status.code(), Some(1));
     let report = finished(&out);
     let inst = instance(&report, "nosuch");
@@ -434,10 +430,7 @@ fn hundred_megabyte_line_and_invalid_utf8_are_survived() {
     ));
     steps.push(Step::Line(result(1010, 205, 0.01, false, "survived")));
     let claude = fake_claude(dir.path(), "claude-huge", &steps);
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "/huge"]));
+    let out = run(with_claude(dir.path(), &claude).args(["--json", "/huge"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let report = finished(&out);
     let inst = instance(&report, "huge");
@@ -471,10 +464,13 @@ fn missing_claude_fails_the_instance_with_a_clear_reason() {
 fn prompt_starting_with_dashes_stays_a_prompt() {
     let dir = tempdir();
     let claude = good_claude(dir.path());
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--model", "opus", "--", "--version please"]));
+    let out = run(with_claude(dir.path(), &claude).args([
+        "--json",
+        "--model",
+        "opus",
+        "--",
+        "--version please",
+    ]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let argv = std::fs::read_to_string(dir.path().join("argv-claude-good.txt")).unwrap();
     let argv: Vec<&str> = argv.lines().collect();
@@ -517,9 +513,7 @@ fn interrupt_leaves_no_process_behind() {
         ],
     );
     let report_path = dir.path().join("r.json");
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
+    let mut child = with_claude(dir.path(), &claude)
         .args(["--json", "--kill-grace", "2", "--report"])
         .arg(&report_path)
         .args(["/one", "/two"])
@@ -570,10 +564,9 @@ fn interrupt_leaves_no_process_behind() {
 fn max_parallel_runs_one_at_a_time_and_shows_the_rest_waiting() {
     let dir = tempdir();
     let claude = good_claude(dir.path());
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "-j", "1", "/first", "/second", "/third"]));
+    let out =
+        run(with_claude(dir.path(), &claude)
+            .args(["--json", "-j", "1", "/first", "/second", "/third"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let ev = events(&out);
     let waiting = ev
@@ -626,9 +619,7 @@ fn tool_processes_in_their_own_session_do_not_survive() {
             Step::Line(result(10, 10, 0.0001, false, "done")),
         ],
     );
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&stopped)
+    let out = run(with_claude(dir.path(), &stopped)
         .args([
             "--json",
             "--budget-enforcement-mode",
@@ -638,10 +629,7 @@ fn tool_processes_in_their_own_session_do_not_survive() {
         ])
         .args(["--overall-token-budget", "2000", "/x"]));
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
-    let out = run(orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&leaky)
-        .args(["--json", "/y"]));
+    let out = run(with_claude(dir.path(), &leaky).args(["--json", "/y"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     for name in ["claude-stopped", "claude-leaky"] {
         let pid: i32 = std::fs::read_to_string(dir.path().join(format!("tool-{name}.pid")))
@@ -668,9 +656,7 @@ fn claude_dies_with_a_killed_orchestrator() {
             Step::Raw("exec sleep 1000"),
         ],
     );
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
+    let mut child = with_claude(dir.path(), &claude)
         .args(["--json", "/x"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
