@@ -10,9 +10,9 @@
 //!   reservations of its running members), then finishing it again.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use orchestrator::budget::{InstanceBudget, Ledger};
-use orchestrator::plan::{BudgetConfig, Mode};
-use orchestrator::usage::Usd;
+use orchestrator::core::budget::{InstanceBudget, Ledger};
+use orchestrator::core::plan::{BudgetConfig, Mode};
+use orchestrator::core::usage::Usd;
 use std::hint::black_box;
 
 const INSTANCES: usize = 500;

@@ -3,10 +3,10 @@
 //! the end), plain and coloured, with an overall budget and 20 command budgets.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use orchestrator::plan::{Mode, Status};
-use orchestrator::report::{self, BudgetLine, InstanceLine, Snapshot};
-use orchestrator::style::Styles;
-use orchestrator::usage::{Usage, Usd};
+use orchestrator::core::plan::{Mode, Status};
+use orchestrator::core::usage::{Usage, Usd};
+use orchestrator::output::report::{self, BudgetLine, InstanceLine, Snapshot};
+use orchestrator::output::style::Styles;
 use std::hint::black_box;
 use std::time::Duration;
 

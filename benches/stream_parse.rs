@@ -9,8 +9,8 @@
 //!   which defeats the fast type sniff and takes the generic path.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use orchestrator::accounting::Tracker;
-use orchestrator::pricing::Pricing;
+use orchestrator::core::accounting::Tracker;
+use orchestrator::core::pricing::Pricing;
 use serde_json::json;
 use std::hint::black_box;
 use std::path::Path;

@@ -6,8 +6,8 @@
 //! Usage: cargo run --release --example check_report -- REPORT.json
 //! Exit 0 when everything is exact, 1 on any difference, 2 on a bad report.
 
+use orchestrator::core::usage::{Usage, Usd};
 use orchestrator::simulate::expected_totals;
-use orchestrator::usage::{Usage, Usd};
 use serde_json::Value;
 
 fn usage_of(v: &Value) -> Option<(Usage, Usd)> {

@@ -1,15 +1,18 @@
 //! The command as a whole: parse, validate, then dry-run, list commands or run, and map
 //! every failure to the exit codes of SPEC section 6.
 
-use crate::cli::{self, Cli};
-use crate::config;
-use crate::dispatcher::Dispatcher;
-use crate::events::{self, EventSink};
-use crate::plan::{ColorChoice, Plan};
-use crate::pricing::Pricing;
-use crate::style::Styles;
-use crate::terminal::Console;
-use crate::{commands, dryrun, launch, logs, process, simulate};
+use crate::config::cli::{self, Cli};
+use crate::config::commands;
+use crate::config::file as config;
+use crate::core::plan::{ColorChoice, Plan};
+use crate::core::pricing::Pricing;
+use crate::output::dryrun;
+use crate::output::events::{self, EventSink};
+use crate::output::style::Styles;
+use crate::output::terminal::Console;
+use crate::runtime::dispatcher::Dispatcher;
+use crate::runtime::{launch, logs, process};
+use crate::simulate;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +54,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => return usage_error(&e.to_string()),
     };
     let pricing = match &plan.options.pricing_file {
-        Some(path) => match Pricing::from_file(path) {
+        Some(path) => match config::load_pricing(path) {
             Ok(p) => p,
             Err(e) => return usage_error(&format!("--pricing: {e:#}")),
         },

@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orchestrator::accounting::Tracker;
-use orchestrator::pricing::Pricing;
+use orchestrator::core::accounting::Tracker;
+use orchestrator::core::pricing::Pricing;
 use std::sync::{Arc, OnceLock};
 
 fn pricing() -> Arc<Pricing> {

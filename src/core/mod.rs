@@ -1,0 +1,9 @@
+//! The pure core: from a stdout line to a budget decision. Nothing here does I/O, spawns,
+//! sleeps or reads the clock, and nothing here uses another module of the crate.
+
+pub mod accounting;
+pub mod budget;
+pub mod plan;
+pub mod pricing;
+pub mod stream;
+pub mod usage;

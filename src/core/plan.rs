@@ -1,0 +1,209 @@
+//! The validated plan: what the CLI and config files produce and everything downstream
+//! consumes. Values here are typed and checked, so nothing downstream re-validates.
+
+use crate::core::usage::Usd;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Index of an instance in `Plan::instances`.
+pub type InstanceId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Warn,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum OutputFormat {
+    #[default]
+    #[serde(rename = "stream-json")]
+    StreamJson,
+    #[serde(rename = "json")]
+    Json,
+}
+
+impl OutputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::StreamJson => "stream-json",
+            OutputFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Lifecycle of one instance (SPEC section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Waiting,
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Blocked,
+    Terminated,
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Waiting => "waiting",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Blocked => "blocked",
+            Status::Terminated => "terminated",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Pending | Status::Waiting | Status::Running)
+    }
+}
+
+/// One Claude Code instance to run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstanceSpec {
+    /// Unique, human-readable.
+    pub name: String,
+    /// The prompt: a slash command (`/test --unit`) or free text.
+    pub command: String,
+    pub description: Option<String>,
+    /// Absolute working directory (workspace joined with the instance's subdirectory).
+    pub workspace: PathBuf,
+    pub permission_mode: Option<String>,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub model: Option<String>,
+    pub output_format: OutputFormat,
+    /// Per-instance token cap (`max_tokens_per_command`).
+    pub max_tokens: Option<u64>,
+    /// Per-instance dollar cap (`max_cost_usd`); also passed to claude as `--max-budget-usd`.
+    pub max_cost: Option<Usd>,
+    pub timeout: Option<Duration>,
+    pub session_id: Option<String>,
+    pub extra_args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl InstanceSpec {
+    /// First whitespace-separated word when the command is a slash command
+    /// (`/test --unit` → `/test`); free-text prompts have none.
+    pub fn base_command(&self) -> Option<&str> {
+        base_command(&self.command)
+    }
+}
+
+pub fn base_command(command: &str) -> Option<&str> {
+    let first = command.split_whitespace().next()?;
+    (first.starts_with('/') && first.len() > 1).then_some(first)
+}
+
+/// Budgets as configured (SPEC section 5). Per-instance caps live on `InstanceSpec`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BudgetConfig {
+    pub overall_tokens: Option<u64>,
+    pub overall_cost: Option<Usd>,
+    /// Base command (`/test`) → token limit.
+    pub command_tokens: BTreeMap<String, u64>,
+    /// Base command → dollar limit.
+    pub command_costs: BTreeMap<String, Usd>,
+    pub mode: Mode,
+    /// Percent (0 < p ≤ 100) at which a warning is given; 100 always warns too.
+    pub warn_at_percent: f64,
+    /// Pre-launch token estimate for instances without `max_tokens`.
+    pub estimate_tokens: u64,
+}
+
+/// How the run is carried out and shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    pub claude_path: PathBuf,
+    pub workspace: PathBuf,
+    /// 0 = no limit.
+    pub max_parallel: usize,
+    pub startup_delay: Duration,
+    pub kill_grace: Duration,
+    /// Absolute local time at which to start launching; `None` = now.
+    pub start_at: Option<chrono::DateTime<chrono::Local>>,
+    pub dry_run: bool,
+    pub strict: bool,
+    pub simulate: bool,
+    pub disable_visuals: bool,
+    /// `Duration::ZERO` = no periodic reports.
+    pub status_interval: Duration,
+    pub max_line_length: usize,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub color: ColorChoice,
+    pub json: bool,
+    pub report: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub pricing_file: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            claude_path: PathBuf::from("claude"),
+            workspace: PathBuf::from("."),
+            max_parallel: 0,
+            startup_delay: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(5),
+            start_at: None,
+            dry_run: false,
+            strict: false,
+            simulate: false,
+            disable_visuals: false,
+            status_interval: Duration::from_secs(5),
+            max_line_length: 500,
+            quiet: false,
+            verbose: 0,
+            color: ColorChoice::Auto,
+            json: false,
+            report: None,
+            log_dir: None,
+            pricing_file: None,
+        }
+    }
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub instances: Vec<InstanceSpec>,
+    pub budgets: BudgetConfig,
+    pub options: RunOptions,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_command_is_first_word_of_slash_commands_only() {
+        assert_eq!(base_command("/test --unit"), Some("/test"));
+        assert_eq!(base_command("  /lint   src"), Some("/lint"));
+        assert_eq!(base_command("fix the bug"), None);
+        assert_eq!(base_command("/"), None);
+        assert_eq!(base_command(""), None);
+    }
+}

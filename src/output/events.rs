@@ -1,0 +1,607 @@
+//! Machine-readable output: `--json` events (one JSON object per line on stdout) and the
+//! `run_finished` object that `--report FILE` writes atomically. Field names follow SPEC
+//! section 7; every event and field is listed in README.md ("JSON events"), and the report's
+//! JSON Schema is `schema/report.schema.json`.
+//!
+//! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
+//! parser can pick events out with grep.
+
+use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
+use crate::core::plan::{InstanceSpec, Plan};
+use crate::core::usage::{Usage, Usd};
+use crate::runtime::dispatcher::{InstanceState, RunOutcome};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `usage` events are coalesced to at most one per instance per this interval.
+pub const USAGE_EVERY: Duration = Duration::from_millis(100);
+
+/// Where the events go and what is needed to word them.
+pub struct EventSink {
+    json: bool,
+    out: Box<dyn Write + Send>,
+    /// Instance names by id, so that instance-scope budgets are named, not numbered.
+    names: Vec<String>,
+    /// Per instance: when its last `usage` event went out, and the tokens counted since
+    /// (held back by coalescing) that the next `usage` event must carry in its `delta`.
+    usage_state: HashMap<String, UsageCoalesce>,
+    /// The `run_finished` object, once the run is over.
+    pub finished: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct UsageCoalesce {
+    last_sent: Option<Instant>,
+    pending_delta: u64,
+    /// The usage and cost of the newest update that was held back.
+    pending: Option<(Usage, Usd)>,
+}
+
+pub fn now_ts() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One event line: `{"event":…,"ts":…,` then the body's own fields (sorted), no newline.
+pub fn event_line(event: &str, ts: &str, body: &Value) -> String {
+    let head = format!(
+        "{{\"event\":{},\"ts\":{}",
+        Value::from(event),
+        Value::from(ts)
+    );
+    match body {
+        Value::Object(map) => {
+            let mut rest = if map.contains_key("event") || map.contains_key("ts") {
+                Value::Object(
+                    map.iter()
+                        .filter(|(k, _)| *k != "event" && *k != "ts")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+                .to_string()
+            } else {
+                body.to_string()
+            };
+            if rest.len() > 2 {
+                // `{...}` → `,...}` appended after the head.
+                rest.replace_range(..1, ",");
+                head + &rest
+            } else {
+                head + "}"
+            }
+        }
+        _ => head + "}",
+    }
+}
+
+impl EventSink {
+    /// Events on stdout when `json` is set; nothing otherwise (the report still works).
+    pub fn new(json: bool) -> EventSink {
+        EventSink::with_writer(json, Box::new(std::io::stdout()))
+    }
+
+    pub fn with_writer(json: bool, out: Box<dyn Write + Send>) -> EventSink {
+        EventSink {
+            json,
+            out,
+            names: Vec::new(),
+            usage_state: HashMap::new(),
+            finished: None,
+        }
+    }
+
+    fn emit(&mut self, event: &str, body: Value) {
+        if !self.json {
+            return;
+        }
+        let line = event_line(event, &now_ts(), &body);
+        // A closed stdout (`| head`) must not stop the run: the report still gets written.
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+    }
+
+    fn instance_name(&self, id: usize) -> Value {
+        match self.names.get(id) {
+            Some(n) => json!(n),
+            None => json!(id),
+        }
+    }
+
+    /// `{"scope","key","unit"}` for a budget: key is null for overall, the base command
+    /// for a command budget, the instance name for an instance cap.
+    fn budget_key(&self, scope: &Scope, unit: &str) -> Value {
+        let key = match scope {
+            Scope::Overall => Value::Null,
+            Scope::Command(c) => json!(c),
+            Scope::Instance(i) => self.instance_name(*i),
+        };
+        json!({"scope": scope.kind(), "key": key, "unit": unit})
+    }
+
+    pub fn run_started(&mut self, plan: &Plan) {
+        self.names = plan.instances.iter().map(|i| i.name.clone()).collect();
+        let instances: Vec<Value> = plan
+            .instances
+            .iter()
+            .map(|i| json!({"name": i.name, "command": i.command}))
+            .collect();
+        let body = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "instances": instances,
+            "budgets": configured_budgets(plan),
+            "mode": plan.budgets.mode,
+            "warn_at_percent": plan.budgets.warn_at_percent,
+            "simulate": plan.options.simulate,
+        });
+        self.emit("run_started", body);
+    }
+
+    pub fn instance_started(&mut self, name: &str, pid: u32, argv: &[String]) {
+        self.emit(
+            "instance_started",
+            json!({"name": name, "pid": pid, "argv": argv}),
+        );
+    }
+
+    /// A usage update of one instance. Coalesced: at most one event per instance per
+    /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
+    /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
+    /// instance always add up to its final `total_tokens`.
+    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: u64, now: Instant) {
+        self.usage_update(name, &s.usage, s.cost, delta, now);
+    }
+
+    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
+        if !self.json {
+            return;
+        }
+        let st = self.usage_state.entry(name.to_string()).or_default();
+        st.pending_delta = st.pending_delta.saturating_add(delta);
+        let due = st.last_sent.map_or(true, |last| {
+            now.saturating_duration_since(last) >= USAGE_EVERY
+        });
+        if !due {
+            st.pending = Some((*usage, cost));
+            return;
+        }
+        st.last_sent = Some(now);
+        st.pending = None;
+        let delta = std::mem::take(&mut st.pending_delta);
+        self.emit("usage", usage_event(name, usage, cost, delta));
+    }
+
+    /// Sends a held-back `usage` event of `name`, if any.
+    fn flush_usage(&mut self, name: &str) {
+        let Some(st) = self.usage_state.get_mut(name) else {
+            return;
+        };
+        if let Some((usage, cost)) = st.pending.take() {
+            let delta = std::mem::take(&mut st.pending_delta);
+            self.emit("usage", usage_event(name, &usage, cost, delta));
+        }
+    }
+
+    /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
+    /// instance was admitted although its estimate does not fit. `name` is the instance
+    /// whose usage or launch caused it ("" when none).
+    pub fn budget_warning(&mut self, name: &str, w: &Warning) {
+        let mut body = json!({
+            "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
+            "used": w.used,
+            "limit": w.limit,
+            "percent": percent(w.used, w.limit),
+            "kind": match w.kind {
+                WarningKind::WarnAt { .. } => "warn_at",
+                WarningKind::Exceeded => "exceeded",
+                WarningKind::WontFit { .. } => "wont_fit",
+            },
+            "message": w.to_string(),
+        });
+        if !name.is_empty() {
+            body["name"] = json!(name);
+        }
+        self.emit("budget_warning", body);
+    }
+
+    /// Block mode: a budget went past its limit; `instances` are being terminated.
+    pub fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
+        if let Decision::Terminate {
+            budget,
+            used,
+            limit,
+            instances,
+        } = d
+        {
+            let names: Vec<Value> = instances.iter().map(|&i| self.instance_name(i)).collect();
+            let body = json!({
+                "budget": self.budget_key(&budget.scope, budget.unit.as_str()),
+                "used": used,
+                "limit": limit,
+                "percent": percent(*used, *limit),
+                "instances": names,
+                "message": reason,
+            });
+            self.emit("budget_exceeded", body);
+        }
+    }
+
+    pub fn instance_waiting(&mut self, name: &str, reason: &str) {
+        self.emit("instance_waiting", json!({"name": name, "reason": reason}));
+    }
+
+    pub fn instance_blocked(&mut self, name: &str, reason: &str) {
+        self.emit("instance_blocked", json!({"name": name, "reason": reason}));
+    }
+
+    /// `kind` is `budget`, `timeout` or `interrupt`; `reason` the human text.
+    pub fn instance_terminated(&mut self, name: &str, kind: &str, reason: &str) {
+        self.emit(
+            "instance_terminated",
+            json!({"name": name, "reason": kind, "message": reason}),
+        );
+    }
+
+    pub fn instance_finished(&mut self, spec: &InstanceSpec, s: &InstanceState) {
+        self.flush_usage(&spec.name);
+        self.emit("instance_finished", instance_json(spec, s, Instant::now()));
+    }
+
+    pub fn run_finished(
+        &mut self,
+        plan: &Plan,
+        states: &[InstanceState],
+        ledger: &Ledger,
+        outcome: &RunOutcome,
+        started: Instant,
+        now: Instant,
+    ) {
+        let mut totals = Usage::default();
+        let mut cost = Usd::ZERO;
+        for s in states {
+            totals += s.usage;
+            cost += s.cost;
+        }
+        let budgets: Vec<Value> = ledger
+            .budgets()
+            .iter()
+            .map(|b| {
+                let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
+                v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
+                v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
+                v["percent"] = json!(percent(b.used, b.limit));
+                v["state"] = json!(b.state.as_str());
+                v
+            })
+            .collect();
+        let instances: Vec<Value> = plan
+            .instances
+            .iter()
+            .zip(states)
+            .map(|(spec, s)| instance_json(spec, s, now))
+            .collect();
+        let ts = now_ts();
+        let report = json!({
+            "event": "run_finished",
+            "ts": ts,
+            "version": env!("CARGO_PKG_VERSION"),
+            "exit_code": outcome.exit_code,
+            "exit_reason": outcome.exit_reason,
+            "duration_ms": duration_ms(now.saturating_duration_since(started)),
+            "mode": plan.budgets.mode,
+            "totals": usage_json(&totals, cost),
+            "budgets": budgets,
+            "instances": instances,
+        });
+        if self.json {
+            let line = event_line("run_finished", &ts, &report);
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+        self.finished = Some(report);
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// used / limit × 100, rounded to one decimal (not capped).
+fn percent(used: Amount, limit: Amount) -> f64 {
+    let (u, l) = match (used, limit) {
+        (Amount::Tokens(u), Amount::Tokens(l)) => (u as f64, l as f64),
+        (Amount::Usd(u), Amount::Usd(l)) => (u.0 as f64, l.0 as f64),
+        _ => return 0.0,
+    };
+    if l <= 0.0 {
+        return 0.0;
+    }
+    (u / l * 1000.0).round() / 10.0
+}
+
+/// The budgets a plan sets, as `run_started` lists them.
+fn configured_budgets(plan: &Plan) -> Vec<Value> {
+    let b = &plan.budgets;
+    let mut out = Vec::new();
+    let entry = |scope: &str, key: Value, unit: &str, limit: Value| json!({"scope": scope, "key": key, "unit": unit, "limit": limit});
+    if let Some(t) = b.overall_tokens {
+        out.push(entry("overall", Value::Null, "tokens", json!(t)));
+    }
+    if let Some(c) = b.overall_cost {
+        out.push(entry("overall", Value::Null, "usd", json!(c)));
+    }
+    for (cmd, t) in &b.command_tokens {
+        out.push(entry("command", json!(cmd), "tokens", json!(t)));
+    }
+    for (cmd, c) in &b.command_costs {
+        out.push(entry("command", json!(cmd), "usd", json!(c)));
+    }
+    for i in &plan.instances {
+        if let Some(t) = i.max_tokens {
+            out.push(entry("instance", json!(i.name), "tokens", json!(t)));
+        }
+        if let Some(c) = i.max_cost {
+            out.push(entry("instance", json!(i.name), "usd", json!(c)));
+        }
+    }
+    out
+}
+
+fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: u64) -> Value {
+    let mut body = usage_json(usage, cost);
+    body["name"] = json!(name);
+    body["delta"] = json!(delta);
+    body
+}
+
+pub fn usage_json(u: &Usage, cost: Usd) -> Value {
+    json!({
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "total_tokens": u.total(),
+        "cost_usd": cost,
+    })
+}
+
+fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value {
+    json!({
+        "name": spec.name,
+        "command": spec.command,
+        "status": s.status,
+        "reason": s.reason,
+        "exit_code": s.exit.and_then(|e| e.code),
+        "signal": s.exit.and_then(|e| e.signal),
+        "usage": usage_json(&s.usage, s.cost),
+        "model": s.model.as_deref().or(spec.model.as_deref()),
+        "duration_ms": s.duration(now).map(duration_ms).unwrap_or(0),
+        "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
+        "tools": s.tools,
+        "malformed_lines": s.malformed_lines,
+    })
+}
+
+/// Writes `value` to `path` atomically: a new temporary file in the same directory,
+/// synced, then renamed over the target, so a reader sees either no report (or the one
+/// before) or a complete one, never half of one. The temporary file is removed on error.
+pub fn write_report(path: &Path, value: &Value) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report.json".into());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        // create_new: never write through a file (or symlink) someone left at that name.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut text = serde_json::to_vec_pretty(value)?;
+        text.push(b'\n');
+        f.write_all(&text)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable; not every file system can sync a directory.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn events(&self) -> Vec<Value> {
+            let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect()
+        }
+    }
+
+    fn usage(total_input: u64) -> Usage {
+        Usage {
+            input_tokens: total_input,
+            ..Usage::default()
+        }
+    }
+
+    #[test]
+    fn lines_start_with_event_and_ts() {
+        let line = event_line(
+            "usage",
+            "2026-01-01T00:00:00.000Z",
+            &json!({"b": 1, "a": [2]}),
+        );
+        assert_eq!(
+            line,
+            r#"{"event":"usage","ts":"2026-01-01T00:00:00.000Z","a":[2],"b":1}"#
+        );
+        let empty = event_line("x", "t", &json!({}));
+        assert_eq!(empty, r#"{"event":"x","ts":"t"}"#);
+        // A body that carries its own event/ts does not duplicate the keys.
+        let dup = event_line("x", "t", &json!({"event": "y", "ts": "old", "k": 0}));
+        assert_eq!(dup, r#"{"event":"x","ts":"t","k":0}"#);
+    }
+
+    #[test]
+    fn usage_is_coalesced_but_deltas_add_up() {
+        let out = Captured::default();
+        let mut sink = EventSink::with_writer(true, Box::new(out.clone()));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut total = 0;
+        // Ten updates 20 ms apart: only those ≥ 100 ms after the last sent one go out.
+        for i in 0..10u64 {
+            total += 10 + i;
+            sink.usage_update("a", &usage(total), Usd::ZERO, 10 + i, t0 + ms(20 * i));
+        }
+        // Another instance is not held back by the first one's clock.
+        sink.usage_update("b", &usage(5), Usd::ZERO, 5, t0 + ms(21));
+        let sent: Vec<Value> = out.events();
+        let a: Vec<&Value> = sent.iter().filter(|e| e["name"] == "a").collect();
+        assert_eq!(a.len(), 2, "{a:?}"); // at 0 ms and 100 ms
+        assert_eq!(sent.iter().filter(|e| e["name"] == "b").count(), 1);
+        sink.flush_usage("a");
+        let a: Vec<Value> = out
+            .events()
+            .into_iter()
+            .filter(|e| e["name"] == "a")
+            .collect();
+        assert_eq!(a.len(), 3);
+        let deltas: u64 = a.iter().map(|e| e["delta"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(deltas, total);
+        assert_eq!(a[2]["total_tokens"], total);
+        // Nothing held back: flushing again sends nothing.
+        sink.flush_usage("a");
+        assert_eq!(out.events().len(), 4);
+    }
+
+    #[test]
+    fn without_json_nothing_is_written() {
+        let out = Captured::default();
+        let mut sink = EventSink::with_writer(false, Box::new(out.clone()));
+        sink.instance_waiting("a", "waiting for overall budget");
+        sink.usage_update("a", &usage(1), Usd::ZERO, 1, Instant::now());
+        assert!(out.events().is_empty());
+    }
+
+    #[test]
+    fn instance_budgets_are_keyed_by_name() {
+        use crate::core::budget::{BudgetKey, Unit};
+        let out = Captured::default();
+        let mut sink = EventSink::with_writer(true, Box::new(out.clone()));
+        let plan = Plan {
+            instances: vec![
+                InstanceSpec {
+                    name: "first".into(),
+                    command: "/a".into(),
+                    ..InstanceSpec::default()
+                },
+                InstanceSpec {
+                    name: "second".into(),
+                    command: "/b".into(),
+                    max_tokens: Some(2000),
+                    ..InstanceSpec::default()
+                },
+            ],
+            ..Plan::default()
+        };
+        sink.run_started(&plan);
+        let key = BudgetKey {
+            scope: Scope::Instance(1),
+            unit: Unit::Tokens,
+        };
+        sink.budget_warning(
+            "second",
+            &Warning {
+                budget: key.clone(),
+                used: Amount::Tokens(1700),
+                limit: Amount::Tokens(2000),
+                kind: WarningKind::WarnAt { percent: 80.0 },
+            },
+        );
+        sink.budget_exceeded(
+            &Decision::Terminate {
+                instances: vec![1],
+                budget: key,
+                used: Amount::Tokens(2100),
+                limit: Amount::Tokens(2000),
+            },
+            "instance budget exceeded: 2.1K/2.0K tokens of second",
+        );
+        let ev = out.events();
+        assert_eq!(ev[0]["event"], "run_started");
+        assert_eq!(ev[0]["budgets"][0]["key"], "second");
+        assert_eq!(ev[0]["budgets"][0]["limit"], 2000);
+        assert_eq!(ev[1]["event"], "budget_warning");
+        assert_eq!(ev[1]["name"], "second");
+        assert_eq!(ev[1]["budget"]["key"], "second");
+        assert_eq!(ev[1]["kind"], "warn_at");
+        assert_eq!(ev[1]["percent"], 85.0);
+        assert_eq!(ev[2]["event"], "budget_exceeded");
+        assert_eq!(ev[2]["budget"]["scope"], "instance");
+        assert_eq!(ev[2]["budget"]["key"], "second");
+        assert_eq!(ev[2]["instances"], json!(["second"]));
+        assert_eq!(ev[2]["used"], 2100);
+    }
+
+    #[test]
+    fn report_is_replaced_whole_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.json");
+        write_report(&path, &json!({"exit_code": 0})).expect("first");
+        write_report(&path, &json!({"exit_code": 3, "x": [1, 2]})).expect("second");
+        let got: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(got, json!({"exit_code": 3, "x": [1, 2]}));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.map(|e| e.file_name()).expect("entry"))
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
+    }
+
+    #[test]
+    fn report_into_a_missing_directory_fails_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope/r.json");
+        assert!(write_report(&path, &json!({})).is_err());
+        assert!(!dir.path().join("nope").exists());
+    }
+}

@@ -1,0 +1,359 @@
+//! Human-readable output (SPEC section 7): the periodic status report, the final
+//! summary and the in-place redraw of the live region on a terminal.
+//!
+//! Everything here is a pure function of a [`Snapshot`], a [`Styles`], the terminal
+//! width and the line-length limit, so the same state always renders the same text and
+//! tests compare exact strings. The dispatcher owns the state and builds the snapshot.
+
+mod bar;
+mod format;
+mod line;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use bar::{bar, BAR_CELLS};
+pub use format::{
+    display_width, fit_width, fmt_count, fmt_duration, fmt_percent, sanitize, truncate,
+};
+
+use crate::core::plan::{Mode, Status};
+use crate::core::usage::{Usage, Usd};
+use crate::output::style::{Paint, Styles};
+use line::Line;
+use std::time::Duration;
+
+/// Everything a report shows, captured by the dispatcher at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot<'a> {
+    pub elapsed: Duration,
+    pub mode: Mode,
+    pub totals: Usage,
+    pub total_cost: Usd,
+    /// In display order. Empty means no budget at all, shown as `[NO BUDGET SET]`.
+    pub budgets: Vec<BudgetLine>,
+    pub instances: Vec<InstanceLine<'a>>,
+    /// `false` for `--disable-budget-visuals`: numbers without bars.
+    pub visuals: bool,
+}
+
+/// One budget as shown to a human. The amounts are `f64` for rendering only; budgets
+/// themselves are kept exactly elsewhere. USD amounts are dollars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetLine {
+    /// `overall`, `/test`, `instance unit-tests`, …
+    pub label: String,
+    pub unit_is_usd: bool,
+    /// Zero (or less) means "no budget set" for this line.
+    pub limit: f64,
+    pub used: f64,
+    /// `ok`, `warned` or `exceeded`.
+    pub state: &'static str,
+}
+
+/// One instance's row in the table and its entry in the summary.
+#[derive(Debug, Clone)]
+pub struct InstanceLine<'a> {
+    pub name: &'a str,
+    pub status: Status,
+    pub model: Option<&'a str>,
+    pub duration: Option<Duration>,
+    pub usage: Usage,
+    pub cost: Usd,
+    /// Tool calls made so far.
+    pub tools: u64,
+    /// Highest use, in percent, of any budget the instance counts toward.
+    pub budget_percent: Option<f64>,
+    /// Last live detail: tool in use, API retry, rate limiting…
+    pub activity: Option<&'a str>,
+    /// Claude's final result text.
+    pub result: Option<&'a str>,
+    /// Why it failed, was blocked or terminated.
+    pub reason: Option<&'a str>,
+}
+
+const STATUS_ORDER: [Status; 9] = [
+    Status::Pending,
+    Status::Waiting,
+    Status::Running,
+    Status::Completed,
+    Status::Failed,
+    Status::TimedOut,
+    Status::Blocked,
+    Status::Terminated,
+    Status::Interrupted,
+];
+
+/// Widest a budget label column gets before labels are cut.
+const LABEL_MAX: usize = 24;
+
+fn mode_str(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Warn => "warn",
+        Mode::Block => "block",
+    }
+}
+
+/// `2.0K/5.0K tokens` or `$0.0200/$0.0500`.
+fn amounts(b: &BudgetLine) -> String {
+    if b.unit_is_usd {
+        format!(
+            "{}/{}",
+            Usd::from_dollars(b.used),
+            Usd::from_dollars(b.limit)
+        )
+    } else {
+        format!(
+            "{}/{} tokens",
+            fmt_count(to_count(b.used)),
+            fmt_count(to_count(b.limit))
+        )
+    }
+}
+
+fn to_count(x: f64) -> u64 {
+    // `as` saturates and maps NaN to 0, which is what a display wants.
+    x.round() as u64
+}
+
+fn header_lines(s: &Snapshot<'_>, title: &str, styles: &Styles, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut l = Line::new();
+    l.push(&format!("=== orchestrator {title}"), Paint::Bold)
+        .plain(&format!(
+            " · run time {} · {} mode ===",
+            fmt_duration(s.elapsed),
+            mode_str(s.mode)
+        ));
+    out.push(l.render(styles, width));
+
+    let mut l = Line::new();
+    l.plain(&format!("instances {}", s.instances.len()));
+    let mut first = true;
+    for status in STATUS_ORDER {
+        let n = s.instances.iter().filter(|i| i.status == status).count();
+        if n == 0 {
+            continue;
+        }
+        l.plain(if first { ": " } else { ", " });
+        first = false;
+        l.plain(&format!("{n} "))
+            .push(status.as_str(), table::status_paint(status));
+    }
+    out.push(l.render(styles, width));
+
+    let mut l = Line::new();
+    l.plain(&format!(
+        "total {} tokens · {}",
+        fmt_count(s.totals.total()),
+        s.total_cost
+    ));
+    out.push(l.render(styles, width));
+    out
+}
+
+fn label_width(budgets: &[BudgetLine]) -> usize {
+    budgets
+        .iter()
+        .map(|b| display_width(&sanitize(&b.label)))
+        .max()
+        .unwrap_or(0)
+        .clamp("overall".len(), LABEL_MAX)
+}
+
+fn push_label(l: &mut Line, label: &str, w: usize) {
+    let text = fit_width(label, w);
+    let pad = " ".repeat(w.saturating_sub(display_width(&text)));
+    l.plain("  ").plain(&text).plain(&pad).plain("  ");
+}
+
+fn title(text: &str, styles: &Styles, width: usize) -> String {
+    let mut l = Line::new();
+    l.push(text, Paint::Bold);
+    l.render(styles, width)
+}
+
+fn budget_status_lines(s: &Snapshot<'_>, styles: &Styles, width: usize) -> Vec<String> {
+    let mut out = vec![title("BUDGET STATUS", styles, width)];
+    let w = label_width(&s.budgets);
+    if s.budgets.is_empty() {
+        let mut l = Line::new();
+        push_label(&mut l, "overall", w);
+        l.plain(if s.visuals && width >= 2 + w + 2 + 15 {
+            "[NO BUDGET SET]"
+        } else {
+            "no budget set"
+        });
+        out.push(l.render(styles, width));
+    }
+    for b in &s.budgets {
+        let mut l = Line::new();
+        push_label(&mut l, &b.label, w);
+        let mut numbers = l.clone();
+        match bar::shown_percent(b.used, b.limit) {
+            Some(pct) => {
+                bar::push_bar(&mut l, b.used, b.limit);
+                l.plain(&format!(" ({})", amounts(b)));
+                numbers
+                    .plain(&format!("{} (", amounts(b)))
+                    .push(&fmt_percent(pct), bar::level_paint(pct))
+                    .plain(")");
+            }
+            None => {
+                l.plain("[NO BUDGET SET]");
+                numbers.plain("no budget set");
+            }
+        }
+        // A bar that does not fit is worth less than the numbers it stands for.
+        let chosen = if s.visuals && l.width() <= width {
+            l
+        } else {
+            numbers
+        };
+        out.push(chosen.render(styles, width));
+    }
+    out
+}
+
+fn finish(lines: Vec<String>) -> String {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// The periodic report: header (run time, mode, counts per status, totals), the
+/// BUDGET STATUS section and the instance table. Every line fits in `width` columns.
+/// The activity text is cut to `max_line` characters, then to what the width leaves.
+pub fn render_status(s: &Snapshot<'_>, styles: &Styles, width: usize, max_line: usize) -> String {
+    let mut lines = header_lines(s, "status", styles, width);
+    lines.push(String::new());
+    lines.extend(budget_status_lines(s, styles, width));
+    lines.push(String::new());
+    lines.extend(table::render_table(&s.instances, styles, width, max_line));
+    finish(lines)
+}
+
+/// The final summary: header, instance table, each instance's result or reason
+/// (cut to `max_line` characters), the budget verdicts and `exit code N: REASON`.
+///
+/// Header and table fit in `width`; result lines are bounded by `max_line` instead, as
+/// `--max-line-length` asks, and may wrap on a narrow terminal.
+pub fn render_summary(
+    s: &Snapshot<'_>,
+    styles: &Styles,
+    width: usize,
+    max_line: usize,
+    exit_code: i32,
+    exit_reason: &str,
+) -> String {
+    let mut lines = header_lines(s, "summary", styles, width);
+    lines.push(String::new());
+    lines.extend(table::render_table(&s.instances, styles, width, max_line));
+
+    if !s.instances.is_empty() {
+        lines.push(String::new());
+        lines.push(title("RESULTS", styles, width));
+        for inst in &s.instances {
+            let (main, extra) = match (inst.reason, inst.result) {
+                (Some(reason), result) => (Some(reason), result),
+                (None, Some(result)) => (Some(result), None),
+                (None, None) => (None, None),
+            };
+            let main = main.map_or_else(|| "(no result)".to_string(), |t| truncate(t, max_line));
+            lines.push(format!(
+                "  {} [{}]: {}",
+                styles.bold(&truncate(inst.name, max_line)),
+                styles.paint(table::status_paint(inst.status), inst.status.as_str()),
+                main
+            ));
+            if let Some(result) = extra {
+                lines.push(format!("    result: {}", truncate(result, max_line)));
+            }
+        }
+    }
+
+    lines.push(String::new());
+    lines.push(title("BUDGETS", styles, width));
+    if s.budgets.is_empty() {
+        lines.push("  no budget set".to_string());
+    }
+    let w = label_width(&s.budgets);
+    for b in &s.budgets {
+        let mut l = Line::new();
+        push_label(&mut l, &b.label, w);
+        match bar::shown_percent(b.used, b.limit) {
+            Some(pct) => {
+                let paint = match b.state {
+                    "ok" => Paint::Green,
+                    "warned" => Paint::Yellow,
+                    _ => Paint::Red,
+                };
+                l.push(b.state, paint)
+                    .plain(&" ".repeat("exceeded".len().saturating_sub(b.state.len())))
+                    .plain(&format!("  {} ({})", amounts(b), fmt_percent(pct)));
+            }
+            None => {
+                l.plain("no budget set");
+            }
+        }
+        lines.push(l.render(styles, width));
+    }
+
+    lines.push(String::new());
+    let exit_line = format!("exit code {exit_code}: {}", sanitize(exit_reason));
+    lines.push(if exit_code == 0 {
+        styles.green(&exit_line)
+    } else {
+        styles.red(&exit_line)
+    });
+    finish(lines)
+}
+
+/// Terminal rows `text` occupies at `width` columns, counting wrapped lines; the
+/// caller passes this as `previous_lines` to the next [`live_region`]. Escape codes
+/// are not counted as columns.
+pub fn line_count(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if body.is_empty() && text.is_empty() {
+        return 0;
+    }
+    body.split('\n')
+        .map(|l| {
+            let w = display_width(&strip_escapes(l));
+            w.div_ceil(width).max(1)
+        })
+        .sum()
+}
+
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters… final byte in @..~
+            if chars.next() == Some('[') {
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Redraws the live region on a terminal: moves the cursor up over the `previous_lines`
+/// rows drawn last time, clears to the end of the screen and writes `text`. With nothing
+/// drawn before it is just `text`. `text` should end with a newline so the cursor is at
+/// the start of a line when the next redraw moves up.
+pub fn live_region(previous_lines: usize, text: &str) -> String {
+    if previous_lines == 0 {
+        text.to_string()
+    } else {
+        format!("\x1b[{previous_lines}A\x1b[J{text}")
+    }
+}

@@ -1,0 +1,7 @@
+//! The async shell: launches instances, reads their output, delivers signals, and carries
+//! out what the run state decides. It only moves bytes and signals.
+
+pub mod dispatcher;
+pub mod launch;
+pub mod logs;
+pub mod process;

@@ -1,0 +1,304 @@
+//! Real child processes misbehaving the ways Claude and its tools can: ignoring SIGTERM,
+//! leaving grandchildren behind, printing 100 MB lines, flooding stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orchestrator::runtime::process::{
+    become_child_subreaper, drain_to_tail, group_alive, spawn, Child, LaunchSpec, LineReader,
+    SIGKILL, SIGTERM,
+};
+use tokio::process::{ChildStderr, ChildStdout};
+
+/// Upper bound for operations that must finish; only catches hangs, never asserts speed.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_millis(200);
+
+fn script(dir: &Path, body: &str) -> LaunchSpec {
+    let path = dir.join("script.sh");
+    if let Err(e) = std::fs::write(&path, body) {
+        panic!("writing test script: {e}");
+    }
+    LaunchSpec {
+        program: PathBuf::from("sh"),
+        args: vec![path.into_os_string()],
+        cwd: dir.to_path_buf(),
+        env: vec![("SIM_TEST_VAR".into(), "from-spec".into())],
+    }
+}
+
+fn start(dir: &Path, body: &str) -> (Child, LineReader<ChildStdout>, ChildStderr) {
+    // Without it, killed grandchildren stay zombies under a non-reaping pid 1 and their
+    // group never disappears.
+    if let Err(e) = become_child_subreaper() {
+        panic!("subreaper: {e}");
+    }
+    match spawn(&script(dir, body)) {
+        Ok((child, out, err)) => (child, LineReader::new(out), err),
+        Err(e) => panic!("spawn failed: {e}"),
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    }
+}
+
+async fn next(lines: &mut LineReader<ChildStdout>) -> Option<Vec<u8>> {
+    match tokio::time::timeout(HANG_GUARD, lines.next_line()).await {
+        Ok(Ok(line)) => line.map(<[u8]>::to_vec),
+        Ok(Err(e)) => panic!("read error: {e}"),
+        Err(_) => panic!("stdout read hung"),
+    }
+}
+
+async fn guarded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(HANG_GUARD, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} hung"),
+    }
+}
+
+#[tokio::test]
+async fn terminate_kills_the_whole_group_including_grandchildren() {
+    let dir = tempdir();
+    let (mut child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho ready\nsleep 1000\n");
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
+    let pgid = child.pid();
+    assert!(group_alive(pgid));
+
+    let exit = guarded(
+        "terminate",
+        child.terminate_with_grace(Duration::from_secs(30)),
+    )
+    .await;
+
+    assert_eq!(exit.signal, Some(SIGTERM), "{exit}");
+    assert!(!group_alive(pgid), "grandchild survived termination");
+    assert_eq!(next(&mut out).await, None, "stdout must reach EOF");
+}
+
+#[tokio::test]
+async fn a_child_ignoring_sigterm_is_killed_after_the_grace() {
+    let dir = tempdir();
+    let body = "trap '' TERM\necho ready\nwhile :; do sleep 1; done\n";
+    let (mut child, mut out, _err) = start(dir.path(), body);
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
+    let pgid = child.pid();
+
+    let exit = guarded("terminate", child.terminate_with_grace(GRACE)).await;
+
+    assert_eq!(exit.signal, Some(SIGKILL), "{exit}");
+    assert!(!group_alive(pgid));
+}
+
+#[tokio::test]
+async fn dispatcher_style_escalation_through_a_group_handle() {
+    let dir = tempdir();
+    let body = "trap '' TERM\necho ready\nwhile :; do sleep 1; done\n";
+    let (mut child, mut out, _err) = start(dir.path(), body);
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
+    let handle = child.group();
+
+    assert!(handle.terminate());
+    let Some(sent) = handle.terminate_sent_at() else {
+        panic!("terminate time not recorded");
+    };
+    assert!(!handle.kill_due(GRACE, sent));
+    assert!(handle.kill_due(GRACE, sent + GRACE));
+    // The child ignores SIGTERM, so only the escalation below can end it.
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(GRACE).await;
+        handle.kill()
+    });
+    let exit = guarded("wait", child.wait()).await;
+    assert_eq!(exit.signal, Some(SIGKILL));
+    assert!(matches!(killer.await, Ok(true)));
+
+    // After the leader is reaped its group id may be reused: no more signals.
+    let handle = child.group();
+    assert!(!handle.terminate());
+    assert!(!handle.kill());
+    assert!(!handle.kill_due(GRACE, sent + GRACE));
+}
+
+#[tokio::test]
+async fn grandchild_holding_stdout_is_cleaned_up_when_the_child_exits() {
+    let dir = tempdir();
+    // The background sleep inherits stdout; without cleanup the reader never sees EOF.
+    let (mut child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho done\nexit 4\n");
+    let pgid = child.pid();
+    let reader = async {
+        let mut lines = Vec::new();
+        while let Some(l) = next(&mut out).await {
+            lines.push(l);
+        }
+        lines
+    };
+    let (exit, lines) = guarded("exit cleanup", async { tokio::join!(child.wait(), reader) }).await;
+
+    assert_eq!(exit.code, Some(4));
+    assert_eq!(lines, vec![b"done".to_vec()]);
+    assert!(!group_alive(pgid), "orphaned grandchild left behind");
+}
+
+#[tokio::test]
+async fn exit_code_and_environment_pass_through_and_nothing_is_left_to_reap() {
+    let dir = tempdir();
+    let (mut child, mut out, _err) = start(dir.path(), "echo \"$SIM_TEST_VAR\"\npwd\nexit 3\n");
+    let pid = child.pid();
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"from-spec"[..]));
+    let cwd = next(&mut out).await.unwrap_or_default();
+    let expected = std::fs::canonicalize(dir.path()).unwrap_or_default();
+    assert_eq!(
+        PathBuf::from(String::from_utf8_lossy(&cwd).as_ref()),
+        expected
+    );
+
+    let exit = guarded("wait", child.wait()).await;
+    assert_eq!(exit.code, Some(3));
+    assert!(!exit.success());
+    // No zombie: the pid itself is gone, not just exited.
+    assert!(!group_alive(pid));
+    assert_eq!(child.wait().await, exit, "wait is repeatable");
+}
+
+#[tokio::test]
+async fn a_100_mb_line_is_read_whole_and_the_buffer_shrinks_afterwards() {
+    let dir = tempdir();
+    let body = "head -c 100000000 /dev/zero | tr '\\0' a\necho\nprintf 'small\\n'\nprintf 'last-without-newline'\n";
+    let (mut child, mut out, _err) = start(dir.path(), body);
+
+    let huge = guarded("huge line", out.next_line()).await;
+    match huge {
+        Ok(Some(line)) => {
+            assert_eq!(line.len(), 100_000_000);
+            assert!(memchr::memchr(b'\n', line).is_none());
+            assert!(line.iter().all(|&b| b == b'a'));
+        }
+        other => panic!(
+            "expected the huge line, got {:?}",
+            other.map(|o| o.map(<[u8]>::len))
+        ),
+    }
+    assert!(out.buffer_capacity() >= 100_000_000);
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"small"[..]));
+    assert!(
+        out.buffer_capacity() <= 64 * 1024,
+        "buffer kept {} bytes",
+        out.buffer_capacity()
+    );
+    assert_eq!(
+        next(&mut out).await.as_deref(),
+        Some(&b"last-without-newline"[..])
+    );
+    assert_eq!(next(&mut out).await, None);
+    assert_eq!(guarded("wait", child.wait()).await.code, Some(0));
+}
+
+#[tokio::test]
+async fn invalid_utf8_from_a_real_child_passes_through() {
+    let dir = tempdir();
+    let (mut child, mut out, _err) = start(dir.path(), "printf '\\377\\376ok\\303\\n'\n");
+    assert_eq!(
+        next(&mut out).await.as_deref(),
+        Some(&b"\xff\xfeok\xc3"[..])
+    );
+    assert_eq!(next(&mut out).await, None);
+    assert_eq!(guarded("wait", child.wait()).await.code, Some(0));
+}
+
+#[tokio::test]
+async fn stderr_flood_while_writing_stdout_does_not_deadlock() {
+    let dir = tempdir();
+    let body = "\
+head -c 3000000 /dev/zero | tr '\\0' e >&2
+i=0
+while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done
+head -c 3000000 /dev/zero | tr '\\0' f >&2
+echo >&2
+echo STDERR-END >&2
+";
+    let (mut child, mut out, err) = start(dir.path(), body);
+    let drain = tokio::spawn(drain_to_tail(err, 8 * 1024));
+    let mut count = 0;
+    while let Some(line) = next(&mut out).await {
+        assert_eq!(line, format!("line {count}").into_bytes());
+        count += 1;
+    }
+    assert_eq!(count, 2000);
+    assert_eq!(guarded("wait", child.wait()).await.code, Some(0));
+    let tail = match guarded("stderr drain", drain).await {
+        Ok(t) => t,
+        Err(e) => panic!("drain task: {e}"),
+    };
+    assert!(tail.truncated());
+    // Starts at a line boundary: the 'f' run was cut, so only whole lines remain.
+    assert_eq!(tail.text(), "STDERR-END\n");
+}
+
+#[tokio::test]
+async fn dropping_an_unwaited_child_still_kills_its_group() {
+    let dir = tempdir();
+    let (child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho ready\nsleep 1000\n");
+    assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
+    drop(child);
+    // The group was SIGKILLed, so the inherited stdout closes.
+    assert_eq!(next(&mut out).await, None);
+}
+
+#[tokio::test]
+async fn missing_program_gives_an_error_naming_it() {
+    let dir = tempdir();
+    let spec = LaunchSpec {
+        program: dir.path().join("no-such-claude"),
+        args: vec![],
+        cwd: dir.path().to_path_buf(),
+        env: vec![],
+    };
+    let err = match spawn(&spec) {
+        Ok(_) => panic!("spawned a missing program"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("no-such-claude"), "{err}");
+}
+
+#[tokio::test]
+async fn non_executable_program_gives_permission_denied() {
+    let dir = tempdir();
+    let path = dir.path().join("not-executable");
+    if let Err(e) = std::fs::write(&path, "#!/bin/sh\n") {
+        panic!("{e}");
+    }
+    let spec = LaunchSpec {
+        program: path,
+        args: vec![],
+        cwd: dir.path().to_path_buf(),
+        env: vec![],
+    };
+    match spawn(&spec) {
+        Ok(_) => panic!("spawned a non-executable file"),
+        Err(e) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+            assert!(e.to_string().contains("not-executable"), "{e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_working_directory_is_named() {
+    let dir = tempdir();
+    let spec = LaunchSpec {
+        program: PathBuf::from("sh"),
+        args: vec![],
+        cwd: dir.path().join("gone"),
+        env: vec![],
+    };
+    match spawn(&spec) {
+        Ok(_) => panic!("spawned in a missing directory"),
+        Err(e) => assert!(e.to_string().contains("gone"), "{e}"),
+    }
+}
