@@ -124,9 +124,10 @@ pub struct Cli {
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent, allow_negative_numbers = true, help_heading = "Budgets")]
     pub warn_at: Option<f64>,
 
-    /// Pre-launch token estimate for instances with no cap of their own.
-    #[arg(long, value_name = "TOKENS", default_value_t = 1000, value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub estimate: u64,
+    /// Pin the pre-launch token estimate of instances with no cap of their own
+    /// [default: p75 of the ledger's history, else 1000].
+    #[arg(long, value_name = "TOKENS", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub estimate: Option<u64>,
 
     /// Replace the built-in per-model price table with this JSON file.
     #[arg(long, value_name = "FILE", help_heading = "Budgets")]
@@ -209,6 +210,19 @@ pub struct Cli {
     /// Keep each instance's raw stdout (NAME.jsonl) and stderr (NAME.stderr) here.
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub log_dir: Option<PathBuf>,
+
+    // ---------------------------------------------------------------- Ledger
+    /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
+    #[arg(long, value_name = "PATH", env = "ORCHESTRATOR_LEDGER", help_heading = "Ledger")]
+    pub ledger: Option<PathBuf>,
+
+    /// Record nothing (and estimate without history).
+    #[arg(long, help_heading = "Ledger")]
+    pub no_ledger: bool,
+
+    /// Label the run [default: the git top-level directory's name, else the workspace's].
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
+    pub project: Option<String>,
 }
 
 // ---------------------------------------------------------------- helper commands
@@ -787,7 +801,7 @@ mod tests {
         assert_eq!(cli.kill_grace, Duration::from_secs(5));
         assert_eq!(cli.status_report_interval, Duration::from_secs(5));
         assert_eq!(cli.max_line_length, 500);
-        assert_eq!(cli.estimate, 1000);
+        assert_eq!(cli.estimate, None);
         assert_eq!(cli.color, ColorChoice::Auto);
         assert_eq!(cli.budget_enforcement_mode, None);
         assert_eq!(cli.warn_at, None);

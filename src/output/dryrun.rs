@@ -13,6 +13,7 @@
 //! unused command budget), a budget the plan's estimates cannot fit is also a warning, so
 //! that `--dry-run --strict` in CI fails on a plan that cannot run as written.
 
+use crate::core::budget::InstanceBudget;
 use crate::core::plan::{InstanceSpec, Mode, Plan};
 use crate::core::usage::Usd;
 use crate::runtime::launch::{claude_args, shell_join};
@@ -159,7 +160,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
     let est_tokens: Vec<u64> = plan
         .instances
         .iter()
-        .map(|i| i.max_tokens.unwrap_or(b.estimate_tokens))
+        .map(|i| InstanceBudget::token_estimate_for(i, b))
         .collect();
     let est_usd: Vec<u64> = plan
         .instances
@@ -408,6 +409,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                     "tokens": est_tokens[i],
                     "cost_usd": Unit::Usd.json(est_usd[i]),
                 },
+                "estimate_source": InstanceBudget::estimate_for(inst, b).source.to_string(),
                 "argv": argvs[i],
                 "command_line": command_lines[i],
                 "env_keys": inst.env.keys().collect::<Vec<_>>(),
@@ -530,9 +532,10 @@ fn render_text(
         let _ = writeln!(t, "     budgets:   {keys}");
         let _ = writeln!(
             t,
-            "     estimate:  {} tokens, {}",
+            "     estimate:  {} tokens, {} ({})",
             est_tokens[i],
-            Unit::Usd.fmt(est_usd[i])
+            Unit::Usd.fmt(est_usd[i]),
+            InstanceBudget::estimate_for(inst, b).source
         );
         let _ = writeln!(t, "     workspace: {}", inst.workspace.display());
         let _ = writeln!(t, "     argv:      {}", command_lines[i]);

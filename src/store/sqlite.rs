@@ -1,0 +1,563 @@
+//! The SQLite ledger: one file, WAL mode, shared by every orchestrator on the machine.
+//!
+//! Concurrency: every write is one `BEGIN IMMEDIATE` transaction (the write lock is taken
+//! up front, so two writers never deadlock upgrading a read lock), SQLite's busy handler
+//! waits up to [`BUSY_TIMEOUT`] for the lock, and a transaction that still reports
+//! "busy" or "locked" is retried whole until [`RETRY_FOR`] has passed. Creation and
+//! migration run in such a transaction too, so several processes opening a fresh file at
+//! once create the schema exactly once.
+//!
+//! Schema versions are SQLite's `user_version`: 0 is an empty file, [`SCHEMA_VERSION`]
+//! is the newest this build knows; a file with a larger version is refused, never
+//! written.
+
+use super::{
+    GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo, RunRecord, StoreError,
+    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+};
+use crate::core::usage::{Usage, Usd};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const SCHEMA_VERSION: i64 = 1;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE runs (
+    run_id        TEXT PRIMARY KEY,
+    project       TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    started_ms    INTEGER NOT NULL,
+    ended_ms      INTEGER,
+    heartbeat_ms  INTEGER NOT NULL,
+    mode          TEXT NOT NULL,
+    budgets       TEXT NOT NULL,
+    exit_code     INTEGER,
+    exit_reason   TEXT,
+    simulated     INTEGER NOT NULL,
+    version       TEXT NOT NULL
+);
+CREATE INDEX runs_by_start ON runs(started_ms);
+CREATE TABLE instances (
+    run_id          TEXT NOT NULL REFERENCES runs(run_id),
+    idx             INTEGER NOT NULL,
+    project         TEXT NOT NULL,
+    run_started_ms  INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    command         TEXT NOT NULL,
+    base_command    TEXT,
+    configured_model TEXT,
+    model           TEXT,
+    status          TEXT NOT NULL,
+    reason          TEXT,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    total_tokens    INTEGER NOT NULL,
+    cost_nanos      INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    tool_calls      INTEGER NOT NULL,
+    session_id      TEXT,
+    exit_code       INTEGER,
+    ended_ms        INTEGER,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX instances_by_start ON instances(run_started_ms);
+CREATE INDEX instances_history ON instances(project, base_command, configured_model, status, ended_ms);
+"#];
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unusable(e.to_string()),
+    }
+}
+
+/// Runs `f` until it does not fail with "busy"/"locked", for at most [`RETRY_FOR`].
+fn retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if is_busy(&e) && start.elapsed() < RETRY_FOR => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the ledger at `path`. The directory must
+    /// exist.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        let store = SqliteStore::setup(conn)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing ledger for queries only; `Ok(None)` when there is no file.
+    pub fn open_existing(path: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        let store = SqliteStore::setup(conn)?;
+        store.migrate()?;
+        Ok(Some(store))
+    }
+
+    /// An in-memory ledger (tests and benchmarks).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(classify)?;
+        let store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        // Reading the header here turns a file that is not a database into an error now.
+        let mode: String = retry(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::debug!(mode, "the ledger could not switch to WAL mode");
+        }
+        retry(|| conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"))?;
+        Ok(SqliteStore { conn })
+    }
+
+    fn user_version(&self) -> Result<i64, StoreError> {
+        retry(|| self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`] inside one immediate transaction.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let v = self.user_version()?;
+        if v == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        self.immediate(|conn| {
+            // Another process may have migrated between the check and the lock.
+            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v > SCHEMA_VERSION {
+                return Ok(Some(v));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
+                conn.execute_batch(sql)?;
+                conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            }
+            Ok(None)
+        })?
+        .map_or(Ok(()), |found| {
+            Err(StoreError::Newer {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        })
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, retried whole while busy.
+    fn immediate<T>(
+        &self,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        retry(|| {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let r = f(&self.conn).and_then(|v| self.conn.execute_batch("COMMIT").map(|_| v));
+            if r.is_err() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            r
+        })
+    }
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+const UPSERT_INSTANCE: &str = "
+INSERT INTO instances (run_id, idx, project, run_started_ms, name, command, base_command,
+    configured_model, model, status, reason, input_tokens, output_tokens,
+    cache_creation_tokens, cache_read_tokens, total_tokens, cost_nanos, duration_ms,
+    tool_calls, session_id, exit_code, ended_ms)
+SELECT ?1, ?2, project, started_ms, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+    ?15, ?16, ?17, ?18, ?19, ?20 FROM runs WHERE run_id = ?1
+ON CONFLICT (run_id, idx) DO UPDATE SET
+    name = excluded.name, command = excluded.command, base_command = excluded.base_command,
+    configured_model = excluded.configured_model, model = excluded.model,
+    status = excluded.status, reason = excluded.reason,
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+    cache_creation_tokens = excluded.cache_creation_tokens,
+    cache_read_tokens = excluded.cache_read_tokens, total_tokens = excluded.total_tokens,
+    cost_nanos = excluded.cost_nanos, duration_ms = excluded.duration_ms,
+    tool_calls = excluded.tool_calls, session_id = excluded.session_id,
+    exit_code = excluded.exit_code, ended_ms = excluded.ended_ms";
+
+fn upsert_instances(
+    conn: &Connection,
+    run_id: &str,
+    instances: &[InstanceRecord],
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(UPSERT_INSTANCE)?;
+    for i in instances {
+        let u = &i.usage;
+        stmt.execute(params![
+            run_id,
+            i.index,
+            i.name,
+            i.command,
+            i.base_command,
+            i.configured_model,
+            i.model,
+            i.status,
+            i.reason,
+            i64_of(u.input_tokens),
+            i64_of(u.output_tokens),
+            i64_of(u.cache_creation_input_tokens),
+            i64_of(u.cache_read_input_tokens),
+            i64_of(u.total()),
+            i.cost.0,
+            i64_of(i.duration_ms),
+            i64_of(i.tool_calls),
+            i.session_id,
+            i.exit_code,
+            i.ended_ms,
+        ])?;
+    }
+    Ok(())
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl UsageStore for SqliteStore {
+    fn begin_run(
+        &mut self,
+        run: &RunRecord,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError> {
+        self.immediate(|conn| {
+            conn.execute(
+                "INSERT INTO runs (run_id, project, host, started_ms, heartbeat_ms, mode,
+                     budgets, simulated, version)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run_id) DO UPDATE SET project = excluded.project,
+                     host = excluded.host, started_ms = excluded.started_ms,
+                     mode = excluded.mode, budgets = excluded.budgets,
+                     simulated = excluded.simulated, version = excluded.version",
+                params![
+                    run.run_id,
+                    run.project,
+                    run.host,
+                    run.started_ms,
+                    run.mode,
+                    run.budgets_json,
+                    run.simulated,
+                    run.version
+                ],
+            )?;
+            upsert_instances(conn, &run.run_id, instances)
+        })
+    }
+
+    fn record(
+        &mut self,
+        run_id: &str,
+        heartbeat_ms: i64,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError> {
+        self.immediate(|conn| {
+            conn.prepare_cached(
+                "UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, heartbeat_ms])?;
+            upsert_instances(conn, run_id, instances)
+        })
+    }
+
+    fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
+        self.immediate(|conn| {
+            conn.execute(
+                "UPDATE runs SET ended_ms = ?2, heartbeat_ms = max(heartbeat_ms, ?2),
+                     exit_code = ?3, exit_reason = ?4 WHERE run_id = ?1",
+                params![run_id, end.ended_ms, end.exit_code, end.exit_reason],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError> {
+        retry(|| {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT total_tokens FROM instances
+                 WHERE project = ?1 AND base_command IS ?2 AND configured_model IS ?3
+                   AND status = 'completed'
+                 ORDER BY ended_ms DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![key.project, key.base_command, key.model, i64_of(limit as u64)],
+                |r| r.get::<_, i64>(0),
+            )?;
+            rows.map(|r| r.map(u64_of)).collect()
+        })
+    }
+
+    fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError> {
+        let key_sql = match q.by {
+            GroupBy::Day | GroupBy::Week | GroupBy::Month => {
+                format!("CAST(run_started_ms / {DAY_MS} AS TEXT)")
+            }
+            GroupBy::Project => "project".into(),
+            GroupBy::Command => format!("COALESCE(base_command, '{PROMPT_KEY}')"),
+            GroupBy::Model => format!("COALESCE(model, '{NO_MODEL_KEY}')"),
+            GroupBy::Run => "run_id".into(),
+            GroupBy::Instance => "name".into(),
+        };
+        let filter = "run_started_ms >= ?1 AND run_started_ms < ?2
+             AND (?3 IS NULL OR project = ?3) AND (?4 IS NULL OR run_id = ?4)";
+        let sums_sql = format!(
+            "SELECT {key_sql} AS k, COUNT(DISTINCT run_id), COUNT(*),
+                 SUM(status = 'completed'), SUM(input_tokens), SUM(output_tokens),
+                 SUM(cache_creation_tokens), SUM(cache_read_tokens), SUM(cost_nanos),
+                 SUM(tool_calls)
+             FROM instances WHERE {filter} GROUP BY k ORDER BY k"
+        );
+        let tokens_sql = format!(
+            "SELECT {key_sql}, total_tokens FROM instances
+             WHERE {filter} AND status = 'completed'"
+        );
+        let p = params![q.since_ms, q.until_ms, q.project, q.run];
+        retry(|| {
+            let tx = self.conn.unchecked_transaction()?;
+            let mut groups: Vec<GroupSums> = Vec::new();
+            {
+                let mut stmt = tx.prepare(&sums_sql)?;
+                let mut rows = stmt.query(p)?;
+                while let Some(r) = rows.next()? {
+                    let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| u64_of(v.unwrap_or(0)));
+                    groups.push(GroupSums {
+                        key: r.get(0)?,
+                        runs: n(1)?,
+                        instances: n(2)?,
+                        completed: n(3)?,
+                        usage: Usage::new(n(4)?, n(5)?, n(6)?, n(7)?),
+                        cost: Usd(r.get::<_, Option<i64>>(8)?.unwrap_or(0)),
+                        tool_calls: n(9)?,
+                        completed_tokens: Vec::new(),
+                        run: None,
+                    });
+                }
+            }
+            let index: HashMap<String, usize> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.key.clone(), i))
+                .collect();
+            {
+                let mut stmt = tx.prepare(&tokens_sql)?;
+                let mut rows = stmt.query(p)?;
+                while let Some(r) = rows.next()? {
+                    let k = r.get_ref(0)?.as_str().unwrap_or_default();
+                    if let Some(&i) = index.get(k) {
+                        groups[i].completed_tokens.push(u64_of(r.get(1)?));
+                    }
+                }
+            }
+            if q.by == GroupBy::Run {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT started_ms, ended_ms IS NOT NULL, heartbeat_ms, exit_code
+                     FROM runs WHERE run_id = ?1",
+                )?;
+                for g in &mut groups {
+                    g.run = stmt
+                        .query_row([&g.key], |r| {
+                            Ok(RunInfo {
+                                started_ms: r.get(0)?,
+                                ended: r.get(1)?,
+                                heartbeat_ms: r.get(2)?,
+                                exit_code: r.get(3)?,
+                            })
+                        })
+                        .optional()?;
+                }
+            }
+            tx.commit()?;
+            Ok(groups.clone())
+        })
+        .map(|mut groups| {
+            for g in &mut groups {
+                g.completed_tokens.sort_unstable();
+            }
+            groups
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
+        RunRecord {
+            run_id: id.into(),
+            project: project.into(),
+            host: "h".into(),
+            started_ms,
+            mode: "warn".into(),
+            budgets_json: "[]".into(),
+            simulated: false,
+            version: "0".into(),
+        }
+    }
+
+    fn inst(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
+        InstanceRecord {
+            index,
+            name: format!("i{index}"),
+            command: command.into(),
+            base_command: crate::core::plan::base_command(command).map(str::to_string),
+            configured_model: None,
+            model: Some("claude-sonnet-4".into()),
+            status: status.into(),
+            usage: Usage::new(tokens, 1, 2, 3),
+            cost: Usd(nanos),
+            tool_calls: 2,
+            ended_ms: Some(index as i64),
+            ..Default::default()
+        }
+    }
+
+    fn all(by: GroupBy) -> UsageQuery {
+        UsageQuery {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            by,
+            project: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn repeated_writes_never_double_count() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        s.begin_run(&run("r1", "p", 1000), &[inst(0, "/a", "pending", 0, 0)])
+            .expect("begin");
+        for _ in 0..3 {
+            s.record("r1", 2000, &[inst(0, "/a", "completed", 10, 7)])
+                .expect("record");
+        }
+        s.begin_run(&run("r1", "p", 1000), &[]).expect("begin again");
+        let g = s.usage(&all(GroupBy::Project)).expect("usage");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].instances, 1);
+        assert_eq!(g[0].runs, 1);
+        assert_eq!(g[0].usage, Usage::new(10, 1, 2, 3));
+        assert_eq!(g[0].cost, Usd(7));
+        assert_eq!(g[0].completed_tokens, vec![16]);
+    }
+
+    #[test]
+    fn groups_by_command_with_free_text_under_prompt() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        s.begin_run(
+            &run("r1", "p", 0),
+            &[
+                inst(0, "/a x", "completed", 10, 1),
+                inst(1, "fix it", "failed", 20, 2),
+                inst(2, "/a y", "completed", 30, 3),
+            ],
+        )
+        .expect("begin");
+        let g = s.usage(&all(GroupBy::Command)).expect("usage");
+        let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, vec![PROMPT_KEY, "/a"]);
+        assert_eq!(g[1].instances, 2);
+        assert_eq!(g[1].completed, 2);
+        assert_eq!(g[1].cost, Usd(4));
+        assert_eq!(g[0].completed, 0);
+        assert!(g[0].completed_tokens.is_empty());
+    }
+
+    #[test]
+    fn history_is_newest_completed_of_the_same_key() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        let mut list: Vec<InstanceRecord> = (0..5)
+            .map(|i| inst(i, "/a", "completed", u64::from(i) * 100, 0))
+            .collect();
+        list.push(inst(5, "/a", "failed", 9999, 0));
+        list.push(inst(6, "/b", "completed", 9999, 0));
+        s.begin_run(&run("r1", "p", 0), &list).expect("begin");
+        let key = HistoryKey {
+            project: "p".into(),
+            base_command: Some("/a".into()),
+            model: None,
+        };
+        let h = s.history(&key, 3).expect("history");
+        assert_eq!(h, vec![406, 306, 206]);
+        let other = HistoryKey {
+            project: "q".into(),
+            ..key
+        };
+        assert!(s.history(&other, 3).expect("history").is_empty());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        drop(SqliteStore::open(&path).expect("create"));
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch("PRAGMA user_version = 99").expect("bump");
+        drop(c);
+        match SqliteStore::open(&path) {
+            Err(StoreError::Newer { found: 99, .. }) => {}
+            other => panic!("expected Newer, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        std::fs::write(&path, vec![b'x'; 4096]).expect("write");
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
