@@ -5,6 +5,7 @@
 
 use crate::core::plan::{ColorChoice, Mode, OutputFormat};
 use crate::core::usage::Usd;
+use crate::store::GroupBy;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
 use clap::Parser;
 use std::ffi::OsString;
@@ -44,7 +45,8 @@ Examples:
 Other commands (only as the very first argument):
   orchestrator completions SHELL   print a completion script: bash, zsh, fish, ...
   orchestrator man                 print the man page (roff)
-  A prompt that is just \"man\" or \"completions\" goes after '--': orchestrator -- man
+  orchestrator usage [--by KEY]    what the ledger recorded (orchestrator usage --help)
+  A prompt that is just \"man\", \"usage\" or \"completions\" goes after '--': orchestrator -- man
 
 Exit codes: 0 all completed, 1 an instance failed or timed out, 2 usage or config error,
 3 a budget blocked or stopped an instance, 130/143 interrupted.";
@@ -235,17 +237,30 @@ pub struct Cli {
 // of these words stays reachable after `--` or after any option.
 
 /// A non-run command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Helper {
     Completions(clap_complete::Shell),
     Man,
+    Usage(UsageArgs),
+}
+
+/// `orchestrator usage`: what to report from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageArgs {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub by: GroupBy,
+    pub project: Option<String>,
+    pub run: Option<String>,
+    pub json: bool,
+    pub ledger: Option<PathBuf>,
 }
 
 /// The helper command named by the first argument, if it names one; `Err` for a bad
 /// shell name or a stray argument (one line, as every usage error), or help output.
 pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
     let first = args.get(1)?.to_str()?;
-    if first != "completions" && first != "man" {
+    if first != "completions" && first != "man" && first != "usage" {
         return None;
     }
     let parsed = helper_parser().try_get_matches_from(args).map_err(one_line);
@@ -261,12 +276,53 @@ pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
                         "completions: name a shell: bash, zsh, fish, elvish or powershell\n",
                     )
                 }),
+            Some(("usage", sub)) => Ok(Helper::Usage(UsageArgs {
+                since: sub.get_one::<String>("since").cloned(),
+                until: sub.get_one::<String>("until").cloned(),
+                by: sub
+                    .get_one::<String>("by")
+                    .and_then(|b| GroupBy::parse(b))
+                    .unwrap_or(GroupBy::Command),
+                project: sub.get_one::<String>("project").cloned(),
+                run: sub.get_one::<String>("run").cloned(),
+                json: sub.get_flag("json"),
+                ledger: sub
+                    .get_one::<PathBuf>("ledger")
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .cloned(),
+            })),
             _ => Ok(Helper::Man),
         }
     }))
 }
 
-fn helper_subcommands() -> [clap::Command; 2] {
+fn usage_subcommand() -> clap::Command {
+    use clap::{Arg, ArgAction};
+    clap::Command::new("usage")
+        .about("Report usage recorded in the ledger: tokens, dollars and efficiency by day, week, month, project, command, model, run or instance")
+        .arg(Arg::new("since").long("since").value_name("WHEN").help("From this time: 7d, 24h, 2w, 2026-12-01 or an RFC 3339 time [default: 30d]"))
+        .arg(Arg::new("until").long("until").value_name("WHEN").help("Up to this time (same forms) [default: now]"))
+        .arg(
+            Arg::new("by")
+                .long("by")
+                .value_name("KEY")
+                .default_value("command")
+                .value_parser(clap::builder::PossibleValuesParser::new(GroupBy::NAMES)),
+        )
+        .arg(Arg::new("project").long("project").value_name("NAME").help("Only this project's runs"))
+        .arg(Arg::new("run").long("run").value_name("ID").help("Only this run"))
+        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("One JSON object on stdout"))
+        .arg(
+            Arg::new("ledger")
+                .long("ledger")
+                .value_name("PATH")
+                .env("ORCHESTRATOR_LEDGER")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("The ledger to read [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]"),
+        )
+}
+
+fn helper_subcommands() -> [clap::Command; 3] {
     [
         clap::Command::new("completions")
             .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
@@ -277,6 +333,7 @@ fn helper_subcommands() -> [clap::Command; 2] {
                     .value_parser(clap::value_parser!(clap_complete::Shell)),
             ),
         clap::Command::new("man").about("Print the man page (roff)"),
+        usage_subcommand(),
     ]
 }
 

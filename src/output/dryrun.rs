@@ -498,10 +498,18 @@ fn render_text(
         Mode::Warn => "warn",
         Mode::Block => "block",
     };
+    let estimates = if b.estimate_pinned {
+        format!("estimate {} tokens (--estimate)", b.estimate_tokens)
+    } else {
+        format!(
+            "estimate p75 of the ledger's history, else {} tokens,",
+            b.estimate_tokens
+        )
+    };
     let _ = writeln!(
         t,
-        "  budgets:    {mode} mode, warn at {}%, estimate {} tokens per instance without a cap",
-        b.warn_at_percent, b.estimate_tokens
+        "  budgets:    {mode} mode, warn at {}%, {estimates} per instance without a cap",
+        b.warn_at_percent
     );
     let parallel = if o.max_parallel == 0 {
         "no limit".to_string()

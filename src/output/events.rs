@@ -6,6 +6,7 @@
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
 //! parser can pick events out with grep.
 
+use crate::core::efficiency::{efficiency, Efficiency};
 use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
 use crate::core::plan::{InstanceSpec, Plan};
 use crate::core::usage::{Usage, Usd};
@@ -135,6 +136,8 @@ impl EventSink {
             "mode": plan.budgets.mode,
             "warn_at_percent": plan.budgets.warn_at_percent,
             "simulate": plan.options.simulate,
+            "run_id": plan.options.run_id,
+            "project": plan.options.project,
         });
         self.emit("run_started", body);
     }
@@ -260,10 +263,14 @@ impl EventSink {
     ) {
         let mut totals = Usage::default();
         let mut cost = Usd::ZERO;
+        let (mut tools, mut completed) = (0u64, 0u64);
         for s in states {
             totals += s.usage;
             cost += s.cost;
+            tools = tools.saturating_add(s.tools);
+            completed += u64::from(s.status == crate::core::plan::Status::Completed);
         }
+        let eff = efficiency(&totals, cost, tools, completed);
         let budgets: Vec<Value> = ledger
             .budgets()
             .iter()
@@ -292,6 +299,9 @@ impl EventSink {
             "duration_ms": duration_ms(now.saturating_duration_since(started)),
             "mode": plan.budgets.mode,
             "totals": usage_json(&totals, cost),
+            "efficiency": efficiency_json(&eff),
+            "run_id": plan.options.run_id,
+            "project": plan.options.project,
             "budgets": budgets,
             "instances": instances,
         });
@@ -321,8 +331,18 @@ fn percent(used: Amount, limit: Amount) -> f64 {
     (u / l * 1000.0).round() / 10.0
 }
 
+/// `{"cache_hit_rate","tokens_per_tool_call","cost_per_completed_usd"}`, each null when
+/// its denominator is zero.
+pub fn efficiency_json(e: &Efficiency) -> Value {
+    json!({
+        "cache_hit_rate": e.cache_hit_rate,
+        "tokens_per_tool_call": e.tokens_per_tool_call,
+        "cost_per_completed_usd": e.cost_per_completed,
+    })
+}
+
 /// The budgets a plan sets, as `run_started` lists them.
-fn configured_budgets(plan: &Plan) -> Vec<Value> {
+pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     let b = &plan.budgets;
     let mut out = Vec::new();
     let entry = |scope: &str, key: Value, unit: &str, limit: Value| json!({"scope": scope, "key": key, "unit": unit, "limit": limit});

@@ -17,6 +17,7 @@ use crate::core::usage::{Usage, Usd};
 use crate::output::events::EventSink;
 use crate::output::report::{self, BudgetLine, InstanceLine, Snapshot};
 use crate::output::terminal::Console;
+use crate::runtime::recorder::{InstanceUpdate, RecorderHandle};
 use crate::runtime::process::{self, ExitInfo, GroupHandle, LaunchSpec, LineReader};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct InstanceState {
     pub exit: Option<ExitInfo>,
     pub stderr_tail: String,
     pub malformed_lines: u64,
+    /// Claude's session id, once it has exited.
+    pub session_id: Option<String>,
     group: Option<GroupHandle>,
     stop: Option<StopReason>,
     timeout_at: Option<Instant>,
@@ -83,6 +86,7 @@ impl InstanceState {
             exit: None,
             stderr_tail: String::new(),
             malformed_lines: 0,
+            session_id: None,
             group: None,
             stop: None,
             timeout_at: None,
@@ -121,6 +125,7 @@ enum Msg {
         result: Option<ResultSummary>,
         malformed_lines: u64,
         read_error: Option<String>,
+        session_id: Option<String>,
     },
 }
 
@@ -184,6 +189,8 @@ pub struct Dispatcher {
     events: EventSink,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// Ledger hook: receives every instance's state when it changes.
+    recorder: Option<RecorderHandle>,
 }
 
 impl Dispatcher {
@@ -223,7 +230,20 @@ impl Dispatcher {
             events,
             tx,
             rx,
+            recorder: None,
             plan,
+        }
+    }
+
+    /// Ledger hook: every change of an instance's usage or status is sent to `r`.
+    pub fn set_recorder(&mut self, r: RecorderHandle) {
+        self.recorder = Some(r);
+    }
+
+    /// Ledger hook: sends instance `id`'s current state to the recorder, if any.
+    fn persist(&self, id: InstanceId) {
+        if let Some(r) = &self.recorder {
+            r.update(InstanceUpdate::of(id, &self.states[id], Instant::now()));
         }
     }
 
@@ -383,6 +403,7 @@ impl Dispatcher {
                     // Every instance ends with exactly one instance_finished event.
                     self.events
                         .instance_finished(&self.plan.instances[id], &self.states[id]);
+                    self.persist(id);
                 }
             }
         }
@@ -466,6 +487,7 @@ impl Dispatcher {
                     .instance_finished(&self.plan.instances[id], &self.states[id]);
             }
         }
+        self.persist(id);
     }
 
     fn open_logs(&self, id: InstanceId) -> Option<(PathBuf, PathBuf)> {
@@ -535,6 +557,7 @@ impl Dispatcher {
                     s.reason = Some("not started: the run was interrupted".into());
                     self.events
                         .instance_finished(&self.plan.instances[id], &self.states[id]);
+                    self.persist(id);
                 }
                 _ => {}
             }
@@ -583,6 +606,7 @@ impl Dispatcher {
                         tokens_delta,
                         now,
                     );
+                    self.persist(id);
                 }
             }
             Msg::Exited {
@@ -596,6 +620,7 @@ impl Dispatcher {
                 result,
                 malformed_lines,
                 read_error,
+                session_id,
             } => {
                 let now = Instant::now();
                 self.running = self.running.saturating_sub(1);
@@ -612,6 +637,7 @@ impl Dispatcher {
                 s.stderr_tail = stderr_tail;
                 s.malformed_lines = malformed_lines;
                 s.result = result;
+                s.session_id = session_id;
                 s.group = None;
                 s.kill_at = None;
                 s.timeout_at = None;
@@ -625,6 +651,7 @@ impl Dispatcher {
                 }
                 self.events
                     .instance_finished(&self.plan.instances[id], &self.states[id]);
+                self.persist(id);
             }
         }
     }
@@ -1018,6 +1045,7 @@ async fn supervise(
             result: tracker.result().cloned(),
             malformed_lines: tracker.malformed_lines(),
             read_error,
+            session_id: tracker.session_id().map(str::to_string),
         })
         .await;
 }

@@ -5,3 +5,4 @@ pub mod dispatcher;
 pub mod launch;
 pub mod logs;
 pub mod process;
+pub mod recorder;

@@ -132,6 +132,26 @@ impl SqliteStore {
         Ok(Some(store))
     }
 
+    /// Opens an existing ledger without ever writing to it (the dry run, `orchestrator
+    /// usage`): `Ok(None)` when there is no file or it holds no schema yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        let store = SqliteStore { conn };
+        let v = store.user_version()?;
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok((v == SCHEMA_VERSION).then_some(store))
+    }
+
     /// An in-memory ledger (tests and benchmarks).
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(classify)?;

@@ -1,0 +1,349 @@
+//! Writes the run into the ledger while it happens, on a thread of its own (SQLite is
+//! blocking; the run loop never waits for the disk).
+//!
+//! The run loop sends an [`InstanceUpdate`] whenever an instance's usage or status
+//! changes ([`RecorderHandle::update`], non-blocking). The thread keeps the newest values
+//! of every instance and writes those that changed: at once when an instance ended, and
+//! otherwise at most one second after the first unwritten change — so a run killed with
+//! SIGKILL loses at most its last second. Every write renews the run's heartbeat, and the
+//! heartbeat is renewed at least every [`HEARTBEAT_EVERY`] while nothing changes; a run
+//! whose heartbeat is older than 30 s reads as `abandoned` (`store::STALE_AFTER_MS`).
+//! [`Recorder::finish`] writes what is left and the run's end.
+//!
+//! A write that fails mid-run (disk full, …) is logged once and retried with the next
+//! write; the run itself never stops for the ledger.
+
+use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::usage::{Usage, Usd};
+use crate::runtime::dispatcher::InstanceState;
+use crate::store::{now_ms, InstanceRecord, RunEnd, RunRecord, StoreError, UsageStore};
+use std::collections::BTreeSet;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Changes are written at most this long after they happen.
+pub const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// The heartbeat is renewed at least this often.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// What changes about an instance during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceUpdate {
+    pub index: u32,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub model: Option<String>,
+    pub tools: u64,
+    pub duration_ms: u64,
+    pub session_id: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+impl InstanceUpdate {
+    /// The update for instance `id` in state `s` at `now`.
+    pub fn of(id: InstanceId, s: &InstanceState, now: Instant) -> InstanceUpdate {
+        InstanceUpdate {
+            index: u32::try_from(id).unwrap_or(u32::MAX),
+            status: s.status,
+            reason: s.reason.clone(),
+            usage: s.usage,
+            cost: s.cost,
+            model: s.model.clone(),
+            tools: s.tools,
+            duration_ms: s
+                .duration(now)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            session_id: s.session_id.clone(),
+            exit_code: s.exit.and_then(|e| e.code),
+        }
+    }
+}
+
+enum Msg {
+    Update(InstanceUpdate),
+    Finish(RunEnd),
+}
+
+/// The sending side, for the run loop. Sending never blocks.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl RecorderHandle {
+    pub fn update(&self, u: InstanceUpdate) {
+        // The thread only goes away after `finish`; nothing to do if it did earlier.
+        let _ = self.tx.send(Msg::Update(u));
+    }
+}
+
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Every instance of `plan` as first recorded: pending, nothing spent. The prompt is
+/// recorded as given; `env` values never are.
+pub fn initial_records(plan: &Plan) -> Vec<InstanceRecord> {
+    plan.instances
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| InstanceRecord {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            name: spec.name.clone(),
+            command: spec.command.clone(),
+            base_command: spec.base_command().map(str::to_string),
+            configured_model: configured_model(spec.model.as_deref()),
+            model: spec.model.clone(),
+            status: Status::Pending.as_str().to_string(),
+            ..InstanceRecord::default()
+        })
+        .collect()
+}
+
+/// The estimate key's model: the configured model after alias normalisation.
+pub fn configured_model(model: Option<&str>) -> Option<String> {
+    model
+        .map(crate::core::pricing::normalize)
+        .filter(|m| !m.is_empty())
+}
+
+/// The run's own record at its start.
+pub fn run_record(plan: &Plan, budgets_json: String) -> RunRecord {
+    RunRecord {
+        run_id: plan.options.run_id.clone(),
+        project: plan.options.project.clone(),
+        host: crate::store::host_name(),
+        started_ms: now_ms(),
+        mode: match plan.budgets.mode {
+            crate::core::plan::Mode::Warn => "warn".into(),
+            crate::core::plan::Mode::Block => "block".into(),
+        },
+        budgets_json,
+        simulated: plan.options.simulate,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+impl Recorder {
+    /// Records the run's start (synchronously, so a ledger that cannot be written is
+    /// known before anything launches) and starts the writer thread.
+    pub fn start(
+        mut store: Box<dyn UsageStore>,
+        run: RunRecord,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Recorder, StoreError> {
+        store.begin_run(&run, &instances)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || write_loop(store, run.run_id, instances, rx))
+            .map_err(|e| StoreError::Unusable(format!("cannot start its writer thread: {e}")))?;
+        Ok(Recorder {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> RecorderHandle {
+        RecorderHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Writes what is left and how the run ended, and waits for the thread.
+    pub fn finish(mut self, end: RunEnd) {
+        let _ = self.tx.send(Msg::Finish(end));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn apply(rec: &mut InstanceRecord, u: InstanceUpdate) {
+    let ended = u.status.is_final();
+    rec.status = u.status.as_str().to_string();
+    rec.reason = u.reason;
+    rec.usage = u.usage;
+    rec.cost = u.cost;
+    if u.model.is_some() {
+        rec.model = u.model;
+    }
+    rec.tool_calls = u.tools;
+    rec.duration_ms = u.duration_ms;
+    if u.session_id.is_some() {
+        rec.session_id = u.session_id;
+    }
+    rec.exit_code = u.exit_code;
+    if ended && rec.ended_ms.is_none() {
+        rec.ended_ms = Some(now_ms());
+    }
+}
+
+fn write_loop(
+    mut store: Box<dyn UsageStore>,
+    run_id: String,
+    mut records: Vec<InstanceRecord>,
+    rx: mpsc::Receiver<Msg>,
+) {
+    let mut dirty: BTreeSet<usize> = BTreeSet::new();
+    let mut urgent = false;
+    // When the oldest unwritten change happened.
+    let mut first_unwritten: Option<Instant> = None;
+    let mut last_write = Instant::now();
+    let mut warned = false;
+    let mut finish: Option<RunEnd> = None;
+    let mut closed = false;
+    while finish.is_none() && !closed {
+        let now = Instant::now();
+        let due = match first_unwritten {
+            Some(t) => t + WRITE_EVERY,
+            None => last_write + HEARTBEAT_EVERY,
+        };
+        let mut handle = |m: Msg, dirty: &mut BTreeSet<usize>, urgent: &mut bool| match m {
+            Msg::Update(u) => {
+                let i = u.index as usize;
+                if let Some(rec) = records.get_mut(i) {
+                    *urgent |= u.status.is_final();
+                    apply(rec, u);
+                    dirty.insert(i);
+                }
+                None
+            }
+            Msg::Finish(end) => Some(end),
+        };
+        match rx.recv_timeout(due.saturating_duration_since(now)) {
+            Ok(m) => {
+                finish = handle(m, &mut dirty, &mut urgent);
+                // Take everything already queued, so one write carries it all.
+                while finish.is_none() {
+                    match rx.try_recv() {
+                        Ok(m) => finish = handle(m, &mut dirty, &mut urgent),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => closed = true,
+        }
+        let now = Instant::now();
+        if !dirty.is_empty() && first_unwritten.is_none() {
+            first_unwritten = Some(now);
+        }
+        let write_due = urgent
+            || finish.is_some()
+            || closed
+            || first_unwritten.is_some_and(|t| now >= t + WRITE_EVERY)
+            || now >= last_write + HEARTBEAT_EVERY;
+        if !write_due {
+            continue;
+        }
+        let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
+        match store.record(&run_id, now_ms(), &batch) {
+            Ok(()) => {
+                dirty.clear();
+                first_unwritten = None;
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("cannot write to the ledger ({e}); will retry");
+                    warned = true;
+                }
+                // Retried with the next write, a second from now.
+                first_unwritten = Some(now);
+            }
+        }
+        urgent = false;
+        last_write = now;
+    }
+    if let Some(end) = finish {
+        if let Err(e) = store.finish_run(&run_id, &end) {
+            tracing::warn!("cannot record the end of the run in the ledger: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{GroupBy, UsageQuery};
+
+    fn plan() -> Plan {
+        let mut p = Plan::default();
+        p.options.run_id = "run-1".into();
+        p.options.project = "proj".into();
+        for i in 0..3 {
+            p.instances.push(crate::core::plan::InstanceSpec {
+                name: format!("i{i}"),
+                command: "/a".into(),
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn records_updates_and_the_end_exactly_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        let p = plan();
+        let store = SqliteStore::open(&path).expect("open");
+        let r = Recorder::start(
+            Box::new(store),
+            run_record(&p, "[]".into()),
+            initial_records(&p),
+        )
+        .expect("start");
+        let h = r.handle();
+        for step in 1..=100u64 {
+            h.update(InstanceUpdate {
+                index: 1,
+                status: if step == 100 {
+                    Status::Completed
+                } else {
+                    Status::Running
+                },
+                reason: None,
+                usage: Usage::new(step, step, 0, 0),
+                cost: Usd(i64::try_from(step).unwrap_or(0)),
+                model: None,
+                tools: step,
+                duration_ms: step,
+                session_id: Some("s".into()),
+                exit_code: None,
+            });
+        }
+        r.finish(RunEnd {
+            ended_ms: now_ms(),
+            exit_code: 0,
+            exit_reason: "ok".into(),
+        });
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        let g = s
+            .usage(&UsageQuery {
+                since_ms: 0,
+                until_ms: i64::MAX,
+                by: GroupBy::Run,
+                project: None,
+                run: None,
+            })
+            .expect("usage");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].key, "run-1");
+        assert_eq!(g[0].instances, 3);
+        assert_eq!(g[0].completed, 1);
+        assert_eq!(g[0].usage, Usage::new(100, 100, 0, 0));
+        assert_eq!(g[0].cost, Usd(100));
+        let info = g[0].run.clone().expect("run info");
+        assert!(info.ended);
+        assert_eq!(info.exit_code, Some(0));
+    }
+}
