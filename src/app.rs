@@ -4,6 +4,7 @@
 use crate::config::cli::{self, Cli};
 use crate::config::commands;
 use crate::config::file as config;
+use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::output::dryrun;
@@ -11,9 +12,8 @@ use crate::output::events::{self, EventSink};
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::runtime::dispatcher::Dispatcher;
-use crate::runtime::{launch, logs, process};
-use crate::core::estimate::{self, Estimate};
 use crate::runtime::recorder::{self, Recorder};
+use crate::runtime::{launch, logs, process};
 use crate::simulate;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, HistoryKey, RunEnd, StoreError, UsageStore};
@@ -127,10 +127,7 @@ fn ledger_choice(cli: &Cli, simulate: bool) -> LedgerChoice {
 /// Opens the chosen ledger: for writing (creating it, and the default one's directory)
 /// or read-only. `Err(exit code)` after the message when an explicit ledger cannot be
 /// used; the default ledger failing is one warning and `Ok(None)`.
-fn open_ledger(
-    choice: &LedgerChoice,
-    write: bool,
-) -> Result<Option<Box<dyn UsageStore>>, i32> {
+fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn UsageStore>>, i32> {
     let Some(path) = choice.path() else {
         return Ok(None);
     };
@@ -144,7 +141,9 @@ fn open_ledger(
                 }
             }
             if path.is_dir() {
-                return Err(StoreError::Unusable("is a directory; give a file path".into()));
+                return Err(StoreError::Unusable(
+                    "is a directory; give a file path".into(),
+                ));
             }
             let parent = path
                 .parent()
@@ -158,14 +157,15 @@ fn open_ledger(
             }
             SqliteStore::open(path).map(|s| Some(Box::new(s) as Box<dyn UsageStore>))
         } else {
-            SqliteStore::open_read_only(path)
-                .map(|s| s.map(|s| Box::new(s) as Box<dyn UsageStore>))
+            SqliteStore::open_read_only(path).map(|s| s.map(|s| Box::new(s) as Box<dyn UsageStore>))
         }
     })();
-    opened.map_err(|e| ledger_failed(choice, &e)).or_else(|code| match code {
-        0 => Ok(None),
-        c => Err(c),
-    })
+    opened
+        .map_err(|e| ledger_failed(choice, &e))
+        .or_else(|code| match code {
+            0 => Ok(None),
+            c => Err(c),
+        })
 }
 
 /// Reports a ledger that cannot be used: exit 2 for an explicit one; a warning (and 0:
@@ -563,7 +563,10 @@ fn run(
     let events = EventSink::new(plan.options.json);
     let recorder = match store {
         Some(store) => {
-            let run = recorder::run_record(&plan, serde_json::Value::Array(events::configured_budgets(&plan)).to_string());
+            let run = recorder::run_record(
+                &plan,
+                serde_json::Value::Array(events::configured_budgets(&plan)).to_string(),
+            );
             match Recorder::start(store, run, recorder::initial_records(&plan)) {
                 Ok(r) => Some(r),
                 Err(e) => match ledger_failed(ledger, &e) {

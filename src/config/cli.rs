@@ -215,7 +215,12 @@ pub struct Cli {
 
     // ---------------------------------------------------------------- Ledger
     /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
-    #[arg(long, value_name = "PATH", env = "ORCHESTRATOR_LEDGER", help_heading = "Ledger")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ORCHESTRATOR_LEDGER",
+        help_heading = "Ledger"
+    )]
     pub ledger: Option<PathBuf>,
 
     /// Record nothing (and estimate without history).

@@ -893,7 +893,9 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
         command_costs,
         mode: cli.budget_enforcement_mode.or(cfg.mode).unwrap_or_default(),
         warn_at_percent: cli.warn_at.or(cfg.warn_at_percent).unwrap_or(80.0),
-        estimate_tokens: cli.estimate.unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
+        estimate_tokens: cli
+            .estimate
+            .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
         estimate_pinned: cli.estimate.is_some(),
     })
 }

@@ -15,9 +15,8 @@ pub struct Efficiency {
 
 pub fn efficiency(usage: &Usage, cost: Usd, tool_calls: u64, completed: u64) -> Efficiency {
     let read = u128::from(usage.cache_read_input_tokens);
-    let prompt = u128::from(usage.input_tokens)
-        + u128::from(usage.cache_creation_input_tokens)
-        + read;
+    let prompt =
+        u128::from(usage.input_tokens) + u128::from(usage.cache_creation_input_tokens) + read;
     let cache_hit_rate = (prompt > 0).then(|| read as f64 / prompt as f64);
     let tokens_per_tool_call = (tool_calls > 0).then(|| usage.total() as f64 / tool_calls as f64);
     let cost_per_completed = (completed > 0).then(|| {

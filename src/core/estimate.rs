@@ -136,7 +136,10 @@ mod tests {
 
     #[test]
     fn sources_read_as_documented() {
-        assert_eq!(EstimateSource::History { runs: 12 }.to_string(), "p75 of 12 runs");
+        assert_eq!(
+            EstimateSource::History { runs: 12 }.to_string(),
+            "p75 of 12 runs"
+        );
         assert_eq!(EstimateSource::Default.to_string(), "default");
         assert_eq!(EstimateSource::Pinned.to_string(), "--estimate");
         assert_eq!(EstimateSource::Cap.to_string(), "cap");

@@ -6,8 +6,8 @@
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
 //! parser can pick events out with grep.
 
-use crate::core::efficiency::{efficiency, Efficiency};
 use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
+use crate::core::efficiency::{efficiency, Efficiency};
 use crate::core::plan::{InstanceSpec, Plan};
 use crate::core::usage::{Usage, Usd};
 use crate::runtime::dispatcher::{InstanceState, RunOutcome};

@@ -189,10 +189,7 @@ pub fn render_table(
         let e = efficiency(&g.usage, g.cost, g.tool_calls, g.completed);
         let mut r = vec![g.key.clone()];
         if by == GroupBy::Run {
-            r.push(
-                run_status(g, now_ms, stale_ms)
-                    .map_or_else(dash, |s| s.as_str().to_string()),
-            );
+            r.push(run_status(g, now_ms, stale_ms).map_or_else(dash, |s| s.as_str().to_string()));
             r.push(g.run.as_ref().map_or_else(dash, |i| {
                 DateTime::from_timestamp_millis(i.started_ms)
                     .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
@@ -206,7 +203,10 @@ pub fn render_table(
             );
         }
         r.extend(counts(g.runs, g.instances, g.completed, &g.usage, g.cost));
-        r.push(e.cache_hit_rate.map_or_else(dash, |h| format!("{:.1}%", h * 100.0)));
+        r.push(
+            e.cache_hit_rate
+                .map_or_else(dash, |h| format!("{:.1}%", h * 100.0)),
+        );
         r.push(
             e.tokens_per_tool_call
                 .map_or_else(dash, |t| fmt_count(t.round() as u64)),
@@ -227,7 +227,10 @@ pub fn render_table(
     if matches!(by, GroupBy::Command | GroupBy::Model | GroupBy::Instance) {
         t[1] = String::new();
     }
-    t.push(e.cache_hit_rate.map_or_else(dash, |h| format!("{:.1}%", h * 100.0)));
+    t.push(
+        e.cache_hit_rate
+            .map_or_else(dash, |h| format!("{:.1}%", h * 100.0)),
+    );
     t.push(
         e.tokens_per_tool_call
             .map_or_else(dash, |x| fmt_count(x.round() as u64)),
@@ -290,7 +293,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).single().expect("time")
+        Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0)
+            .single()
+            .expect("time")
     }
 
     #[test]
@@ -307,10 +312,7 @@ mod tests {
                 .expect("t")
                 .timestamp_millis())
         );
-        assert_eq!(
-            parse_when("2026-12-06T11:00:00Z", now()),
-            Ok(n - 3_600_000)
-        );
+        assert_eq!(parse_when("2026-12-06T11:00:00Z", now()), Ok(n - 3_600_000));
         let e = parse_when("yesterday", now()).expect_err("bad");
         assert!(e.contains("'yesterday' is not a time"), "{e}");
         assert!(parse_when("-3d", now()).is_err());

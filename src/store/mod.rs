@@ -225,8 +225,11 @@ impl std::error::Error for StoreError {}
 /// The seam between the run and where its usage is kept.
 pub trait UsageStore: Send {
     /// Records (or re-records) the run's start, and every instance as given.
-    fn begin_run(&mut self, run: &RunRecord, instances: &[InstanceRecord])
-        -> Result<(), StoreError>;
+    fn begin_run(
+        &mut self,
+        run: &RunRecord,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError>;
     /// Upserts these instances of `run_id` and renews its heartbeat, in one transaction.
     fn record(
         &mut self,

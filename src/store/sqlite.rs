@@ -350,7 +350,12 @@ impl UsageStore for SqliteStore {
                  ORDER BY ended_ms DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
-                params![key.project, key.base_command, key.model, i64_of(limit as u64)],
+                params![
+                    key.project,
+                    key.base_command,
+                    key.model,
+                    i64_of(limit as u64)
+                ],
                 |r| r.get::<_, i64>(0),
             )?;
             rows.map(|r| r.map(u64_of)).collect()
@@ -501,7 +506,8 @@ mod tests {
             s.record("r1", 2000, &[inst(0, "/a", "completed", 10, 7)])
                 .expect("record");
         }
-        s.begin_run(&run("r1", "p", 1000), &[]).expect("begin again");
+        s.begin_run(&run("r1", "p", 1000), &[])
+            .expect("begin again");
         let g = s.usage(&all(GroupBy::Project)).expect("usage");
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].instances, 1);
@@ -554,6 +560,44 @@ mod tests {
             ..key
         };
         assert!(s.history(&other, 3).expect("history").is_empty());
+    }
+
+    #[test]
+    fn many_connections_creating_and_writing_one_fresh_file_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    barrier.wait();
+                    // Every thread opens (creates, migrates) the fresh file at once.
+                    let mut s = SqliteStore::open(&path)?;
+                    let id = format!("run-{t}");
+                    s.begin_run(&run(&id, "p", 0), &[])?;
+                    for step in 1..=100u64 {
+                        let list: Vec<InstanceRecord> = (0..4)
+                            .map(|i| inst(i, "/a", "running", step, i64::from(i) + 1))
+                            .collect();
+                        s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread").expect("no write may fail");
+        }
+        let mut s = SqliteStore::open(&path).expect("open");
+        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        assert_eq!(g.len(), 8);
+        for g in &g {
+            assert_eq!(g.instances, 4);
+            assert_eq!(g.usage.input_tokens, 400);
+            assert_eq!(g.cost, Usd(10));
+        }
     }
 
     #[test]
