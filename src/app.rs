@@ -305,7 +305,7 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(store::STALE_AFTER_MS);
     let text = if args.json {
-        format!("{}\n", report::to_json(&groups, args.by, now_ms, stale_ms))
+        report::to_json(&groups, args.by, now_ms, stale_ms) + "\n"
     } else {
         let tty = std::io::stdout().is_terminal();
         let styles = Styles::resolve(

@@ -5,12 +5,11 @@
 use crate::core::efficiency::efficiency;
 use crate::core::estimate::percentile;
 use crate::core::usage::{fmt_count, Usage, Usd};
-use crate::output::events::usage_json;
 use crate::output::report::bar;
 use crate::output::style::Styles;
 use crate::store::{GroupBy, GroupSums, RunStatus};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -116,39 +115,99 @@ fn ts(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The `--json` object: `{"groups": [...], "totals": {usage}}`.
-pub fn to_json(groups: &[GroupSums], by: GroupBy, now_ms: i64, stale_ms: i64) -> Value {
+/// The usage object of the events: the four classes, `total_tokens` and `cost_usd`.
+#[derive(Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    total_tokens: u64,
+    cost_usd: Usd,
+}
+
+impl UsageOut {
+    fn of(u: &Usage, cost: Usd) -> UsageOut {
+        UsageOut {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_creation_input_tokens: u.cache_creation_input_tokens,
+            cache_read_input_tokens: u.cache_read_input_tokens,
+            total_tokens: u.total(),
+            cost_usd: cost,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RunOut {
+    status: Option<&'static str>,
+    exit_code: Option<i32>,
+    started: Option<String>,
+}
+
+#[derive(Serialize)]
+struct GroupOut<'a> {
+    key: &'a str,
+    runs: u64,
+    instances: u64,
+    completed: u64,
+    usage: UsageOut,
+    tool_calls: u64,
+    cache_hit_rate: Option<f64>,
+    tokens_per_tool_call: Option<f64>,
+    cost_per_completed_usd: Option<Usd>,
+    p50_tokens: Option<u64>,
+    p75_tokens: Option<u64>,
+    p95_tokens: Option<u64>,
+    #[serde(flatten)]
+    run: Option<RunOut>,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    groups: Vec<GroupOut<'a>>,
+    totals: UsageOut,
+}
+
+/// The `--json` object: `{"groups": [...], "totals": {usage}}`, as one line. Serialised
+/// straight from structs: with 10,000 groups (`--by run`) a `Value` tree cost a third of
+/// the command's time.
+pub fn to_json(groups: &[GroupSums], by: GroupBy, now_ms: i64, stale_ms: i64) -> String {
     let mut totals = Usage::default();
     let mut cost = Usd::ZERO;
-    let list: Vec<Value> = groups
+    let list: Vec<GroupOut> = groups
         .iter()
         .map(|g| {
             totals += g.usage;
             cost += g.cost;
             let e = efficiency(&g.usage, g.cost, g.tool_calls, g.completed);
-            let mut v = json!({
-                "key": g.key,
-                "runs": g.runs,
-                "instances": g.instances,
-                "completed": g.completed,
-                "usage": usage_json(&g.usage, g.cost),
-                "tool_calls": g.tool_calls,
-                "cache_hit_rate": e.cache_hit_rate,
-                "tokens_per_tool_call": e.tokens_per_tool_call,
-                "cost_per_completed_usd": e.cost_per_completed,
-                "p50_tokens": pct(g, 50),
-                "p75_tokens": pct(g, 75),
-                "p95_tokens": pct(g, 95),
-            });
-            if by == GroupBy::Run {
-                v["status"] = json!(run_status(g, now_ms, stale_ms).map(RunStatus::as_str));
-                v["exit_code"] = json!(g.run.as_ref().and_then(|r| r.exit_code));
-                v["started"] = json!(g.run.as_ref().map(|r| ts(r.started_ms)));
+            GroupOut {
+                key: &g.key,
+                runs: g.runs,
+                instances: g.instances,
+                completed: g.completed,
+                usage: UsageOut::of(&g.usage, g.cost),
+                tool_calls: g.tool_calls,
+                cache_hit_rate: e.cache_hit_rate,
+                tokens_per_tool_call: e.tokens_per_tool_call,
+                cost_per_completed_usd: e.cost_per_completed,
+                p50_tokens: pct(g, 50),
+                p75_tokens: pct(g, 75),
+                p95_tokens: pct(g, 95),
+                run: (by == GroupBy::Run).then(|| RunOut {
+                    status: run_status(g, now_ms, stale_ms).map(RunStatus::as_str),
+                    exit_code: g.run.as_ref().and_then(|r| r.exit_code),
+                    started: g.run.as_ref().map(|r| ts(r.started_ms)),
+                }),
             }
-            v
         })
         .collect();
-    json!({"groups": list, "totals": usage_json(&totals, cost)})
+    let out = Out {
+        groups: list,
+        totals: UsageOut::of(&totals, cost),
+    };
+    serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// The table: one row per group, then the totals; a cost bar per group (relative to the
@@ -368,7 +427,8 @@ mod tests {
             completed_tokens: vec![10, 20, 30],
             run: None,
         };
-        let v = to_json(&[g], GroupBy::Command, 0, 30_000);
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&[g], GroupBy::Command, 0, 30_000)).expect("JSON");
         let g0 = &v["groups"][0];
         assert_eq!(g0["key"], "/review");
         assert_eq!(g0["usage"]["total_tokens"], 1050);
