@@ -18,7 +18,7 @@ use crate::core::usage::{Usage, Usd};
 use crate::runtime::dispatcher::InstanceState;
 use crate::store::{now_ms, InstanceRecord, RunEnd, RunRecord, StoreError, UsageStore};
 use std::collections::BTreeSet;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,26 +62,51 @@ impl InstanceUpdate {
     }
 }
 
-enum Msg {
-    Update(InstanceUpdate),
-    Finish(RunEnd),
+/// What the run loop hands to the writer thread: the newest update of each instance
+/// (a newer one replaces an unwritten older one), and the end of the run.
+#[derive(Default)]
+struct Pending {
+    updates: Vec<Option<InstanceUpdate>>,
+    /// An instance ended: write now rather than at the next tick.
+    urgent: bool,
+    finish: Option<RunEnd>,
+    /// The recorder was dropped without `finish`: write what is left and stop.
+    stop: bool,
 }
 
-/// The sending side, for the run loop. Sending never blocks.
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+/// The sending side, for the run loop. An update never blocks on the disk and wakes the
+/// writer only when an instance ended: the writer's own one-second tick picks up the
+/// rest, so thousands of usage updates a second cost no thread switches.
 #[derive(Clone)]
 pub struct RecorderHandle {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
 }
 
 impl RecorderHandle {
     pub fn update(&self, u: InstanceUpdate) {
-        // The thread only goes away after `finish`; nothing to do if it did earlier.
-        let _ = self.tx.send(Msg::Update(u));
+        let Ok(mut p) = self.shared.pending.lock() else {
+            return;
+        };
+        let i = u.index as usize;
+        if i >= p.updates.len() {
+            p.updates.resize_with(i + 1, || None);
+        }
+        let ended = u.status.is_final();
+        p.updates[i] = Some(u);
+        if ended {
+            p.urgent = true;
+            self.shared.wake.notify_one();
+        }
     }
 }
 
 pub struct Recorder {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -137,27 +162,46 @@ impl Recorder {
         instances: Vec<InstanceRecord>,
     ) -> Result<Recorder, StoreError> {
         store.begin_run(&run, &instances)?;
-        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+        });
+        let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || write_loop(store, run.run_id, instances, rx))
+            .spawn(move || write_loop(store, run.run_id, instances, &theirs))
             .map_err(|e| StoreError::Unusable(format!("cannot start its writer thread: {e}")))?;
         Ok(Recorder {
-            tx,
+            shared,
             thread: Some(thread),
         })
     }
 
     pub fn handle(&self) -> RecorderHandle {
         RecorderHandle {
-            tx: self.tx.clone(),
+            shared: self.shared.clone(),
         }
     }
 
     /// Writes what is left and how the run ended, and waits for the thread.
     pub fn finish(mut self, end: RunEnd) {
-        let _ = self.tx.send(Msg::Finish(end));
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.finish = Some(end);
+        }
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if let Ok(mut p) = self.shared.pending.lock() {
+                p.stop = true;
+            }
+            self.shared.wake.notify_one();
             let _ = t.join();
         }
     }
@@ -187,85 +231,59 @@ fn write_loop(
     mut store: Box<dyn UsageStore>,
     run_id: String,
     mut records: Vec<InstanceRecord>,
-    rx: mpsc::Receiver<Msg>,
+    shared: &Shared,
 ) {
     let mut dirty: BTreeSet<usize> = BTreeSet::new();
-    let mut urgent = false;
-    // When the oldest unwritten change happened.
-    let mut first_unwritten: Option<Instant> = None;
     let mut last_write = Instant::now();
     let mut warned = false;
-    let mut finish: Option<RunEnd> = None;
-    let mut closed = false;
-    while finish.is_none() && !closed {
-        let now = Instant::now();
-        let due = match first_unwritten {
-            Some(t) => t + WRITE_EVERY,
-            None => last_write + HEARTBEAT_EVERY,
-        };
-        let mut handle = |m: Msg, dirty: &mut BTreeSet<usize>, urgent: &mut bool| match m {
-            Msg::Update(u) => {
-                let i = u.index as usize;
-                if let Some(rec) = records.get_mut(i) {
-                    *urgent |= u.status.is_final();
-                    apply(rec, u);
-                    dirty.insert(i);
-                }
-                None
+    loop {
+        // Wait for the tick (or an instance's end, or the run's), then take everything.
+        let (updates, finish, stop) = {
+            let Ok(mut p) = shared.pending.lock() else {
+                return;
+            };
+            if !p.urgent && p.finish.is_none() && !p.stop {
+                p = match shared.wake.wait_timeout(p, WRITE_EVERY) {
+                    Ok((p, _)) => p,
+                    Err(_) => return,
+                };
             }
-            Msg::Finish(end) => Some(end),
+            p.urgent = false;
+            let updates: Vec<InstanceUpdate> =
+                p.updates.iter_mut().filter_map(Option::take).collect();
+            (updates, p.finish.take(), p.stop)
         };
-        match rx.recv_timeout(due.saturating_duration_since(now)) {
-            Ok(m) => {
-                finish = handle(m, &mut dirty, &mut urgent);
-                // Take everything already queued, so one write carries it all.
-                while finish.is_none() {
-                    match rx.try_recv() {
-                        Ok(m) => finish = handle(m, &mut dirty, &mut urgent),
-                        Err(mpsc::TryRecvError::Empty) => break,
-                        Err(mpsc::TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    }
-                }
+        for u in updates {
+            let i = u.index as usize;
+            if let Some(rec) = records.get_mut(i) {
+                apply(rec, u);
+                dirty.insert(i);
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => closed = true,
         }
         let now = Instant::now();
-        if !dirty.is_empty() && first_unwritten.is_none() {
-            first_unwritten = Some(now);
-        }
-        let write_due = urgent
-            || finish.is_some()
-            || closed
-            || first_unwritten.is_some_and(|t| now >= t + WRITE_EVERY)
-            || now >= last_write + HEARTBEAT_EVERY;
-        if !write_due {
+        let done = finish.is_some() || stop;
+        if dirty.is_empty() && !done && now < last_write + HEARTBEAT_EVERY {
             continue;
         }
         let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
         match store.record(&run_id, now_ms(), &batch) {
-            Ok(()) => {
-                dirty.clear();
-                first_unwritten = None;
-            }
+            Ok(()) => dirty.clear(),
             Err(e) => {
+                // Kept dirty: retried with the next write.
                 if !warned {
                     tracing::warn!("cannot write to the ledger ({e}); will retry");
                     warned = true;
                 }
-                // Retried with the next write, a second from now.
-                first_unwritten = Some(now);
             }
         }
-        urgent = false;
         last_write = now;
-    }
-    if let Some(end) = finish {
-        if let Err(e) = store.finish_run(&run_id, &end) {
-            tracing::warn!("cannot record the end of the run in the ledger: {e}");
+        if let Some(end) = finish {
+            if let Err(e) = store.finish_run(&run_id, &end) {
+                tracing::warn!("cannot record the end of the run in the ledger: {e}");
+            }
+        }
+        if done {
+            return;
         }
     }
 }
