@@ -7,7 +7,8 @@
 //! carries them out. Amounts are kept as `i128` in the budget's base unit (tokens or
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
-use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode};
+use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode, Plan};
+use crate::core::pricing::Pricing;
 use crate::core::usage::fmt_count;
 use crate::core::usage::Usd;
 use serde::Serialize;
@@ -422,6 +423,21 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger of a plan: every budget it sets, each instance's estimate priced
+    /// conservatively for its model. The run and the dry run both start from this.
+    pub fn for_plan(plan: &Plan, pricing: &Pricing) -> Ledger {
+        let budgets = plan
+            .instances
+            .iter()
+            .map(|spec| {
+                let tokens = InstanceBudget::token_estimate_for(spec, &plan.budgets);
+                let priced = pricing.estimate_cost(spec.model.as_deref(), tokens);
+                InstanceBudget::from_spec(spec, &plan.budgets, priced)
+            })
+            .collect();
+        Ledger::new(&plan.budgets, budgets)
+    }
+
     /// Builds every budget that applies: overall tokens and USD, each configured base
     /// command's tokens and USD, and each instance's caps, in that order (the order
     /// `budgets()` reports and admission names a failing budget in).

@@ -3,7 +3,9 @@
 
 pub mod accounting;
 pub mod budget;
+pub mod exit;
 pub mod plan;
 pub mod pricing;
+pub mod run;
 pub mod stream;
 pub mod usage;
