@@ -628,6 +628,7 @@ impl RunState {
                     fx.push(Effect::Kill(id));
                 }
             }
+            self.recompute_timers();
             return;
         }
         self.interrupt = Some(which);
@@ -682,6 +683,10 @@ impl RunState {
                 }
             }
         }
+        self.recompute_timers();
+    }
+
+    fn recompute_timers(&mut self) {
         self.next_timer = self
             .instances
             .iter()
