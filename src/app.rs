@@ -256,11 +256,10 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
             .or_insert_with(|| commands::discover(ws, home.as_deref()));
         commands::is_known(found, name)
     };
-    let estimate = |model: Option<&str>, tokens: u64| pricing.estimate_cost(model, tokens);
     let env = dryrun::DryRunEnv {
         claude_found,
         command_known: &known,
-        estimate_usd: &estimate,
+        ledger: Ledger::for_plan(plan, pricing),
     };
     let result = dryrun::render(plan, &env);
     let mut out = std::io::stdout().lock();

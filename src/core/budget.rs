@@ -86,7 +86,8 @@ pub enum Amount {
 }
 
 impl Amount {
-    fn from_raw(unit: Unit, raw: i128) -> Amount {
+    /// An amount from the base unit (tokens or nanodollars), saturating.
+    pub fn from_raw(unit: Unit, raw: i128) -> Amount {
         match unit {
             Unit::Tokens => Amount::Tokens(u64::try_from(raw.max(0)).unwrap_or(u64::MAX)),
             Unit::Usd => Amount::Usd(Usd(i64::try_from(raw).unwrap_or(if raw < 0 {
@@ -97,7 +98,8 @@ impl Amount {
         }
     }
 
-    fn raw(self) -> i128 {
+    /// In the base unit: tokens or nanodollars.
+    pub fn raw(self) -> i128 {
         match self {
             Amount::Tokens(t) => i128::from(t),
             Amount::Usd(u) => i128::from(u.0),
@@ -108,6 +110,13 @@ impl Amount {
         match self {
             Amount::Tokens(_) => Unit::Tokens,
             Amount::Usd(_) => Unit::Usd,
+        }
+    }
+
+    pub fn usd(self) -> Option<Usd> {
+        match self {
+            Amount::Usd(u) => Some(u),
+            Amount::Tokens(_) => None,
         }
     }
 
@@ -749,6 +758,21 @@ impl Ledger {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// What instance `id` is expected to spend before it runs: tokens and dollars.
+    pub fn estimate(&self, id: InstanceId) -> (u64, Usd) {
+        self.instances
+            .get(id)
+            .map(|i| {
+                (
+                    u64::try_from(i.est_tokens.max(0)).unwrap_or(u64::MAX),
+                    Amount::from_raw(Unit::Usd, i.est_cost)
+                        .usd()
+                        .unwrap_or(Usd::ZERO),
+                )
+            })
+            .unwrap_or((0, Usd::ZERO))
     }
 
     /// Tokens and dollars recorded for instance `id` (zero for an unknown id).

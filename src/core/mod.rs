@@ -5,6 +5,7 @@ pub mod accounting;
 pub mod budget;
 pub mod exit;
 pub mod plan;
+pub mod predict;
 pub mod pricing;
 pub mod run;
 pub mod stream;
