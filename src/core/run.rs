@@ -8,7 +8,7 @@
 //! Each instance's life is a [`Phase`]: queued → (waiting) → running (→ stopping) → done.
 //! The runtime keeps a process handle only while an instance is running.
 
-use crate::core::accounting::{ResultSummary, Tracker};
+use crate::core::accounting::{Observation, ResultSummary, Tracker};
 use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
 use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
 use crate::core::plan::{InstanceId, Plan, Status};
@@ -39,18 +39,12 @@ impl Progress {
     }
 }
 
-/// One stdout line's worth of news from a running instance.
+/// One stdout line's worth of news from a running instance: what the line changed and
+/// the tracker's figures after it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
-    pub tokens_delta: u64,
-    pub cost_delta: Usd,
+    pub line: Observation,
     pub progress: Progress,
-    /// New live detail for the table, e.g. `Bash: cargo test`.
-    pub activity: Option<String>,
-    /// Something the user should know about this instance's output (once per tracker).
-    pub warning: Option<String>,
-    /// The line was the `result`: the instance's work is done.
-    pub result: bool,
 }
 
 /// Everything known when an instance's process has ended and its output is read.
@@ -491,31 +485,28 @@ impl RunState {
     }
 
     fn observed(&mut self, id: InstanceId, o: Observed, now: Instant, fx: &mut Vec<Effect>) {
+        let Observed { line, progress } = o;
         let inst = &mut self.instances[id];
-        let model = o
-            .progress
+        let model = progress
             .model
             .clone()
             .or_else(|| inst.progress.model.take());
-        inst.progress = Progress {
-            model,
-            ..o.progress
-        };
-        if o.activity.is_some() {
-            inst.activity = o.activity;
+        inst.progress = Progress { model, ..progress };
+        if line.activity.is_some() {
+            inst.activity = line.activity;
         }
-        if o.result {
+        if line.result {
             inst.result_seen = true;
         }
-        if let Some(text) = o.warning {
+        if let Some(text) = line.warning {
             fx.push(Effect::Emit(RunEvent::Notice { id, text }));
         }
-        let decisions = self.ledger.record(id, o.tokens_delta, o.cost_delta);
+        let decisions = self.ledger.record(id, line.tokens_delta, line.cost_delta);
         // The usage event comes before what it caused, as it happened.
-        if o.tokens_delta != 0 || o.cost_delta != Usd::ZERO {
+        if line.tokens_delta != 0 || line.cost_delta != Usd::ZERO {
             fx.push(Effect::Emit(RunEvent::Usage {
                 id,
-                tokens: o.tokens_delta,
+                tokens: line.tokens_delta,
             }));
         }
         self.apply(id, decisions, now, fx);

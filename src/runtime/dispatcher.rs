@@ -351,12 +351,8 @@ async fn supervise(
                         }
                         let (ack, acked) = oneshot::channel();
                         let observed = Observed {
-                            tokens_delta: obs.tokens_delta,
-                            cost_delta: obs.cost_delta,
+                            line: obs,
                             progress: Progress::of(&tracker),
-                            activity: obs.activity,
-                            warning: obs.warning,
-                            result: obs.result,
                         };
                         let msg = Msg::Observed { id, observed, ack };
                         if tx.send(msg).await.is_err() {

@@ -87,11 +87,13 @@ impl Sim {
         progress.usage.output_tokens += tokens;
         progress.cost += Usd(tokens as i64);
         let observed = Observed {
-            tokens_delta: tokens,
-            cost_delta: Usd(tokens as i64),
+            line: Observation {
+                tokens_delta: tokens,
+                cost_delta: Usd(tokens as i64),
+                result,
+                ..Observation::default()
+            },
             progress,
-            result,
-            ..Observed::default()
         };
         let fx = self.input(Input::Observed { id, observed });
         self.spawn_all(fx)
@@ -547,13 +549,15 @@ fn usage_without_spend_emits_no_usage_event_but_keeps_the_activity() {
     let mut s = Sim::new(plan(&["a"]));
     s.start();
     let observed = Observed {
-        activity: Some("Bash: cargo test".into()),
-        warning: Some("unknown model x".into()),
+        line: Observation {
+            activity: Some("Bash: cargo test".into()),
+            warning: Some("unknown model x".into()),
+            ..Observation::default()
+        },
         progress: Progress {
             model: Some("claude-x".into()),
             ..Progress::default()
         },
-        ..Observed::default()
     };
     let fx = s.input(Input::Observed { id: 0, observed });
     assert_eq!(
