@@ -799,9 +799,21 @@ impl Ledger {
 }
 
 /// used / limit × 100; a zero limit counts as one base unit so that any use of a zero
-/// budget reads as far over, never as a division by zero.
+/// budget reads as far over, never as a division by zero. The one percentage of the
+/// crate: renderers only round it.
 fn percent_of(used: i128, limit: i128) -> f64 {
     used as f64 * 100.0 / limit.max(1) as f64
+}
+
+impl Amount {
+    /// `self` as a percentage of `limit` (see [`percent_of`]); amounts of different
+    /// units are not comparable and give 0.
+    pub fn percent_of(self, limit: Amount) -> f64 {
+        if self.unit() != limit.unit() {
+            return 0.0;
+        }
+        percent_of(self.raw(), limit.raw())
+    }
 }
 
 #[cfg(test)]
