@@ -809,6 +809,8 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         report: cli.report.as_ref().map(abs),
         log_dir: cli.log_dir.as_ref().map(abs),
         pricing_file: cli.pricing.as_ref().map(abs),
+        retries: cli.retries,
+        fail_fast: cli.fail_fast,
     };
     Ok(Plan {
         instances,

@@ -384,6 +384,9 @@ struct Inst {
     est_cost: i128,
     used_tokens: u64,
     used_cost: Usd,
+    /// What it had used when it was last restarted from scratch (`--retries`): a new
+    /// attempt reserves its whole estimate again.
+    used_before: (i128, i128),
     /// Indices into `Ledger::budgets`, in the ledger's order.
     budgets: Vec<usize>,
 }
@@ -403,9 +406,13 @@ impl Inst {
         }
     }
 
-    /// max(estimate − use, 0).
+    /// max(estimate − use of this attempt, 0).
     fn reservation(&self, unit: Unit) -> i128 {
-        (self.estimate(unit) - self.used(unit)).max(0)
+        let before = match unit {
+            Unit::Tokens => self.used_before.0,
+            Unit::Usd => self.used_before.1,
+        };
+        (self.estimate(unit) - (self.used(unit) - before)).max(0)
     }
 }
 
@@ -548,6 +555,7 @@ impl Ledger {
                 est_cost: i128::from(ib.estimate_cost.0).max(0),
                 used_tokens: 0,
                 used_cost: Usd::ZERO,
+                used_before: (0, 0),
                 budgets: mine,
             });
         }
@@ -745,6 +753,14 @@ impl Ledger {
                     });
                 }
             }
+        }
+    }
+
+    /// The instance starts again from scratch (a retry): its next admission reserves
+    /// its whole estimate, on top of the use it keeps.
+    pub fn restart(&mut self, id: InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.used_before = (i128::from(inst.used_tokens), i128::from(inst.used_cost.0));
         }
     }
 

@@ -177,6 +177,11 @@ pub struct RunOptions {
     pub report: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub pricing_file: Option<PathBuf>,
+    /// `--retries N`: relaunch a failed or timed-out instance up to N times (never a
+    /// budget stop). 0 = no retries.
+    pub retries: u32,
+    /// `--fail-fast`: launch nothing more after the first failure.
+    pub fail_fast: bool,
 }
 
 impl Default for RunOptions {
@@ -204,6 +209,8 @@ impl Default for RunOptions {
             report: None,
             log_dir: None,
             pricing_file: None,
+            retries: 0,
+            fail_fast: false,
         }
     }
 }

@@ -249,6 +249,8 @@ pub struct Instance {
     pub limited: Option<Option<i64>>,
     /// Start the next process with `--resume` of this session.
     pub resume: Option<String>,
+    /// Attempts made after the first (`--retries`).
+    pub retried: u32,
 }
 
 impl Instance {
@@ -264,6 +266,7 @@ impl Instance {
             base: Progress::default(),
             limited: None,
             resume: None,
+            retried: 0,
         }
     }
 
@@ -369,6 +372,13 @@ pub enum RunEvent {
     },
     /// Nothing more will be launched (spend cap, usage limit with `stop`).
     LaunchesStopped {
+        reason: String,
+    },
+    /// `--retries`: the instance failed (`reason`) and is queued to run again from
+    /// scratch; `attempt` counts from 2.
+    InstanceRetrying {
+        id: InstanceId,
+        attempt: u32,
         reason: String,
     },
     /// Fleet backoff changed how many instances may run at once (`None`: as configured).
@@ -762,6 +772,23 @@ impl RunState {
             return;
         }
         let (status, reason) = classify(stop.as_ref(), inst, e.error.as_deref());
+        let failed = matches!(status, Status::Failed | Status::TimedOut);
+        let may_retry = self.interrupt.is_none() && self.gate.stopped.is_none();
+        if failed && may_retry && inst.retried < self.plan.options.retries {
+            inst.retried += 1;
+            inst.base = inst.progress.clone();
+            inst.resume = None;
+            inst.phase = Phase::Queued;
+            self.ledger.restart(id);
+            let pos = self.queue.partition_point(|&q| q < id);
+            self.queue.insert(pos, id);
+            fx.push(Effect::Emit(RunEvent::InstanceRetrying {
+                id,
+                attempt: inst.retried + 1,
+                reason: reason.unwrap_or_default(),
+            }));
+            return;
+        }
         inst.phase = Phase::Done {
             started: Some(started),
             ended: now,
@@ -769,6 +796,10 @@ impl RunState {
             reason,
         };
         fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        if failed && self.plan.options.fail_fast {
+            let why = format!("--fail-fast after {} failed", self.name(id));
+            self.stop_launching(why, Status::Interrupted, now, fx);
+        }
     }
 
     fn interrupted(&mut self, which: Interrupt, now: Instant, fx: &mut Vec<Effect>) {

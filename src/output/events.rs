@@ -177,6 +177,14 @@ impl EventSink {
                     }),
                 );
             }
+            RunEvent::InstanceRetrying {
+                id,
+                attempt,
+                reason,
+            } => self.emit(
+                "instance_retrying",
+                json!({"name": name(*id), "attempt": attempt, "reason": reason}),
+            ),
             RunEvent::LaunchesResumed { reason } => {
                 self.emit("launches_resumed", json!({"reason": reason}))
             }
