@@ -4,13 +4,16 @@
 use crate::config::cli::{self, Cli};
 use crate::config::commands;
 use crate::config::file as config;
+use crate::core::budget::Ledger;
 use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
+use crate::core::run::RunState;
 use crate::output::dryrun;
 use crate::output::events::{self, EventSink};
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
+use crate::output::Outputs;
 use crate::runtime::dispatcher::Dispatcher;
 use crate::runtime::recorder::{self, Recorder};
 use crate::runtime::{launch, logs, process};
@@ -21,6 +24,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Exit code for usage and config errors: nothing was launched.
 pub const EXIT_USAGE: i32 = 2;
@@ -486,11 +490,10 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
             .or_insert_with(|| commands::discover(ws, home.as_deref()));
         commands::is_known(found, name)
     };
-    let estimate = |model: Option<&str>, tokens: u64| pricing.estimate_cost(model, tokens);
     let env = dryrun::DryRunEnv {
         claude_found,
         command_known: &known,
-        estimate_usd: &estimate,
+        ledger: Ledger::for_plan(plan, pricing),
     };
     let result = dryrun::render(plan, &env);
     let mut out = std::io::stdout().lock();
@@ -560,7 +563,6 @@ fn run(
         }
     };
     let report_path = plan.options.report.clone();
-    let events = EventSink::new(plan.options.json);
     let recorder = match store {
         Some(store) => {
             let run = recorder::run_record(
@@ -577,17 +579,21 @@ fn run(
         }
         None => None,
     };
-    let mut dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
-    if let Some(r) = &recorder {
-        dispatcher.set_recorder(r.handle());
-    }
+    let outputs = Outputs {
+        console,
+        events: EventSink::new(plan.options.json),
+        recorder: recorder.as_ref().map(Recorder::handle),
+    };
+    let budget_ledger = Ledger::for_plan(&plan, &pricing);
+    let state = RunState::new(plan, budget_ledger, Instant::now());
+    let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
     let (outcome, report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     if let Some(r) = recorder {
         r.finish(RunEnd {
             ended_ms: store::now_ms(),
-            exit_code: outcome.exit_code,
-            exit_reason: outcome.exit_reason.clone(),
+            exit_code: outcome.exit.code(),
+            exit_reason: outcome.reason.clone(),
         });
     }
     let leftovers = process::kill_leftover_children(&inherited_children);
@@ -608,7 +614,7 @@ fn run(
     if std::env::var_os(RUSAGE_ENV).is_some() {
         print_own_rusage();
     }
-    outcome.exit_code
+    outcome.exit.code()
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS

@@ -6,11 +6,11 @@
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
 //! parser can pick events out with grep.
 
-use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
+use crate::core::budget::{Amount, Decision, Scope, Warning, WarningKind};
 use crate::core::efficiency::{efficiency, Efficiency};
 use crate::core::plan::{InstanceSpec, Plan};
+use crate::core::run::{Instance, Phase, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
-use crate::runtime::dispatcher::{InstanceState, RunOutcome};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
@@ -121,7 +121,86 @@ impl EventSink {
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }
 
-    pub fn run_started(&mut self, plan: &Plan) {
+    /// Writes what `event` means for scripts, and keeps the `run_finished` object.
+    pub fn on_event(&mut self, event: &RunEvent, run: &RunState, now: Instant) {
+        let name = |id: usize| run.name(id).to_string();
+        match event {
+            RunEvent::RunStarted { .. } => self.run_started(&run.plan),
+            RunEvent::InstanceStarted { id, pid, argv } => self.emit(
+                "instance_started",
+                json!({"name": name(*id), "pid": pid, "argv": argv}),
+            ),
+            RunEvent::Usage { id, tokens } => {
+                let p = &run.instances[*id].progress;
+                self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
+            }
+            RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
+            RunEvent::BudgetWarning { id, warning } => self.budget_warning(&name(*id), warning),
+            RunEvent::BudgetExceeded { decision, reason } => self.budget_exceeded(decision, reason),
+            RunEvent::InstanceWaiting { id } => self.emit(
+                "instance_waiting",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceBlocked { id } => self.emit(
+                "instance_blocked",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceTerminated { id } => {
+                let inst = &run.instances[*id];
+                let kind = match &inst.phase {
+                    Phase::Running {
+                        stopping: Some(s), ..
+                    } => s.why.kind(),
+                    _ => "budget",
+                };
+                self.emit(
+                    "instance_terminated",
+                    json!({"name": name(*id), "reason": kind, "message": inst.reason()}),
+                );
+            }
+            RunEvent::InstanceFinished { id } => {
+                let spec = &run.plan.instances[*id];
+                self.flush_usage(&spec.name);
+                self.emit(
+                    "instance_finished",
+                    instance_json(spec, &run.instances[*id], now),
+                );
+            }
+            RunEvent::Interrupted { .. } => {}
+            RunEvent::LaunchesPaused { reason, until } => {
+                let (parallelism, _) = run.parallelism();
+                self.emit(
+                    "launches_paused",
+                    json!({
+                        "reason": reason,
+                        "seconds": until.saturating_duration_since(now).as_secs_f64(),
+                        "parallelism": parallelism,
+                    }),
+                );
+            }
+            RunEvent::InstanceRetrying {
+                id,
+                attempt,
+                reason,
+            } => self.emit(
+                "instance_retrying",
+                json!({"name": name(*id), "attempt": attempt, "reason": reason}),
+            ),
+            RunEvent::LaunchesResumed { reason } => {
+                self.emit("launches_resumed", json!({"reason": reason}))
+            }
+            RunEvent::LaunchesStopped { reason } => {
+                self.emit("launches_stopped", json!({"reason": reason}))
+            }
+            RunEvent::Parallelism { limit, reason } => self.emit(
+                "parallelism_changed",
+                json!({"parallelism": limit.unwrap_or(run.plan.options.max_parallel), "reduced": limit.is_some(), "reason": reason}),
+            ),
+            RunEvent::RunFinished => self.run_finished(run, now),
+        }
+    }
+
+    fn run_started(&mut self, plan: &Plan) {
         self.names = plan.instances.iter().map(|i| i.name.clone()).collect();
         let instances: Vec<Value> = plan
             .instances
@@ -142,21 +221,10 @@ impl EventSink {
         self.emit("run_started", body);
     }
 
-    pub fn instance_started(&mut self, name: &str, pid: u32, argv: &[String]) {
-        self.emit(
-            "instance_started",
-            json!({"name": name, "pid": pid, "argv": argv}),
-        );
-    }
-
     /// A usage update of one instance. Coalesced: at most one event per instance per
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: u64, now: Instant) {
-        self.usage_update(name, &s.usage, s.cost, delta, now);
-    }
-
     pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
         if !self.json {
             return;
@@ -189,9 +257,10 @@ impl EventSink {
 
     /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
     /// instance was admitted although its estimate does not fit. `name` is the instance
-    /// whose usage or launch caused it ("" when none).
-    pub fn budget_warning(&mut self, name: &str, w: &Warning) {
-        let mut body = json!({
+    /// whose usage or launch caused it.
+    fn budget_warning(&mut self, name: &str, w: &Warning) {
+        let body = json!({
+            "name": name,
             "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
             "used": w.used,
             "limit": w.limit,
@@ -203,14 +272,11 @@ impl EventSink {
             },
             "message": w.to_string(),
         });
-        if !name.is_empty() {
-            body["name"] = json!(name);
-        }
         self.emit("budget_warning", body);
     }
 
     /// Block mode: a budget went past its limit; `instances` are being terminated.
-    pub fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
+    fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
         if let Decision::Terminate {
             budget,
             used,
@@ -231,47 +297,18 @@ impl EventSink {
         }
     }
 
-    pub fn instance_waiting(&mut self, name: &str, reason: &str) {
-        self.emit("instance_waiting", json!({"name": name, "reason": reason}));
-    }
-
-    pub fn instance_blocked(&mut self, name: &str, reason: &str) {
-        self.emit("instance_blocked", json!({"name": name, "reason": reason}));
-    }
-
-    /// `kind` is `budget`, `timeout` or `interrupt`; `reason` the human text.
-    pub fn instance_terminated(&mut self, name: &str, kind: &str, reason: &str) {
-        self.emit(
-            "instance_terminated",
-            json!({"name": name, "reason": kind, "message": reason}),
-        );
-    }
-
-    pub fn instance_finished(&mut self, spec: &InstanceSpec, s: &InstanceState) {
-        self.flush_usage(&spec.name);
-        self.emit("instance_finished", instance_json(spec, s, Instant::now()));
-    }
-
-    pub fn run_finished(
-        &mut self,
-        plan: &Plan,
-        states: &[InstanceState],
-        ledger: &Ledger,
-        outcome: &RunOutcome,
-        started: Instant,
-        now: Instant,
-    ) {
-        let mut totals = Usage::default();
-        let mut cost = Usd::ZERO;
-        let (mut tools, mut completed) = (0u64, 0u64);
-        for s in states {
-            totals += s.usage;
-            cost += s.cost;
-            tools = tools.saturating_add(s.tools);
-            completed += u64::from(s.status == crate::core::plan::Status::Completed);
-        }
+    fn run_finished(&mut self, run: &RunState, now: Instant) {
+        let (totals, cost) = run.totals();
+        let outcome = run.outcome();
+        let tools: u64 = run
+            .instances
+            .iter()
+            .map(|i| i.progress.tools)
+            .fold(0, u64::saturating_add);
+        let completed = run.count(crate::core::plan::Status::Completed) as u64;
         let eff = efficiency(&totals, cost, tools, completed);
-        let budgets: Vec<Value> = ledger
+        let budgets: Vec<Value> = run
+            .ledger
             .budgets()
             .iter()
             .map(|b| {
@@ -283,10 +320,11 @@ impl EventSink {
                 v
             })
             .collect();
-        let instances: Vec<Value> = plan
+        let instances: Vec<Value> = run
+            .plan
             .instances
             .iter()
-            .zip(states)
+            .zip(&run.instances)
             .map(|(spec, s)| instance_json(spec, s, now))
             .collect();
         let ts = now_ts();
@@ -294,14 +332,14 @@ impl EventSink {
             "event": "run_finished",
             "ts": ts,
             "version": env!("CARGO_PKG_VERSION"),
-            "exit_code": outcome.exit_code,
-            "exit_reason": outcome.exit_reason,
-            "duration_ms": duration_ms(now.saturating_duration_since(started)),
-            "mode": plan.budgets.mode,
+            "exit_code": outcome.exit.code(),
+            "exit_reason": outcome.reason,
+            "duration_ms": duration_ms(now.saturating_duration_since(run.started_at)),
+            "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
             "efficiency": efficiency_json(&eff),
-            "run_id": plan.options.run_id,
-            "project": plan.options.project,
+            "run_id": run.plan.options.run_id,
+            "project": run.plan.options.project,
             "budgets": budgets,
             "instances": instances,
         });
@@ -320,15 +358,7 @@ fn duration_ms(d: Duration) -> u64 {
 
 /// used / limit × 100, rounded to one decimal (not capped).
 fn percent(used: Amount, limit: Amount) -> f64 {
-    let (u, l) = match (used, limit) {
-        (Amount::Tokens(u), Amount::Tokens(l)) => (u as f64, l as f64),
-        (Amount::Usd(u), Amount::Usd(l)) => (u.0 as f64, l.0 as f64),
-        _ => return 0.0,
-    };
-    if l <= 0.0 {
-        return 0.0;
-    }
-    (u / l * 1000.0).round() / 10.0
+    (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
 /// `{"cache_hit_rate","tokens_per_tool_call","cost_per_completed_usd"}`, each null when
@@ -387,20 +417,21 @@ pub fn usage_json(u: &Usage, cost: Usd) -> Value {
     })
 }
 
-fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value {
+fn instance_json(spec: &InstanceSpec, s: &Instance, now: Instant) -> Value {
+    let p = &s.progress;
     json!({
         "name": spec.name,
         "command": spec.command,
-        "status": s.status,
-        "reason": s.reason,
+        "status": s.status(),
+        "reason": s.reason(),
         "exit_code": s.exit.and_then(|e| e.code),
         "signal": s.exit.and_then(|e| e.signal),
-        "usage": usage_json(&s.usage, s.cost),
-        "model": s.model.as_deref().or(spec.model.as_deref()),
+        "usage": usage_json(&p.usage, p.cost),
+        "model": p.model.as_deref().or(spec.model.as_deref()),
         "duration_ms": s.duration(now).map(duration_ms).unwrap_or(0),
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
-        "tools": s.tools,
-        "malformed_lines": s.malformed_lines,
+        "tools": p.tools,
+        "malformed_lines": p.malformed_lines,
     })
 }
 
@@ -536,7 +567,7 @@ mod tests {
     fn without_json_nothing_is_written() {
         let out = Captured::default();
         let mut sink = EventSink::with_writer(false, Box::new(out.clone()));
-        sink.instance_waiting("a", "waiting for overall budget");
+        sink.emit("instance_waiting", json!({"name": "a"}));
         sink.usage_update("a", &usage(1), Usd::ZERO, 1, Instant::now());
         assert!(out.events().is_empty());
     }

@@ -17,6 +17,7 @@ pub use format::{
     display_width, fit_width, fmt_count, fmt_duration, fmt_percent, sanitize, truncate,
 };
 
+use crate::core::budget::BudgetState;
 use crate::core::plan::{Mode, Status};
 use crate::core::usage::{Usage, Usd};
 use crate::output::style::{Paint, Styles};
@@ -35,6 +36,9 @@ pub struct Snapshot<'a> {
     pub instances: Vec<InstanceLine<'a>>,
     /// `false` for `--disable-budget-visuals`: numbers without bars.
     pub visuals: bool,
+    /// Why launches are held back right now (fleet backoff, a usage limit), with a
+    /// countdown; shown under the header.
+    pub launches: Option<String>,
 }
 
 /// One budget as shown to a human. The amounts are `f64` for rendering only; budgets
@@ -47,8 +51,7 @@ pub struct BudgetLine {
     /// Zero (or less) means "no budget set" for this line.
     pub limit: f64,
     pub used: f64,
-    /// `ok`, `warned` or `exceeded`.
-    pub state: &'static str,
+    pub state: BudgetState,
 }
 
 /// One instance's row in the table and its entry in the summary.
@@ -69,10 +72,10 @@ pub struct InstanceLine<'a> {
     /// Claude's final result text.
     pub result: Option<&'a str>,
     /// Why it failed, was blocked or terminated.
-    pub reason: Option<&'a str>,
+    pub reason: Option<String>,
 }
 
-const STATUS_ORDER: [Status; 9] = [
+const STATUS_ORDER: [Status; 10] = [
     Status::Pending,
     Status::Waiting,
     Status::Running,
@@ -82,6 +85,7 @@ const STATUS_ORDER: [Status; 9] = [
     Status::Blocked,
     Status::Terminated,
     Status::Interrupted,
+    Status::RateLimited,
 ];
 
 /// Widest a budget label column gets before labels are cut.
@@ -226,6 +230,11 @@ fn finish(lines: Vec<String>) -> String {
 /// The activity text is cut to `max_line` characters, then to what the width leaves.
 pub fn render_status(s: &Snapshot<'_>, styles: &Styles, width: usize, max_line: usize) -> String {
     let mut lines = header_lines(s, "status", styles, width);
+    if let Some(l) = &s.launches {
+        let mut line = Line::new();
+        line.push(l, Paint::Yellow);
+        lines.push(line.render(styles, width));
+    }
     lines.push(String::new());
     lines.extend(budget_status_lines(s, styles, width));
     lines.push(String::new());
@@ -254,7 +263,7 @@ pub fn render_summary(
         lines.push(String::new());
         lines.push(title("RESULTS", styles, width));
         for inst in &s.instances {
-            let (main, extra) = match (inst.reason, inst.result) {
+            let (main, extra) = match (inst.reason.as_deref(), inst.result) {
                 (Some(reason), result) => (Some(reason), result),
                 (None, Some(result)) => (Some(result), None),
                 (None, None) => (None, None),
@@ -284,12 +293,13 @@ pub fn render_summary(
         match bar::shown_percent(b.used, b.limit) {
             Some(pct) => {
                 let paint = match b.state {
-                    "ok" => Paint::Green,
-                    "warned" => Paint::Yellow,
-                    _ => Paint::Red,
+                    BudgetState::Ok => Paint::Green,
+                    BudgetState::Warned => Paint::Yellow,
+                    BudgetState::Exceeded => Paint::Red,
                 };
-                l.push(b.state, paint)
-                    .plain(&" ".repeat("exceeded".len().saturating_sub(b.state.len())))
+                let state = b.state.as_str();
+                l.push(state, paint)
+                    .plain(&" ".repeat("exceeded".len().saturating_sub(state.len())))
                     .plain(&format!("  {} ({})", amounts(b), fmt_percent(pct)));
             }
             None => {

@@ -1,8 +1,9 @@
 //! Writes the run into the ledger while it happens, on a thread of its own (SQLite is
 //! blocking; the run loop never waits for the disk).
 //!
-//! The run loop sends an [`InstanceUpdate`] whenever an instance's usage or status
-//! changes ([`RecorderHandle::update`], non-blocking). The thread keeps the newest values
+//! The recorder is one more output of the run ([`crate::output::Outputs`]): every
+//! [`RunEvent`] that changes an instance's usage or status hands that instance's state
+//! over ([`RecorderHandle::on_event`], non-blocking). The thread keeps the newest values
 //! of every instance and writes those that changed: at once when an instance ended, and
 //! otherwise at most one second after the first unwritten change — so a run killed with
 //! SIGKILL loses at most its last second. Every write renews the run's heartbeat, and the
@@ -14,8 +15,8 @@
 //! write; the run itself never stops for the ledger.
 
 use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::run::{Instance, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
-use crate::runtime::dispatcher::InstanceState;
 use crate::store::{now_ms, InstanceRecord, RunEnd, RunRecord, StoreError, UsageStore};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -44,19 +45,20 @@ pub struct InstanceUpdate {
 
 impl InstanceUpdate {
     /// The update for instance `id` in state `s` at `now`.
-    pub fn of(id: InstanceId, s: &InstanceState, now: Instant) -> InstanceUpdate {
+    pub fn of(id: InstanceId, s: &Instance, now: Instant) -> InstanceUpdate {
+        let p = &s.progress;
         InstanceUpdate {
             index: u32::try_from(id).unwrap_or(u32::MAX),
-            status: s.status,
-            reason: s.reason.clone(),
-            usage: s.usage,
-            cost: s.cost,
-            model: s.model.clone(),
-            tools: s.tools,
+            status: s.status(),
+            reason: s.reason(),
+            usage: p.usage,
+            cost: p.cost,
+            model: p.model.clone(),
+            tools: p.tools,
             duration_ms: s
                 .duration(now)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            session_id: s.session_id.clone(),
+            session_id: p.session_id.clone(),
             exit_code: s.exit.and_then(|e| e.code),
         }
     }
@@ -88,6 +90,22 @@ pub struct RecorderHandle {
 }
 
 impl RecorderHandle {
+    /// The ledger as one more output of the run: every event that changes an instance's
+    /// usage or status sends that instance's state.
+    pub fn on_event(&self, event: &RunEvent, run: &RunState, now: Instant) {
+        let id = match event {
+            RunEvent::InstanceStarted { id, .. }
+            | RunEvent::Usage { id, .. }
+            | RunEvent::InstanceBlocked { id }
+            | RunEvent::InstanceTerminated { id }
+            | RunEvent::InstanceFinished { id } => *id,
+            _ => return,
+        };
+        if let Some(s) = run.instances.get(id) {
+            self.update(InstanceUpdate::of(id, s, now));
+        }
+    }
+
     pub fn update(&self, u: InstanceUpdate) {
         let Ok(mut p) = self.shared.pending.lock() else {
             return;

@@ -1,6 +1,7 @@
 //! Snapshot tests of whole reports: exact expected text, plain and coloured.
 
 use super::*;
+use crate::core::budget::BudgetState;
 
 fn inst(name: &'static str, status: Status) -> InstanceLine<'static> {
     InstanceLine {
@@ -30,21 +31,21 @@ fn sample() -> Snapshot<'static> {
                 unit_is_usd: false,
                 limit: 5000.0,
                 used: 6234.0,
-                state: "exceeded",
+                state: BudgetState::Exceeded,
             },
             BudgetLine {
                 label: "overall (USD)".into(),
                 unit_is_usd: true,
                 limit: 0.1,
                 used: 0.0713,
-                state: "warned",
+                state: BudgetState::Warned,
             },
             BudgetLine {
                 label: "/test".into(),
                 unit_is_usd: false,
                 limit: 1000.0,
                 used: 400.0,
-                state: "ok",
+                state: BudgetState::Ok,
             },
         ],
         instances: vec![
@@ -70,11 +71,12 @@ fn sample() -> Snapshot<'static> {
                 ..inst("lint", Status::Running)
             },
             InstanceLine {
-                reason: Some("overall budget exceeded: 6.2K/5.0K tokens"),
+                reason: Some("overall budget exceeded: 6.2K/5.0K tokens".into()),
                 ..inst("e2e", Status::Blocked)
             },
         ],
         visuals: true,
+        launches: None,
     }
 }
 
@@ -252,7 +254,7 @@ fn no_budget_set() {
         unit_is_usd: false,
         limit: 0.0,
         used: 50.0,
-        state: "ok",
+        state: BudgetState::Ok,
     });
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
@@ -305,6 +307,8 @@ BUDGETS
   overall (USD)  warned    $0.0713/$0.1000 (71.3%)
   /test          ok        400/1.0K tokens (40.0%)
 
+efficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance
+
 exit code 3: a budget blocked or terminated an instance
 ";
 
@@ -328,7 +332,7 @@ fn summary_plain_snapshot() {
 fn summary_shows_reason_and_result_when_both_exist() {
     let mut s = sample();
     s.instances[0].status = Status::Failed;
-    s.instances[0].reason = Some("exit status 1");
+    s.instances[0].reason = Some("exit status 1".into());
     let text = render_summary(&s, &Styles::plain(), 120, 500, 1, "an instance failed");
     assert!(
         text.contains(
@@ -345,7 +349,7 @@ fn summary_without_budgets() {
     s.budgets.clear();
     let text = render_summary(&s, &Styles::plain(), 120, 500, 0, "all instances completed");
     assert!(
-        text.ends_with("BUDGETS\n  no budget set\n\nexit code 0: all instances completed\n"),
+        text.ends_with("BUDGETS\n  no budget set\n\nefficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance\n\nexit code 0: all instances completed\n"),
         "{text}"
     );
 }
