@@ -127,18 +127,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Opens an existing ledger for queries only; `Ok(None)` when there is no file.
-    pub fn open_existing(path: &Path) -> Result<Option<SqliteStore>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
-        let store = SqliteStore::setup(conn)?;
-        store.migrate()?;
-        Ok(Some(store))
-    }
-
     /// Opens an existing ledger without ever writing to it (the dry run, `orchestrator
     /// usage`): `Ok(None)` when there is no file or it holds no schema yet.
     pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>, StoreError> {
