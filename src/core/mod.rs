@@ -6,6 +6,7 @@ pub mod budget;
 pub mod efficiency;
 pub mod estimate;
 pub mod exit;
+pub mod period;
 pub mod plan;
 pub mod predict;
 pub mod pricing;
