@@ -30,6 +30,7 @@ fn config(overall_tokens: u64) -> BudgetConfig {
         warn_at_percent: 80.0,
         estimate_tokens: 1000,
         estimate_pinned: false,
+        periodic: Vec::new(),
     }
 }
 

@@ -73,22 +73,85 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     if let Err(msg) = check_outputs(&plan) {
         return usage_error(&msg);
     }
+    if let (Some(p), LedgerChoice::Off) = (plan.budgets.periodic.first(), &ledger) {
+        return usage_error(&format!(
+            "--{}-token-budget/--{}-cost-budget counts every run of the project, so it needs the ledger; drop --no-ledger (or give --ledger PATH with --simulate)",
+            p.period.adjective(),
+            p.period.adjective()
+        ));
+    }
     if plan.options.dry_run {
-        // Reads history for the estimates; never writes.
+        // Reads history for the estimates and the periodic budgets; never writes.
         let store = match open_ledger(&ledger, false) {
             Ok(s) => s,
             Err(code) => return code,
         };
+        let mut budget_ledger = Ledger::for_plan(&plan, &pricing);
         if let Some(mut store) = store {
             fill_estimates(&mut plan, store.as_mut());
+            budget_ledger = Ledger::for_plan(&plan, &pricing);
+            if let Err(e) = seed_periodic(&mut budget_ledger, &plan, store.as_mut()) {
+                return usage_error(&e);
+            }
         }
-        return dry_run(&plan, &pricing);
+        return dry_run(&plan, budget_ledger);
     }
     let store = match open_ledger(&ledger, true) {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if store.is_none() && !plan.budgets.periodic.is_empty() {
+        // The default ledger could not be used (already warned): a periodic budget
+        // cannot be kept without it, so nothing is launched.
+        return usage_error(
+            "periodic budgets need the ledger, which cannot be used; give a usable --ledger PATH",
+        );
+    }
     run(plan, pricing, store, &ledger)
+}
+
+/// Seeds each periodic budget (`--daily-token-budget`, …) with what the ledger recorded
+/// for the project in the current UTC period: every run of the project that started in
+/// the period (this run is not recorded yet). `Err` is the message for the user.
+fn seed_periodic(
+    budget_ledger: &mut Ledger,
+    plan: &Plan,
+    store: &mut dyn UsageStore,
+) -> Result<(), String> {
+    use crate::core::budget::{Amount, BudgetKey, Scope, Unit};
+    use crate::core::period;
+    let now = chrono::Utc::now();
+    for p in &plan.budgets.periodic {
+        let window = period::window_at(p.period, now, &chrono::Utc, "UTC");
+        let q = store::UsageQuery {
+            since_ms: window.start.timestamp_millis(),
+            until_ms: window.end.timestamp_millis(),
+            by: store::GroupBy::Project,
+            project: Some(plan.options.project.clone()),
+            run: None,
+        };
+        let groups = store.usage(&q).map_err(|e| {
+            format!(
+                "cannot read the ledger for the {} budget: {e}; fix the ledger or give another --ledger",
+                p.period.adjective()
+            )
+        })?;
+        let tokens: u64 = groups.iter().map(|g| g.usage.total()).sum();
+        let nanos: i64 = groups.iter().map(|g| g.cost.0).sum();
+        for (unit, used) in [
+            (Unit::Tokens, Amount::Tokens(tokens)),
+            (Unit::Usd, Amount::Usd(crate::core::usage::Usd(nanos))),
+        ] {
+            let key = BudgetKey {
+                scope: Scope::Periodic(p.period),
+                unit,
+            };
+            // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;
+            // admission sees the use.
+            let _ = budget_ledger.set_elsewhere(&key, used, Amount::from_raw(unit, 0));
+        }
+    }
+    Ok(())
 }
 
 /// Which ledger a run records into (README, "Usage ledger").
@@ -475,7 +538,7 @@ fn slash_commands(cli: &Cli, cwd: &Path) -> i32 {
     }
 }
 
-fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
+fn dry_run(plan: &Plan, ledger: Ledger) -> i32 {
     let claude_found = if plan.options.simulate {
         std::env::current_exe().ok()
     } else {
@@ -493,7 +556,7 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
     let env = dryrun::DryRunEnv {
         claude_found,
         command_known: &known,
-        ledger: Ledger::for_plan(plan, pricing),
+        ledger,
     };
     let result = dryrun::render(plan, &env);
     let mut out = std::io::stdout().lock();
@@ -521,6 +584,12 @@ fn run(
 ) -> i32 {
     if let Some(store) = store.as_mut() {
         fill_estimates(&mut plan, store.as_mut());
+    }
+    let mut budget_ledger = Ledger::for_plan(&plan, &pricing);
+    if let Some(store) = store.as_mut() {
+        if let Err(e) = seed_periodic(&mut budget_ledger, &plan, store.as_mut()) {
+            return usage_error(&e);
+        }
     }
     let program = if plan.options.simulate {
         match std::env::current_exe() {
@@ -584,7 +653,6 @@ fn run(
         events: EventSink::new(plan.options.json),
         recorder: recorder.as_ref().map(Recorder::handle),
     };
-    let budget_ledger = Ledger::for_plan(&plan, &pricing);
     let state = RunState::new(plan, budget_ledger, Instant::now());
     let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
     let (outcome, report) = runtime.block_on(dispatcher.run());

@@ -118,6 +118,30 @@ pub struct Cli {
     #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, value_delimiter = ',', help_heading = "Budgets")]
     pub command_cost_budget: Vec<CommandCost>,
 
+    /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_cost_budget: Option<Usd>,
+
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
     #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Budgets")]
     pub budget_enforcement_mode: Option<Mode>,

@@ -902,6 +902,7 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
             .estimate
             .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
         estimate_pinned: cli.estimate.is_some(),
+        periodic: periodic_limits(cli),
     })
 }
 
@@ -920,6 +921,32 @@ pub fn default_project(workspace: &Path) -> String {
         .and_then(name)
         .or_else(|| name(workspace))
         .unwrap_or_else(|| "/".to_string())
+}
+
+/// The periodic budgets the flags set, day, week, month in that order.
+fn periodic_limits(cli: &Cli) -> Vec<crate::core::plan::PeriodicLimit> {
+    use crate::core::period::Period;
+    [
+        (Period::Day, cli.daily_token_budget, cli.daily_cost_budget),
+        (
+            Period::Week,
+            cli.weekly_token_budget,
+            cli.weekly_cost_budget,
+        ),
+        (
+            Period::Month,
+            cli.monthly_token_budget,
+            cli.monthly_cost_budget,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, t, u)| t.is_some() || u.is_some())
+    .map(|(period, tokens, usd)| crate::core::plan::PeriodicLimit {
+        period,
+        tokens,
+        usd,
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
 use crate::core::estimate::{Estimate, EstimateSource};
+use crate::core::period::Period;
 use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::usage::fmt_count;
@@ -23,6 +24,10 @@ pub enum Scope {
     Command(String),
     /// One instance's own cap (`max_tokens_per_command` / `max_cost_usd`).
     Instance(InstanceId),
+    /// The project's budget for the current day, ISO week or month (issue 12): every
+    /// instance counts toward it, and so does what other runs of the project recorded in
+    /// the period (`set_elsewhere`).
+    Periodic(Period),
 }
 
 impl Scope {
@@ -32,6 +37,7 @@ impl Scope {
             Scope::Overall => "overall",
             Scope::Command(_) => "command",
             Scope::Instance(_) => "instance",
+            Scope::Periodic(_) => "periodic",
         }
     }
 }
@@ -75,6 +81,7 @@ impl fmt::Display for BudgetKey {
             Scope::Overall => write!(f, "overall {unit}budget"),
             Scope::Command(c) => write!(f, "command {unit}budget {c}"),
             Scope::Instance(_) => write!(f, "instance {unit}budget"),
+            Scope::Periodic(p) => write!(f, "{} {unit}budget", p.adjective()),
         }
     }
 }
@@ -543,9 +550,28 @@ impl Ledger {
             command_budgets.push((cmd.clone(), add(key, i128::from(l.0))));
         }
 
+        let mut periodic: Vec<usize> = Vec::new();
+        for p in &cfg.periodic {
+            if let Some(l) = p.tokens {
+                let key = BudgetKey {
+                    scope: Scope::Periodic(p.period),
+                    unit: Unit::Tokens,
+                };
+                periodic.push(add(key, i128::from(l)));
+            }
+            if let Some(l) = p.usd {
+                let key = BudgetKey {
+                    scope: Scope::Periodic(p.period),
+                    unit: Unit::Usd,
+                };
+                periodic.push(add(key, i128::from(l.0)));
+            }
+        }
+
         let mut insts = Vec::with_capacity(instances.len());
         for (id, ib) in instances.iter().enumerate() {
             let mut mine: Vec<usize> = overall_tokens.into_iter().chain(overall_cost).collect();
+            mine.extend(periodic.iter().copied());
             if let Some(base) = &ib.base_command {
                 mine.extend(
                     command_budgets
@@ -1748,6 +1774,7 @@ mod tests {
                     warn_at_percent: f64::from(warn),
                     estimate_tokens: 1000,
                     estimate_pinned: false,
+                    periodic: Vec::new(),
                 })
         }
 
@@ -1921,5 +1948,53 @@ mod tests {
         assert!(l
             .set_elsewhere(&other, Amount::Tokens(1), Amount::Tokens(1))
             .is_empty());
+    }
+
+    #[test]
+    fn periodic_budgets_hold_every_instance_and_count_the_period_elsewhere() {
+        use crate::core::plan::PeriodicLimit;
+        let mut c = cfg(Mode::Block);
+        c.periodic = vec![
+            PeriodicLimit {
+                period: Period::Day,
+                tokens: Some(3000),
+                usd: None,
+            },
+            PeriodicLimit {
+                period: Period::Month,
+                tokens: None,
+                usd: Some(Usd::from_dollars(1.0)),
+            },
+        ];
+        let mut l = Ledger::new(&c, vec![inst(Some("/a"), 1000), inst(None, 1000)]);
+        let day = BudgetKey {
+            scope: Scope::Periodic(Period::Day),
+            unit: Unit::Tokens,
+        };
+        let month = BudgetKey {
+            scope: Scope::Periodic(Period::Month),
+            unit: Unit::Usd,
+        };
+        assert_eq!(l.keys_for(0), vec![day.clone(), month.clone()]);
+        assert_eq!(l.keys_for(1), vec![day.clone(), month.clone()]);
+        assert_eq!(day.to_string(), "daily budget");
+        assert_eq!(month.to_string(), "monthly cost budget");
+        assert_eq!(day.scope.kind(), "periodic");
+        // Earlier runs of the project used 1500 today: one estimate of 1000 fits, the
+        // second does not.
+        l.set_elsewhere(&day, Amount::Tokens(1500), Amount::Tokens(0));
+        assert!(matches!(l.admit(0), Admission::Admit { .. }));
+        assert!(matches!(
+            l.admit(1),
+            Admission::Block { .. } | Admission::Wait { .. }
+        ));
+        // This run's own use counts on top of the period's.
+        let d = l.record(0, 1600, Usd::ZERO);
+        assert!(
+            d.iter()
+                .any(|d| matches!(d, Decision::Terminate { budget, .. } if *budget == day)),
+            "{d:?}"
+        );
+        assert_eq!(l.budgets()[0].used, Amount::Tokens(3100));
     }
 }

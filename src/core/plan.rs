@@ -151,6 +151,18 @@ pub struct BudgetConfig {
     pub estimate_tokens: u64,
     /// `--estimate` was given explicitly: it pins every estimate, history is not used.
     pub estimate_pinned: bool,
+    /// Project-scoped budgets per UTC day, ISO week or month (`--daily-token-budget`, …),
+    /// counting every run of the project recorded in the ledger.
+    pub periodic: Vec<PeriodicLimit>,
+}
+
+/// A project's budget for one kind of period (issue 12). The run seeds it with what the
+/// ledger recorded for the project in the current period (`Ledger::set_elsewhere`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodicLimit {
+    pub period: crate::core::period::Period,
+    pub tokens: Option<u64>,
+    pub usd: Option<Usd>,
 }
 
 /// How the run is carried out and shown.

@@ -57,6 +57,7 @@ impl BudgetRow {
     fn label(&self) -> String {
         let key = match &self.key.scope {
             Scope::Command(c) => c.as_str(),
+            Scope::Periodic(p) => p.adjective(),
             _ => "overall",
         };
         format!("{key} {}", self.key.unit.as_str())
@@ -312,6 +313,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         .map(|bud| {
             let key = match &bud.key.scope {
                 Scope::Command(c) => json!(c),
+                Scope::Periodic(p) => json!(p.as_str()),
                 _ => Value::Null,
             };
             json!({

@@ -117,6 +117,7 @@ impl EventSink {
             Scope::Overall => Value::Null,
             Scope::Command(c) => json!(c),
             Scope::Instance(i) => self.instance_name(*i),
+            Scope::Periodic(p) => json!(p.as_str()),
         };
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }
@@ -387,6 +388,19 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     }
     for (cmd, c) in &b.command_costs {
         out.push(entry("command", json!(cmd), "usd", json!(c)));
+    }
+    for p in &b.periodic {
+        if let Some(t) = p.tokens {
+            out.push(entry(
+                "periodic",
+                json!(p.period.as_str()),
+                "tokens",
+                json!(t),
+            ));
+        }
+        if let Some(c) = p.usd {
+            out.push(entry("periodic", json!(p.period.as_str()), "usd", json!(c)));
+        }
     }
     for i in &plan.instances {
         if let Some(t) = i.max_tokens {

@@ -10,6 +10,7 @@ mod cli;
 mod cli_errors;
 mod faults;
 mod ledger;
+mod periodic;
 mod process_faults;
 mod rate_limits;
 mod real_claude;

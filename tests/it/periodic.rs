@@ -1,0 +1,153 @@
+//! Periodic project budgets (`--daily-token-budget`, …; issue 12) as a user meets them:
+//! a budget that counts every run of the project recorded in the ledger in the current
+//! UTC day, week or month.
+
+use crate::common::{orchestrator, run, stderr, stdout, tempdir};
+use serde_json::Value;
+use std::path::Path;
+
+/// A simulated run of `project` recorded in `ledger`, with `extra` flags; its exit code
+/// and report.
+fn simulated(
+    dir: &Path,
+    ledger: &Path,
+    project: &str,
+    extra: &[&str],
+    n: usize,
+) -> (i32, Value, String) {
+    let report = dir.join(format!("report-{n}.json"));
+    let o = run(orchestrator(dir)
+        .args(["--simulate", "-q", "--project", project, "--ledger"])
+        .arg(ledger)
+        .arg("--report")
+        .arg(&report)
+        .args(extra));
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("report: {e}; stderr: {}", stderr(&o)));
+    let v = serde_json::from_str(&text).expect("report JSON");
+    (o.status.code().unwrap_or(-1), v, stderr(&o))
+}
+
+fn total_tokens(report: &Value) -> u64 {
+    report["totals"]["total_tokens"]
+        .as_u64()
+        .expect("total_tokens")
+}
+
+#[test]
+fn a_daily_budget_counts_earlier_runs_of_the_project() {
+    let dir = tempdir();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (code, first, err) = simulated(dir.path(), &ledger, "proj", &["/review", "/test"], 1);
+    assert_eq!(code, 0, "{err}");
+    let spent = total_tokens(&first);
+    assert!(spent > 0);
+
+    // The day's budget is exactly what the project already spent: nothing more fits.
+    let limit = spent.to_string();
+    let (code, second, err) = simulated(
+        dir.path(),
+        &ledger,
+        "proj",
+        &[
+            "--budget-enforcement-mode",
+            "block",
+            "--daily-token-budget",
+            &limit,
+            "--estimate",
+            "1",
+            "/review",
+        ],
+        2,
+    );
+    assert_eq!(code, 3, "{err}");
+    let inst = &second["instances"][0];
+    assert_eq!(inst["status"], "blocked", "{second}");
+    assert!(
+        inst["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("daily budget"),
+        "{inst}"
+    );
+    assert_eq!(total_tokens(&second), 0);
+    assert_eq!(second["budgets"][0]["scope"], "periodic");
+    assert_eq!(second["budgets"][0]["key"], "day");
+    assert_eq!(second["budgets"][0]["used"], spent);
+
+    // Another project's day is its own.
+    let (code, _, err) = simulated(
+        dir.path(),
+        &ledger,
+        "other",
+        &[
+            "--budget-enforcement-mode",
+            "block",
+            "--daily-token-budget",
+            &limit,
+            "--estimate",
+            "1",
+            "/review",
+        ],
+        3,
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // With room, the run goes ahead and its budget shows the project's use, its own
+    // included.
+    let roomy = (spent * 10).to_string();
+    let (code, fourth, err) = simulated(
+        dir.path(),
+        &ledger,
+        "proj",
+        &[
+            "--budget-enforcement-mode",
+            "block",
+            "--weekly-token-budget",
+            &roomy,
+            "/review",
+        ],
+        4,
+    );
+    assert_eq!(code, 0, "{err}");
+    let week = &fourth["budgets"][0];
+    assert_eq!(week["key"], "week");
+    assert_eq!(week["used"], spent + total_tokens(&fourth), "{week}");
+    assert_eq!(week["limit"], spent * 10);
+
+    // The dry run counts the day's use too: a day that is spent leaves no room.
+    let o = run(orchestrator(dir.path())
+        .args(["--simulate", "--dry-run", "--json", "--project", "proj"])
+        .args(["--budget-enforcement-mode", "block", "--ledger"])
+        .arg(&ledger)
+        .args(["--daily-token-budget", &limit, "/review"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let dry: Value = serde_json::from_str(&stdout(&o)).expect("dry run JSON");
+    assert_eq!(dry["budgets"][0]["key"], "day");
+    assert_eq!(dry["budgets"][0]["blocked"][0], "review", "{dry}");
+    assert_eq!(dry["instances"][0]["admission"], "blocked", "{dry}");
+    let why = dry["instances"][0]["admission_reason"]
+        .as_str()
+        .unwrap_or("");
+    assert!(why.contains("daily budget exceeded"), "{why}");
+}
+
+#[test]
+fn a_periodic_budget_without_the_ledger_is_refused() {
+    let dir = tempdir();
+    let o = run(orchestrator(dir.path()).args([
+        "--simulate",
+        "--no-ledger",
+        "--daily-token-budget",
+        "100",
+        "/review",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--daily-token-budget") && err.contains("ledger"),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty());
+}
