@@ -31,6 +31,7 @@ fn config(overall_tokens: u64) -> BudgetConfig {
         estimate_tokens: 1000,
         estimate_pinned: false,
         periodic: Vec::new(),
+        zone: Default::default(),
     }
 }
 

@@ -111,7 +111,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 }
 
 /// Seeds each periodic budget (`--daily-token-budget`, …) with what the ledger recorded
-/// for the project in the current UTC period: every run of the project that started in
+/// for the project in the current period (UTC unless `--budget-timezone`): every run of the project that started in
 /// the period (this run is not recorded yet). `Err` is the message for the user.
 fn seed_periodic(
     budget_ledger: &mut Ledger,
@@ -121,8 +121,13 @@ fn seed_periodic(
     use crate::core::budget::{Amount, BudgetKey, Scope, Unit};
     use crate::core::period;
     let now = chrono::Utc::now();
+    let zone = plan.budgets.zone;
     for p in &plan.budgets.periodic {
-        let window = period::window_at(p.period, now, &chrono::Utc, "UTC");
+        let window = match zone {
+            period::Zone::Utc => period::window_at(p.period, now, &chrono::Utc, zone.name()),
+            period::Zone::Local => period::window_at(p.period, now, &chrono::Local, zone.name()),
+            period::Zone::Named(tz) => period::window_at(p.period, now, &tz, zone.name()),
+        };
         let q = store::UsageQuery {
             since_ms: window.start.timestamp_millis(),
             until_ms: window.end.timestamp_millis(),

@@ -142,6 +142,10 @@ pub struct Cli {
     #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
     pub monthly_cost_budget: Option<Usd>,
 
+    /// The zone the daily, weekly and monthly budgets count in: utc, local or an IANA name such as Europe/Berlin [default: utc].
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone, help_heading = "Budgets")]
+    pub budget_timezone: Option<crate::core::period::Zone>,
+
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
     #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Budgets")]
     pub budget_enforcement_mode: Option<Mode>,
@@ -632,6 +636,12 @@ fn parse_command_cost(s: &str) -> Result<CommandCost, String> {
     let (command, v) = split_pair(s, "USD", "0.50")?;
     let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
     Ok(CommandCost { command, usd })
+}
+
+pub(crate) fn parse_zone(s: &str) -> Result<crate::core::period::Zone, String> {
+    crate::core::period::Zone::parse(s).ok_or_else(|| {
+        format!("expected utc, local or an IANA zone name such as Europe/Berlin, got '{s}'")
+    })
 }
 
 pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {

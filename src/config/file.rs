@@ -903,6 +903,7 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
             .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
         estimate_pinned: cli.estimate.is_some(),
         periodic: periodic_limits(cli),
+        zone: cli.budget_timezone.unwrap_or_default(),
     })
 }
 

@@ -1775,6 +1775,7 @@ mod tests {
                     estimate_tokens: 1000,
                     estimate_pinned: false,
                     periodic: Vec::new(),
+                    zone: Default::default(),
                 })
         }
 

@@ -173,6 +173,37 @@ pub fn window_at<Tz: TimeZone>(period: Period, at: DateTime<Utc>, tz: &Tz, zone:
     }
 }
 
+/// The zone periods are counted in (`--budget-timezone`): UTC by default, the machine's
+/// local zone, or an IANA zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    #[default]
+    Utc,
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// `utc`, `local` (any case) or an IANA name such as `Europe/Berlin`.
+    pub fn parse(s: &str) -> Option<Zone> {
+        let t = s.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "utc" => Some(Zone::Utc),
+            "local" => Some(Zone::Local),
+            _ => t.parse::<chrono_tz::Tz>().ok().map(Zone::Named),
+        }
+    }
+
+    /// The name that goes into a period's key: `UTC`, `local`, `Europe/Berlin`.
+    pub fn name(&self) -> &str {
+        match self {
+            Zone::Utc => "UTC",
+            Zone::Local => "local",
+            Zone::Named(tz) => tz.name(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +334,22 @@ mod tests {
         assert_eq!(prev.label, "2022-04-02");
         assert_eq!(prev.end, d.start);
         assert_eq!(prev.end - prev.start, Duration::hours(25));
+    }
+
+    #[test]
+    fn zones_parse() {
+        assert_eq!(Zone::parse("UTC"), Some(Zone::Utc));
+        assert_eq!(Zone::parse("local"), Some(Zone::Local));
+        assert_eq!(
+            Zone::parse(" Europe/Berlin "),
+            Some(Zone::Named(chrono_tz::Europe::Berlin))
+        );
+        assert_eq!(
+            Zone::parse("Europe/Berlin").unwrap().name(),
+            "Europe/Berlin"
+        );
+        assert_eq!(Zone::parse("Mars/Olympus"), None);
+        assert_eq!(Zone::parse(""), None);
     }
 
     #[test]

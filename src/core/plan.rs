@@ -154,6 +154,8 @@ pub struct BudgetConfig {
     /// Project-scoped budgets per UTC day, ISO week or month (`--daily-token-budget`, …),
     /// counting every run of the project recorded in the ledger.
     pub periodic: Vec<PeriodicLimit>,
+    /// The zone their days, weeks and months are counted in (`--budget-timezone`).
+    pub zone: crate::core::period::Zone,
 }
 
 /// A project's budget for one kind of period (issue 12). The run seeds it with what the

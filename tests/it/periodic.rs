@@ -151,3 +151,53 @@ fn a_periodic_budget_without_the_ledger_is_refused() {
     );
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn a_zone_counts_the_same_runs_of_today() {
+    let dir = tempdir();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (code, first, err) = simulated(dir.path(), &ledger, "proj", &["/review"], 1);
+    assert_eq!(code, 0, "{err}");
+    let spent = total_tokens(&first);
+    // Whatever the zone, a run that just started is in today's window.
+    for zone in ["Pacific/Kiritimati", "America/Adak", "local", "UTC"] {
+        let limit = spent.to_string();
+        let (code, r, err) = simulated(
+            dir.path(),
+            &ledger,
+            "proj",
+            &[
+                "--budget-enforcement-mode",
+                "block",
+                "--budget-timezone",
+                zone,
+            ]
+            .into_iter()
+            .chain(["--daily-token-budget", &limit, "--estimate", "1", "/review"])
+            .collect::<Vec<_>>(),
+            2,
+        );
+        assert_eq!(code, 3, "{zone}: {err}");
+        assert_eq!(r["budgets"][0]["used"], spent, "{zone}");
+    }
+}
+
+#[test]
+fn an_unknown_zone_is_refused() {
+    let dir = tempdir();
+    let o = run(orchestrator(dir.path()).args([
+        "--simulate",
+        "--budget-timezone",
+        "Mars/Olympus",
+        "--daily-token-budget",
+        "100",
+        "/review",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--budget-timezone") && err.contains("Europe/Berlin"),
+        "{err}"
+    );
+    assert!(err.contains("Mars/Olympus"), "{err}");
+}
