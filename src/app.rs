@@ -128,11 +128,20 @@ fn seed_periodic(
             period::Zone::Local => period::window_at(p.period, now, &chrono::Local, zone.name()),
             period::Zone::Named(tz) => period::window_at(p.period, now, &tz, zone.name()),
         };
+        let (by, project) = match &p.scope {
+            period::PeriodScope::All => (store::GroupBy::Project, None),
+            period::PeriodScope::Project => {
+                (store::GroupBy::Project, Some(plan.options.project.clone()))
+            }
+            period::PeriodScope::Command(_) => {
+                (store::GroupBy::Command, Some(plan.options.project.clone()))
+            }
+        };
         let q = store::UsageQuery {
             since_ms: window.start.timestamp_millis(),
             until_ms: window.end.timestamp_millis(),
-            by: store::GroupBy::Project,
-            project: Some(plan.options.project.clone()),
+            by,
+            project,
             run: None,
         };
         let groups = store.usage(&q).map_err(|e| {
@@ -141,14 +150,18 @@ fn seed_periodic(
                 p.period.adjective()
             )
         })?;
-        let tokens: u64 = groups.iter().map(|g| g.usage.total()).sum();
-        let nanos: i64 = groups.iter().map(|g| g.cost.0).sum();
+        let counted = |g: &&store::GroupSums| match &p.scope {
+            period::PeriodScope::Command(c) => g.key == *c,
+            _ => true,
+        };
+        let tokens: u64 = groups.iter().filter(counted).map(|g| g.usage.total()).sum();
+        let nanos: i64 = groups.iter().filter(counted).map(|g| g.cost.0).sum();
         for (unit, used) in [
             (Unit::Tokens, Amount::Tokens(tokens)),
             (Unit::Usd, Amount::Usd(crate::core::usage::Usd(nanos))),
         ] {
             let key = BudgetKey {
-                scope: Scope::Periodic(p.period),
+                scope: Scope::Periodic(p.period, p.scope.clone()),
                 unit,
             };
             // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;

@@ -72,6 +72,8 @@ pub struct ConfigBudget {
     pub mode: Option<Mode>,
     pub warn_at_percent: Option<f64>,
     pub disable_visuals: Option<bool>,
+    /// `budget.periodic`: daily, weekly and monthly budgets by scope.
+    pub periodic: Vec<crate::core::plan::PeriodicLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -117,7 +119,10 @@ const BUDGET_KEYS: &[&str] = &[
     "warn_at_percent",
     "disable_visuals",
     "budget_type",
+    "periodic",
 ];
+
+const PERIODIC_KEYS: &[&str] = &["period", "scope", "command", "tokens", "usd"];
 
 fn ignored_key(k: &str) -> bool {
     k == "$schema" || k.starts_with("//")
@@ -499,6 +504,7 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
                 );
             }
             "disable_visuals" => b.disable_visuals = Some(cx.boolean(v, &at)?),
+            "periodic" => b.periodic = parse_periodic(cx, v, &at)?,
             _ => {
                 // budget_type (zen)
                 let s = cx.string(v, &at)?;
@@ -511,6 +517,91 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
         }
     }
     Ok(b)
+}
+
+/// `budget.periodic`: `[{"period": "day"|"week"|"month", "scope": "project"|"all"|"command",
+/// "command": "/review", "tokens": N, "usd": X}]`; scope defaults to project, `command` is
+/// required with scope command and only then, at least one of tokens and usd.
+fn parse_periodic(
+    cx: &Ctx,
+    v: &Value,
+    path: &str,
+) -> Result<Vec<crate::core::plan::PeriodicLimit>, UsageError> {
+    use crate::core::period::{Period, PeriodScope};
+    let Value::Array(items) = v else {
+        return Err(cx.err(path, format!("expected an array of budgets, {}", found(v))));
+    };
+    let mut out: Vec<crate::core::plan::PeriodicLimit> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let obj = cx.object(item, &at)?;
+        let (mut period, mut scope, mut command, mut tokens, mut usd) =
+            (None, None, None, None, None);
+        for (k, v) in cx.keys(obj, &at, PERIODIC_KEYS)? {
+            let kat = join(&at, k);
+            match k {
+                "period" => {
+                    let s = cx.string(v, &kat)?;
+                    period = Some(Period::parse(&s).ok_or_else(|| {
+                        cx.err(&kat, format!("expected day, week or month, {}", found(v)))
+                    })?);
+                }
+                "scope" => {
+                    let s = cx.string(v, &kat)?;
+                    if !matches!(s.as_str(), "project" | "all" | "command") {
+                        return Err(cx.err(
+                            &kat,
+                            format!("expected project, all or command, {}", found(v)),
+                        ));
+                    }
+                    scope = Some(s);
+                }
+                "command" => {
+                    let s = cx.string(v, &kat)?;
+                    command = Some(cli::normalize_command_key(&s).map_err(|e| cx.err(&kat, e))?);
+                }
+                "tokens" => tokens = Some(cx.tokens(v, &kat)?),
+                _ => usd = Some(cx.usd(v, &kat)?),
+            }
+        }
+        let Some(period) = period else {
+            return Err(cx.err(&at, "needs \"period\": \"day\", \"week\" or \"month\""));
+        };
+        let scope = match (scope.as_deref(), command) {
+            (Some("command"), Some(c)) => PeriodScope::Command(c),
+            (Some("command"), None) => {
+                return Err(cx.err(&at, "scope command needs \"command\": \"/name\""))
+            }
+            (_, Some(_)) => {
+                return Err(cx.err(
+                    &join(&at, "command"),
+                    "only goes with \"scope\": \"command\"; add it or drop command",
+                ))
+            }
+            (Some("all"), None) => PeriodScope::All,
+            _ => PeriodScope::Project,
+        };
+        if tokens.is_none() && usd.is_none() {
+            return Err(cx.err(&at, "sets no limit; give \"tokens\", \"usd\" or both"));
+        }
+        if out.iter().any(|o| o.period == period && o.scope == scope) {
+            return Err(cx.err(
+                &at,
+                format!(
+                    "a {} budget for {} is already set; keep one",
+                    period.adjective(),
+                    scope.key(period)
+                ),
+            ));
+        }
+        out.push(crate::core::plan::PeriodicLimit {
+            period,
+            scope,
+            tokens,
+            usd,
+        });
+    }
+    Ok(out)
 }
 
 fn command_map<T>(
@@ -902,7 +993,7 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
             .estimate
             .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
         estimate_pinned: cli.estimate.is_some(),
-        periodic: periodic_limits(cli),
+        periodic: merge_periodic(periodic_limits(cli), cfg.periodic),
         zone: cli.budget_timezone.unwrap_or_default(),
     })
 }
@@ -922,6 +1013,28 @@ pub fn default_project(workspace: &Path) -> String {
         .and_then(name)
         .or_else(|| name(workspace))
         .unwrap_or_else(|| "/".to_string())
+}
+
+/// The flags' periodic budgets, then the config file's; a flag replaces the config's limit
+/// of the same unit for the same period and scope.
+fn merge_periodic(
+    flags: Vec<crate::core::plan::PeriodicLimit>,
+    config: Vec<crate::core::plan::PeriodicLimit>,
+) -> Vec<crate::core::plan::PeriodicLimit> {
+    let mut out = flags;
+    for c in config {
+        match out
+            .iter_mut()
+            .find(|o| o.period == c.period && o.scope == c.scope)
+        {
+            Some(o) => {
+                o.tokens = o.tokens.or(c.tokens);
+                o.usd = o.usd.or(c.usd);
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// The periodic budgets the flags set, day, week, month in that order.
@@ -944,6 +1057,7 @@ fn periodic_limits(cli: &Cli) -> Vec<crate::core::plan::PeriodicLimit> {
     .filter(|(_, t, u)| t.is_some() || u.is_some())
     .map(|(period, tokens, usd)| crate::core::plan::PeriodicLimit {
         period,
+        scope: crate::core::period::PeriodScope::Project,
         tokens,
         usd,
     })

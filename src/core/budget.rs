@@ -8,7 +8,7 @@
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
 use crate::core::estimate::{Estimate, EstimateSource};
-use crate::core::period::Period;
+use crate::core::period::{Period, PeriodScope};
 use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::usage::fmt_count;
@@ -27,7 +27,7 @@ pub enum Scope {
     /// The project's budget for the current day, ISO week or month (issue 12): every
     /// instance counts toward it, and so does what other runs of the project recorded in
     /// the period (`set_elsewhere`).
-    Periodic(Period),
+    Periodic(Period, PeriodScope),
 }
 
 impl Scope {
@@ -37,7 +37,7 @@ impl Scope {
             Scope::Overall => "overall",
             Scope::Command(_) => "command",
             Scope::Instance(_) => "instance",
-            Scope::Periodic(_) => "periodic",
+            Scope::Periodic(..) => "periodic",
         }
     }
 }
@@ -81,7 +81,15 @@ impl fmt::Display for BudgetKey {
             Scope::Overall => write!(f, "overall {unit}budget"),
             Scope::Command(c) => write!(f, "command {unit}budget {c}"),
             Scope::Instance(_) => write!(f, "instance {unit}budget"),
-            Scope::Periodic(p) => write!(f, "{} {unit}budget", p.adjective()),
+            Scope::Periodic(p, PeriodScope::Project) => {
+                write!(f, "{} {unit}budget", p.adjective())
+            }
+            Scope::Periodic(p, PeriodScope::All) => {
+                write!(f, "{} {unit}budget of all projects", p.adjective())
+            }
+            Scope::Periodic(p, PeriodScope::Command(c)) => {
+                write!(f, "{} {unit}budget {c}", p.adjective())
+            }
         }
     }
 }
@@ -550,28 +558,38 @@ impl Ledger {
             command_budgets.push((cmd.clone(), add(key, i128::from(l.0))));
         }
 
-        let mut periodic: Vec<usize> = Vec::new();
+        // (budget, base command it is limited to)
+        let mut periodic: Vec<(usize, Option<String>)> = Vec::new();
         for p in &cfg.periodic {
+            let only = match &p.scope {
+                PeriodScope::Command(c) => Some(c.clone()),
+                _ => None,
+            };
             if let Some(l) = p.tokens {
                 let key = BudgetKey {
-                    scope: Scope::Periodic(p.period),
+                    scope: Scope::Periodic(p.period, p.scope.clone()),
                     unit: Unit::Tokens,
                 };
-                periodic.push(add(key, i128::from(l)));
+                periodic.push((add(key, i128::from(l)), only.clone()));
             }
             if let Some(l) = p.usd {
                 let key = BudgetKey {
-                    scope: Scope::Periodic(p.period),
+                    scope: Scope::Periodic(p.period, p.scope.clone()),
                     unit: Unit::Usd,
                 };
-                periodic.push(add(key, i128::from(l.0)));
+                periodic.push((add(key, i128::from(l.0)), only));
             }
         }
 
         let mut insts = Vec::with_capacity(instances.len());
         for (id, ib) in instances.iter().enumerate() {
             let mut mine: Vec<usize> = overall_tokens.into_iter().chain(overall_cost).collect();
-            mine.extend(periodic.iter().copied());
+            mine.extend(
+                periodic
+                    .iter()
+                    .filter(|(_, only)| only.is_none() || *only == ib.base_command)
+                    .map(|(b, _)| *b),
+            );
             if let Some(base) = &ib.base_command {
                 mine.extend(
                     command_budgets
@@ -1958,22 +1976,24 @@ mod tests {
         c.periodic = vec![
             PeriodicLimit {
                 period: Period::Day,
+                scope: PeriodScope::Project,
                 tokens: Some(3000),
                 usd: None,
             },
             PeriodicLimit {
                 period: Period::Month,
+                scope: PeriodScope::Project,
                 tokens: None,
                 usd: Some(Usd::from_dollars(1.0)),
             },
         ];
         let mut l = Ledger::new(&c, vec![inst(Some("/a"), 1000), inst(None, 1000)]);
         let day = BudgetKey {
-            scope: Scope::Periodic(Period::Day),
+            scope: Scope::Periodic(Period::Day, PeriodScope::Project),
             unit: Unit::Tokens,
         };
         let month = BudgetKey {
-            scope: Scope::Periodic(Period::Month),
+            scope: Scope::Periodic(Period::Month, PeriodScope::Project),
             unit: Unit::Usd,
         };
         assert_eq!(l.keys_for(0), vec![day.clone(), month.clone()]);

@@ -173,6 +173,30 @@ pub fn window_at<Tz: TimeZone>(period: Period, at: DateTime<Utc>, tz: &Tz, zone:
     }
 }
 
+/// Whose runs a periodic budget counts (config `budget.periodic[].scope`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum PeriodScope {
+    /// Every run of `--project` (the flags' scope).
+    #[default]
+    Project,
+    /// Every run recorded in the ledger, whatever its project.
+    All,
+    /// One base command (`/review`) within the project.
+    Command(String),
+}
+
+impl PeriodScope {
+    /// The budget's key in the report and events: `day` (project), `day all`,
+    /// `day /review`.
+    pub fn key(&self, period: Period) -> String {
+        match self {
+            PeriodScope::Project => period.as_str().to_string(),
+            PeriodScope::All => format!("{period} all"),
+            PeriodScope::Command(c) => format!("{period} {c}"),
+        }
+    }
+}
+
 /// The zone periods are counted in (`--budget-timezone`): UTC by default, the machine's
 /// local zone, or an IANA zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -163,6 +163,7 @@ pub struct BudgetConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeriodicLimit {
     pub period: crate::core::period::Period,
+    pub scope: crate::core::period::PeriodScope,
     pub tokens: Option<u64>,
     pub usd: Option<Usd>,
 }

@@ -56,9 +56,9 @@ impl BudgetRow {
     /// `overall tokens`, `/test usd`.
     fn label(&self) -> String {
         let key = match &self.key.scope {
-            Scope::Command(c) => c.as_str(),
-            Scope::Periodic(p) => p.adjective(),
-            _ => "overall",
+            Scope::Command(c) => c.clone(),
+            Scope::Periodic(p, s) => s.key(*p),
+            _ => "overall".to_string(),
         };
         format!("{key} {}", self.key.unit.as_str())
     }
@@ -313,7 +313,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         .map(|bud| {
             let key = match &bud.key.scope {
                 Scope::Command(c) => json!(c),
-                Scope::Periodic(p) => json!(p.as_str()),
+                Scope::Periodic(p, s) => json!(s.key(*p)),
                 _ => Value::Null,
             };
             json!({

@@ -117,7 +117,7 @@ impl EventSink {
             Scope::Overall => Value::Null,
             Scope::Command(c) => json!(c),
             Scope::Instance(i) => self.instance_name(*i),
-            Scope::Periodic(p) => json!(p.as_str()),
+            Scope::Periodic(p, s) => json!(s.key(*p)),
         };
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }
@@ -399,7 +399,12 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
             ));
         }
         if let Some(c) = p.usd {
-            out.push(entry("periodic", json!(p.period.as_str()), "usd", json!(c)));
+            out.push(entry(
+                "periodic",
+                json!(p.scope.key(p.period)),
+                "usd",
+                json!(c),
+            ));
         }
     }
     for i in &plan.instances {

@@ -170,7 +170,7 @@ fn budget_line(b: &BudgetStatus) -> BudgetLine {
         Scope::Overall => "overall".to_string(),
         Scope::Command(c) => c.clone(),
         Scope::Instance(i) => format!("instance #{i}"),
-        Scope::Periodic(p) => p.adjective().to_string(),
+        Scope::Periodic(p, s) => s.key(*p),
     };
     let as_f64 = |a: Amount| match a {
         Amount::Tokens(t) => t as f64,

@@ -201,3 +201,116 @@ fn an_unknown_zone_is_refused() {
     );
     assert!(err.contains("Mars/Olympus"), "{err}");
 }
+
+fn instance_named<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name))
+        .unwrap_or_else(|| panic!("no instance {name} in {report}"))
+}
+
+#[test]
+fn config_scopes_all_projects_and_one_command() {
+    let dir = tempdir();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (code, first, err) = simulated(dir.path(), &ledger, "a", &["/review", "/test"], 1);
+    assert_eq!(code, 0, "{err}");
+    let spent = total_tokens(&first);
+    let review = instance_named(&first, "review")["usage"]["total_tokens"]
+        .as_u64()
+        .expect("review tokens");
+
+    // Scope all: project b's run counts project a's use.
+    let cfg = dir.path().join("all.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"budget": {{"enforcement_mode": "block",
+                "periodic": [{{"period": "day", "scope": "all", "tokens": {spent}}}]}}}}"#
+        ),
+    )
+    .expect("config");
+    let cfg_arg = cfg.to_string_lossy().to_string();
+    let (code, r, err) = simulated(
+        dir.path(),
+        &ledger,
+        "b",
+        &["--config", &cfg_arg, "--estimate", "1", "/review"],
+        2,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(r["budgets"][0]["key"], "day all");
+    assert_eq!(r["budgets"][0]["used"], spent);
+    assert!(instance_named(&r, "review")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("daily budget of all projects"));
+
+    // Scope command: /review's day is spent, /test is not held by it.
+    let cfg = dir.path().join("cmd.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"budget": {{"enforcement_mode": "block",
+                "periodic": [{{"period": "day", "scope": "command", "command": "review", "tokens": {review}}}]}}}}"#
+        ),
+    )
+    .expect("config");
+    let cfg_arg = cfg.to_string_lossy().to_string();
+    let (code, r, err) = simulated(
+        dir.path(),
+        &ledger,
+        "a",
+        &["--config", &cfg_arg, "--estimate", "1", "/review", "/test"],
+        3,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(r["budgets"][0]["key"], "day /review");
+    assert_eq!(instance_named(&r, "review")["status"], "blocked");
+    assert_eq!(instance_named(&r, "test")["status"], "completed");
+}
+
+#[test]
+fn bad_periodic_config_is_one_line_and_exit_2() {
+    let dir = tempdir();
+    let cases = [
+        (
+            r#"[{"period": "year", "tokens": 1}]"#,
+            "expected day, week or month",
+        ),
+        (
+            r#"[{"period": "day", "scope": "command", "tokens": 1}]"#,
+            "needs \"command\"",
+        ),
+        (
+            r#"[{"period": "day", "command": "/x", "tokens": 1}]"#,
+            "only goes with",
+        ),
+        (r#"[{"period": "day"}]"#, "sets no limit"),
+        (
+            r#"[{"period": "day", "tokens": 1}, {"period": "day", "usd": 1}]"#,
+            "already set",
+        ),
+        (
+            r#"[{"period": "day", "tokens": 1, "limit": 2}]"#,
+            "unknown key",
+        ),
+        (r#"{"period": "day"}"#, "expected an array"),
+    ];
+    for (periodic, want) in cases {
+        let cfg = dir.path().join("bad.json");
+        std::fs::write(&cfg, format!(r#"{{"budget": {{"periodic": {periodic}}}}}"#))
+            .expect("config");
+        let o = run(orchestrator(dir.path())
+            .args(["--simulate", "--config"])
+            .arg(&cfg)
+            .arg("/x"));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{periodic}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("budget.periodic") && err.contains(want),
+            "{periodic}: {err}"
+        );
+    }
+}
