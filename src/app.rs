@@ -7,7 +7,7 @@ use crate::config::file as config;
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::output::dryrun;
-use crate::output::events::{self, EventSink};
+use crate::output::events::EventSink;
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::runtime::dispatcher::Dispatcher;
@@ -103,6 +103,20 @@ fn check_outputs(plan: &Plan) -> Result<(), String> {
                 "--report {shown}: is a directory; give a file path"
             ));
         }
+        // An existing special file (/dev/null, /dev/stdout, a FIFO) is written in place,
+        // never replaced: it must be writable itself, its directory need not be.
+        if let Ok(meta) = std::fs::metadata(report) {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_socket() {
+                return Err(format!("--report {shown}: is a socket; give a file path"));
+            }
+            if !meta.is_file() {
+                if !writable(report) {
+                    return Err(format!("--report {shown}: is not writable"));
+                }
+                return check_log_dir(plan);
+            }
+        }
         let parent = report
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -120,6 +134,10 @@ fn check_outputs(plan: &Plan) -> Result<(), String> {
             ));
         }
     }
+    check_log_dir(plan)
+}
+
+fn check_log_dir(plan: &Plan) -> Result<(), String> {
     if let Some(dir) = &plan.options.log_dir {
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
@@ -318,9 +336,10 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         }
     };
     let report_path = plan.options.report.clone();
-    let events = EventSink::new(plan.options.json);
+    let mut events = EventSink::new(plan.options.json);
+    events.set_report_path(report_path);
     let dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
-    let (outcome, report) = runtime.block_on(dispatcher.run());
+    let (outcome, _report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     let leftovers = process::kill_leftover_children(&inherited_children);
     if leftovers > 0 {
@@ -328,14 +347,6 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
             count = leftovers,
             "killed processes that had left their instance's process group"
         );
-    }
-    if let (Some(path), Some(report)) = (report_path, report) {
-        if let Err(e) = events::write_report(&path, &report) {
-            eprintln!(
-                "orchestrator: error: cannot write --report {}: {e}",
-                path.display()
-            );
-        }
     }
     if std::env::var_os(RUSAGE_ENV).is_some() {
         print_own_rusage();

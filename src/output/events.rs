@@ -19,10 +19,118 @@ use std::time::{Duration, Instant};
 /// `usage` events are coalesced to at most one per instance per this interval.
 pub const USAGE_EVERY: Duration = Duration::from_millis(100);
 
+/// How long the end of a run waits for a `--json` reader that has stopped reading before
+/// it gives up on the events still queued (the wait restarts whenever a line goes out).
+pub const EVENTS_STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Exit code when the run itself would have exited 0 but `--report` could not be written
+/// (SPEC section 6: 1 is "something went wrong at run time"; 2 means nothing was launched).
+pub const EXIT_REPORT_FAILED: i32 = 1;
+
+/// Where event lines go.
+enum Output {
+    /// Written in the caller's thread (tests, and when no thread can be started).
+    Direct(Box<dyn Write + Send>),
+    /// Queued to a writer thread, so that a reader that stops reading blocks only that
+    /// thread: never the run loop, its timers or its signal handling.
+    Queued(QueuedWriter),
+}
+
+/// A writer thread fed by an unbounded queue: no event is ever dropped, and a send never
+/// blocks.
+struct QueuedWriter {
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    /// Lines written so far (progress of a slow reader).
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    queued: u64,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl QueuedWriter {
+    fn start(out: Box<dyn Write + Send>) -> Result<QueuedWriter, Box<dyn Write + Send>> {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = written.clone();
+        // The writer waits in this slot: the thread takes it, and if no thread can be
+        // started (process limit) the caller takes it back and writes directly.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(out)));
+        let thread_slot = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                let out = thread_slot.lock().ok().and_then(|mut s| s.take());
+                let Some(mut out) = out else { return };
+                let mut broken = false;
+                while let Ok(line) = rx.recv() {
+                    // A closed stdout (`| head`) must not stop the run: the report still
+                    // gets written. Later lines are dropped unwritten.
+                    if !broken {
+                        broken = writeln!(out, "{line}").and_then(|_| out.flush()).is_err();
+                    }
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => Ok(QueuedWriter {
+                tx: Some(tx),
+                written,
+                queued: 0,
+                done,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot start the event writer thread; writing events directly");
+                let out = slot.lock().ok().and_then(|mut s| s.take());
+                Err(out.unwrap_or_else(|| Box::new(std::io::sink())))
+            }
+        }
+    }
+
+    fn send(&mut self, line: String) {
+        if let Some(tx) = &self.tx {
+            if tx.send(line).is_ok() {
+                self.queued += 1;
+            }
+        }
+    }
+
+    /// Closes the queue and waits until every line was written, giving up when the reader
+    /// has read nothing for `stall`.
+    fn finish(&mut self, stall: Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        drop(tx);
+        let mut seen = self.written.load(Ordering::Relaxed);
+        loop {
+            match self.done.recv_timeout(stall) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let now = self.written.load(Ordering::Relaxed);
+                    if now == seen {
+                        return Err(format!(
+                            "the --json reader on stdout has read nothing for {} s; {} of {} events were not delivered",
+                            stall.as_secs(),
+                            self.queued.saturating_sub(now),
+                            self.queued
+                        ));
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+}
+
 /// Where the events go and what is needed to word them.
 pub struct EventSink {
     json: bool,
-    out: Box<dyn Write + Send>,
+    out: Output,
+    /// `--report FILE`, written by [`EventSink::run_finished`].
+    report_path: Option<std::path::PathBuf>,
     /// Instance names by id, so that instance-scope budgets are named, not numbered.
     names: Vec<String>,
     /// Per instance: when its last `usage` event went out, and the tokens counted since
@@ -78,17 +186,70 @@ pub fn event_line(event: &str, ts: &str, body: &Value) -> String {
 
 impl EventSink {
     /// Events on stdout when `json` is set; nothing otherwise (the report still works).
+    /// Lines go through a writer thread, so a stalled reader never blocks the run.
     pub fn new(json: bool) -> EventSink {
-        EventSink::with_writer(json, Box::new(std::io::stdout()))
+        let mut sink = EventSink::with_writer(json, Box::new(std::io::stdout()));
+        if json {
+            sink.out =
+                match std::mem::replace(&mut sink.out, Output::Direct(Box::new(std::io::sink()))) {
+                    Output::Direct(out) => match QueuedWriter::start(out) {
+                        Ok(q) => Output::Queued(q),
+                        Err(out) => Output::Direct(out),
+                    },
+                    queued => queued,
+                };
+        }
+        sink
     }
 
+    /// Events written directly (synchronously) to `out`.
     pub fn with_writer(json: bool, out: Box<dyn Write + Send>) -> EventSink {
         EventSink {
             json,
-            out,
+            out: Output::Direct(out),
+            report_path: None,
             names: Vec::new(),
             usage_state: HashMap::new(),
             finished: None,
+        }
+    }
+
+    /// Events through a writer thread, like [`EventSink::new`] (for tests).
+    pub fn queued(json: bool, out: Box<dyn Write + Send>) -> EventSink {
+        let mut sink = EventSink::with_writer(json, Box::new(std::io::sink()));
+        sink.out = match QueuedWriter::start(out) {
+            Ok(q) => Output::Queued(q),
+            Err(out) => Output::Direct(out),
+        };
+        sink
+    }
+
+    /// `--report FILE`: [`EventSink::run_finished`] writes the report there.
+    pub fn set_report_path(&mut self, path: Option<std::path::PathBuf>) {
+        self.report_path = path;
+    }
+
+    fn write_line(&mut self, line: String) {
+        match &mut self.out {
+            Output::Direct(out) => {
+                // A closed stdout (`| head`) must not stop the run: the report still gets
+                // written.
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            Output::Queued(q) => q.send(line),
+        }
+    }
+
+    /// Waits (bounded, see [`EVENTS_STALL_LIMIT`]) until every queued event is written;
+    /// the error says how many were not.
+    pub fn finish(&mut self, stall: Duration) -> Result<(), String> {
+        match &mut self.out {
+            Output::Direct(out) => {
+                let _ = out.flush();
+                Ok(())
+            }
+            Output::Queued(q) => q.finish(stall),
         }
     }
 
@@ -97,9 +258,7 @@ impl EventSink {
             return;
         }
         let line = event_line(event, &now_ts(), &body);
-        // A closed stdout (`| head`) must not stop the run: the report still gets written.
-        let _ = writeln!(self.out, "{line}");
-        let _ = self.out.flush();
+        self.write_line(line);
     }
 
     fn instance_name(&self, id: usize) -> Value {
@@ -249,15 +408,21 @@ impl EventSink {
         self.emit("instance_finished", instance_json(spec, s, Instant::now()));
     }
 
+    /// Builds the `run_finished` object, writes it to `--report` (set with
+    /// [`EventSink::set_report_path`]) and then emits it as the last event. A report that
+    /// cannot be written is an error of the run: `outcome` is changed to exit code 1 (when
+    /// it was 0; a budget stop's 3 or an interrupt's 130 stays) with the reason appended,
+    /// before the event goes out, so the event, the summary and the exit code agree.
+    /// Returns the error line to show when the report could not be written.
     pub fn run_finished(
         &mut self,
         plan: &Plan,
         states: &[InstanceState],
         ledger: &Ledger,
-        outcome: &RunOutcome,
+        outcome: &mut RunOutcome,
         started: Instant,
         now: Instant,
-    ) {
+    ) -> Option<String> {
         let mut totals = Usage::default();
         let mut cost = Usd::ZERO;
         for s in states {
@@ -295,12 +460,26 @@ impl EventSink {
             "budgets": budgets,
             "instances": instances,
         });
+        let mut report = report;
+        let mut error = None;
+        if let Some(path) = self.report_path.clone() {
+            if let Err(e) = write_report(&path, &report) {
+                let msg = format!("cannot write --report {}: {e}", path.display());
+                if outcome.exit_code == 0 {
+                    outcome.exit_code = EXIT_REPORT_FAILED;
+                }
+                outcome.exit_reason = format!("{}; {msg}", outcome.exit_reason);
+                report["exit_code"] = json!(outcome.exit_code);
+                report["exit_reason"] = json!(outcome.exit_reason);
+                error = Some(msg);
+            }
+        }
         if self.json {
             let line = event_line("run_finished", &ts, &report);
-            let _ = writeln!(self.out, "{line}");
-            let _ = self.out.flush();
+            self.write_line(line);
         }
         self.finished = Some(report);
+        error
     }
 }
 
@@ -384,10 +563,85 @@ fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value 
     })
 }
 
-/// Writes `value` to `path` atomically: a new temporary file in the same directory,
-/// synced, then renamed over the target, so a reader sees either no report (or the one
-/// before) or a complete one, never half of one. The temporary file is removed on error.
+/// Writes `value` to `path`.
+///
+/// A path that does not exist or is a regular file (or a symlink to one) is written
+/// atomically: a new temporary file in the same directory, synced, then renamed over the
+/// target, so a reader sees either no report (or the one before) or a complete one, never
+/// half of one. The temporary file is removed on error.
+///
+/// A path that exists and is not a regular file — `/dev/null`, `/dev/stdout`, a FIFO, a
+/// terminal — is never replaced: it is opened and written in place (no create, no
+/// truncate), so a device stays a device. A directory or a socket is refused.
 pub fn write_report(path: &Path, value: &Value) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return write_report_in_place(path, &meta, value),
+        _ => {}
+    }
+    write_report_atomically(path, value)
+}
+
+fn report_bytes(value: &Value) -> std::io::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// The report into an existing special file (device, FIFO): opened for writing without
+/// creating or truncating it.
+fn write_report_in_place(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    value: &Value,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory; give a file path",
+        ));
+    }
+    if kind.is_socket() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a socket; give a file path",
+        ));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if kind.is_fifo() {
+        // Without a reader, opening a FIFO for writing would block for good: O_NONBLOCK
+        // makes that an error (ENXIO) instead. Writing then blocks as usual.
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            std::io::Error::new(e.kind(), "a FIFO with no reader")
+        } else {
+            e
+        }
+    })?;
+    if kind.is_fifo() {
+        set_blocking(&f)?;
+    }
+    f.write_all(&report_bytes(value)?)?;
+    f.flush()
+}
+
+fn set_blocking(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_report_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -404,9 +658,7 @@ pub fn write_report(path: &Path, value: &Value) -> std::io::Result<()> {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        let mut text = serde_json::to_vec_pretty(value)?;
-        text.push(b'\n');
-        f.write_all(&text)?;
+        f.write_all(&report_bytes(value)?)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;

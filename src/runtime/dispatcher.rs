@@ -271,20 +271,32 @@ impl Dispatcher {
             }
         }
 
-        let outcome = self.outcome();
+        let mut outcome = self.outcome();
         let now = Instant::now();
         self.console.clear_live();
-        let snapshot = snapshot(&self.plan, &self.states, &self.ledger, self.started_at, now);
-        self.console
-            .summary(&snapshot, outcome.exit_code, &outcome.exit_reason);
-        self.events.run_finished(
+        // HOOK(hardening): the report is written (and a failure folded into `outcome`)
+        // before the summary, so the summary, the event and the exit code agree.
+        let report_error = self.events.run_finished(
             &self.plan,
             &self.states,
             &self.ledger,
-            &outcome,
+            &mut outcome,
             self.started_at,
             now,
         );
+        if let Some(e) = report_error {
+            self.console.error(&e);
+        }
+        let snapshot = snapshot(&self.plan, &self.states, &self.ledger, self.started_at, now);
+        self.console
+            .summary(&snapshot, outcome.exit_code, &outcome.exit_reason);
+        // HOOK(hardening): queued `--json` events are flushed, bounded.
+        if let Err(e) = self
+            .events
+            .finish(crate::output::events::EVENTS_STALL_LIMIT)
+        {
+            self.console.error(&e);
+        }
         let report = self.events.finished.take();
         (outcome, report)
     }

@@ -1,0 +1,275 @@
+//! Issue 13 ("Hardening"): one binary-level test (or a few) per fault, each failing
+//! before its fix. See docs/hardening.md for the fault table.
+
+use crate::common::{orchestrator, stderr, tempdir};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Only catches hangs; it never asserts speed.
+const HANG_GUARD: Duration = Duration::from_secs(90);
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Waits for a file `prefix*` in `dir` and returns the number after the prefix (a pid).
+fn wait_for_pid_file(dir: &Path, prefix: &str, child: &mut Child) -> i32 {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse().ok()) {
+                    return pid;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("no {prefix}* file appeared in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The state letter of `/proc/PID/stat` (`None`: no such process).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// A process that exited and is at most a zombie waiting for its parent counts as gone.
+fn gone(pid: i32) -> bool {
+    matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+/// Polls until `pid` is gone; false past the hang guard.
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + HANG_GUARD;
+    while Instant::now() < deadline {
+        if gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("orchestrator hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_all(r: Option<impl Read>) -> String {
+    let mut s = Vec::new();
+    if let Some(mut r) = r {
+        let _ = r.read_to_end(&mut s);
+    }
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+// ---------------------------------------------------------------- 2: special report files
+
+/// `--report` naming a FIFO writes the report into it; the FIFO stays a FIFO.
+#[test]
+fn report_into_a_fifo_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempdir();
+    let fifo = dir.path().join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
+    // SAFETY: mkfifo only reads the path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        let text = std::fs::read_to_string(&reader_path).unwrap_or_default();
+        let _ = tx.send(text);
+    });
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--report"])
+        .arg(&fifo)
+        .arg("/x")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let kind = std::fs::symlink_metadata(&fifo).expect("stat").file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");
+    let text = rx
+        .recv_timeout(HANG_GUARD)
+        .expect("the FIFO reader got nothing");
+    let report: Value = serde_json::from_str(&text).expect("report JSON");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["instances"][0]["status"], "completed");
+}
+
+/// A FIFO nobody reads is refused with a clear error instead of blocking the end of the
+/// run for good; it is still not replaced.
+#[test]
+fn report_into_a_fifo_without_reader_is_an_error_not_a_hang() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempdir();
+    let fifo = dir.path().join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
+    // SAFETY: mkfifo only reads the path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut child = orchestrator(dir.path())
+        .args(["--simulate", "--report"])
+        .arg(&fifo)
+        .arg("/x")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child);
+    let err = read_all(child.stderr.take());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("a FIFO with no reader"), "{err}");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .expect("stat")
+        .file_type()
+        .is_fifo());
+}
+
+// ---------------------------------------------------------------- 10: a failed report write
+
+/// A report that cannot be written (here: into /dev/full, through a symlink) makes the
+/// run exit 1 and says so in the summary and in the `run_finished` event.
+#[test]
+fn failed_report_write_is_an_error_in_exit_code_summary_and_event() {
+    let dir = tempdir();
+    let link = dir.path().join("r.json");
+    std::os::unix::fs::symlink("/dev/full", &link).expect("symlink");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--json", "--report", "r.json", "/x"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write --report") && err.contains("r.json: No space left on device"),
+        "{err}"
+    );
+    let last: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a last event");
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(last["exit_code"], 1);
+    assert!(
+        last["exit_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot write --report")),
+        "{last}"
+    );
+    // /dev/full is still the device, and the link still points at it.
+    assert_eq!(
+        std::fs::read_link(&link).expect("link"),
+        PathBuf::from("/dev/full")
+    );
+}
+
+// ---------------------------------------------------------------- 7: a stalled --json reader
+
+/// A fake claude that records its pid and then sleeps (as a single process).
+fn sleeping_claude(dir: &Path) -> PathBuf {
+    write_script(
+        dir,
+        "claude-sleeper",
+        "touch \"$(dirname \"$0\")/pid-$$\"\nexec sleep 1000",
+    )
+}
+
+/// A prompt long enough that the first events alone overflow a pipe's buffer.
+fn huge_prompt() -> String {
+    format!("explain {}", "x".repeat(100_000))
+}
+
+/// stdout is a pipe nobody reads: `--timeout` still ends the instance, and the run ends
+/// after a bounded wait for the reader, saying that events were not delivered.
+#[test]
+fn stalled_json_reader_does_not_stop_the_timeout() {
+    let dir = tempdir();
+    let claude = sleeping_claude(dir.path());
+    let mut child = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "--timeout", "2", "--kill-grace", "1"])
+        .arg(huge_prompt())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = wait_for_pid_file(dir.path(), "pid-", &mut child);
+    let ended = wait_gone(pid);
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "the timed-out instance {pid} is still running");
+    // Still nobody reads stdout: the run ends anyway.
+    let status = wait_exit(&mut child);
+    let err = read_all(child.stderr.take());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("has read nothing"), "{err}");
+    // What the pipe holds is the start of the event stream.
+    let out = read_all(child.stdout.take());
+    assert!(
+        out.starts_with("{\"event\":\"run_started\""),
+        "{}",
+        &out[..80.min(out.len())]
+    );
+}
+
+/// stdout is a pipe nobody reads: SIGINT is still acted on (the instance is terminated)
+/// and every event is delivered once the reader reads.
+#[test]
+fn stalled_json_reader_does_not_stop_sigint() {
+    let dir = tempdir();
+    let claude = sleeping_claude(dir.path());
+    let mut child = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "--kill-grace", "1"])
+        .arg(huge_prompt())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = wait_for_pid_file(dir.path(), "pid-", &mut child);
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let ended = wait_gone(pid);
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "SIGINT was not acted on: instance {pid} still runs");
+    // Now read: everything arrives, ending with run_finished.
+    let out = read_all(child.stdout.take());
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(130));
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"run_started"));
+    assert_eq!(names.last(), Some(&"run_finished"));
+    assert!(names.contains(&"instance_finished"), "{names:?}");
+}
