@@ -11,7 +11,7 @@ use crate::output::events::EventSink;
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::runtime::dispatcher::Dispatcher;
-use crate::runtime::{launch, logs, process};
+use crate::runtime::{launch, limits, logs, process};
 use crate::simulate;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -294,7 +294,7 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
     0
 }
 
-fn run(plan: Plan, pricing: Pricing) -> i32 {
+fn run(mut plan: Plan, pricing: Pricing) -> i32 {
     let program = if plan.options.simulate {
         match std::env::current_exe() {
             Ok(exe) => (exe, vec![OsString::from(simulate::HIDDEN_SUBCOMMAND)]),
@@ -319,12 +319,13 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         tracing::debug!(error = %e, "cannot become a child subreaper");
     }
     let styles = stderr_styles(plan.options.color);
-    let console = Console::new(
+    let mut console = Console::new(
         styles,
         plan.options.quiet,
         plan.options.json,
         plan.options.max_line_length,
     );
+    fit_open_file_limit(&mut plan, &mut console);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -352,6 +353,33 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         print_own_rusage();
     }
     outcome.exit_code
+}
+
+/// Raises the open-file limit as far as allowed; when it still cannot carry every
+/// instance the plan could run at once, lowers `--max-parallel` (the rest queue) and says
+/// so once, instead of letting instances fail with "Too many open files".
+fn fit_open_file_limit(plan: &mut Plan, console: &mut Console) {
+    let limit = match limits::raise_nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    let logged = plan.options.log_dir.is_some();
+    let capacity = limits::parallel_capacity(limit, limits::open_fds(), logged);
+    let requested = plan.options.max_parallel;
+    if let Some(max) = limits::effective_parallelism(requested, plan.instances.len(), capacity) {
+        plan.options.max_parallel = max;
+        console.warn(&format!(
+            "the open-file limit ({limit}) allows {max} instances at once{}; the others wait for a free slot (raise it with `ulimit -n`)",
+            if requested == 0 {
+                String::new()
+            } else {
+                format!(", not --max-parallel {requested}")
+            }
+        ));
+    }
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS

@@ -3,5 +3,6 @@
 
 pub mod dispatcher;
 pub mod launch;
+pub mod limits;
 pub mod logs;
 pub mod process;

@@ -273,3 +273,75 @@ fn stalled_json_reader_does_not_stop_sigint() {
     assert_eq!(names.last(), Some(&"run_finished"));
     assert!(names.contains(&"instance_finished"), "{names:?}");
 }
+
+// ---------------------------------------------------------------- 9: the open-file limit
+
+/// The orchestrator under `sh -c 'ulimit …; exec orchestrator …'`, 40 simulated
+/// instances at once with `--log-dir`.
+fn forty_under_ulimit(dir: &Path, ulimit: &str) -> std::process::Output {
+    let mut c = orchestrator(dir);
+    let mut args: Vec<String> = vec![
+        "-c".into(),
+        format!("ulimit {ulimit} && exec \"$0\" \"$@\""),
+        crate::common::bin().to_string_lossy().into_owned(),
+    ];
+    // `orchestrator(dir)` set the fast defaults as arguments of the binary; keep them.
+    args.extend(c.get_args().map(|a| a.to_string_lossy().into_owned()));
+    args.extend(["--simulate", "--report", "r.json", "--log-dir", "logs"].map(String::from));
+    args.extend((1..=40).map(|i| format!("prompt {i}")));
+    let envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = c
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    let mut sh = std::process::Command::new("sh");
+    sh.current_dir(dir).args(&args).stdin(Stdio::null());
+    for (k, v) in envs {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    c = sh;
+    c.output().expect("run")
+}
+
+fn completed_count(dir: &Path) -> usize {
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON");
+    report["instances"]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["status"] == "completed").count())
+        .unwrap_or(0)
+}
+
+/// A hard limit of 64 open files cannot carry 40 instances with logs at once: fewer run
+/// at a time (one warning) and every instance completes, each with both log files.
+#[test]
+fn low_open_file_limit_queues_instead_of_failing() {
+    let dir = tempdir();
+    let out = forty_under_ulimit(dir.path(), "-n 64");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(completed_count(dir.path()), 40, "{err}");
+    assert_eq!(
+        err.matches("the open-file limit (64) allows").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("Too many open files"), "{err}");
+    let logs = std::fs::read_dir(dir.path().join("logs"))
+        .expect("logs")
+        .count();
+    assert_eq!(logs, 80);
+}
+
+/// A low soft limit under a high hard one is simply raised: no warning, no queueing.
+#[test]
+fn low_soft_open_file_limit_is_raised() {
+    let dir = tempdir();
+    let out = forty_under_ulimit(dir.path(), "-Sn 64");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(completed_count(dir.path()), 40, "{err}");
+    assert!(!err.contains("open-file limit"), "{err}");
+}
