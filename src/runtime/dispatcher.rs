@@ -26,6 +26,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+/// Activity shown for an instance whose Claude is stopped (SIGSTOP, SIGTTIN, …).
+const STOPPED_ACTIVITY: &str =
+    "stopped by a signal (SIGCONT continues it; --timeout still ends it)";
+
 /// Bytes of each instance's stderr kept for the summary.
 const STDERR_TAIL: usize = 8 * 1024;
 
@@ -684,6 +688,19 @@ impl Dispatcher {
 
     fn draw_status(&mut self) {
         let now = Instant::now();
+        // HOOK(hardening): a running instance whose Claude is stopped by a signal is
+        // shown as such (state: running instances' groups; effect: activity text).
+        for s in &mut self.states {
+            if s.status != Status::Running {
+                continue;
+            }
+            let stopped = s.group.as_ref().is_some_and(GroupHandle::stopped);
+            if stopped {
+                s.activity = Some(STOPPED_ACTIVITY.into());
+            } else if s.activity.as_deref() == Some(STOPPED_ACTIVITY) {
+                s.activity = None;
+            }
+        }
         let snapshot = snapshot(&self.plan, &self.states, &self.ledger, self.started_at, now);
         self.console.status(&snapshot);
     }

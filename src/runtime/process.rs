@@ -139,6 +139,12 @@ fn signal_detached_descendants(root: u32, sig: i32) {
     }
 }
 
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct ProcEntry {
     pid: u32,
@@ -298,7 +304,21 @@ impl GroupHandle {
             st.terminate_sent_at = Some(Instant::now());
         }
         signal_detached_descendants(self.pgid, SIGTERM);
-        kill_group(self.pgid, SIGTERM).is_ok()
+        let sent = kill_group(self.pgid, SIGTERM).is_ok();
+        // A stopped process (SIGSTOP, SIGTTIN, Ctrl-Z of a tool) acts on SIGTERM only
+        // once continued; without SIGCONT it would sit out the whole grace period.
+        signal_detached_descendants(self.pgid, libc::SIGCONT);
+        let _ = kill_group(self.pgid, libc::SIGCONT);
+        sent
+    }
+
+    /// Whether the group leader (Claude) is stopped by a signal (`T` in
+    /// `/proc/PID/stat`; Linux only, elsewhere never).
+    pub fn stopped(&self) -> bool {
+        if self.lock().leader_reaped {
+            return false;
+        }
+        matches!(process_state(self.pgid), Some('T') | Some('t'))
     }
 
     /// SIGKILL to the whole group. Returns whether a signal was sent.
@@ -395,9 +415,21 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         // Killing only the leader would orphan its tools; Child's Drop kills the group.
         .kill_on_drop(false);
+    // A session of its own (which also makes it the leader of a new process group, so
+    // group signalling is unchanged) and so no controlling terminal: an instance that
+    // opens /dev/tty gets ENXIO instead of being stopped by SIGTTIN/SIGTTOU for good, and
+    // Ctrl-C at the terminal reaches only the orchestrator, which decides.
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // If the orchestrator itself dies without cleaning up (SIGKILL, the OOM killer),

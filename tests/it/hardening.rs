@@ -5,7 +5,7 @@ use crate::common::{orchestrator, stderr, tempdir};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Only catches hangs; it never asserts speed.
@@ -344,4 +344,138 @@ fn low_soft_open_file_limit_is_raised() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(completed_count(dir.path()), 40, "{err}");
     assert!(!err.contains("open-file limit"), "{err}");
+}
+
+// ---------------------------------------------------------------- 11: no controlling terminal
+
+/// Run under a pseudo-terminal (`script`), an instance cannot open /dev/tty: it has no
+/// controlling terminal, so it can never be stopped by SIGTTIN/SIGTTOU.
+#[test]
+fn instances_have_no_controlling_terminal() {
+    if !command_exists("script") {
+        eprintln!("skipped: no `script` (util-linux) to provide a terminal");
+        return;
+    }
+    let dir = tempdir();
+    let result = crate::common::result(10, 5, 0.0, false, "ok");
+    let claude = write_script(
+        dir.path(),
+        "claude-tty",
+        &format!(
+            "if (exec 3</dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi > \"$(dirname \"$0\")/tty-result\"\nprintf '%s\\n' '{result}'"
+        ),
+    );
+    let orch = crate::common::bin();
+    let cmd = format!(
+        "'{}' --startup-delay 0 --status-report-interval 0 --claude-path '{}' --report r.json /x",
+        orch.display(),
+        claude.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let seen = std::fs::read_to_string(dir.path().join("tty-result")).expect("tty-result");
+    assert_eq!(seen.trim(), "no-tty");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
+            .expect("JSON");
+    assert_eq!(report["instances"][0]["status"], "completed");
+}
+
+fn command_exists(name: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name} >/dev/null")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A fake claude that stops itself with SIGSTOP after recording its pid.
+fn self_stopping_claude(dir: &Path) -> PathBuf {
+    write_script(
+        dir,
+        "claude-stopper",
+        "touch \"$(dirname \"$0\")/pid-$$\"\nkill -STOP $$\nsleep 1000",
+    )
+}
+
+/// A stopped instance is ended by `--timeout` with SIGTERM (it is continued so that it
+/// can act on it), not left for SIGKILL after the whole grace period.
+#[test]
+fn stopped_instance_is_ended_by_the_timeout() {
+    let dir = tempdir();
+    let claude = self_stopping_claude(dir.path());
+    let out = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args([
+            "--timeout",
+            "1",
+            "--kill-grace",
+            "60",
+            "--report",
+            "r.json",
+            "/x",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
+            .expect("JSON");
+    let inst = &report["instances"][0];
+    assert_eq!(inst["status"], "timed_out");
+    assert_eq!(inst["signal"], libc::SIGTERM, "{inst}");
+}
+
+/// The status report shows a stopped instance as stopped.
+#[test]
+fn stopped_instance_is_shown_as_stopped() {
+    use std::io::BufRead;
+    let dir = tempdir();
+    let claude = self_stopping_claude(dir.path());
+    // Not `orchestrator()`: that one turns the status report off.
+    let mut child = Command::new(crate::common::bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--status-report-interval", "0.2", "--startup-delay", "0"])
+        .args(["--kill-grace", "60", "/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("stopped by a signal") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let shown = rx.recv_timeout(HANG_GUARD);
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = wait_exit(&mut child);
+    assert!(
+        shown.is_ok(),
+        "the stopped instance was never shown as stopped"
+    );
+    assert_eq!(status.code(), Some(130));
 }
