@@ -479,3 +479,60 @@ fn stopped_instance_is_shown_as_stopped() {
     );
     assert_eq!(status.code(), Some(130));
 }
+
+// ---------------------------------------------------------------- 8: a 1 GiB line
+
+/// A 1 GiB tool-result line without a newline until its end, then calls with usage: the
+/// orchestrator's peak memory stays far below the line's size, usage is exact and the
+/// long line is not malformed (it is read shortened, see `LineReader`).
+#[test]
+fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
+    let dir = tempdir();
+    let mut body = format!("printf '%s\\n' '{}'\n", crate::common::init());
+    body.push_str(
+        "printf '%s' '{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"content\":\"'\n\
+         head -c 1073741824 /dev/zero | tr '\\0' x\n\
+         printf '%s\\n' '\"}]}}'\n",
+    );
+    // An assistant line of 8 MB (over LINE_CAP) whose usage must count.
+    body.push_str(
+        "printf '%s' '{\"type\":\"assistant\",\"message\":{\"id\":\"big\",\"model\":\"claude-sonnet-4-5\",\"content\":[{\"type\":\"text\",\"text\":\"'\n\
+         head -c 8000000 /dev/zero | tr '\\0' y\n\
+         printf '%s\\n' '\"}],\"usage\":{\"input_tokens\":300,\"output_tokens\":7,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0}}}'\n",
+    );
+    for l in crate::common::call("m1", 1000, 200) {
+        body.push_str(&format!("printf '%s\\n' '{l}'\n"));
+    }
+    body.push_str(&format!(
+        "printf '%s\\n' '{}'\n",
+        crate::common::result(1300, 207, 0.01, false, "done")
+    ));
+    let claude = write_script(dir.path(), "claude-huge", &body);
+    let out = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--report", "r.json", "/x"])
+        .env("ORCHESTRATOR_RUSAGE", "1")
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let max_rss_kb: u64 = err
+        .split("max_rss_kb=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no max_rss_kb in {err}"));
+    eprintln!("orchestrator peak RSS with a 1 GiB line: {max_rss_kb} KiB");
+    assert!(
+        max_rss_kb < 128 * 1024,
+        "peak RSS {max_rss_kb} KiB for a 1 GiB line"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
+            .expect("JSON");
+    let inst = &report["instances"][0];
+    assert_eq!(inst["status"], "completed");
+    assert_eq!(inst["malformed_lines"], 0);
+    assert_eq!(inst["usage"]["total_tokens"], 1200 + 307);
+}
