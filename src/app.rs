@@ -145,6 +145,7 @@ fn check_log_dir(plan: &Plan) -> Result<(), String> {
                 dir.display()
             ));
         }
+        logs::check_dir(dir)?;
     }
     Ok(())
 }
@@ -312,6 +313,11 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
     if let Some(dir) = &plan.options.log_dir {
         if let Err(e) = logs::create_dir(dir) {
             return usage_error(&format!("--log-dir {}: {e}", dir.display()));
+        }
+        // Whatever an earlier run left at this run's names goes before anything starts.
+        let stems = logs::assign_stems(plan.instances.iter().map(|i| i.name.as_str()));
+        if let Err(e) = logs::remove_stale(dir, &stems) {
+            return usage_error(&e);
         }
     }
     let inherited_children = process::own_children();

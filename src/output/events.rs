@@ -560,6 +560,7 @@ fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value 
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
         "tools": s.tools,
         "malformed_lines": s.malformed_lines,
+        "log_error": s.log_error,
     })
 }
 

@@ -22,7 +22,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,6 +64,8 @@ pub struct InstanceState {
     pub exit: Option<ExitInfo>,
     pub stderr_tail: String,
     pub malformed_lines: u64,
+    /// HOOK(hardening): why its `--log-dir` files are incomplete, if they are.
+    pub log_error: Option<String>,
     group: Option<GroupHandle>,
     stop: Option<StopReason>,
     timeout_at: Option<Instant>,
@@ -87,6 +88,7 @@ impl InstanceState {
             exit: None,
             stderr_tail: String::new(),
             malformed_lines: 0,
+            log_error: None,
             group: None,
             stop: None,
             timeout_at: None,
@@ -125,6 +127,8 @@ enum Msg {
         result: Option<ResultSummary>,
         malformed_lines: u64,
         read_error: Option<String>,
+        /// HOOK(hardening): the first error creating or writing its `--log-dir` files.
+        log_error: Option<String>,
     },
 }
 
@@ -188,6 +192,8 @@ pub struct Dispatcher {
     events: EventSink,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// HOOK(hardening): `--log-dir` file stems by instance.
+    log_stems: Vec<String>,
 }
 
 impl Dispatcher {
@@ -227,6 +233,9 @@ impl Dispatcher {
             events,
             tx,
             rx,
+            log_stems: crate::runtime::logs::assign_stems(
+                plan.instances.iter().map(|i| i.name.as_str()),
+            ),
             plan,
         }
     }
@@ -486,11 +495,10 @@ impl Dispatcher {
 
     fn open_logs(&self, id: InstanceId) -> Option<(PathBuf, PathBuf)> {
         let dir = self.plan.options.log_dir.as_ref()?;
-        let stem = crate::runtime::logs::file_stem(&self.plan.instances[id].name, id);
-        Some((
-            dir.join(format!("{stem}.jsonl")),
-            dir.join(format!("{stem}.stderr")),
-        ))
+        // HOOK(hardening): stems assigned once for the whole run (distinct, see
+        // logs::assign_stems); app.rs removed stale files at these names before the run.
+        let stem = self.log_stems.get(id)?;
+        Some(crate::runtime::logs::paths(dir, stem))
     }
 
     /// Asks a running instance to stop: SIGTERM to its group now, SIGKILL after the grace.
@@ -612,6 +620,7 @@ impl Dispatcher {
                 result,
                 malformed_lines,
                 read_error,
+                log_error,
             } => {
                 let now = Instant::now();
                 self.running = self.running.saturating_sub(1);
@@ -628,6 +637,14 @@ impl Dispatcher {
                 s.stderr_tail = stderr_tail;
                 s.malformed_lines = malformed_lines;
                 s.result = result;
+                if let Some(e) = &log_error {
+                    self.console.warn(&format!(
+                        "{}: its log is incomplete: {e}",
+                        self.plan.instances[id].name
+                    ));
+                }
+                let s = &mut self.states[id];
+                s.log_error = log_error;
                 s.group = None;
                 s.kill_at = None;
                 s.timeout_at = None;
@@ -707,7 +724,24 @@ impl Dispatcher {
 
     /// Exit code and its reason, SPEC section 6.
     fn outcome(&self) -> RunOutcome {
-        outcome(&self.states, self.interrupt)
+        let mut o = outcome(&self.states, self.interrupt);
+        // HOOK(hardening): incomplete logs are named in the summary's last line.
+        let incomplete: Vec<&str> = self
+            .plan
+            .instances
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| s.log_error.is_some())
+            .map(|(spec, _)| spec.name.as_str())
+            .collect();
+        if !incomplete.is_empty() {
+            o.exit_reason = format!(
+                "{}; incomplete --log-dir logs: {}",
+                o.exit_reason,
+                incomplete.join(", ")
+            );
+        }
+        o
     }
 }
 
@@ -939,10 +973,12 @@ async fn supervise(
     tx: mpsc::Sender<Msg>,
     logs: Option<(PathBuf, PathBuf)>,
 ) {
+    // HOOK(hardening): log files are created exclusively with plain calls (no
+    // spawn_blocking that could panic); their first error is reported in Msg::Exited.
     let (mut out_log, err_log) = match &logs {
         Some((o, e)) => (
-            crate::runtime::logs::create_private(o).await,
-            crate::runtime::logs::create_private(e).await,
+            Some(crate::runtime::logs::LogFile::create(o)),
+            Some(crate::runtime::logs::LogFile::create(e)),
         ),
         None => (None, None),
     };
@@ -967,9 +1003,7 @@ async fn supervise(
             line = reader.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Some(f) = out_log.as_mut() {
-                        if f.write_all(line).await.is_err() || f.write_all(b"\n").await.is_err() {
-                            out_log = None;
-                        }
+                        f.write(&[line, b"\n"]);
                     }
                     let obs = tracker.observe(line);
                     // The model is known from the init line, before any usage.
@@ -1017,24 +1051,25 @@ async fn supervise(
             }
         }
     }
-    if let Some(f) = out_log.as_mut() {
-        let _ = f.flush().await;
-    }
+    let out_log_error = out_log.and_then(crate::runtime::logs::LogFile::finish);
     let exit = match exit {
         Some(e) => e,
         None => child.wait().await,
     };
     // The same leftover process may hold stderr open too (its tail is lost then); what
     // Claude wrote there is already in the pipe, so a short wait is enough.
-    let stderr_tail = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task).await {
-        Ok(Ok(tail)) => tail.text(),
-        Ok(Err(_)) => String::new(),
+    let (stderr_tail, err_log_error) = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task)
+        .await
+    {
+        Ok(Ok((tail, log_error))) => (tail.text(), log_error),
+        Ok(Err(_)) => (String::new(), None),
         Err(_) => {
             stderr_task.abort();
             tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
-            String::new()
+            (String::new(), None)
         }
     };
+    let log_error = out_log_error.or(err_log_error);
     let _ = tx
         .send(Msg::Exited {
             id,
@@ -1047,6 +1082,7 @@ async fn supervise(
             result: tracker.result().cloned(),
             malformed_lines: tracker.malformed_lines(),
             read_error,
+            log_error,
         })
         .await;
 }

@@ -17,7 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -1073,12 +1073,16 @@ impl TailBuffer {
 }
 
 /// Reads `reader` (a child's stderr) to the end, keeping its last `capacity` bytes and, if
-/// `log` is given, copying everything to it. A failing log is dropped with a warning rather
-/// than stop the draining: an undrained pipe would block the child.
-pub async fn drain_stderr<R, W>(mut reader: R, capacity: usize, mut log: Option<W>) -> TailBuffer
+/// `log` is given, copying everything to it. A failing log stops being written (the
+/// draining goes on: an undrained pipe would block the child); its first error is
+/// returned.
+pub async fn drain_stderr<R>(
+    mut reader: R,
+    capacity: usize,
+    mut log: Option<crate::runtime::logs::LogFile>,
+) -> (TailBuffer, Option<String>)
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
 {
     let mut tail = TailBuffer::new(capacity);
     let mut chunk = vec![0u8; 8 * 1024];
@@ -1095,23 +1099,16 @@ where
         let bytes = &chunk[..n];
         tail.push(bytes);
         if let Some(w) = log.as_mut() {
-            if let Err(e) = w.write_all(bytes).await {
-                tracing::warn!(error = %e, "could not write a stderr log; no longer logging it");
-                log = None;
-            }
+            w.write(&[bytes]);
         }
     }
-    if let Some(w) = log.as_mut() {
-        if let Err(e) = w.flush().await {
-            tracing::warn!(error = %e, "could not flush a stderr log");
-        }
-    }
-    tail
+    let log_error = log.and_then(crate::runtime::logs::LogFile::finish);
+    (tail, log_error)
 }
 
 /// [`drain_stderr`] without a log.
 pub async fn drain_to_tail<R: AsyncRead + Unpin>(reader: R, capacity: usize) -> TailBuffer {
-    drain_stderr(reader, capacity, None::<tokio::io::Sink>).await
+    drain_stderr(reader, capacity, None).await.0
 }
 
 #[cfg(test)]
@@ -1370,9 +1367,12 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32)
             .flat_map(|i| format!("{i}\n").into_bytes())
             .collect();
-        let mut log = Vec::new();
-        let tail = drain_stderr(&data[..], 32, Some(&mut log)).await;
-        assert_eq!(log, data);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.stderr");
+        let log = crate::runtime::logs::LogFile::create(&path);
+        let (tail, error) = drain_stderr(&data[..], 32, Some(log)).await;
+        assert_eq!(error, None);
+        assert_eq!(std::fs::read(&path).expect("log"), data);
         assert!(tail.text().ends_with("99999\n"));
     }
 

@@ -536,3 +536,235 @@ fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
     assert_eq!(inst["malformed_lines"], 0);
     assert_eq!(inst["usage"]["total_tokens"], 1200 + 307);
 }
+
+// ---------------------------------------------------------------- 3, 4: log files
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `args` as user `nobody` (setpriv), or `None` when that is not possible here.
+fn as_nobody(args: &[&str]) -> Option<bool> {
+    if !is_root() || !command_exists("setpriv") {
+        return None;
+    }
+    let ok = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args(args)
+        .status()
+        .ok()?
+        .success();
+    Some(ok)
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A world-writable log directory without the sticky bit is refused: anyone could swap
+/// the log files for links. Nothing is launched.
+#[test]
+fn log_dir_others_can_write_is_refused() {
+    let dir = tempdir();
+    let logs = dir.path().join("shared");
+    std::fs::create_dir(&logs).expect("mkdir");
+    chmod(&logs, 0o777);
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--log-dir", "shared", "/x"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not sticky"), "{err}");
+    assert_eq!(std::fs::read_dir(&logs).expect("ls").count(), 0);
+}
+
+/// Another user plants `a.jsonl -> victim` in a sticky shared log directory: the run is
+/// refused with the file named; the victim is neither written nor chmodded. A directory
+/// another user owns is refused too.
+#[test]
+fn planted_log_symlink_is_never_followed() {
+    let dir = tempdir();
+    chmod(dir.path(), 0o755);
+    let logs = dir.path().join("shared");
+    std::fs::create_dir(&logs).expect("mkdir");
+    chmod(&logs, 0o1777);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("victim");
+    chmod(&victim, 0o644);
+    let link = logs.join("a.jsonl");
+    let link_s = link.to_string_lossy().into_owned();
+    let victim_s = victim.to_string_lossy().into_owned();
+    let planted = match as_nobody(&["ln", "-s", &victim_s, &link_s]) {
+        Some(true) => true,
+        _ => {
+            eprintln!("skipped the other-user part: not root or no `nobody`/setpriv here; planting the link ourselves");
+            std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+            false
+        }
+    };
+    let config = dir.path().join("c.json");
+    std::fs::write(&config, r#"{"instances":[{"name":"a","command":"/x"}]}"#).expect("config");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--log-dir", "shared", "-c", "c.json"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    assert_eq!(
+        std::fs::metadata(&victim)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    if planted {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("a.jsonl exists and is not a file of ours"),
+            "{err}"
+        );
+        // A directory owned by another user is refused as well.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        let c = std::ffi::CString::new(theirs.to_string_lossy().as_bytes()).expect("path");
+        // SAFETY: chown only reads the path; 65534 is nobody.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        let out = orchestrator(dir.path())
+            .args(["--simulate", "--log-dir", "theirs", "/x"])
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("owned by another user"), "{err}");
+    } else {
+        // Our own link from an earlier run is simply removed; the victim stays intact.
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(!std::fs::symlink_metadata(&link)
+            .expect("a.jsonl")
+            .file_type()
+            .is_symlink());
+    }
+}
+
+/// Names whose file names used to collide (`a b` was logged as `a_b-2`, the legal name
+/// of another instance) each get their own files, with their own output.
+#[test]
+fn every_instance_gets_its_own_log_files() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("c.json"),
+        r#"{"instances":[{"name":"a_b-2","command":"first prompt"},{"name":"a b","command":"second prompt"},{"name":"A","command":"third"},{"name":"a","command":"fourth"}]}"#,
+    )
+    .expect("config");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--log-dir", "logs", "-c", "c.json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "A.jsonl",
+            "A.stderr",
+            "a_b-2.jsonl",
+            "a_b-2.stderr",
+            "a_b~2.jsonl",
+            "a_b~2.stderr",
+            "a~4.jsonl",
+            "a~4.stderr"
+        ]
+    );
+    let first = std::fs::read_to_string(dir.path().join("logs/a_b-2.jsonl")).expect("log");
+    let second = std::fs::read_to_string(dir.path().join("logs/a_b~2.jsonl")).expect("log");
+    assert!(first.contains("first prompt") && !first.contains("second prompt"));
+    assert!(second.contains("second prompt") && !second.contains("first prompt"));
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The log disk fills up: the instance still completes, and the incomplete log is
+/// reported once — a warning, the report's `log_error`, the `instance_finished` event and
+/// the exit reason. The earlier run's file at that name is gone, not left beside.
+#[test]
+fn full_log_disk_is_reported_once_per_instance() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    chmod(&logs, 0o700);
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+            .arg(&logs)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let _guard = Mounted(logs.clone());
+    std::fs::write(logs.join("x.jsonl"), "STALE from an earlier run\n").expect("stale");
+    // ~300 KB of stdout: 300 lines of 1 KB, then a result.
+    let pad = "p".repeat(1000);
+    let body = format!(
+        "i=0\nwhile [ $i -lt 300 ]; do printf '%s\\n' '{{\"type\":\"system\",\"subtype\":\"note\",\"pad\":\"{pad}\"}}'; i=$((i+1)); done\nprintf '%s\\n' '{}'",
+        crate::common::result(10, 5, 0.0, false, "ok")
+    );
+    let claude = write_script(dir.path(), "claude-loud", &body);
+    let out = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "--report", "r.json", "--log-dir", "logs", "x"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("its log is incomplete").count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
+            .expect("JSON");
+    let inst = &report["instances"][0];
+    assert_eq!(inst["status"], "completed");
+    assert!(
+        inst["log_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("x.jsonl") && e.contains("No space left")),
+        "{inst}"
+    );
+    assert!(
+        report["exit_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("incomplete --log-dir logs: x")),
+        "{report}"
+    );
+    let finished: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "instance_finished")
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["log_error"], inst["log_error"]);
+    let kept = std::fs::read_to_string(logs.join("x.jsonl")).unwrap_or_default();
+    assert!(
+        !kept.contains("STALE"),
+        "the earlier run's log is still there"
+    );
+}
