@@ -11,7 +11,7 @@ use crate::output::events::EventSink;
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::runtime::dispatcher::Dispatcher;
-use crate::runtime::{launch, limits, logs, process};
+use crate::runtime::{launch, limits, logs, process, watchdog};
 use crate::simulate;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -30,6 +30,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     {
         let mut out = std::io::stdout().lock();
         return simulate::run(&args[2..], &mut out, simulate::pace_from_env());
+    }
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::runtime::watchdog::SUBCOMMAND)
+    {
+        return crate::runtime::watchdog::run(&args[2..]);
     }
     if let Some(helper) = cli::parse_helper(&args) {
         return match helper {
@@ -320,9 +326,16 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
             return usage_error(&e);
         }
     }
-    let inherited_children = process::own_children();
+    let mut inherited_children = process::own_children();
     if let Err(e) = process::become_child_subreaper() {
         tracing::debug!(error = %e, "cannot become a child subreaper");
+    }
+    // Kills every instance's process tree should this process die without cleaning up.
+    let watchdog = std::env::current_exe()
+        .ok()
+        .and_then(|exe| watchdog::Watchdog::start(&exe));
+    if let Some(w) = &watchdog {
+        inherited_children.push(w.pid());
     }
     let styles = stderr_styles(plan.options.color);
     let mut console = Console::new(
@@ -354,6 +367,9 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
             count = leftovers,
             "killed processes that had left their instance's process group"
         );
+    }
+    if let Some(w) = watchdog {
+        w.finish();
     }
     if std::env::var_os(RUSAGE_ENV).is_some() {
         print_own_rusage();

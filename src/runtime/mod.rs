@@ -6,3 +6,4 @@ pub mod launch;
 pub mod limits;
 pub mod logs;
 pub mod process;
+pub mod watchdog;

@@ -359,6 +359,7 @@ impl GroupHandle {
         // ESRCH (nothing left) is the normal case.
         let _ = kill_group(self.pgid, SIGKILL);
         st.leader_reaped = true;
+        crate::runtime::watchdog::reaped(self.pgid);
     }
 }
 
@@ -436,12 +437,19 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         // Claude must not go on spending with no budget watching: the kernel sends it
         // SIGTERM. The parent check closes the race of dying before prctl took effect.
         let parent = std::process::id();
+        // With a watchdog, SIGSTOP instead: the instance freezes with its children still
+        // attached, and the watchdog kills the whole tree (see runtime::watchdog).
+        let death_signal = if crate::runtime::watchdog::active() {
+            libc::SIGSTOP
+        } else {
+            libc::SIGTERM
+        };
         // SAFETY: only async-signal-safe syscalls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
+                    death_signal as libc::c_ulong,
                     0,
                     0,
                     0,
@@ -465,6 +473,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
             "cannot run {program}: its pipes were not set up"
         )));
     };
+    crate::runtime::watchdog::started(pid);
     let group = GroupHandle {
         pgid: pid,
         state: Arc::default(),

@@ -768,3 +768,97 @@ fn full_log_disk_is_reported_once_per_instance() {
         "the earlier run's log is still there"
     );
 }
+
+// ---------------------------------------------------------------- 5: orchestrator killed
+
+/// Pids of live (not zombie) processes whose command line contains `marker`.
+fn live_with_marker(marker: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+                && !gone(pid)
+        })
+        .collect()
+}
+
+/// `kill -9` of the orchestrator while three instances run tools — plain children, a
+/// Claude and a tool that ignore SIGTERM, a tool that escaped with `setsid` — leaves
+/// nothing running: the watchdog kills every instance's whole tree.
+#[test]
+fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
+    let dir = tempdir();
+    let marker = format!("9{}", std::process::id());
+    let ready = "touch \"$(dirname \"$0\")/ready-$$\"";
+    let plain = write_script(
+        dir.path(),
+        "claude-plain",
+        &format!("sleep {marker}1 &\nsleep {marker}2 &\n{ready}\nwait"),
+    );
+    let stubborn = write_script(
+        dir.path(),
+        "claude-stubborn",
+        &format!("trap '' TERM\nsh -c \"trap '' TERM; sleep {marker}3\" &\n{ready}\nwhile :; do sleep {marker}4; done"),
+    );
+    let escaper = write_script(
+        dir.path(),
+        "claude-escaper",
+        &format!(
+            "setsid sleep {marker}5 &\nsetsid sh -c 'sleep {marker}6 & wait' &\n{ready}\nwait"
+        ),
+    );
+    let dispatch = write_script(
+        dir.path(),
+        "claude",
+        &format!(
+            "case \"$*\" in *plain*) exec '{}';; *stubborn*) exec '{}';; *) exec '{}';; esac",
+            plain.display(),
+            stubborn.display(),
+            escaper.display()
+        ),
+    );
+    let mut child = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&dispatch)
+        .args(["--kill-grace", "1", "plain", "stubborn", "escaper"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let n = std::fs::read_dir(dir.path())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("ready-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the fake claudes never got ready");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(live_with_marker(&marker).len() >= 6, "tools not running");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let deadline = Instant::now() + HANG_GUARD;
+    let mut left = live_with_marker(&marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = live_with_marker(&marker);
+    }
+    for &pid in &left {
+        // SAFETY: clean up after a failure; these are our test's processes.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "left running after kill -9: {left:?}");
+}
