@@ -288,7 +288,9 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
     if plan.options.json {
         let _ = writeln!(out, "{}", result.json);
     } else {
-        let _ = out.write_all(result.text.as_bytes());
+        // Prompts, models and extra args are the user's text: no raw ESC/BEL/bidi.
+        let text = crate::core::text::sanitize_block(&result.text);
+        let _ = out.write_all(text.as_bytes());
     }
     let _ = out.flush();
     if plan.options.strict && !result.warnings.is_empty() {

@@ -293,6 +293,84 @@ impl Ctx<'_> {
     }
 }
 
+/// A key given twice in one object is an error naming its JSON path (serde_json would
+/// silently keep the last one).
+fn check_duplicate_keys(text: &str, origin: &str) -> Result<(), UsageError> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    struct Dup(String);
+
+    impl<'de> DeserializeSeed<'de> for Dup {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Dup {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Dup(format!("{}[{i}]", self.0)))?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                // Never echo what follows a '=' (a value typed as an env key).
+                let shown = match k.split_once('=') {
+                    Some((name, _)) => format!("{name}=…"),
+                    None => k.clone(),
+                };
+                let at = join(&self.0, &shown);
+                if !seen.insert(k) {
+                    return Err(A::Error::custom(format!(
+                        "{at}: duplicate key {shown:?}; give each key once"
+                    )));
+                }
+                map.next_value_seed(Dup(at))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    Dup(String::new()).deserialize(&mut de).map_err(|e| {
+        let msg = e.to_string();
+        let reason = match msg.rfind(" at line ") {
+            Some(i) => &msg[..i],
+            None => msg.as_str(),
+        };
+        UsageError(format!("{origin}:{}:{}: {reason}", e.line(), e.column()))
+    })
+}
+
 /// Parses and checks a config file's text. `origin` is how the file is named in errors.
 pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> {
     let root: Value = serde_json::from_str(text).map_err(|e| {
@@ -307,6 +385,7 @@ pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> 
             e.column()
         ))
     })?;
+    check_duplicate_keys(text, origin)?;
     let cx = Ctx { origin };
     let Value::Object(top) = &root else {
         return Err(UsageError(format!(
@@ -429,10 +508,18 @@ fn parse_env(cx: &Ctx, v: &Value, path: &str) -> Result<BTreeMap<String, String>
         if ignored_key(k) {
             continue;
         }
-        let at = join(path, k);
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(cx.err(&at, "is not a valid environment variable name"));
+            // Never echo what follows a '=': `"TOKEN=secret"` is a value typed as a key.
+            let shown = match k.split_once('=') {
+                Some((name, _)) => format!("{name}=…"),
+                None => k.replace('\0', "\\0"),
+            };
+            return Err(cx.err(
+                &join(path, &shown),
+                "is not a valid environment variable name (no '=' or NUL; put the value on the right of the ':')",
+            ));
         }
+        let at = join(path, k);
         match val {
             Value::String(s) if !s.contains('\0') => {
                 env.insert(k.clone(), s.clone());

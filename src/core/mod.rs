@@ -6,4 +6,5 @@ pub mod budget;
 pub mod plan;
 pub mod pricing;
 pub mod stream;
+pub mod text;
 pub mod usage;

@@ -689,16 +689,7 @@ impl<'de, const N: usize> Deserialize<'de> for Snippet<N> {
 }
 
 /// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub use crate::core::text::prefix_bytes as truncate;
 
 /// Content blocks; a non-array `content` (a plain string, say) yields none.
 struct Blocks<'a>(Vec<Block<'a>>);

@@ -344,7 +344,7 @@ impl Dispatcher {
                 s.kill_at = None;
                 if let Some(g) = &s.group {
                     if g.kill() {
-                        tracing::debug!(instance = id, "grace expired: SIGKILL sent");
+                        tracing::debug!(instance = %self.plan.instances[id].name, "grace expired: SIGKILL sent");
                         s.activity = Some("killed after the grace period".into());
                     }
                 }
@@ -472,6 +472,7 @@ impl Dispatcher {
                 let tracker = Tracker::new(self.pricing.clone());
                 tokio::spawn(supervise(
                     id,
+                    spec.name.clone(),
                     child,
                     stdout,
                     stderr,
@@ -594,6 +595,12 @@ impl Dispatcher {
                     s.activity = Some(a);
                 }
                 let _ = ack.send(());
+                // HOOK(hardening): configured `env` values never reach a report.
+                if let Some(a) = &s.activity {
+                    let clean = redact_env(&self.plan.instances[id], a);
+                    self.states[id].activity = Some(clean);
+                }
+                let warning = warning.map(|w| redact_env(&self.plan.instances[id], &w));
                 if let Some(w) = warning {
                     self.console
                         .warn(&format!("{}: {w}", self.plan.instances[id].name));
@@ -625,6 +632,15 @@ impl Dispatcher {
                 let now = Instant::now();
                 self.running = self.running.saturating_sub(1);
                 self.ledger.finish(id);
+                // HOOK(hardening): configured `env` values are redacted from every text
+                // captured from the instance (stderr tail, result, errors).
+                let spec = &self.plan.instances[id];
+                let stderr_tail = redact_env(spec, &stderr_tail);
+                let mut result = result;
+                if let Some(r) = result.as_mut() {
+                    r.text = r.text.as_deref().map(|t| redact_env(spec, t));
+                }
+                let read_error = read_error.map(|e| redact_env(spec, &e));
                 let s = &mut self.states[id];
                 s.ended = Some(now);
                 s.exit = Some(exit);
@@ -924,6 +940,11 @@ fn classify(s: &InstanceState, read_error: Option<String>) -> (Status, Option<St
     (Status::Completed, None)
 }
 
+/// `text` without any of the instance's configured `env` values (core::text::redact).
+fn redact_env(spec: &crate::core::plan::InstanceSpec, text: &str) -> String {
+    crate::core::text::redact(text, spec.env.iter().map(|(_, v)| v.as_str()))
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -966,6 +987,8 @@ async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
 /// Reads one instance's output to the end, accounting each line, and reports its exit.
 async fn supervise(
     id: InstanceId,
+    // HOOK(hardening): the instance's name, for warnings (they printed `instance=0`).
+    name: String,
     mut child: process::Child,
     stdout: tokio::process::ChildStdout,
     stderr: tokio::process::ChildStderr,
@@ -1033,7 +1056,7 @@ async fn supervise(
                     if let Some(at) = exited_at {
                         let now = Instant::now();
                         if now >= at + POST_EXIT_MAX {
-                            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
+                            tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
                             break;
                         }
                         drain_until = Some((now + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
@@ -1046,7 +1069,7 @@ async fn supervise(
                 }
             },
             _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
-                tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
+                tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
                 break;
             }
         }
@@ -1065,7 +1088,7 @@ async fn supervise(
         Ok(Err(_)) => (String::new(), None),
         Err(_) => {
             stderr_task.abort();
-            tracing::warn!(instance = id, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
+            tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
             (String::new(), None)
         }
     };

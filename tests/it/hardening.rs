@@ -862,3 +862,135 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
     }
     assert!(left.is_empty(), "left running after kill -9: {left:?}");
 }
+
+// ---------------------------------------------------------------- 12: text safety
+
+/// The dry run prints no raw ESC, BEL or bidi control from prompts, models or extra args.
+#[test]
+fn dry_run_prints_no_terminal_controls() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("c.json"),
+        r#"{"instances":[{"name":"evil","command":"fix \u001b[2J\u0007 it \u202e gnp.exe","model":"son\u001b]0;x\u0007net","extra_args":["--x\u0007","\u202eabc"]}]}"#,
+    )
+    .expect("config");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "--dry-run", "-c", "c.json"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(text.contains("gnp.exe"), "{text}");
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!text.contains(bad), "{bad:?} in the dry run:\n{text:?}");
+    }
+}
+
+/// A child's stderr that contains a configured `env` value is redacted in the report,
+/// the events and the summary.
+#[test]
+fn env_values_are_redacted_from_captured_text() {
+    let dir = tempdir();
+    let secret = "sk-live-0123456789";
+    std::fs::write(
+        dir.path().join("c.json"),
+        format!(
+            r#"{{"instances":[{{"name":"leaky","command":"/x","env":{{"MY_TOKEN":"{secret}"}}}}]}}"#
+        ),
+    )
+    .expect("config");
+    let claude = write_script(
+        dir.path(),
+        "claude-leaky",
+        "echo \"auth failed for token $MY_TOKEN\" >&2\nexit 1",
+    );
+    let out = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .args(["--json", "--report", "r.json", "-c", "c.json"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let report = std::fs::read_to_string(dir.path().join("r.json")).expect("report");
+    let events = String::from_utf8_lossy(&out.stdout);
+    for (what, text) in [
+        ("report", report.as_str()),
+        ("events", &events),
+        ("summary", &err),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the secret is in the {what}: {text}"
+        );
+    }
+    assert!(
+        report.contains("auth failed for token [redacted]"),
+        "{report}"
+    );
+}
+
+/// An `env` key that is really `NAME=value` is refused without echoing the value.
+#[test]
+fn env_key_with_a_value_is_not_echoed() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("c.json"),
+        r#"{"instances":[{"command":"/x","env":{"MY_TOKEN=SECRETVALUE":"x"}}]}"#,
+    )
+    .expect("config");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "-c", "c.json"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("MY_TOKEN=…"), "{err}");
+    assert!(!err.contains("SECRETVALUE"), "{err}");
+}
+
+/// A key given twice is an error naming its JSON path, not "last one wins".
+#[test]
+fn duplicate_config_keys_are_an_error_with_the_path() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("c.json"),
+        r#"{"instances":[{"command":"/a"},{"command":"/b","timeout":5,"timeout":50}]}"#,
+    )
+    .expect("config");
+    let out = orchestrator(dir.path())
+        .args(["--simulate", "-c", "c.json"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("instances[1].timeout: duplicate key \"timeout\""),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// Warnings about an instance name it (they used to say `instance=0`).
+#[test]
+fn warnings_name_the_instance() {
+    let dir = tempdir();
+    let result = crate::common::result(10, 5, 0.0, false, "ok");
+    let claude = write_script(
+        dir.path(),
+        "claude-escape",
+        // The escaped process holds stdout; the script waits until it has left the group.
+        &format!("printf '%s\\n' '{result}'\nd=\"$(dirname \"$0\")\"\nsetsid sh -c \"touch '$d/escaped'; exec sleep 30\" &\nwhile [ ! -e \"$d/escaped\" ]; do sleep 0.01; done\nexit 0"),
+    );
+    let out = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .arg("first prompt")
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped reading it"), "{err}");
+    assert!(err.contains("instance=first-prompt"), "{err}");
+    assert!(!err.contains("instance=0"), "{err}");
+}
