@@ -27,7 +27,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    Ok(u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
+    Ok(lim.rlim_cur)
 }
 
 /// Descriptors this process has open now (from /proc/self/fd; 16 as a guess elsewhere).
