@@ -6,10 +6,10 @@
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
 //! parser can pick events out with grep.
 
-use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
+use crate::core::budget::{Amount, Decision, Scope, Warning, WarningKind};
 use crate::core::plan::{InstanceSpec, Plan};
+use crate::core::run::{Instance, Phase, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
-use crate::runtime::dispatcher::{InstanceState, RunOutcome};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
@@ -129,7 +129,7 @@ impl QueuedWriter {
 pub struct EventSink {
     json: bool,
     out: Output,
-    /// `--report FILE`, written by [`EventSink::run_finished`].
+    /// `--report FILE`, written by [`EventSink::write_report_file`].
     report_path: Option<std::path::PathBuf>,
     /// Instance names by id, so that instance-scope budgets are named, not numbered.
     names: Vec<String>,
@@ -224,7 +224,7 @@ impl EventSink {
         sink
     }
 
-    /// `--report FILE`: [`EventSink::run_finished`] writes the report there.
+    /// `--report FILE`: [`EventSink::write_report_file`] writes the report there.
     pub fn set_report_path(&mut self, path: Option<std::path::PathBuf>) {
         self.report_path = path;
     }
@@ -279,7 +279,57 @@ impl EventSink {
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }
 
-    pub fn run_started(&mut self, plan: &Plan) {
+    /// Writes what `event` means for scripts, and keeps the `run_finished` object.
+    pub fn on_event(&mut self, event: &RunEvent, run: &RunState, now: Instant) {
+        let name = |id: usize| run.name(id).to_string();
+        match event {
+            RunEvent::RunStarted { .. } => self.run_started(&run.plan),
+            RunEvent::InstanceStarted { id, pid, argv } => self.emit(
+                "instance_started",
+                json!({"name": name(*id), "pid": pid, "argv": argv}),
+            ),
+            RunEvent::Usage { id, tokens } => {
+                let p = &run.instances[*id].progress;
+                self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
+            }
+            RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
+            RunEvent::BudgetWarning { id, warning } => self.budget_warning(&name(*id), warning),
+            RunEvent::BudgetExceeded { decision, reason } => self.budget_exceeded(decision, reason),
+            RunEvent::InstanceWaiting { id } => self.emit(
+                "instance_waiting",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceBlocked { id } => self.emit(
+                "instance_blocked",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceTerminated { id } => {
+                let inst = &run.instances[*id];
+                let kind = match &inst.phase {
+                    Phase::Running {
+                        stopping: Some(s), ..
+                    } => s.why.kind(),
+                    _ => "budget",
+                };
+                self.emit(
+                    "instance_terminated",
+                    json!({"name": name(*id), "reason": kind, "message": inst.reason()}),
+                );
+            }
+            RunEvent::InstanceFinished { id } => {
+                let spec = &run.plan.instances[*id];
+                self.flush_usage(&spec.name);
+                self.emit(
+                    "instance_finished",
+                    instance_json(spec, &run.instances[*id], now),
+                );
+            }
+            RunEvent::Interrupted { .. } => {}
+            RunEvent::RunFinished => self.run_finished(run, now),
+        }
+    }
+
+    fn run_started(&mut self, plan: &Plan) {
         self.names = plan.instances.iter().map(|i| i.name.clone()).collect();
         let instances: Vec<Value> = plan
             .instances
@@ -298,21 +348,10 @@ impl EventSink {
         self.emit("run_started", body);
     }
 
-    pub fn instance_started(&mut self, name: &str, pid: u32, argv: &[String]) {
-        self.emit(
-            "instance_started",
-            json!({"name": name, "pid": pid, "argv": argv}),
-        );
-    }
-
     /// A usage update of one instance. Coalesced: at most one event per instance per
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: u64, now: Instant) {
-        self.usage_update(name, &s.usage, s.cost, delta, now);
-    }
-
     pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
         if !self.json {
             return;
@@ -345,9 +384,10 @@ impl EventSink {
 
     /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
     /// instance was admitted although its estimate does not fit. `name` is the instance
-    /// whose usage or launch caused it ("" when none).
-    pub fn budget_warning(&mut self, name: &str, w: &Warning) {
-        let mut body = json!({
+    /// whose usage or launch caused it.
+    fn budget_warning(&mut self, name: &str, w: &Warning) {
+        let body = json!({
+            "name": name,
             "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
             "used": w.used,
             "limit": w.limit,
@@ -359,14 +399,11 @@ impl EventSink {
             },
             "message": w.to_string(),
         });
-        if !name.is_empty() {
-            body["name"] = json!(name);
-        }
         self.emit("budget_warning", body);
     }
 
     /// Block mode: a budget went past its limit; `instances` are being terminated.
-    pub fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
+    fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
         if let Decision::Terminate {
             budget,
             used,
@@ -387,49 +424,12 @@ impl EventSink {
         }
     }
 
-    pub fn instance_waiting(&mut self, name: &str, reason: &str) {
-        self.emit("instance_waiting", json!({"name": name, "reason": reason}));
-    }
-
-    pub fn instance_blocked(&mut self, name: &str, reason: &str) {
-        self.emit("instance_blocked", json!({"name": name, "reason": reason}));
-    }
-
-    /// `kind` is `budget`, `timeout` or `interrupt`; `reason` the human text.
-    pub fn instance_terminated(&mut self, name: &str, kind: &str, reason: &str) {
-        self.emit(
-            "instance_terminated",
-            json!({"name": name, "reason": kind, "message": reason}),
-        );
-    }
-
-    pub fn instance_finished(&mut self, spec: &InstanceSpec, s: &InstanceState) {
-        self.flush_usage(&spec.name);
-        self.emit("instance_finished", instance_json(spec, s, Instant::now()));
-    }
-
-    /// Builds the `run_finished` object, writes it to `--report` (set with
-    /// [`EventSink::set_report_path`]) and then emits it as the last event. A report that
-    /// cannot be written is an error of the run: `outcome` is changed to exit code 1 (when
-    /// it was 0; a budget stop's 3 or an interrupt's 130 stays) with the reason appended,
-    /// before the event goes out, so the event, the summary and the exit code agree.
-    /// Returns the error line to show when the report could not be written.
-    pub fn run_finished(
-        &mut self,
-        plan: &Plan,
-        states: &[InstanceState],
-        ledger: &Ledger,
-        outcome: &mut RunOutcome,
-        started: Instant,
-        now: Instant,
-    ) -> Option<String> {
-        let mut totals = Usage::default();
-        let mut cost = Usd::ZERO;
-        for s in states {
-            totals += s.usage;
-            cost += s.cost;
-        }
-        let budgets: Vec<Value> = ledger
+    /// The `run_finished` object at `now` (also the `--report` file).
+    fn report_value(&self, run: &RunState, now: Instant) -> Value {
+        let (totals, cost) = run.totals();
+        let outcome = run.outcome();
+        let budgets: Vec<Value> = run
+            .ledger
             .budgets()
             .iter()
             .map(|b| {
@@ -441,45 +441,57 @@ impl EventSink {
                 v
             })
             .collect();
-        let instances: Vec<Value> = plan
+        let instances: Vec<Value> = run
+            .plan
             .instances
             .iter()
-            .zip(states)
+            .zip(&run.instances)
             .map(|(spec, s)| instance_json(spec, s, now))
             .collect();
-        let ts = now_ts();
-        let report = json!({
+        json!({
             "event": "run_finished",
-            "ts": ts,
+            "ts": now_ts(),
             "version": env!("CARGO_PKG_VERSION"),
-            "exit_code": outcome.exit_code,
-            "exit_reason": outcome.exit_reason,
-            "duration_ms": duration_ms(now.saturating_duration_since(started)),
-            "mode": plan.budgets.mode,
+            "exit_code": outcome.exit.code(),
+            "exit_reason": outcome.reason,
+            "duration_ms": duration_ms(now.saturating_duration_since(run.started_at)),
+            "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
             "budgets": budgets,
             "instances": instances,
-        });
-        let mut report = report;
-        let mut error = None;
-        if let Some(path) = self.report_path.clone() {
-            if let Err(e) = write_report(&path, &report) {
-                let msg = format!("cannot write --report {}: {e}", path.display());
-                if outcome.exit_code == 0 {
-                    outcome.exit_code = EXIT_REPORT_FAILED;
-                }
-                outcome.exit_reason = format!("{}; {msg}", outcome.exit_reason);
-                report["exit_code"] = json!(outcome.exit_code);
-                report["exit_reason"] = json!(outcome.exit_reason);
-                error = Some(msg);
-            }
-        }
+        })
+    }
+
+    /// Writes the report to `--report` (see [`EventSink::set_report_path`]), if one was
+    /// asked for. Called by the executor just before `RunFinished` goes out, so that a
+    /// failure becomes part of the outcome (`RunState::report_error`) that the event, the
+    /// summary and the exit code then show alike.
+    /// The object written is kept and becomes the `run_finished` event, so the two are
+    /// identical (`ts` included).
+    pub fn write_report_file(&mut self, run: &RunState, now: Instant) -> Result<(), String> {
+        let Some(path) = self.report_path.clone() else {
+            return Ok(());
+        };
+        let report = self.report_value(run, now);
+        write_report(&path, &report)
+            .map_err(|e| format!("cannot write --report {}: {e}", path.display()))?;
+        self.finished = Some(report);
+        Ok(())
+    }
+
+    fn run_finished(&mut self, run: &RunState, now: Instant) {
+        // The report just written, or (none asked for, or it failed and the outcome now
+        // says so) a fresh one.
+        let report = match self.finished.take() {
+            Some(r) => r,
+            None => self.report_value(run, now),
+        };
         if self.json {
+            let ts = report["ts"].as_str().unwrap_or_default().to_string();
             let line = event_line("run_finished", &ts, &report);
             self.write_line(line);
         }
         self.finished = Some(report);
-        error
     }
 }
 
@@ -546,20 +558,21 @@ pub fn usage_json(u: &Usage, cost: Usd) -> Value {
     })
 }
 
-fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value {
+fn instance_json(spec: &InstanceSpec, s: &Instance, now: Instant) -> Value {
+    let p = &s.progress;
     json!({
         "name": spec.name,
         "command": spec.command,
-        "status": s.status,
-        "reason": s.reason,
+        "status": s.status(),
+        "reason": s.reason(),
         "exit_code": s.exit.and_then(|e| e.code),
         "signal": s.exit.and_then(|e| e.signal),
-        "usage": usage_json(&s.usage, s.cost),
-        "model": s.model.as_deref().or(spec.model.as_deref()),
+        "usage": usage_json(&p.usage, p.cost),
+        "model": p.model.as_deref().or(spec.model.as_deref()),
         "duration_ms": s.duration(now).map(duration_ms).unwrap_or(0),
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
-        "tools": s.tools,
-        "malformed_lines": s.malformed_lines,
+        "tools": p.tools,
+        "malformed_lines": p.malformed_lines,
         "log_error": s.log_error,
     })
 }
@@ -769,7 +782,7 @@ mod tests {
     fn without_json_nothing_is_written() {
         let out = Captured::default();
         let mut sink = EventSink::with_writer(false, Box::new(out.clone()));
-        sink.instance_waiting("a", "waiting for overall budget");
+        sink.emit("instance_waiting", json!({"name": "a"}));
         sink.usage_update("a", &usage(1), Usd::ZERO, 1, Instant::now());
         assert!(out.events().is_empty());
     }
