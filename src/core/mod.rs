@@ -8,6 +8,7 @@ pub mod plan;
 pub mod predict;
 pub mod pricing;
 pub mod run;
+pub mod signal;
 pub mod stream;
 pub mod text;
 pub mod usage;

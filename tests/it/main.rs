@@ -5,11 +5,13 @@
 mod common;
 
 mod accounting_fixtures;
+mod batch;
 mod cli;
 mod cli_errors;
 mod faults;
 mod hardening;
 mod process_faults;
+mod rate_limits;
 mod real_claude;
 mod run;
 mod scripting;
