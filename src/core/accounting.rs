@@ -1,32 +1,50 @@
 //! Per-instance token and dollar accounting from Claude Code's `stream-json` output.
 //!
-//! A [`Tracker`] is fed every stdout line of one instance and keeps SPEC §4's rules:
+//! A [`Tracker`] is fed every stdout line of one instance and keeps SPEC §4's rules, as
+//! Claude Code 2.1.197 itself counts (docs/real-claude-notes.md):
 //!
 //! - **Dedupe by message id.** One API response appears as several `assistant` events and
 //!   a `message_start` stream event with the same `message.id`; per id the tracker keeps
 //!   the field-wise maximum of the usage, so nothing is counted twice.
 //! - **`message_delta`** carries the cumulative usage of the message most recently started
-//!   (`message_start`) with the same `parent_tool_use_id`; its fields raise that message's
-//!   maximum, they are never added.
+//!   (`message_start`) with the same `parent_tool_use_id`. Its output count raises that
+//!   message's; an input, cache-write or cache-read count above 0 *replaces* the
+//!   `message_start` one (Claude Code does the same), and later frames no longer raise it.
+//! - **A failed streamed attempt is not counted.** When a stream fails after its
+//!   `message_start`, Claude Code re-issues the call without streaming: the retry appears
+//!   only as `assistant` events under a new id, and the failed attempt's `message_start`
+//!   (and later a stray `message_delta`) stay in the stream. A started message that never
+//!   got an `assistant` event and is followed, for the same parent, by another message is
+//!   such an attempt: its usage is taken back out, and frames still attributed to it are
+//!   ignored. Claude leaves it out of `modelUsage` and `total_cost_usd` too.
+//! - **Subagents.** A subagent's messages appear as `assistant` events with its
+//!   `parent_tool_use_id`, except its last one: that one's usage is in the Task tool's
+//!   `user` event, `tool_use_result.usage` (model: `tool_use_result.resolvedModel`), and is
+//!   counted from there.
 //! - **`<synthetic>`** messages count no tokens and cost nothing. An `assistant` event
 //!   without a `message.id` cannot be deduplicated and is not counted live (the `result`
 //!   still covers it).
-//! - **`result` is the authority.** Its `modelUsage` summed over models becomes the token
-//!   total if it is larger than what was counted live (the per-class breakdown then becomes
-//!   the result's); otherwise the live numbers stay. Its `total_cost_usd` *replaces* the
-//!   live cost estimate exactly. Results are running totals: a later `result` replaces an
-//!   earlier one. Lines after a result add on top of it until the next result.
-//!   (If a result has no `modelUsage`, its `usage` is used under the same "only if larger"
-//!   rule; `usage` is never preferred to `modelUsage`.)
+//! - **`result` is the authority, both ways.** Its `modelUsage` summed over models becomes
+//!   the token total and per-class breakdown, even when smaller than what was counted live;
+//!   its `total_cost_usd` replaces the live cost estimate. How far live counting was off is
+//!   kept in [`ResultSummary::live_tokens_over`] / [`ResultSummary::live_cost_over`]. Results
+//!   are running totals: a later `result` replaces an earlier one. Lines after a result add
+//!   on top of it until the next result. (If a result has no `modelUsage`, its `usage` is
+//!   used only if larger than the live count: it describes the last message only.)
 //!
-//! **Deltas.** Every [`Observation`] carries `tokens_delta` (never negative) and
-//! `cost_delta` such that the sum of all deltas equals [`Tracker::total_tokens`] and
-//! [`Tracker::cost`] at every moment. `cost_delta` is negative in exactly one case: when a
-//! `result`'s `total_cost_usd` is lower than the live estimate it replaces (the live
-//! estimate prices each message at list price and cannot know Claude's own discounts).
+//! **Deltas.** Every [`Observation`] carries `tokens_delta` and `cost_delta` such that the
+//! sum of all deltas equals [`Tracker::total_tokens`] and [`Tracker::cost`] at every moment.
+//! Both are negative only when a count is corrected downward: a `result` smaller than the
+//! live count, a failed attempt taken back, or a `message_delta` input count replacing a
+//! larger `message_start` one.
 //!
-//! **Live cost** is each message's tokens at its own model's price ([`Pricing`]); a model
-//! the table does not know is priced as the most expensive known model, with one warning.
+//! **Live cost** is each message's tokens at its own model's price ([`Pricing`]), times the
+//! model's fast-mode factor when `usage.speed` is `"fast"`, plus $0.01 per
+//! `server_tool_use.web_search_requests`, with 1-hour cache writes at the 1-hour rate. A model
+//! the table does not know is priced at the table's `"unknown"` row (what Claude Code
+//! charges), with one warning. On each `result`, every model's `costUSD` is checked against
+//! the table; on a mismatch the shared [`Calibration`] scales that model's live estimate by
+//! Claude's ratio for the rest of the run (one warning per model and run).
 //!
 //! **Memory is bounded.** The dedupe map keeps the [`MESSAGE_WINDOW`] most recently
 //! started message ids (as 64-bit hashes); older messages stay in the totals but can no
@@ -35,7 +53,7 @@
 //! message within one turn, far inside that window. Tool-use ids and `message_delta`
 //! associations are bounded the same way.
 
-use crate::core::pricing::{cost_with, ModelPrice, Pricing};
+use crate::core::pricing::{self, Calibration, ModelPrice, Pricing, Ratio};
 use crate::core::stream::{self, Event, RawUsage};
 use crate::core::usage::{Usage, Usd};
 use std::collections::hash_map::DefaultHasher;
@@ -49,6 +67,8 @@ pub const MESSAGE_WINDOW: usize = 512;
 const TOOL_WINDOW: usize = 512;
 /// Distinct `parent_tool_use_id`s whose current message is remembered.
 const PARENT_WINDOW: usize = 64;
+/// Most distinct models priced per instance (beyond it, new models share the last row).
+const MAX_ROWS: usize = 256;
 /// The result text kept in [`ResultSummary`].
 pub const RESULT_TEXT_MAX: usize = stream::RESULT_TEXT_MAX;
 
@@ -57,12 +77,13 @@ const SYNTHETIC_MODEL: &str = "<synthetic>";
 /// What one line changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {
-    pub tokens_delta: u64,
+    /// Change of [`Tracker::total_tokens`]; negative only for a downward correction.
+    pub tokens_delta: i64,
     pub cost_delta: Usd,
     /// New live detail for the report, e.g. `Bash: cargo test`, `api_retry 2/10 (529)`.
     pub activity: Option<String>,
     /// Something the user should know, given once per tracker (unknown model, first
-    /// malformed line).
+    /// malformed line) or once per run and model (price table disagrees with Claude).
     pub warning: Option<String>,
     /// This line was a `result` event.
     pub result: bool,
@@ -76,38 +97,83 @@ pub struct ResultSummary {
     /// At most [`RESULT_TEXT_MAX`] bytes.
     pub text: Option<String>,
     pub num_turns: Option<u64>,
+    /// Live tokens just before this result minus the result's: positive when live counting
+    /// over-counted, negative when it under-counted.
+    pub live_tokens_over: i64,
+    /// Live dollars just before this result minus the result's `total_cost_usd`.
+    pub live_cost_over: Usd,
 }
+
+/// Which kind of line a usage frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// `message_start`, `assistant`, or a subagent's `tool_use_result`: field-wise maximum.
+    Snapshot,
+    /// `message_delta`: counts above 0 replace input and cache counts.
+    Delta,
+}
+
+const LOCK_INPUT: u8 = 1;
+const LOCK_CACHE_WRITE: u8 = 2;
+const LOCK_CACHE_READ: u8 = 4;
+const LOCK_1H: u8 = 8;
 
 /// One deduplicated API message.
 #[derive(Debug, Clone, Copy)]
 struct Msg {
     usage: Usage,
     cache_1h: u64,
-    /// Index into `Tracker::prices`, or [`SYNTHETIC`] for free, uncounted messages.
-    price: u16,
+    web_search: u64,
+    fast: bool,
+    /// `LOCK_*` fields set by a `message_delta`.
+    locked: u8,
+    /// Index into `Tracker::rows`, or [`SYNTHETIC`] for free, uncounted messages.
+    row: u16,
+    /// Cost counted for it (calibrated).
+    cost: Usd,
+    /// Cost at the table's price (uncalibrated).
+    table_cost: Usd,
+    /// An `assistant` event with its id was seen.
+    assistant_seen: bool,
+    /// A failed attempt, taken back: counts nothing.
+    dead: bool,
+    /// Number of results seen when it was first counted.
+    epoch: u32,
 }
 
 const SYNTHETIC: u16 = u16::MAX;
+
+/// Live totals of one model within one instance.
+#[derive(Debug, Clone)]
+struct Row {
+    /// Normalised model name the row prices.
+    key: String,
+    price: ModelPrice,
+    usage: Usage,
+    table_cost: Usd,
+    fast_seen: bool,
+}
 
 /// Accounting state of one instance. Pure: no I/O, no clock.
 #[derive(Debug)]
 pub struct Tracker {
     pricing: Arc<Pricing>,
+    calibration: Calibration,
 
     msgs: HashMap<u64, Msg>,
     msg_order: VecDeque<u64>,
-    /// Price rows in use, each copied once from the table (so bounded by its size).
-    prices: Vec<ModelPrice>,
+    rows: Vec<Row>,
     /// Sum over every message ever seen (including ones evicted from `msgs`).
     live: Usage,
     live_cost: Usd,
 
-    /// What the last `result` set (or the live totals at that moment, if larger), and the
-    /// live totals at that moment; lines after it add `live - live_at_base`.
+    /// What the last `result` set, and the live totals at that moment; lines after it add
+    /// `live - live_at_base`.
     base: Usage,
     base_cost: Usd,
     live_at_base: Usage,
     live_cost_at_base: Usd,
+    results_seen: u32,
 
     reported_tokens: u64,
     reported_cost: Usd,
@@ -129,18 +195,26 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker with its own (unshared) calibration.
     pub fn new(pricing: Arc<Pricing>) -> Tracker {
+        Tracker::with_calibration(pricing, Calibration::new())
+    }
+
+    /// A tracker sharing `calibration` with the other trackers of the run.
+    pub fn with_calibration(pricing: Arc<Pricing>, calibration: Calibration) -> Tracker {
         Tracker {
             pricing,
+            calibration,
             msgs: HashMap::new(),
             msg_order: VecDeque::new(),
-            prices: Vec::new(),
+            rows: Vec::new(),
             live: Usage::default(),
             live_cost: Usd::ZERO,
             base: Usage::default(),
             base_cost: Usd::ZERO,
             live_at_base: Usage::default(),
             live_cost_at_base: Usd::ZERO,
+            results_seen: 0,
             reported_tokens: 0,
             reported_cost: Usd::ZERO,
             current: VecDeque::new(),
@@ -173,9 +247,8 @@ impl Tracker {
                 }
             }
         }
-        let usage = self.usage();
-        let total = usage.total().max(self.reported_tokens);
-        obs.tokens_delta = total - self.reported_tokens;
+        let total = self.usage().total();
+        obs.tokens_delta = signed(total) - signed(self.reported_tokens);
         self.reported_tokens = total;
         let cost = self.effective_cost();
         obs.cost_delta = Usd(cost.0.saturating_sub(self.reported_cost.0));
@@ -186,16 +259,26 @@ impl Tracker {
         obs
     }
 
-    /// Tokens per class: the live counts, or the last `result`'s when larger (plus
-    /// anything counted after that result).
+    /// Tokens per class: the last `result`'s (plus anything counted after it), or the live
+    /// counts before any result.
     pub fn usage(&self) -> Usage {
         let since = Usage {
-            input_tokens: self.live.input_tokens - self.live_at_base.input_tokens,
-            output_tokens: self.live.output_tokens - self.live_at_base.output_tokens,
-            cache_creation_input_tokens: self.live.cache_creation_input_tokens
-                - self.live_at_base.cache_creation_input_tokens,
-            cache_read_input_tokens: self.live.cache_read_input_tokens
-                - self.live_at_base.cache_read_input_tokens,
+            input_tokens: self
+                .live
+                .input_tokens
+                .saturating_sub(self.live_at_base.input_tokens),
+            output_tokens: self
+                .live
+                .output_tokens
+                .saturating_sub(self.live_at_base.output_tokens),
+            cache_creation_input_tokens: self
+                .live
+                .cache_creation_input_tokens
+                .saturating_sub(self.live_at_base.cache_creation_input_tokens),
+            cache_read_input_tokens: self
+                .live
+                .cache_read_input_tokens
+                .saturating_sub(self.live_at_base.cache_read_input_tokens),
         };
         self.base + since
     }
@@ -237,10 +320,8 @@ impl Tracker {
     }
 
     fn effective_cost(&self) -> Usd {
-        Usd(self
-            .base_cost
-            .0
-            .saturating_add(self.live_cost.0 - self.live_cost_at_base.0))
+        let since = self.live_cost.0.saturating_sub(self.live_cost_at_base.0);
+        Usd(self.base_cost.0.saturating_add(since).max(0))
     }
 
     fn apply(&mut self, ev: Event<'_>, obs: &mut Observation) {
@@ -273,7 +354,21 @@ impl Tracker {
             }
             Event::Assistant(a) => {
                 if let Some(id) = &a.id {
-                    self.record(hash(id), a.model.as_deref(), a.usage.as_ref(), obs);
+                    let key = hash(id);
+                    let parent = a.parent_tool_use_id.as_deref().map(hash);
+                    if !self.msgs.contains_key(&key) {
+                        self.supersede(parent, key);
+                    }
+                    self.record(
+                        key,
+                        a.model.as_deref(),
+                        a.usage.as_ref(),
+                        Frame::Snapshot,
+                        obs,
+                    );
+                    if let Some(m) = self.msgs.get_mut(&key) {
+                        m.assistant_seen = true;
+                    }
                 }
                 let msg_key = a.id.as_deref().unwrap_or("");
                 for t in &a.tool_uses {
@@ -293,8 +388,14 @@ impl Tracker {
             Event::MessageStart(m) => {
                 if let Some(id) = &m.id {
                     let key = hash(id);
-                    self.record(key, m.model.as_deref(), m.usage.as_ref(), obs);
                     let parent = m.parent_tool_use_id.as_deref().map(hash);
+                    self.record(
+                        key,
+                        m.model.as_deref(),
+                        m.usage.as_ref(),
+                        Frame::Snapshot,
+                        obs,
+                    );
                     self.current.retain(|(p, _)| *p != parent);
                     self.current.push_back((parent, key));
                     if self.current.len() > PARENT_WINDOW {
@@ -309,69 +410,179 @@ impl Tracker {
                 let parent = parent_tool_use_id.as_deref().map(hash);
                 if let Some(&(_, key)) = self.current.iter().rev().find(|(p, _)| *p == parent) {
                     // The message is known (message_start created it), so no model needed.
-                    self.record(key, None, Some(&usage), obs);
+                    self.record(key, None, Some(&usage), Frame::Delta, obs);
                 }
             }
-            Event::Result(r) => {
-                obs.result = true;
-                let from_result = match (&r.model_usage, &r.usage) {
-                    (Some(models), _) => Some(
-                        models
-                            .iter()
-                            .filter(|(m, _)| m.as_ref() != SYNTHETIC_MODEL)
-                            .fold(Usage::default(), |acc, (_, u)| acc + u.usage()),
-                    ),
-                    (None, Some(u)) => Some(u.usage()),
-                    (None, None) => None,
+            Event::SubagentResult(s) => {
+                let key = match &s.key {
+                    Some(k) => hash(&("subagent-last-message", k.as_ref())),
+                    None => hash(&("subagent-last-message", format!("{:?}", s.usage))),
                 };
-                let now = self.usage();
-                self.base = match from_result {
-                    Some(u) if u.total() > now.total() => u,
-                    _ => now,
-                };
-                self.live_at_base = self.live;
-                self.base_cost = match r.total_cost_usd {
-                    Some(d) => Usd::from_dollars(d),
-                    None => self.effective_cost(),
-                };
-                self.live_cost_at_base = self.live_cost;
-                if let Some(s) = r.session_id {
-                    self.session_id = Some(s.into_owned());
-                }
-                let subtype = r.subtype.map(|s| s.into_owned()).unwrap_or_default();
-                let is_error = r.is_error.unwrap_or_else(|| subtype.starts_with("error"));
-                self.result = Some(ResultSummary {
-                    subtype,
-                    is_error,
-                    text: r.result,
-                    num_turns: r.num_turns,
-                });
+                let model = s.model.as_deref().map(str::to_string);
+                self.record(key, model.as_deref(), Some(&s.usage), Frame::Snapshot, obs);
             }
+            Event::Result(r) => self.on_result(r, obs),
             Event::Ignored => {}
         }
     }
 
-    /// Raises message `key` to at least `usage`, field by field; creates it (priced by
-    /// `model`) when new.
+    fn on_result(&mut self, r: stream::ResultEvent<'_>, obs: &mut Observation) {
+        obs.result = true;
+        let before_tokens = self.usage().total();
+        let before_cost = self.effective_cost();
+        let from_result = match (&r.model_usage, &r.usage) {
+            (Some(models), _) => Some(
+                models
+                    .iter()
+                    .filter(|(m, _)| m.as_ref() != SYNTHETIC_MODEL)
+                    .fold(Usage::default(), |acc, (_, u)| acc + u.usage()),
+            ),
+            // `usage` alone describes the last message only: a floor, never a replacement.
+            (None, Some(u)) if u.usage().total() > self.usage().total() => Some(u.usage()),
+            (None, _) => None,
+        };
+        if let Some(u) = from_result {
+            self.base = u;
+        } else {
+            self.base = self.usage();
+        }
+        self.live_at_base = self.live;
+        self.base_cost = match r.total_cost_usd {
+            Some(d) => Usd::from_dollars(d),
+            None => self.effective_cost(),
+        };
+        self.live_cost_at_base = self.live_cost;
+        self.results_seen = self.results_seen.saturating_add(1);
+        if let Some(models) = &r.model_usage {
+            let mut warnings = Vec::new();
+            for (name, mu) in models {
+                if name.as_ref() == SYNTHETIC_MODEL {
+                    continue;
+                }
+                if let Some(w) = self.check_price(name, mu) {
+                    warnings.push(w);
+                }
+            }
+            if !warnings.is_empty() {
+                obs.warning = Some(warnings.join("; "));
+            }
+        }
+        if let Some(s) = r.session_id {
+            self.session_id = Some(s.into_owned());
+        }
+        let subtype = r.subtype.map(|s| s.into_owned()).unwrap_or_default();
+        let is_error = r.is_error.unwrap_or_else(|| subtype.starts_with("error"));
+        let after_tokens = self.usage().total();
+        let after_cost = self.effective_cost();
+        self.result = Some(ResultSummary {
+            subtype,
+            is_error,
+            text: r.result,
+            num_turns: r.num_turns,
+            live_tokens_over: signed(before_tokens) - signed(after_tokens),
+            live_cost_over: Usd(before_cost.0.saturating_sub(after_cost.0)),
+        });
+    }
+
+    /// Compares Claude's `costUSD` for one model with the table; on a mismatch sets the
+    /// run's calibration for that model and returns the warning (first time per run only).
+    fn check_price(&mut self, name: &str, mu: &stream::ModelUsage) -> Option<String> {
+        let claude = Usd::from_dollars(mu.cost_usd?);
+        let usage = mu.usage();
+        if usage.total() == 0 || claude.0 <= 0 {
+            return None;
+        }
+        let key = pricing::normalize(name);
+        let row = self.rows.iter().find(|r| r.key == key);
+        let (price, _) = self.pricing.price_live(name);
+        let searches = mu.web_search_requests.unwrap_or(0);
+        let fast_seen = row.is_some_and(|r| r.fast_seen);
+        let range = pricing::expected_range(&self.pricing, price, &usage, searches, fast_seen);
+        if pricing::agrees(claude, range) {
+            return None;
+        }
+        // The exact table price of these tokens when live counting saw all of them (it knows
+        // the 1-hour writes and fast messages); else the range's low end.
+        let table = match row {
+            Some(r) if r.usage == usage && r.table_cost.0 > 0 => r.table_cost,
+            _ => range.0,
+        };
+        if table.0 <= 0 {
+            return None;
+        }
+        let ratio = Ratio {
+            claude: claude.0,
+            table: table.0,
+        };
+        let first = self.calibration.set(&key, ratio);
+        first.then(|| {
+            format!(
+                "price table disagrees with Claude for {name}: Claude charged {claude} where the table gives {table} for the same tokens; live estimates for {key} are scaled by {:.4} for the rest of the run (pass a corrected table with --pricing FILE)",
+                ratio.as_f64()
+            )
+        })
+    }
+
+    /// A new message `key` for `parent`: if the message last started for that parent never
+    /// got an `assistant` event, it was a failed streamed attempt that Claude re-issued.
+    fn supersede(&mut self, parent: Option<u64>, key: u64) {
+        let Some(&(_, cur)) = self.current.iter().rev().find(|(p, _)| *p == parent) else {
+            return;
+        };
+        if cur == key {
+            return;
+        }
+        let Some(m) = self.msgs.get(&cur).copied() else {
+            return;
+        };
+        if m.assistant_seen || m.dead {
+            return;
+        }
+        let zero = Msg {
+            usage: Usage::default(),
+            cache_1h: 0,
+            web_search: 0,
+            fast: false,
+            cost: Usd::ZERO,
+            table_cost: Usd::ZERO,
+            dead: true,
+            ..m
+        };
+        self.replace(&m, &zero);
+        if m.epoch < self.results_seen {
+            // Already covered by a result: keep what was counted since that result as is.
+            self.live_at_base = sub_usage(&self.live_at_base, &m.usage);
+            self.live_cost_at_base = Usd(self.live_cost_at_base.0.saturating_sub(m.cost.0));
+        }
+        self.msgs.insert(cur, zero);
+    }
+
+    /// Applies one frame of message `key`; creates it (priced by `model`) when new.
     fn record(
         &mut self,
         key: u64,
         model: Option<&str>,
         usage: Option<&RawUsage>,
+        frame: Frame,
         obs: &mut Observation,
     ) {
-        let (u, h1) = match usage {
-            Some(r) => (r.usage(), r.cache_write_1h()),
-            None => (Usage::default(), 0),
-        };
+        let raw = usage.copied().unwrap_or_default();
         if !self.msgs.contains_key(&key) {
-            let price = self.price_for(model, obs);
+            let row = self.row_for(model, obs);
             self.msgs.insert(
                 key,
                 Msg {
                     usage: Usage::default(),
                     cache_1h: 0,
-                    price,
+                    web_search: 0,
+                    fast: false,
+                    locked: 0,
+                    row,
+                    cost: Usd::ZERO,
+                    table_cost: Usd::ZERO,
+                    assistant_seen: false,
+                    dead: false,
+                    epoch: self.results_seen,
                 },
             );
             self.msg_order.push_back(key);
@@ -382,34 +593,88 @@ impl Tracker {
                 }
             }
         }
-        let Some(msg) = self.msgs.get_mut(&key) else {
+        let Some(&old) = self.msgs.get(&key) else {
             return;
         };
-        let Some(price) = self.prices.get(usize::from(msg.price)) else {
-            return; // <synthetic>: free and uncounted.
+        if old.dead || old.row == SYNTHETIC {
+            return; // a failed attempt, or <synthetic>: free and uncounted.
+        }
+        let mut new = old;
+        let u = raw.usage();
+        let field = |lock: u8, cur: u64, v: u64, locked: &mut u8| -> u64 {
+            match frame {
+                Frame::Delta if v > 0 => {
+                    *locked |= lock;
+                    v
+                }
+                Frame::Delta => cur,
+                Frame::Snapshot if old.locked & lock != 0 => cur,
+                Frame::Snapshot => cur.max(v),
+            }
         };
-        let new_usage = msg.usage.max(&u);
-        let new_1h = msg.cache_1h.max(h1);
-        if new_usage == msg.usage && new_1h == msg.cache_1h {
+        let mut locked = old.locked;
+        new.usage.input_tokens = field(
+            LOCK_INPUT,
+            old.usage.input_tokens,
+            u.input_tokens,
+            &mut locked,
+        );
+        new.usage.cache_creation_input_tokens = field(
+            LOCK_CACHE_WRITE,
+            old.usage.cache_creation_input_tokens,
+            u.cache_creation_input_tokens,
+            &mut locked,
+        );
+        new.usage.cache_read_input_tokens = field(
+            LOCK_CACHE_READ,
+            old.usage.cache_read_input_tokens,
+            u.cache_read_input_tokens,
+            &mut locked,
+        );
+        new.cache_1h = field(LOCK_1H, old.cache_1h, raw.cache_write_1h(), &mut locked);
+        new.locked = locked;
+        new.usage.output_tokens = old.usage.output_tokens.max(u.output_tokens);
+        new.web_search = old.web_search.max(raw.web_search_requests());
+        new.fast = old.fast || raw.is_fast();
+        if new.usage == old.usage
+            && new.cache_1h == old.cache_1h
+            && new.web_search == old.web_search
+            && new.fast == old.fast
+        {
+            self.msgs.insert(key, new);
             return;
         }
-        let old_cost = cost_with(price, &msg.usage, msg.cache_1h);
-        let new_cost = cost_with(price, &new_usage, new_1h);
-        self.live += Usage {
-            input_tokens: new_usage.input_tokens - msg.usage.input_tokens,
-            output_tokens: new_usage.output_tokens - msg.usage.output_tokens,
-            cache_creation_input_tokens: new_usage.cache_creation_input_tokens
-                - msg.usage.cache_creation_input_tokens,
-            cache_read_input_tokens: new_usage.cache_read_input_tokens
-                - msg.usage.cache_read_input_tokens,
+        let Some(row) = self.rows.get(usize::from(new.row)) else {
+            return;
         };
-        self.live_cost += Usd(new_cost.0 - old_cost.0);
-        msg.usage = new_usage;
-        msg.cache_1h = new_1h;
+        new.table_cost = self.pricing.message_cost(
+            &row.price,
+            &new.usage,
+            new.cache_1h,
+            new.web_search,
+            new.fast,
+        );
+        new.cost = match self.calibration.ratio(&row.key) {
+            Some(r) => r.apply(new.table_cost),
+            None => new.table_cost,
+        };
+        self.replace(&old, &new);
+        self.msgs.insert(key, new);
+    }
+
+    /// Moves the live totals (and the message's model row) from `old` to `new`.
+    fn replace(&mut self, old: &Msg, new: &Msg) {
+        self.live = add_usage(&sub_usage(&self.live, &old.usage), &new.usage);
+        self.live_cost = Usd(self.live_cost.0 - old.cost.0 + new.cost.0);
+        if let Some(row) = self.rows.get_mut(usize::from(old.row)) {
+            row.usage = add_usage(&sub_usage(&row.usage, &old.usage), &new.usage);
+            row.table_cost = Usd(row.table_cost.0 - old.table_cost.0 + new.table_cost.0);
+            row.fast_seen |= new.fast;
+        }
     }
 
     /// Price row for a new message; [`SYNTHETIC`] for `<synthetic>`.
-    fn price_for(&mut self, model: Option<&str>, obs: &mut Observation) -> u16 {
+    fn row_for(&mut self, model: Option<&str>, obs: &mut Observation) -> u16 {
         if model == Some(SYNTHETIC_MODEL) {
             return SYNTHETIC;
         }
@@ -419,14 +684,11 @@ impl Tracker {
             }
         }
         let name = model.or(self.model()).unwrap_or("").to_string();
-        let (price, known) = self.pricing.price_or_worst(&name);
-        let idx = match self.prices.iter().position(|p| p == price) {
-            Some(i) => i,
-            None => {
-                self.prices.push(price.clone());
-                self.prices.len() - 1
-            }
-        };
+        let key = pricing::normalize(&name);
+        if let Some(i) = self.rows.iter().position(|r| r.key == key) {
+            return u16::try_from(i).unwrap_or(SYNTHETIC);
+        }
+        let (price, known) = self.pricing.price_live(&name);
         if !known && !self.warned_unknown_model {
             self.warned_unknown_model = true;
             let shown = if name.is_empty() {
@@ -435,11 +697,22 @@ impl Tracker {
                 &name
             };
             obs.warning = Some(format!(
-                "unknown model {shown}: priced as {} (the most expensive known model) until Claude reports the real cost",
-                price.name
+                "unknown model {shown}: priced at ${} in / ${} out per million tokens (what Claude Code charges for a model it does not know) until Claude reports the real cost",
+                price.input as f64 / 1e6,
+                price.output as f64 / 1e6,
             ));
         }
-        u16::try_from(idx).unwrap_or(SYNTHETIC)
+        if self.rows.len() >= MAX_ROWS {
+            return u16::try_from(self.rows.len() - 1).unwrap_or(SYNTHETIC);
+        }
+        self.rows.push(Row {
+            key,
+            price: price.clone(),
+            usage: Usage::default(),
+            table_cost: Usd::ZERO,
+            fast_seen: false,
+        });
+        u16::try_from(self.rows.len() - 1).unwrap_or(SYNTHETIC)
     }
 
     /// True when the tool-use id is new.
@@ -455,6 +728,27 @@ impl Tracker {
         }
         true
     }
+}
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn sub_usage(a: &Usage, b: &Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens.saturating_sub(b.input_tokens),
+        output_tokens: a.output_tokens.saturating_sub(b.output_tokens),
+        cache_creation_input_tokens: a
+            .cache_creation_input_tokens
+            .saturating_sub(b.cache_creation_input_tokens),
+        cache_read_input_tokens: a
+            .cache_read_input_tokens
+            .saturating_sub(b.cache_read_input_tokens),
+    }
+}
+
+fn add_usage(a: &Usage, b: &Usage) -> Usage {
+    *a + *b
 }
 
 fn hash<T: Hash + ?Sized>(v: &T) -> u64 {
@@ -519,14 +813,14 @@ mod tests {
 
     /// Feeds all lines, checking the delta invariants after each one.
     fn feed(t: &mut Tracker, lines: &[String]) -> Vec<Observation> {
-        let (mut tok, mut cost) = (t.total_tokens(), t.cost());
+        let (mut tok, mut cost) = (t.total_tokens() as i64, t.cost());
         lines
             .iter()
             .map(|l| {
                 let o = t.observe(l.as_bytes());
                 tok += o.tokens_delta;
                 cost += o.cost_delta;
-                assert_eq!(tok, t.total_tokens());
+                assert_eq!(tok, t.total_tokens() as i64);
                 assert_eq!(cost, t.cost());
                 assert_eq!(t.usage().total(), t.total_tokens());
                 o
@@ -636,7 +930,7 @@ mod tests {
     }
 
     #[test]
-    fn result_smaller_than_live_keeps_live_tokens_but_takes_its_cost() {
+    fn result_smaller_than_live_replaces_tokens_and_cost_and_says_by_how_much() {
         let mut t = tracker();
         let obs = feed(
             &mut t,
@@ -649,12 +943,15 @@ mod tests {
                 .to_string(),
             ],
         );
-        assert_eq!(t.usage(), Usage::new(10_000, 500, 0, 0));
+        assert_eq!(t.usage(), Usage::new(9_000, 400, 0, 0));
+        assert_eq!(obs[1].tokens_delta, -1100);
         // Live estimate 10k × $5/M + 500 × $25/M = $0.0625, replaced by $0.001.
         assert_eq!(obs[0].cost_delta, Usd::from_dollars(0.0625));
         assert_eq!(obs[1].cost_delta, Usd(1_000_000 - 62_500_000));
         assert_eq!(t.cost(), Usd::from_dollars(0.001));
         let r = t.result().expect("result");
+        assert_eq!(r.live_tokens_over, 1100);
+        assert_eq!(r.live_cost_over, Usd(62_500_000 - 1_000_000));
         assert!(
             r.is_error,
             "error_ subtypes are errors when is_error is absent"
@@ -755,7 +1052,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_model_is_warned_once_and_priced_as_the_worst() {
+    fn unknown_model_is_warned_once_and_priced_as_claude_prices_it() {
         let mut t = tracker();
         let obs = feed(
             &mut t,
@@ -766,12 +1063,12 @@ mod tests {
         );
         let w = obs[0].warning.as_deref().expect("warning");
         assert!(
-            w.contains("claude-nova-9") && w.contains("claude-opus-4"),
+            w.contains("claude-nova-9") && w.contains("$5 in / $25 out"),
             "{w}"
         );
         assert!(obs[1].warning.is_none());
-        // Opus 4/4.1: $15 + $75.
-        assert_eq!(t.cost(), Usd::from_dollars(90.0));
+        // Claude Code's price for models it does not know: $5 + $25.
+        assert_eq!(t.cost(), Usd::from_dollars(30.0));
     }
 
     #[test]
@@ -886,14 +1183,23 @@ mod tests {
 
         proptest! {
             #[test]
-            fn deltas_sum_to_totals_and_only_results_lower_cost(lines in prop::collection::vec(line(), 0..60)) {
+            fn deltas_sum_to_totals_and_results_are_exact(lines in prop::collection::vec(line(), 0..60)) {
                 let mut t = tracker();
-                let mut last_total = 0;
-                for (l, o) in lines.iter().zip(feed(&mut t, &lines)) {
-                    prop_assert!(t.total_tokens() >= last_total);
-                    last_total = t.total_tokens();
-                    if o.cost_delta < Usd::ZERO {
-                        prop_assert!(l.contains("\"type\":\"result\""));
+                for l in &lines {
+                    let o = feed(&mut t, std::slice::from_ref(l)).remove(0);
+                    if o.result {
+                        // Right after a result, the totals are exactly the result's.
+                        let v: Value = serde_json::from_str(l).expect("result line");
+                        let mu = &v["modelUsage"]["claude-opus-4-8"];
+                        let n = |k: &str| mu[k].as_u64().unwrap_or(0);
+                        prop_assert_eq!(t.usage(), Usage::new(n("inputTokens"), n("outputTokens"),
+                            n("cacheCreationInputTokens"), n("cacheReadInputTokens")));
+                        prop_assert_eq!(t.cost(), Usd::from_dollars(v["total_cost_usd"].as_f64().unwrap_or(0.0)));
+                    }
+                    if o.tokens_delta < 0 || o.cost_delta < Usd::ZERO {
+                        // Only a result, a superseded attempt or a delta's input lowers a count.
+                        prop_assert!(l.contains("\"result\"") || l.contains("message_start")
+                            || l.contains("\"assistant\"") || l.contains("message_delta"));
                     }
                 }
             }

@@ -35,7 +35,7 @@ pub struct EventSink {
 #[derive(Debug, Default)]
 struct UsageCoalesce {
     last_sent: Option<Instant>,
-    pending_delta: u64,
+    pending_delta: i64,
     /// The usage and cost of the newest update that was held back.
     pending: Option<(Usage, Usd)>,
 }
@@ -150,11 +150,11 @@ impl EventSink {
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: u64, now: Instant) {
+    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: i64, now: Instant) {
         self.usage_update(name, &s.usage, s.cost, delta, now);
     }
 
-    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
+    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: i64, now: Instant) {
         if !self.json {
             return;
         }
@@ -260,9 +260,14 @@ impl EventSink {
     ) {
         let mut totals = Usage::default();
         let mut cost = Usd::ZERO;
+        let (mut over_tokens, mut over_cost) = (0i64, Usd::ZERO);
         for s in states {
             totals += s.usage;
             cost += s.cost;
+            if let Some(r) = &s.result {
+                over_tokens = over_tokens.saturating_add(r.live_tokens_over);
+                over_cost += r.live_cost_over;
+            }
         }
         let budgets: Vec<Value> = ledger
             .budgets()
@@ -292,6 +297,7 @@ impl EventSink {
             "duration_ms": duration_ms(now.saturating_duration_since(started)),
             "mode": plan.budgets.mode,
             "totals": usage_json(&totals, cost),
+            "live_difference": live_difference(over_tokens, over_cost),
             "budgets": budgets,
             "instances": instances,
         });
@@ -349,7 +355,7 @@ fn configured_budgets(plan: &Plan) -> Vec<Value> {
     out
 }
 
-fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: u64) -> Value {
+fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: i64) -> Value {
     let mut body = usage_json(usage, cost);
     body["name"] = json!(name);
     body["delta"] = json!(delta);
@@ -381,7 +387,13 @@ fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value 
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
         "tools": s.tools,
         "malformed_lines": s.malformed_lines,
+        "live_difference": s.result.as_ref().map(|r| live_difference(r.live_tokens_over, r.live_cost_over)),
     })
+}
+
+/// How far live counting was off from Claude's `result` (positive: live counted more).
+fn live_difference(tokens: i64, cost: Usd) -> Value {
+    json!({"tokens": tokens, "cost_usd": cost})
 }
 
 /// Writes `value` to `path` atomically: a new temporary file in the same directory,
@@ -489,7 +501,13 @@ mod tests {
         // Ten updates 20 ms apart: only those ≥ 100 ms after the last sent one go out.
         for i in 0..10u64 {
             total += 10 + i;
-            sink.usage_update("a", &usage(total), Usd::ZERO, 10 + i, t0 + ms(20 * i));
+            sink.usage_update(
+                "a",
+                &usage(total),
+                Usd::ZERO,
+                10 + i as i64,
+                t0 + ms(20 * i),
+            );
         }
         // Another instance is not held back by the first one's clock.
         sink.usage_update("b", &usage(5), Usd::ZERO, 5, t0 + ms(21));

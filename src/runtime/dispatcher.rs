@@ -12,7 +12,7 @@ use crate::core::budget::{
     Admission, Amount, BudgetKey, BudgetStatus, Decision, InstanceBudget, Ledger, Scope,
 };
 use crate::core::plan::{InstanceId, Plan, Status};
-use crate::core::pricing::Pricing;
+use crate::core::pricing::{Calibration, Pricing};
 use crate::core::usage::{Usage, Usd};
 use crate::output::events::EventSink;
 use crate::output::report::{self, BudgetLine, InstanceLine, Snapshot};
@@ -100,7 +100,7 @@ impl InstanceState {
 enum Msg {
     Usage {
         id: InstanceId,
-        tokens_delta: u64,
+        tokens_delta: i64,
         cost_delta: Usd,
         usage: Usage,
         cost: Usd,
@@ -108,6 +108,8 @@ enum Msg {
         tools: u64,
         activity: Option<String>,
         warning: Option<String>,
+        /// Fidelity hook: the line was the instance's `result`.
+        result: bool,
         ack: oneshot::Sender<()>,
     },
     Exited {
@@ -164,6 +166,9 @@ impl Interrupt {
 pub struct Dispatcher {
     plan: Plan,
     pricing: Arc<Pricing>,
+    /// Fidelity hook: per-model price corrections learnt from Claude's `costUSD`, shared
+    /// by every instance's tracker for the whole run.
+    calibration: Calibration,
     ledger: Ledger,
     pub states: Vec<InstanceState>,
     /// Pending or waiting instances, in plan order.
@@ -210,6 +215,7 @@ impl Dispatcher {
         Dispatcher {
             ledger,
             pricing,
+            calibration: Calibration::new(),
             states: (0..n).map(|_| InstanceState::new()).collect(),
             queue: (0..n).collect(),
             running: 0,
@@ -444,7 +450,8 @@ impl Dispatcher {
                 argv.extend(launch.args.iter().map(|a| a.to_string_lossy().into_owned()));
                 self.events.instance_started(&spec.name, child.pid(), &argv);
                 let logs = self.open_logs(id);
-                let tracker = Tracker::new(self.pricing.clone());
+                let tracker =
+                    Tracker::with_calibration(self.pricing.clone(), self.calibration.clone());
                 tokio::spawn(supervise(
                     id,
                     child,
@@ -554,11 +561,15 @@ impl Dispatcher {
                 tools,
                 activity,
                 warning,
+                result,
                 ack,
             } => {
                 let now = Instant::now();
                 let decisions = self.ledger.record(id, tokens_delta, cost_delta);
-                self.apply(id, decisions, now);
+                // Fidelity hook: an instance whose own `result` crossed the limit has
+                // finished already; it is not stopped (the others in the budget are).
+                let finishing = result.then_some(id);
+                self.apply(id, decisions, now, finishing);
                 let s = &mut self.states[id];
                 s.usage = usage;
                 s.cost = cost;
@@ -630,7 +641,14 @@ impl Dispatcher {
     }
 
     /// `id` is the instance whose usage led to `decisions`.
-    fn apply(&mut self, id: InstanceId, decisions: Vec<Decision>, now: Instant) {
+    /// `finishing` is an instance that has printed its result and is not to be stopped.
+    fn apply(
+        &mut self,
+        id: InstanceId,
+        decisions: Vec<Decision>,
+        now: Instant,
+        finishing: Option<InstanceId>,
+    ) {
         for d in decisions {
             match &d {
                 Decision::Warn(w) => {
@@ -654,7 +672,7 @@ impl Dispatcher {
                         }
                     ));
                     self.events.budget_exceeded(&d, &reason);
-                    for &i in instances {
+                    for &i in instances.iter().filter(|&&i| Some(i) != finishing) {
                         self.stop(i, StopReason::Budget(reason.clone()), now);
                     }
                 }
@@ -801,6 +819,11 @@ fn outcome(states: &[InstanceState], interrupt: Option<Interrupt>) -> RunOutcome
 /// The final status of an instance that exited, and why.
 fn classify(s: &InstanceState, read_error: Option<String>) -> (Status, Option<String>) {
     match &s.stop {
+        // Fidelity hook: a budget can be exceeded by the very `result` line that ends the
+        // instance (with `--output-format json` all usage arrives with it). The stop then
+        // came after the work was done: the instance completed; the budget event says why
+        // the others were stopped.
+        Some(StopReason::Budget(_)) if finished_cleanly(s) => {}
         Some(StopReason::Budget(r)) => return (Status::Terminated, Some(r.clone())),
         Some(StopReason::Timeout(d)) => {
             return (
@@ -859,6 +882,11 @@ fn classify(s: &InstanceState, read_error: Option<String>) -> (Status, Option<St
         );
     }
     (Status::Completed, None)
+}
+
+/// Claude printed a success `result` and exited 0.
+fn finished_cleanly(s: &InstanceState) -> bool {
+    s.result.as_ref().is_some_and(|r| !r.is_error) && s.exit.is_some_and(|e| e.success())
 }
 
 fn first_line(s: &str) -> &str {
@@ -959,6 +987,7 @@ async fn supervise(
                             model: tracker.model().map(str::to_string),
                             tools: tracker.tool_uses(),
                             activity: obs.activity,
+                            result: obs.result,
                             warning: obs.warning,
                             ack,
                         };

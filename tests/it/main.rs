@@ -8,6 +8,7 @@ mod accounting_fixtures;
 mod cli;
 mod cli_errors;
 mod faults;
+mod fidelity;
 mod process_faults;
 mod real_claude;
 mod run;
