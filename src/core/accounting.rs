@@ -760,6 +760,7 @@ fn hash<T: Hash + ?Sized>(v: &T) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::pricing::Calibration;
     use serde_json::{json, Value};
 
     fn tracker() -> Tracker {
@@ -1147,6 +1148,199 @@ mod tests {
         );
         let text = t.result().and_then(|r| r.text.as_deref()).expect("text");
         assert!(text.len() <= RESULT_TEXT_MAX && text.len() > RESULT_TEXT_MAX - 4);
+    }
+
+    fn start_model(id: &str, model: &str, usage: Value) -> String {
+        json!({"type": "stream_event", "event": {"type": "message_start", "message":
+               {"id": id, "model": model, "content": [], "usage": usage}},
+               "parent_tool_use_id": null})
+        .to_string()
+    }
+
+    fn delta_usage(usage: Value) -> String {
+        json!({"type": "stream_event", "event": {"type": "message_delta",
+               "delta": {"stop_reason": "end_turn"}, "usage": usage},
+               "parent_tool_use_id": null})
+        .to_string()
+    }
+
+    fn mu_cost(i: u64, o: u64, cw: u64, cr: u64, cost: f64) -> Value {
+        json!({"inputTokens": i, "outputTokens": o, "cacheCreationInputTokens": cw,
+               "cacheReadInputTokens": cr, "webSearchRequests": 0, "costUSD": cost})
+    }
+
+    #[test]
+    fn a_failed_streamed_attempt_is_taken_back_when_the_retry_shows() {
+        let mut t = tracker();
+        let m = "claude-sonnet-5";
+        let obs = feed(
+            &mut t,
+            &[
+                start_model("failed", m, u(2000, 1, 0, 0)),
+                // The retry: not streamed, so only assistant events under a new id.
+                assistant("retry", m, u(2000, 200, 0, 0), None),
+                // The stray delta carries the failed attempt's usage: ignored.
+                delta_usage(u(2000, 1, 0, 0)),
+                start_model("next", m, u(2000, 1, 0, 0)),
+                assistant("next", m, u(2000, 1, 0, 0), None),
+                delta(200, None),
+            ],
+        );
+        assert_eq!(obs[1].tokens_delta, 2200 - 2001);
+        assert_eq!(obs[2].tokens_delta, 0);
+        assert_eq!(t.usage(), Usage::new(4000, 400, 0, 0));
+        // 4000 × $3/M + 400 × $15/M.
+        assert_eq!(t.cost(), Usd::from_dollars(0.018));
+    }
+
+    #[test]
+    fn a_streamed_message_with_its_assistant_event_is_never_taken_back() {
+        let mut t = tracker();
+        feed(
+            &mut t,
+            &[
+                start("m1", u(1000, 1, 0, 0), None),
+                assistant("m1", "claude-opus-4-8", u(1000, 1, 0, 0), None),
+                // A subagent's message (another parent) does not supersede m1.
+                assistant("s1", "claude-opus-4-8", u(10, 1, 0, 0), Some("toolu_1")),
+                assistant("m2", "claude-opus-4-8", u(500, 5, 0, 0), None),
+                delta(50, None),
+            ],
+        );
+        assert_eq!(t.usage(), Usage::new(1510, 56, 0, 0));
+    }
+
+    #[test]
+    fn delta_input_above_zero_replaces_the_start_count() {
+        let mut t = tracker();
+        let obs = feed(
+            &mut t,
+            &[
+                start_model("m1", "claude-haiku-4-5", u(1000, 1, 300, 40)),
+                assistant("m1", "claude-haiku-4-5", u(1000, 1, 300, 40), None),
+                delta_usage(u(500, 100, 0, 0)),
+                // A replayed assistant frame does not raise the replaced count again.
+                assistant("m1", "claude-haiku-4-5", u(1000, 1, 300, 40), None),
+            ],
+        );
+        assert_eq!(obs[2].tokens_delta, 99 - 500);
+        // Zero in the delta leaves the cache counts alone.
+        assert_eq!(t.usage(), Usage::new(500, 100, 300, 40));
+    }
+
+    #[test]
+    fn web_search_and_fast_mode_are_priced() {
+        let mut t = tracker();
+        let usage = json!({"input_tokens": 1000, "output_tokens": 100,
+            "server_tool_use": {"web_search_requests": 3}, "speed": "standard"});
+        feed(&mut t, &[assistant("m1", "claude-sonnet-5", usage, None)]);
+        assert_eq!(t.cost(), Usd::from_dollars(0.0345));
+        let mut t = tracker();
+        let usage = json!({"input_tokens": 1000, "output_tokens": 100,
+            "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 1000, "speed": "fast"});
+        feed(&mut t, &[assistant("m1", "claude-opus-4-6", usage, None)]);
+        assert_eq!(t.cost(), Usd::from_dollars(0.0855));
+    }
+
+    #[test]
+    fn a_subagents_last_message_counts_from_the_task_result() {
+        let mut t = tracker();
+        let task = json!({"type": "user", "message": {"role": "user", "content": [
+                {"tool_use_id": "toolu_1", "type": "tool_result", "content": "done"}]},
+            "parent_tool_use_id": null, "uuid": "u1",
+            "tool_use_result": {"status": "completed", "agentId": "a1",
+                "resolvedModel": "claude-haiku-4-5-20251001", "totalTokens": 3300,
+                "usage": {"input_tokens": 3000, "output_tokens": 300,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}})
+        .to_string();
+        // Other tools' results, even with a `usage`-looking text, count nothing.
+        let bash = json!({"type": "user", "message": {"role": "user", "content": "x"},
+            "tool_use_result": {"stdout": "\"usage\": 5", "stderr": ""}})
+        .to_string();
+        let plain = json!({"type": "user", "tool_use_result": "Error: usage"}).to_string();
+        let obs = feed(
+            &mut t,
+            &[
+                start_model("main", "claude-sonnet-5", u(2000, 1, 0, 0)),
+                assistant("main", "claude-sonnet-5", u(2000, 1, 0, 0), None),
+                task.clone(),
+                task,
+                bash,
+                plain,
+            ],
+        );
+        assert_eq!(obs[2].tokens_delta, 3300);
+        assert!(obs[3..].iter().all(|o| o.tokens_delta == 0));
+        assert_eq!(t.usage(), Usage::new(5000, 301, 0, 0));
+        // Haiku: 3000 × $1/M + 300 × $5/M; Sonnet: 2000 × $3/M + 1 × $15/M.
+        assert_eq!(t.cost(), Usd(4_500_000 + 6_015_000));
+        assert_eq!(t.malformed_lines(), 0);
+    }
+
+    #[test]
+    fn a_wrong_table_is_warned_once_per_model_and_calibrated_for_the_run() {
+        // The old table's Sonnet 5 price, $2/$10, where Claude charges $3/$15.
+        let f = r#"{"models": {"claude-sonnet-5": {"input": 2, "output": 10},
+                    "claude-haiku-4-5": {"input": 1, "output": 5}}}"#;
+        let pricing = Arc::new(Pricing::parse(f, "old.json").expect("valid"));
+        let cal = Calibration::new();
+        let mut a = Tracker::with_calibration(pricing.clone(), cal.clone());
+        let obs = feed(
+            &mut a,
+            &[
+                assistant("m1", "claude-sonnet-5", u(1000, 100, 0, 0), None),
+                result(
+                    json!({"claude-sonnet-5": mu_cost(1000, 100, 0, 0, 0.0045),
+                           "claude-haiku-4-5": mu_cost(0, 0, 0, 0, 0.0)}),
+                    0.0045,
+                ),
+            ],
+        );
+        // Live at the wrong price: $0.002 + $0.001.
+        assert_eq!(obs[0].cost_delta, Usd::from_dollars(0.003));
+        let w = obs[1].warning.as_deref().expect("mismatch warning");
+        assert!(
+            w.contains("claude-sonnet-5")
+                && w.contains("$0.0045")
+                && w.contains("$0.0030")
+                && w.contains("--pricing"),
+            "{w}"
+        );
+        // Another instance of the same run: its live estimate is scaled by 1.5 from the
+        // start, and the same mismatch is not warned again.
+        let mut b = Tracker::with_calibration(pricing.clone(), cal.clone());
+        let obs = feed(
+            &mut b,
+            &[
+                assistant("m1", "claude-sonnet-5", u(2000, 200, 0, 0), None),
+                result(
+                    json!({"claude-sonnet-5": mu_cost(2000, 200, 0, 0, 0.009)}),
+                    0.009,
+                ),
+            ],
+        );
+        assert_eq!(obs[0].cost_delta, Usd::from_dollars(0.009));
+        assert!(obs.iter().all(|o| o.warning.is_none()));
+        // A run of its own (fresh calibration) is not affected.
+        let mut c = Tracker::new(pricing);
+        feed(
+            &mut c,
+            &[assistant("m1", "claude-sonnet-5", u(2000, 200, 0, 0), None)],
+        );
+        assert_eq!(c.cost(), Usd::from_dollars(0.006));
+    }
+
+    #[test]
+    fn a_matching_table_never_warns() {
+        let mut t = tracker();
+        let obs = feed(
+            &mut t,
+            &[
+                assistant("m1", "claude-sonnet-5", u(1000, 100, 0, 0), None),
+                result(json!({"claude-sonnet-5": mu_cost(1000, 100, 0, 0, 0.0045000000000000005)}), 0.0045),
+            ],
+        );
+        assert!(obs.iter().all(|o| o.warning.is_none()));
     }
 
     mod props {
