@@ -1337,7 +1337,10 @@ mod tests {
             &mut t,
             &[
                 assistant("m1", "claude-sonnet-5", u(1000, 100, 0, 0), None),
-                result(json!({"claude-sonnet-5": mu_cost(1000, 100, 0, 0, 0.0045000000000000005)}), 0.0045),
+                result(
+                    json!({"claude-sonnet-5": mu_cost(1000, 100, 0, 0, 0.0045000000000000005)}),
+                    0.0045,
+                ),
             ],
         );
         assert!(obs.iter().all(|o| o.warning.is_none()));

@@ -34,7 +34,11 @@ fn run(name: &str) -> Run {
         }
         tokens += o.tokens_delta;
         cost += o.cost_delta;
-        assert_eq!(tokens, t.total_tokens() as i64, "{name}: deltas sum to the total");
+        assert_eq!(
+            tokens,
+            t.total_tokens() as i64,
+            "{name}: deltas sum to the total"
+        );
         assert_eq!(cost, t.cost(), "{name}: cost deltas sum to the cost");
     }
     assert_eq!(t.malformed_lines(), 0, "{name}");
