@@ -9,6 +9,7 @@ mod cli;
 mod cli_errors;
 mod faults;
 mod fidelity;
+mod fidelity_run;
 mod process_faults;
 mod real_claude;
 mod run;
