@@ -522,13 +522,6 @@ impl Plan {
             .sum();
         120 + turns + 30 * (self.turns.len() as u64).saturating_sub(1)
     }
-
-    #[cfg(test)]
-    fn total_usage(&self) -> Usage {
-        self.turns
-            .iter()
-            .fold(Usage::default(), |acc, t| acc + t.usage)
-    }
 }
 
 /// A short description of the prompt for the assistant's prose.
@@ -1738,7 +1731,6 @@ mod tests {
     fn fidelity_tags_are_accounted_exactly() {
         use crate::core::accounting::Tracker;
         use std::sync::Arc;
-        let plain = expected_totals("/fix the parser", Some("sonnet"));
         for (prompt, model) in [
             ("/fix the parser #sseretry", Some("sonnet")),
             ("/fix the parser #ws=3", Some("sonnet")),
