@@ -847,14 +847,8 @@ fn classify(
     inst: &Instance,
     error: Option<&str>,
 ) -> (Status, Option<String>) {
-    // A budget stop that came too late to matter: claude printed a success `result` and
-    // exited 0 all the same (issue 10: never `terminated` with exit code 0).
-    let finished_cleanly =
-        inst.result.as_ref().is_some_and(|r| !r.is_error) && inst.exit.is_some_and(|e| e.success());
-    match stop {
-        Some(StopReason::Budget(_)) if finished_cleanly => {}
-        Some(why) => return (why.status(), Some(why.to_string())),
-        None => {}
+    if let Some(why) = stop {
+        return (why.status(), Some(why.to_string()));
     }
     let exit = inst.exit.unwrap_or_default();
     if let (

@@ -547,24 +547,6 @@ fn an_instance_whose_result_is_in_is_not_terminated_by_the_crossing_it_caused() 
 }
 
 #[test]
-fn a_budget_stop_that_a_success_result_outran_is_completed() {
-    // Issue 10: never `terminated` with exit code 0 after a success result.
-    let mut p = plan(&["a", "b"]);
-    p.budgets.mode = Mode::Block;
-    p.budgets.overall_tokens = Some(5000);
-    let mut s = Sim::new(p);
-    s.start();
-    s.usage(0, 3000);
-    let fx = s.usage(1, 2001);
-    assert_eq!(terminates(&fx), vec![0, 1]);
-    // a had already finished: its result and exit 0 arrive after the SIGTERM.
-    s.complete(0);
-    s.exit_with(1, 143, None);
-    assert_eq!(s.status(0), Status::Completed);
-    assert_eq!(s.status(1), Status::Terminated);
-}
-
-#[test]
 fn usage_without_spend_emits_no_usage_event_but_keeps_the_activity() {
     let mut s = Sim::new(plan(&["a"]));
     s.start();
