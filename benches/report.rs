@@ -106,6 +106,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: true,
+        launches: None,
     }
 }
 

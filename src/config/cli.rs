@@ -3,7 +3,7 @@
 //! pure `--start-at` arithmetic. Nothing here touches the file system or the clock;
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
-use crate::core::plan::{ColorChoice, Mode, OutputFormat};
+use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
 use clap::Parser;
@@ -149,9 +149,31 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub kill_grace: Duration,
 
+    /// When an instance hits the subscription's usage limit: stop (it ends as
+    /// rate_limited) or wait for the reset and resume its conversation with --resume.
+    #[arg(long, value_name = "WHAT", default_value = "stop", value_parser = parse_usage_limit_policy, help_heading = "Running")]
+    pub on_usage_limit: UsageLimitPolicy,
+
+    /// With --on-usage-limit wait: the longest to wait for a usage limit to reset.
+    #[arg(long, value_name = "SECS", default_value = "21600", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    pub max_wait: Duration,
+
+    /// After 429/529 answers halve how many run at once, raise it by one per this many
+    /// seconds without another.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    pub backoff_quiet: Duration,
+
     /// Start later: 30m, 2h, 1.5h, 45s, 14:30, 2am, 11:15pm (a past time means tomorrow).
     #[arg(long, value_name = "WHEN", value_parser = parse_start_at, help_heading = "Running")]
     pub start_at: Option<StartAt>,
+
+    /// Relaunch a failed or timed-out instance up to N times, budgets permitting (never a budget stop).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_retries, allow_negative_numbers = true, help_heading = "Running")]
+    pub retries: u32,
+
+    /// Launch nothing more after the first instance fails or times out.
+    #[arg(long, help_heading = "Running")]
+    pub fail_fast: bool,
 
     /// Validate and print the plan; never starts claude.
     #[arg(long, help_heading = "Running")]
@@ -442,6 +464,13 @@ fn parse_count(s: &str) -> Result<usize, String> {
         .map_err(|_| "must be a whole number, 0 or more".to_string())
 }
 
+fn parse_retries(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err("must be a whole number from 0 to 100".into()),
+    }
+}
+
 fn parse_positive_count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) | Err(_) => Err("must be a whole number greater than 0".into()),
@@ -563,6 +592,14 @@ pub(crate) fn secs_from_f64(secs: f64) -> Option<Duration> {
         return None;
     }
     Duration::try_from_secs_f64(secs).ok()
+}
+
+fn parse_usage_limit_policy(s: &str) -> Result<UsageLimitPolicy, String> {
+    match s {
+        "stop" => Ok(UsageLimitPolicy::Stop),
+        "wait" => Ok(UsageLimitPolicy::Wait),
+        _ => Err("must be stop or wait".into()),
+    }
 }
 
 fn parse_positive_secs(s: &str) -> Result<Duration, String> {

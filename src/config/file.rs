@@ -793,6 +793,9 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         max_parallel: cli.max_parallel,
         startup_delay: cli.startup_delay,
         kill_grace: cli.kill_grace,
+        on_usage_limit: cli.on_usage_limit,
+        max_wait: cli.max_wait,
+        backoff_quiet: cli.backoff_quiet,
         start_at: cli.start_at.map(|s| s.resolve(chrono::Local::now())),
         dry_run: cli.dry_run,
         strict: cli.strict,
@@ -807,6 +810,8 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         report: cli.report.as_ref().map(abs),
         log_dir: cli.log_dir.as_ref().map(abs),
         pricing_file: cli.pricing.as_ref().map(abs),
+        retries: cli.retries,
+        fail_fast: cli.fail_fast,
     };
     Ok(Plan {
         instances,

@@ -4,8 +4,8 @@
 
 use crate::core::budget::{Amount, BudgetStatus, Decision, Scope};
 use crate::core::plan::Status;
-use crate::core::run::{RunEvent, RunState};
-use crate::output::report::{BudgetLine, InstanceLine, Snapshot};
+use crate::core::run::{RunEvent, RunState, WaitReason};
+use crate::output::report::{fmt_duration, BudgetLine, InstanceLine, Snapshot};
 use crate::output::terminal::Console;
 use std::time::Instant;
 
@@ -74,6 +74,27 @@ impl Console {
                     ));
                 }
             }
+            RunEvent::LaunchesPaused { reason, until } => {
+                let secs = until.saturating_duration_since(now).as_secs_f64();
+                self.warn(&format!("launches paused {secs:.0}s: {reason}"));
+            }
+            RunEvent::InstanceRetrying {
+                id,
+                attempt,
+                reason,
+            } => {
+                self.warn(&format!("{}: {reason}; attempt {attempt}", name(*id)));
+            }
+            RunEvent::LaunchesResumed { reason } => {
+                self.line(&format!("launches resumed ({reason})"));
+            }
+            RunEvent::LaunchesStopped { reason } => {
+                self.warn(&format!("launching nothing more: {reason}"));
+            }
+            RunEvent::Parallelism { limit, reason } => match limit {
+                Some(n) => self.warn(&format!("at most {n} at once for now: {reason}")),
+                None => self.line(&format!("parallelism back as configured: {reason}")),
+            },
             RunEvent::RunFinished => {
                 let outcome = run.outcome();
                 self.clear_live();
@@ -122,7 +143,26 @@ pub fn snapshot(run: &RunState, now: Instant) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: !run.plan.options.disable_visuals,
+        launches: launches_line(run, now),
     }
+}
+
+/// `launches paused 4s: 429 from test, lint · 2 at once`, `usage limit reached; resets
+/// … · resuming in 12m03s`: why nothing launches now, with a countdown.
+fn launches_line(run: &RunState, now: Instant) -> Option<String> {
+    let (allowed, reduced) = run.parallelism();
+    let mut parts = Vec::new();
+    if let Some((why, until)) = run.launch_hold(now) {
+        let left = fmt_duration(until.saturating_duration_since(now));
+        parts.push(match why {
+            WaitReason::UsageLimit { .. } => format!("{why} · resuming in {left}"),
+            _ => format!("{why} · {left} left"),
+        });
+    }
+    if reduced {
+        parts.push(format!("{allowed} at once (lowered by rate limits)"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 fn budget_line(b: &BudgetStatus) -> BudgetLine {

@@ -36,6 +36,9 @@ pub struct Snapshot<'a> {
     pub instances: Vec<InstanceLine<'a>>,
     /// `false` for `--disable-budget-visuals`: numbers without bars.
     pub visuals: bool,
+    /// Why launches are held back right now (fleet backoff, a usage limit), with a
+    /// countdown; shown under the header.
+    pub launches: Option<String>,
 }
 
 /// One budget as shown to a human. The amounts are `f64` for rendering only; budgets
@@ -72,7 +75,7 @@ pub struct InstanceLine<'a> {
     pub reason: Option<String>,
 }
 
-const STATUS_ORDER: [Status; 9] = [
+const STATUS_ORDER: [Status; 10] = [
     Status::Pending,
     Status::Waiting,
     Status::Running,
@@ -82,6 +85,7 @@ const STATUS_ORDER: [Status; 9] = [
     Status::Blocked,
     Status::Terminated,
     Status::Interrupted,
+    Status::RateLimited,
 ];
 
 /// Widest a budget label column gets before labels are cut.
@@ -226,6 +230,11 @@ fn finish(lines: Vec<String>) -> String {
 /// The activity text is cut to `max_line` characters, then to what the width leaves.
 pub fn render_status(s: &Snapshot<'_>, styles: &Styles, width: usize, max_line: usize) -> String {
     let mut lines = header_lines(s, "status", styles, width);
+    if let Some(l) = &s.launches {
+        let mut line = Line::new();
+        line.push(l, Paint::Yellow);
+        lines.push(line.render(styles, width));
+    }
     lines.push(String::new());
     lines.extend(budget_status_lines(s, styles, width));
     lines.push(String::new());

@@ -5,12 +5,14 @@
 mod common;
 
 mod accounting_fixtures;
+mod batch;
 mod cli;
 mod cli_errors;
 mod faults;
 mod fidelity;
 mod fidelity_run;
 mod process_faults;
+mod rate_limits;
 mod real_claude;
 mod run;
 mod scripting;

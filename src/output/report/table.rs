@@ -104,7 +104,7 @@ pub(crate) fn status_paint(status: Status) -> Paint {
     match status {
         Status::Running => Paint::Cyan,
         Status::Completed => Paint::Green,
-        Status::Failed | Status::TimedOut | Status::Terminated => Paint::Red,
+        Status::Failed | Status::TimedOut | Status::Terminated | Status::RateLimited => Paint::Red,
         Status::Blocked | Status::Interrupted => Paint::Yellow,
         Status::Pending | Status::Waiting => Paint::Dim,
     }

@@ -76,6 +76,7 @@ fn sample() -> Snapshot<'static> {
             },
         ],
         visuals: true,
+        launches: None,
     }
 }
 

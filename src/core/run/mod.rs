@@ -11,7 +11,8 @@
 use crate::core::accounting::{Observation, ResultSummary, Tracker};
 use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
 use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
-use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::plan::{InstanceId, Plan, Status, UsageLimitPolicy};
+use crate::core::signal::{PauseReason, Signal};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct Progress {
     pub model: Option<String>,
     pub tools: u64,
     pub malformed_lines: u64,
+    /// Claude's session id (from its `system/init` line): what `--resume` continues.
+    pub session_id: Option<String>,
 }
 
 impl Progress {
@@ -35,6 +38,20 @@ impl Progress {
             model: t.model().map(str::to_string),
             tools: t.tool_uses(),
             malformed_lines: t.malformed_lines(),
+            session_id: t.session_id().map(str::to_string),
+        }
+    }
+
+    /// `later` (a resumed process's own figures) on top of `self` (the processes
+    /// before it): the instance's totals are the sum over its processes.
+    fn then(&self, later: Progress) -> Progress {
+        Progress {
+            usage: self.usage + later.usage,
+            cost: self.cost + later.cost,
+            model: later.model.or_else(|| self.model.clone()),
+            tools: self.tools + later.tools,
+            malformed_lines: self.malformed_lines + later.malformed_lines,
+            session_id: later.session_id.or_else(|| self.session_id.clone()),
         }
     }
 }
@@ -62,9 +79,11 @@ pub struct Ended {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// The run begins; launches start after `delay` (`--start-at`).
+    /// The run begins; launches start after `delay` (`--start-at`). `unix_now` is the
+    /// wall clock (Unix seconds) at `now`, to place reset times Claude gives in it.
     Start {
         delay: Duration,
+        unix_now: i64,
     },
     /// A timer the run asked for ([`RunState::next_wake`]) is due.
     Tick,
@@ -109,6 +128,11 @@ pub enum WaitReason {
     Slot { max: usize },
     /// A block-mode budget has no headroom while others hold reservations.
     Budget(BudgetKey),
+    /// Launches are paused: the API is rate limiting or overloaded.
+    Backoff(PauseReason),
+    /// The subscription's usage limit: waiting for it to reset (Unix seconds, when
+    /// known) before launching or resuming.
+    UsageLimit { resets_at: Option<i64> },
 }
 
 impl fmt::Display for WaitReason {
@@ -118,8 +142,21 @@ impl fmt::Display for WaitReason {
                 write!(f, "waiting for a free slot (--max-parallel {max})")
             }
             WaitReason::Budget(b) => write!(f, "waiting for {b}"),
+            WaitReason::Backoff(r) => write!(f, "launches paused: {r}"),
+            WaitReason::UsageLimit { resets_at } => {
+                write!(f, "usage limit reached")?;
+                match resets_at.and_then(fmt_unix) {
+                    Some(at) => write!(f, "; resets {at}"),
+                    None => write!(f, "; waiting to try again"),
+                }
+            }
         }
     }
+}
+
+/// `2026-12-06 04:20 UTC`.
+pub fn fmt_unix(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 /// Why a running instance was asked to stop; decides its final status.
@@ -206,6 +243,14 @@ pub struct Instance {
     pub result_seen: bool,
     pub exit: Option<ExitInfo>,
     pub stderr_tail: String,
+    /// What the processes before the current one (resumed after a usage limit) spent.
+    pub base: Progress,
+    /// The current process hit the usage limit (with its reset time when known).
+    pub limited: Option<Option<i64>>,
+    /// Start the next process with `--resume` of this session.
+    pub resume: Option<String>,
+    /// Attempts made after the first (`--retries`).
+    pub retried: u32,
 }
 
 impl Instance {
@@ -218,6 +263,10 @@ impl Instance {
             result_seen: false,
             exit: None,
             stderr_tail: String::new(),
+            base: Progress::default(),
+            limited: None,
+            resume: None,
+            retried: 0,
         }
     }
 
@@ -313,6 +362,31 @@ pub enum RunEvent {
         which: Interrupt,
         second: bool,
     },
+    /// No launches for a while: the API answered 429/529 (`until` the retry delay), or
+    /// the usage limit is reached (`until` its reset).
+    LaunchesPaused {
+        reason: String,
+        until: Instant,
+    },
+    LaunchesResumed {
+        reason: String,
+    },
+    /// Nothing more will be launched (spend cap, usage limit with `stop`).
+    LaunchesStopped {
+        reason: String,
+    },
+    /// `--retries`: the instance failed (`reason`) and is queued to run again from
+    /// scratch; `attempt` counts from 2.
+    InstanceRetrying {
+        id: InstanceId,
+        attempt: u32,
+        reason: String,
+    },
+    /// Fleet backoff changed how many instances may run at once (`None`: as configured).
+    Parallelism {
+        limit: Option<usize>,
+        reason: String,
+    },
     RunFinished,
 }
 
@@ -321,37 +395,6 @@ pub enum RunEvent {
 pub struct Outcome {
     pub exit: ExitCode,
     pub reason: String,
-}
-
-/// When launches may happen: `--start-at`, `--startup-delay` spacing, `--max-parallel`.
-/// Budget admission is the ledger's.
-#[derive(Debug, Clone)]
-struct LaunchGate {
-    next_launch_at: Instant,
-    spacing: Duration,
-    max_parallel: usize,
-}
-
-impl LaunchGate {
-    /// `Ok` if a launch may happen now; else what it waits for.
-    fn check(&self, now: Instant, running: usize) -> Result<(), GateWait> {
-        if now < self.next_launch_at {
-            return Err(GateWait::Until(self.next_launch_at));
-        }
-        if self.max_parallel != 0 && running >= self.max_parallel {
-            return Err(GateWait::Slot(self.max_parallel));
-        }
-        Ok(())
-    }
-
-    fn launched(&mut self, now: Instant) {
-        self.next_launch_at = now + self.spacing;
-    }
-}
-
-enum GateWait {
-    Until(Instant),
-    Slot(usize),
 }
 
 pub struct RunState {
@@ -371,6 +414,10 @@ pub struct RunState {
     started: bool,
     finished: bool,
     pub started_at: Instant,
+    /// The wall clock at `started_at`, Unix seconds.
+    unix_at_start: i64,
+    /// When the first usage limit was hit: `--max-wait` counts from there.
+    first_limit: Option<Instant>,
 }
 
 impl RunState {
@@ -378,11 +425,7 @@ impl RunState {
     /// and reservations from elsewhere).
     pub fn new(plan: Plan, ledger: Ledger, now: Instant) -> RunState {
         let n = plan.instances.len();
-        let gate = LaunchGate {
-            next_launch_at: now,
-            spacing: plan.options.startup_delay,
-            max_parallel: plan.options.max_parallel,
-        };
+        let gate = LaunchGate::new(&plan.options, now);
         RunState {
             plan,
             ledger,
@@ -396,6 +439,8 @@ impl RunState {
             started: false,
             finished: false,
             started_at: now,
+            unix_at_start: 0,
+            first_limit: None,
         }
     }
 
@@ -410,10 +455,39 @@ impl RunState {
 
     /// When the run next needs a [`Input::Tick`], if ever.
     pub fn next_wake(&self) -> Option<Instant> {
-        match (self.next_timer, self.launch_timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let gate = if self.finished || self.interrupt.is_some() {
+            None
+        } else {
+            self.gate.next_wake()
+        };
+        [self.next_timer, self.launch_timer, gate]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How many instances may run at once now (0 = no limit), and whether fleet
+    /// backoff has lowered it.
+    pub fn parallelism(&self) -> (usize, bool) {
+        (self.gate.allowed(), self.gate.limit.is_some())
+    }
+
+    /// Why launches are held, and until when, if they are.
+    pub fn launch_hold(&self, now: Instant) -> Option<(WaitReason, Instant)> {
+        if let Some((until, resets_at)) = self.gate.hold {
+            return Some((WaitReason::UsageLimit { resets_at }, until));
         }
+        match &self.gate.pause {
+            Some((until, r)) if now < *until => Some((WaitReason::Backoff(r.clone()), *until)),
+            _ => None,
+        }
+    }
+
+    /// Unix seconds → the run's clock (now, if already past).
+    fn instant_of(&self, unix: i64, now: Instant) -> Instant {
+        let secs = unix.saturating_sub(self.unix_at_start);
+        let at = self.started_at + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        at.max(now)
     }
 
     /// Tokens and dollars of every instance: the one place run totals are summed.
@@ -438,13 +512,18 @@ impl RunState {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
-            Input::Start { delay } => {
+            Input::Start { delay, unix_now } => {
                 self.started = true;
                 self.started_at = now;
+                self.unix_at_start = unix_now;
                 self.gate.next_launch_at = now + delay;
                 fx.push(Effect::Emit(RunEvent::RunStarted { delay }));
             }
-            Input::Tick => self.fire_timers(now, &mut fx),
+            Input::Tick => {
+                self.fire_timers(now, &mut fx);
+                let n = self.instances.len();
+                fx.extend(self.gate.tick(now, n).into_iter().map(Effect::Emit));
+            }
             Input::Spawned { id, pid, argv } => {
                 fx.push(Effect::Emit(RunEvent::InstanceStarted { id, pid, argv }));
             }
@@ -488,11 +567,7 @@ impl RunState {
     fn observed(&mut self, id: InstanceId, o: Observed, now: Instant, fx: &mut Vec<Effect>) {
         let Observed { line, progress } = o;
         let inst = &mut self.instances[id];
-        let model = progress
-            .model
-            .clone()
-            .or_else(|| inst.progress.model.take());
-        inst.progress = Progress { model, ..progress };
+        inst.progress = inst.base.then(progress);
         if line.activity.is_some() {
             inst.activity = line.activity;
         }
@@ -501,6 +576,9 @@ impl RunState {
         }
         if let Some(text) = line.warning {
             fx.push(Effect::Emit(RunEvent::Notice { id, text }));
+        }
+        if let Some(signal) = line.signal {
+            self.on_signal(id, signal, now, fx);
         }
         let decisions = self.ledger.record(id, line.tokens_delta, line.cost_delta);
         // The usage event comes before what it caused, as it happened.
@@ -589,13 +667,33 @@ impl RunState {
         self.ledger.finish(id);
         let inst = &mut self.instances[id];
         if let Some(p) = e.progress {
-            let model = p.model.clone().or_else(|| inst.progress.model.take());
-            inst.progress = Progress { model, ..p };
+            inst.progress = inst.base.then(p);
         }
         inst.exit = Some(e.exit);
         inst.stderr_tail = e.stderr_tail;
         inst.result = e.result;
+        if let (None, Some(resets_at)) = (&stop, inst.limited.take()) {
+            self.usage_limited(id, started, resets_at, now, fx);
+            return;
+        }
         let (status, reason) = classify(stop.as_ref(), inst, e.error.as_deref());
+        let failed = matches!(status, Status::Failed | Status::TimedOut);
+        let may_retry = self.interrupt.is_none() && self.gate.stopped.is_none();
+        if failed && may_retry && inst.retried < self.plan.options.retries {
+            inst.retried += 1;
+            inst.base = inst.progress.clone();
+            inst.resume = None;
+            inst.phase = Phase::Queued;
+            self.ledger.restart(id);
+            let pos = self.queue.partition_point(|&q| q < id);
+            self.queue.insert(pos, id);
+            fx.push(Effect::Emit(RunEvent::InstanceRetrying {
+                id,
+                attempt: inst.retried + 1,
+                reason: reason.unwrap_or_default(),
+            }));
+            return;
+        }
         inst.phase = Phase::Done {
             started: Some(started),
             ended: now,
@@ -603,6 +701,10 @@ impl RunState {
             reason,
         };
         fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        if failed && self.plan.options.fail_fast {
+            let why = format!("--fail-fast after {} failed", self.name(id));
+            self.stop_launching(why, Status::Interrupted, now, fx);
+        }
     }
 
     fn interrupted(&mut self, which: Interrupt, now: Instant, fx: &mut Vec<Effect>) {
@@ -699,7 +801,7 @@ impl RunState {
     /// Launches every queued instance that may start now, in plan order.
     fn launch_ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         self.launch_timer = None;
-        if self.interrupt.is_some() {
+        if self.interrupt.is_some() || self.gate.stopped.is_some() {
             return;
         }
         let mut i = 0;
@@ -707,6 +809,13 @@ impl RunState {
             match self.gate.check(now, self.running) {
                 Err(GateWait::Until(t)) => {
                     self.launch_timer = Some(t);
+                    return;
+                }
+                Err(GateWait::Hold(t, why)) => {
+                    self.launch_timer = Some(t);
+                    for k in i..self.queue.len() {
+                        self.set_waiting(self.queue[k], why.clone(), fx);
+                    }
                     return;
                 }
                 Err(GateWait::Slot(max)) => {
@@ -726,11 +835,13 @@ impl RunState {
                     }
                     let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
                     note_timer(&mut self.next_timer, timeout_at);
-                    self.instances[id].phase = Phase::Running {
+                    let inst = &mut self.instances[id];
+                    inst.phase = Phase::Running {
                         started: now,
                         timeout_at,
                         stopping: None,
                     };
+                    inst.result_seen = false;
                     self.running += 1;
                     self.gate.launched(now);
                     fx.push(Effect::Spawn(id));
@@ -763,6 +874,133 @@ impl RunState {
         }
         inst.phase = Phase::Waiting(why);
         fx.push(Effect::Emit(RunEvent::InstanceWaiting { id }));
+    }
+
+    /// What Claude said about the API's limits, for the whole fleet.
+    fn on_signal(&mut self, id: InstanceId, signal: Signal, now: Instant, fx: &mut Vec<Effect>) {
+        match signal {
+            Signal::Retry {
+                status,
+                delay,
+                ref error,
+                ..
+            } if signal.is_backoff() => {
+                let cause = match (status, error) {
+                    (Some(s), _) => s.to_string(),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "a retry".into(),
+                };
+                self.backoff(id, cause, Some(delay), now, fx);
+            }
+            Signal::RateLimit { .. } if signal.is_warning() => {
+                self.backoff(id, "allowed_warning".into(), None, now, fx);
+            }
+            Signal::UsageLimit { resets_at } => {
+                self.instances[id].limited = Some(resets_at);
+            }
+            Signal::SpendCap => {
+                let name = self.name(id).to_string();
+                self.stop_launching(
+                    format!(
+                        "organisation spend cap reached (enforced_spend_limit_reached from {name})"
+                    ),
+                    Status::Failed,
+                    now,
+                    fx,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Fleet backoff on a signal from instance `id`.
+    fn backoff(
+        &mut self,
+        id: InstanceId,
+        cause: String,
+        delay: Option<Duration>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let name = self.name(id).to_string();
+        let events = self.gate.backoff(&name, cause, delay, self.running, now);
+        fx.extend(events.into_iter().map(Effect::Emit));
+    }
+
+    /// An instance's process ended on the usage limit. With `wait` (and a reset within
+    /// `--max-wait`) it waits for the reset and is resumed; otherwise it is
+    /// `rate_limited` and nothing more is launched.
+    fn usage_limited(
+        &mut self,
+        id: InstanceId,
+        started: Instant,
+        resets_at: Option<i64>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let first = *self.first_limit.get_or_insert(now);
+        let deadline = first + self.plan.options.max_wait;
+        let until = match resets_at {
+            Some(t) => self.instant_of(t, now) + RESET_MARGIN,
+            None => now + PROBE,
+        };
+        let resets = resets_at
+            .and_then(fmt_unix)
+            .map(|t| format!("; resets {t}"))
+            .unwrap_or_default();
+        let waits = self.plan.options.on_usage_limit == UsageLimitPolicy::Wait;
+        let inst = &mut self.instances[id];
+        if waits && until <= deadline && inst.progress.session_id.is_some() {
+            inst.base = inst.progress.clone();
+            inst.resume = inst.progress.session_id.clone();
+            inst.phase = Phase::Queued;
+            let pos = self.queue.partition_point(|&q| q < id);
+            self.queue.insert(pos, id);
+            let held = self.gate.hold.map_or(until, |(t, _)| t.max(until));
+            if self.gate.hold.is_none() {
+                fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                    reason: format!("usage limit reached by {}{resets}", self.name(id)),
+                    until: held,
+                }));
+            }
+            self.gate.hold = Some((held, resets_at));
+            return;
+        }
+        let why = if waits && until > deadline {
+            format!("usage limit reached{resets}, later than --max-wait allows")
+        } else {
+            format!("usage limit reached{resets}")
+        };
+        inst.phase = Phase::Done {
+            started: Some(started),
+            ended: now,
+            status: Status::RateLimited,
+            reason: Some(why.clone()),
+        };
+        fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        self.stop_launching(why, Status::RateLimited, now, fx);
+    }
+
+    /// Launches nothing more: every instance not started yet ends with `status`.
+    /// Running instances go on.
+    fn stop_launching(&mut self, why: String, status: Status, now: Instant, fx: &mut Vec<Effect>) {
+        if self.gate.stopped.is_some() {
+            return;
+        }
+        self.gate.stopped = Some(why.clone());
+        self.gate.hold = None;
+        fx.push(Effect::Emit(RunEvent::LaunchesStopped {
+            reason: why.clone(),
+        }));
+        for id in std::mem::take(&mut self.queue) {
+            self.instances[id].phase = Phase::Done {
+                started: None,
+                ended: now,
+                status,
+                reason: Some(format!("not started: {why}")),
+            };
+            fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        }
     }
 
     /// The exit code and its reason (SPEC section 6).
@@ -798,12 +1036,13 @@ impl RunState {
                 ),
             };
         }
-        let (failed, timed_out, interrupted) = (
+        let (failed, timed_out, interrupted, limited) = (
             count(Status::Failed),
             count(Status::TimedOut),
             count(Status::Interrupted),
+            count(Status::RateLimited),
         );
-        if failed + timed_out + interrupted > 0 {
+        if failed + timed_out + interrupted + limited > 0 {
             return Outcome {
                 exit: ExitCode::Failed,
                 reason: format!(
@@ -811,7 +1050,8 @@ impl RunState {
                     list(&[
                         (failed, "failed"),
                         (timed_out, "timed out"),
-                        (interrupted, "interrupted")
+                        (interrupted, "interrupted"),
+                        (limited, "rate limited")
                     ])
                 ),
             };
@@ -911,5 +1151,9 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
+mod gate;
 #[cfg(test)]
 mod tests;
+
+use gate::{GateWait, LaunchGate};
+pub use gate::{PROBE, RESET_MARGIN};
