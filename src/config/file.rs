@@ -865,6 +865,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
     }
 
     let budgets = merge_budgets(cli, file.budget.clone())?;
+    check_unaccounted_under_block(&instances, &budgets, &origin, n_config)?;
 
     let abs = |p: &PathBuf| cwd.join(p);
     let claude_path = match &cli.claude_path {
@@ -904,6 +905,72 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         budgets,
         options,
     })
+}
+
+/// Block mode must hold for every instance. One with `output_format: "json"` prints its
+/// usage only at the very end, so nothing can stop it in time: under a block-mode cost
+/// budget it is admitted only with its own `max_cost_usd` (Claude Code stops itself there,
+/// `--max-budget-usd`) no larger than the budget, which admission then reserves; under a
+/// block-mode token budget it cannot be bounded at all.
+fn check_unaccounted_under_block(
+    instances: &[InstanceSpec],
+    b: &BudgetConfig,
+    origin: &str,
+    n_config: usize,
+) -> Result<(), UsageError> {
+    if b.mode != Mode::Block {
+        return Ok(());
+    }
+    let at = |i: usize| {
+        let p = position(i, n_config);
+        if origin.is_empty() || i >= n_config {
+            p
+        } else {
+            format!("{origin}: {p}")
+        }
+    };
+    for (i, spec) in instances.iter().enumerate() {
+        if spec.output_format != OutputFormat::Json {
+            continue;
+        }
+        let base = spec.base_command();
+        let tokens = [
+            b.overall_tokens.map(|l| ("overall budget".to_string(), l)),
+            base.and_then(|c| b.command_tokens.get(c).copied())
+                .map(|l| (format!("command budget {}", base.unwrap_or("")), l)),
+        ];
+        if let Some((name, limit)) = tokens.into_iter().flatten().next() {
+            return Err(UsageError(format!(
+                "{}: output format json reports no usage until the instance ends, so the block-mode {name} ({}) cannot stop it in time; use --output-format stream-json for it, or enforcement_mode warn",
+                at(i),
+                crate::core::usage::fmt_count(limit)
+            )));
+        }
+        let costs = [
+            b.overall_cost
+                .map(|l| ("overall cost budget".to_string(), l)),
+            base.and_then(|c| b.command_costs.get(c).copied())
+                .map(|l| (format!("command cost budget {}", base.unwrap_or("")), l)),
+        ];
+        for (name, limit) in costs.into_iter().flatten() {
+            match spec.max_cost {
+                Some(cap) if cap <= limit => {}
+                Some(cap) => {
+                    return Err(UsageError(format!(
+                        "{}: output format json reports no usage until the instance ends, and its max_cost_usd {cap} is larger than the block-mode {name} {limit}; lower max_cost_usd to at most {limit} or use stream-json",
+                        at(i)
+                    )))
+                }
+                None => {
+                    return Err(UsageError(format!(
+                        "{}: output format json reports no usage until the instance ends, so under the block-mode {name} {limit} it needs its own max_cost_usd (at most {limit}; Claude stops itself there); set max_cost_usd or use stream-json",
+                        at(i)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Explicit names must be unique; defaulted names (slugs) are made unique with `-2`, `-3`.

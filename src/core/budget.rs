@@ -659,14 +659,15 @@ impl Ledger {
     }
 
     /// Records a usage delta of instance `id` and returns what must happen now. A
-    /// negative `cost` is a downward correction: it is booked but never triggers a
-    /// warning or a termination. Usage of an instance that is not running (late lines
-    /// after `finish`) is booked all the same: spent is spent.
-    pub fn record(&mut self, id: InstanceId, tokens: u64, cost: Usd) -> Vec<Decision> {
+    /// negative `tokens` or `cost` is a downward correction (Claude's `result` counted less
+    /// than live accounting did): it is booked but never triggers a warning or a
+    /// termination. Usage of an instance that is not running (late lines after `finish`)
+    /// is booked all the same: spent is spent.
+    pub fn record(&mut self, id: InstanceId, tokens: i64, cost: Usd) -> Vec<Decision> {
         let Some(inst) = self.instances.get_mut(id) else {
             return Vec::new();
         };
-        inst.used_tokens = inst.used_tokens.saturating_add(tokens);
+        inst.used_tokens = inst.used_tokens.saturating_add_signed(tokens);
         inst.used_cost += cost;
         let mut decisions = Vec::new();
         for i in 0..self.instances[id].budgets.len() {
@@ -1766,7 +1767,7 @@ mod tests {
                             }
                         }
                         Op::Record(id, t, cost) => {
-                            let ds = l.record(id, t, Usd(cost));
+                            let ds = l.record(id, t as i64, Usd(cost));
                             if id < n {
                                 let e = recorded.entry(id).or_default();
                                 e.0 += t;

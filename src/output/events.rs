@@ -143,7 +143,7 @@ pub struct EventSink {
 #[derive(Debug, Default)]
 struct UsageCoalesce {
     last_sent: Option<Instant>,
-    pending_delta: u64,
+    pending_delta: i64,
     /// The usage and cost of the newest update that was held back.
     pending: Option<(Usage, Usd)>,
 }
@@ -381,7 +381,7 @@ impl EventSink {
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
+    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: i64, now: Instant) {
         if !self.json {
             return;
         }
@@ -456,6 +456,11 @@ impl EventSink {
     /// The `run_finished` object at `now` (also the `--report` file).
     fn report_value(&self, run: &RunState, now: Instant) -> Value {
         let (totals, cost) = run.totals();
+        let (mut over_tokens, mut over_cost) = (0i64, Usd::ZERO);
+        for r in run.instances.iter().filter_map(|i| i.result.as_ref()) {
+            over_tokens = over_tokens.saturating_add(r.live_tokens_over);
+            over_cost += r.live_cost_over;
+        }
         let outcome = run.outcome();
         let budgets: Vec<Value> = run
             .ledger
@@ -486,6 +491,7 @@ impl EventSink {
             "duration_ms": duration_ms(now.saturating_duration_since(run.started_at)),
             "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
+            "live_difference": live_difference(over_tokens, over_cost),
             "budgets": budgets,
             "instances": instances,
         })
@@ -561,7 +567,7 @@ fn configured_budgets(plan: &Plan) -> Vec<Value> {
     out
 }
 
-fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: u64) -> Value {
+fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: i64) -> Value {
     let mut body = usage_json(usage, cost);
     body["name"] = json!(name);
     body["delta"] = json!(delta);
@@ -595,7 +601,13 @@ fn instance_json(spec: &InstanceSpec, s: &Instance, now: Instant) -> Value {
         "tools": p.tools,
         "malformed_lines": p.malformed_lines,
         "log_error": s.log_error,
+        "live_difference": s.result.as_ref().map(|r| live_difference(r.live_tokens_over, r.live_cost_over)),
     })
+}
+
+/// How far live counting was off from Claude's `result` (positive: live counted more).
+fn live_difference(tokens: i64, cost: Usd) -> Value {
+    json!({"tokens": tokens, "cost_usd": cost})
 }
 
 /// Writes `value` to `path`.
@@ -776,7 +788,13 @@ mod tests {
         // Ten updates 20 ms apart: only those ≥ 100 ms after the last sent one go out.
         for i in 0..10u64 {
             total += 10 + i;
-            sink.usage_update("a", &usage(total), Usd::ZERO, 10 + i, t0 + ms(20 * i));
+            sink.usage_update(
+                "a",
+                &usage(total),
+                Usd::ZERO,
+                10 + i as i64,
+                t0 + ms(20 * i),
+            );
         }
         // Another instance is not held back by the first one's clock.
         sink.usage_update("b", &usage(5), Usd::ZERO, 5, t0 + ms(21));

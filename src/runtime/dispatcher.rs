@@ -12,7 +12,7 @@
 use crate::core::accounting::Tracker;
 use crate::core::exit::Interrupt;
 use crate::core::plan::InstanceId;
-use crate::core::pricing::Pricing;
+use crate::core::pricing::{Calibration, Pricing};
 use crate::core::run::{Effect, Ended, Input, Observed, Outcome, Progress, RunEvent, RunState};
 use crate::core::usage::Usd;
 use crate::output::Outputs;
@@ -62,6 +62,9 @@ enum Msg {
 pub struct Dispatcher {
     state: RunState,
     pricing: Arc<Pricing>,
+    /// Per-model price corrections learnt from Claude's `costUSD`, shared by every
+    /// instance's tracker for the whole run (issue 10).
+    calibration: Calibration,
     /// Launcher: (program, leading args) — `claude`, or this binary in simulated mode.
     program: (PathBuf, Vec<OsString>),
     /// Process groups of running instances: a handle exists only while one runs.
@@ -89,6 +92,7 @@ impl Dispatcher {
             log_stems,
             state,
             pricing,
+            calibration: Calibration::new(),
             program,
             groups: (0..n).map(|_| None).collect(),
             outputs,
@@ -304,7 +308,8 @@ impl Dispatcher {
                 let pid = child.pid();
                 self.groups[id] = Some(child.group());
                 let logs = self.log_paths(id);
-                let tracker = Tracker::new(self.pricing.clone());
+                let tracker =
+                    Tracker::with_calibration(self.pricing.clone(), self.calibration.clone());
                 let task = tokio::spawn(supervise(
                     id,
                     spec.name.clone(),

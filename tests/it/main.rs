@@ -9,6 +9,8 @@ mod batch;
 mod cli;
 mod cli_errors;
 mod faults;
+mod fidelity;
+mod fidelity_run;
 mod hardening;
 mod process_faults;
 mod rate_limits;

@@ -324,10 +324,11 @@ pub enum RunEvent {
         pid: u32,
         argv: Vec<String>,
     },
-    /// Spend counted for `id` (`tokens` is the token delta).
+    /// Spend counted for `id` (`tokens` is the token delta; negative when Claude's `result`
+    /// counted less than the live count).
     Usage {
         id: InstanceId,
-        tokens: u64,
+        tokens: i64,
     },
     /// Something to tell the user about an instance's output (unknown model, …).
     Notice {

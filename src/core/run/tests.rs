@@ -94,7 +94,7 @@ impl Sim {
         progress.cost += Usd(tokens as i64);
         let observed = Observed {
             line: Observation {
-                tokens_delta: tokens,
+                tokens_delta: tokens as i64,
                 cost_delta: Usd(tokens as i64),
                 result,
                 ..Observation::default()
@@ -146,6 +146,8 @@ fn ok_result(text: &str) -> ResultSummary {
         is_error: false,
         text: Some(text.into()),
         num_turns: Some(1),
+        live_tokens_over: 0,
+        live_cost_over: Usd::ZERO,
     }
 }
 
