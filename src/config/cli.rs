@@ -3,6 +3,7 @@
 //! pure `--start-at` arithmetic. Nothing here touches the file system or the clock;
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
+use crate::config::units;
 use crate::core::plan::{ColorChoice, Mode, OutputFormat};
 use crate::core::usage::Usd;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
@@ -100,21 +101,21 @@ pub struct Cli {
     pub allowed_tools: Option<ToolList>,
 
     // ---------------------------------------------------------------- Budgets
-    /// Tokens the whole run may spend.
+    /// Tokens the whole run may spend: 50000, 50,000, 50_000, 50K or 1.5M.
     #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
     pub overall_token_budget: Option<u64>,
 
-    /// Tokens per base command, e.g. /test=1000 (repeatable, or comma-separated).
-    #[arg(long, value_name = "CMD=N", value_parser = parse_command_tokens, value_delimiter = ',', help_heading = "Budgets")]
-    pub command_budget: Vec<CommandTokens>,
+    /// Tokens per base command, e.g. /test=10K (repeatable, or comma-separated).
+    #[arg(long, value_name = "CMD=N", value_parser = parse_command_tokens, help_heading = "Budgets")]
+    pub command_budget: Vec<CommandTokensList>,
 
-    /// US dollars the whole run may spend, e.g. 2.50.
+    /// US dollars the whole run may spend, e.g. 2.50 or '$5'.
     #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
     pub overall_cost_budget: Option<Usd>,
 
     /// US dollars per base command, e.g. /test=0.50 (repeatable, or comma-separated).
-    #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, value_delimiter = ',', help_heading = "Budgets")]
-    pub command_cost_budget: Vec<CommandCost>,
+    #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, help_heading = "Budgets")]
+    pub command_cost_budget: Vec<CommandCostList>,
 
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
     #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Budgets")]
@@ -137,16 +138,16 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0, value_parser = parse_count, allow_negative_numbers = true, help_heading = "Running")]
     pub max_parallel: usize,
 
-    /// Minimum seconds between two launches.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// Minimum time between two launches: 1, 500ms, 2s.
+    #[arg(long, value_name = "DURATION", default_value = "1", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub startup_delay: Duration,
 
-    /// Seconds each instance may run before it is terminated [default: none].
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// How long each instance may run before it is terminated: 900, 15m, 1.5h [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub timeout: Option<Duration>,
 
-    /// Seconds between SIGTERM and SIGKILL when an instance is stopped.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// Time between SIGTERM and SIGKILL when an instance is stopped: 5, 10s.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub kill_grace: Duration,
 
     /// Start later: 30m, 2h, 1.5h, 45s, 14:30, 2am, 11:15pm (a past time means tomorrow).
@@ -178,8 +179,8 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub disable_budget_visuals: bool,
 
-    /// Seconds between status reports; 0 turns periodic reports off.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Output")]
+    /// Time between status reports (and --json status events); 0 turns them off.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Output")]
     pub status_report_interval: Duration,
 
     /// Characters of text shown per line before it is truncated.
@@ -305,6 +306,26 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolList(pub Vec<String>);
 
+/// One `--command-budget` value: `/test=1000` or `/test=5,000,/lint=2K`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTokensList(pub Vec<CommandTokens>);
+
+/// One `--command-cost-budget` value: `/test=0.5` or `/test=$1,/lint=0.25`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandCostList(pub Vec<CommandCost>);
+
+impl Cli {
+    /// Every `--command-budget` pair, in the order given.
+    pub fn command_tokens(&self) -> impl Iterator<Item = &CommandTokens> {
+        self.command_budget.iter().flat_map(|l| &l.0)
+    }
+
+    /// Every `--command-cost-budget` pair, in the order given.
+    pub fn command_costs(&self) -> impl Iterator<Item = &CommandCost> {
+        self.command_cost_budget.iter().flat_map(|l| &l.0)
+    }
+}
+
 /// `--command-budget /test=1000`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandTokens {
@@ -423,17 +444,9 @@ pub(crate) fn parse_non_empty(s: &str) -> Result<String, String> {
     }
 }
 
-/// A token count: a whole number greater than zero.
+/// A token count greater than zero: `5000`, `5,000`, `5_000`, `50K`, `1.5M`.
 pub fn parse_token_count(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err("must be a whole number greater than 0, e.g. 5000".into());
-    }
-    match t.parse::<u64>() {
-        Ok(0) => Err("must be greater than 0 (leave the budget out for no limit)".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("not a whole number of tokens, e.g. 5000".into()),
-    }
+    units::parse_tokens(s)
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -449,14 +462,9 @@ fn parse_positive_count(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Dollars: a finite number greater than zero; a leading `$` is allowed.
+/// Dollars greater than zero: `2.50`, `$2.50`, `$5`, `1,000`.
 pub fn parse_usd(s: &str) -> Result<Usd, String> {
-    let t = s.trim();
-    let t = t.strip_prefix('$').unwrap_or(t);
-    let d: f64 = t
-        .parse()
-        .map_err(|_| "not an amount of US dollars, e.g. 2.50".to_string())?;
-    usd_from_f64(d).ok_or_else(|| "must be an amount of US dollars greater than 0".to_string())
+    units::parse_dollars(s)
 }
 
 /// `Usd` for a positive, finite dollar amount that does not round to zero nanodollars.
@@ -493,16 +501,41 @@ fn split_pair(s: &str, unit: &str, example: &str) -> Result<(String, String), St
     Ok((normalize_command_key(k)?, v.trim().to_string()))
 }
 
-fn parse_command_tokens(s: &str) -> Result<CommandTokens, String> {
-    let (command, v) = split_pair(s, "N", "1000")?;
-    let tokens = parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
-    Ok(CommandTokens { command, tokens })
+/// Splits `CMD=V,CMD=V` on the commas that start a new pair, so that a comma inside a
+/// number (`/test=5,000`) stays part of it: a piece without `=` continues the previous one.
+fn split_pairs(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        match out.last_mut() {
+            Some(last) if !piece.contains('=') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.to_string()),
+        }
+    }
+    out
 }
 
-fn parse_command_cost(s: &str) -> Result<CommandCost, String> {
-    let (command, v) = split_pair(s, "USD", "0.50")?;
-    let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
-    Ok(CommandCost { command, usd })
+fn parse_command_tokens(s: &str) -> Result<CommandTokensList, String> {
+    let mut out = Vec::new();
+    for pair in split_pairs(s) {
+        let (command, v) = split_pair(&pair, "N", "1000")?;
+        let tokens =
+            parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
+        out.push(CommandTokens { command, tokens });
+    }
+    Ok(CommandTokensList(out))
+}
+
+fn parse_command_cost(s: &str) -> Result<CommandCostList, String> {
+    let mut out = Vec::new();
+    for pair in split_pairs(s) {
+        let (command, v) = split_pair(&pair, "USD", "0.50")?;
+        let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
+        out.push(CommandCost { command, usd });
+    }
+    Ok(CommandCostList(out))
 }
 
 pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -530,14 +563,34 @@ fn parse_color(s: &str) -> Result<ColorChoice, String> {
     }
 }
 
-/// Percent of a budget: greater than 0 and at most 100.
+/// Percent of a budget: greater than 0 and at most 100, with an optional `%`.
+///
+/// A number below 1 without a `%` sign is rejected: `0.8` is far more likely a fraction
+/// meant as 80% than a wish to be warned at 0.8%. Write `0.8%` to mean 0.8 percent.
 pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
-    let t = t.strip_suffix('%').unwrap_or(t);
+    let (t, has_sign) = match t.strip_suffix('%') {
+        Some(n) => (n.trim_end(), true),
+        None => (t, false),
+    };
     let p: f64 = t
         .parse()
         .map_err(|_| "not a percentage, e.g. 80".to_string())?;
+    if !has_sign {
+        check_not_fraction(p)?;
+    }
     check_percent(p)
+}
+
+/// Rejects `0 < p < 1` given without a `%` sign (see [`parse_percent`]).
+pub(crate) fn check_not_fraction(p: f64) -> Result<(), String> {
+    if p > 0.0 && p < 1.0 {
+        let as_pct = (p * 1000.0).round() / 10.0;
+        return Err(format!(
+            "is a percentage, not a fraction: write {as_pct} for {as_pct}%, or {p}% if you really mean {p} percent"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_percent(p: f64) -> Result<f64, String> {
@@ -548,14 +601,9 @@ pub(crate) fn check_percent(p: f64) -> Result<f64, String> {
     }
 }
 
-/// Seconds, 0 or more (fractions allowed, optional trailing `s`).
+/// A duration, 0 or more: `90` (seconds), `2.5s`, `10m`, `1.5h`, `1m30s`, `500ms`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let t = t.strip_suffix('s').unwrap_or(t);
-    let secs: f64 = t
-        .parse()
-        .map_err(|_| "not a number of seconds, e.g. 1.5".to_string())?;
-    secs_from_f64(secs).ok_or_else(|| "must be a number of seconds, 0 or more".to_string())
+    units::parse_duration(s, true)
 }
 
 pub(crate) fn secs_from_f64(secs: f64) -> Option<Duration> {
@@ -566,9 +614,9 @@ pub(crate) fn secs_from_f64(secs: f64) -> Option<Duration> {
 }
 
 fn parse_positive_secs(s: &str) -> Result<Duration, String> {
-    let d = parse_secs(s).map_err(|_| "must be a number of seconds greater than 0".to_string())?;
+    let d = parse_secs(s)?;
     if d.is_zero() {
-        Err("must be a number of seconds greater than 0".into())
+        Err("must be greater than 0, e.g. 900, 15m or 1.5h".into())
     } else {
         Ok(d)
     }
@@ -676,29 +724,17 @@ pub fn parse_start_at(s: &str) -> Result<StartAt, String> {
     if let Some(time) = parse_clock(&t)? {
         return Ok(StartAt::At(time));
     }
-    let (num, unit) = t.split_at(t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-    let factor = match unit.trim() {
-        "s" | "sec" | "secs" => 1.0,
-        "m" | "min" | "mins" => 60.0,
-        "h" | "hr" | "hrs" => 3600.0,
-        "" => return Err(format!("a delay needs a unit (s, m or h), {START_AT_HELP}")),
-        _ => {
-            return Err(format!(
-                "expected a delay (s, m or h) or a clock time, {START_AT_HELP}"
-            ))
+    let d = units::parse_duration(&t, false).map_err(|e| {
+        if e.contains("unit") {
+            format!("a delay needs a unit (s, m or h), {START_AT_HELP}")
+        } else {
+            format!("expected a delay or a clock time, {START_AT_HELP}")
         }
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a delay or a clock time, {START_AT_HELP}"))?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(format!("a delay must be 0 or more, {START_AT_HELP}"));
+    })?;
+    if d > MAX_DELAY {
+        return Err("a delay may be at most 7 days".into());
     }
-    match Duration::try_from_secs_f64(n * factor) {
-        Ok(d) if d <= MAX_DELAY => Ok(StartAt::After(d)),
-        _ => Err("a delay may be at most 7 days".into()),
-    }
+    Ok(StartAt::After(d))
 }
 
 /// `Ok(None)` when `t` does not look like a clock time at all; `Err` when it does but is
@@ -809,7 +845,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.overall_token_budget, Some(5000));
         assert_eq!(
-            cli.command_budget,
+            cli.command_tokens().cloned().collect::<Vec<_>>(),
             vec![CommandTokens {
                 command: "/test".into(),
                 tokens: 1000
@@ -896,10 +932,11 @@ mod tests {
             cli.start_at,
             Some(StartAt::At(NaiveTime::from_hms_opt(2, 0, 0).unwrap()))
         );
-        assert_eq!(cli.command_budget.len(), 2);
-        assert_eq!(cli.command_budget[1].command, "/lint");
+        let tokens: Vec<_> = cli.command_tokens().collect();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[1].command, "/lint");
         assert_eq!(cli.overall_cost_budget, Some(Usd(2_500_000_000)));
-        assert_eq!(cli.command_cost_budget[0].usd, Usd(500_000_000));
+        assert_eq!(cli.command_costs().next().unwrap().usd, Usd(500_000_000));
         assert_eq!(cli.warn_at, Some(75.0));
         assert_eq!(cli.status_report_interval, Duration::ZERO);
         assert_eq!(cli.verbose, 2);
@@ -931,7 +968,7 @@ mod tests {
         let m = err(&["--command-budget", "test", "/x"]);
         assert_one_line_naming(&m, &["--command-budget", "'test'", "CMD=N"]);
         let m = err(&["--command-budget", "/test=abc"]);
-        assert_one_line_naming(&m, &["--command-budget", "/test=abc", "whole number"]);
+        assert_one_line_naming(&m, &["--command-budget", "/test=abc", "number of tokens"]);
         let m = err(&["--command-budget", "/test=-5"]);
         assert_one_line_naming(&m, &["--command-budget", "/test=-5", "greater than 0"]);
         let m = err(&["--command-budget", "/test=0"]);
@@ -943,13 +980,76 @@ mod tests {
     }
 
     #[test]
+    fn numbers_as_people_write_them() {
+        for (text, want) in [("50K", 50_000), ("5,000", 5000), ("5_000", 5000), ("1.5M", 1_500_000)] {
+            let cli = parse_args(args(&["--overall-token-budget", text, "--estimate", text])).unwrap();
+            assert_eq!(cli.overall_token_budget, Some(want), "{text}");
+            assert_eq!(cli.estimate, want, "{text}");
+        }
+        let cli = parse_args(args(&[
+            "--command-budget",
+            "/test=1k,lint=5,000",
+            "--command-budget",
+            "/doc=2_500",
+            "--command-cost-budget",
+            "/test=$1,/lint=0.25",
+        ]))
+        .unwrap();
+        let tokens: Vec<(&str, u64)> = cli
+            .command_tokens()
+            .map(|c| (c.command.as_str(), c.tokens))
+            .collect();
+        assert_eq!(tokens, [("/test", 1000), ("/lint", 5000), ("/doc", 2500)]);
+        let costs: Vec<(&str, Usd)> = cli
+            .command_costs()
+            .map(|c| (c.command.as_str(), c.usd))
+            .collect();
+        assert_eq!(costs, [("/test", Usd(1_000_000_000)), ("/lint", Usd(250_000_000))]);
+        let cli = parse_args(args(&["--overall-cost-budget", "$5"])).unwrap();
+        assert_eq!(cli.overall_cost_budget, Some(Usd(5_000_000_000)));
+    }
+
+    #[test]
+    fn durations_everywhere_a_duration_is_taken() {
+        let cli = parse_args(args(&[
+            "--timeout",
+            "10m",
+            "--startup-delay",
+            "500ms",
+            "--kill-grace",
+            "1m30s",
+            "--status-report-interval",
+            "1.5h",
+        ]))
+        .unwrap();
+        assert_eq!(cli.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(cli.startup_delay, Duration::from_millis(500));
+        assert_eq!(cli.kill_grace, Duration::from_secs(90));
+        assert_eq!(cli.status_report_interval, Duration::from_secs(5400));
+        assert_eq!(
+            parse_args(args(&["--timeout", "90"])).unwrap().timeout,
+            Some(Duration::from_secs(90))
+        );
+        assert_one_line_naming(&err(&["--timeout", "10d"]), &["--timeout", "10d", "10m"]);
+    }
+
+    #[test]
+    fn warn_at_takes_percent_not_fractions() {
+        let m = err(&["--warn-at", "0.8"]);
+        assert_one_line_naming(&m, &["--warn-at", "0.8", "write 80", "0.8%"]);
+        assert_eq!(parse_args(args(&["--warn-at", "0.8%"])).unwrap().warn_at, Some(0.8));
+        assert_eq!(parse_args(args(&["--warn-at", "80%"])).unwrap().warn_at, Some(80.0));
+        assert_eq!(parse_args(args(&["--warn-at", "1"])).unwrap().warn_at, Some(1.0));
+    }
+
+    #[test]
     fn command_keys_get_a_leading_slash() {
         assert_eq!(normalize_command_key("test").unwrap(), "/test");
         assert_eq!(normalize_command_key(" /lint ").unwrap(), "/lint");
         assert!(normalize_command_key("/test --unit").is_err());
         assert!(normalize_command_key("").is_err());
         let cli = parse_args(args(&["--command-budget", "test=1000"])).unwrap();
-        assert_eq!(cli.command_budget[0].command, "/test");
+        assert_eq!(cli.command_tokens().next().unwrap().command, "/test");
     }
 
     #[test]

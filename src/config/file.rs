@@ -225,6 +225,11 @@ impl Ctx<'_> {
                     .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
                     .map(|f| f as u64)
             }),
+            // "50K", "5,000": the forms the command line takes.
+            Value::String(s) => {
+                return crate::config::units::parse_tokens(s)
+                    .map_err(|e| self.err(path, format!("{e}, {}", found(v))))
+            }
             _ => {
                 return Err(self.err(
                     path,
@@ -251,6 +256,11 @@ impl Ctx<'_> {
     }
 
     fn usd(&self, v: &Value, path: &str) -> Result<Usd, UsageError> {
+        if let Value::String(s) = v {
+            // "$5", "2.50": the forms the command line takes.
+            return crate::config::units::parse_dollars(s)
+                .map_err(|e| self.err(path, format!("{e}, {}", found(v))));
+        }
         let d = self.number(v, path, "an amount of US dollars")?;
         cli::usd_from_f64(d).ok_or_else(|| {
             self.err(
@@ -369,17 +379,23 @@ fn parse_instance(cx: &Ctx, v: &Value, path: &str) -> Result<ConfigInstance, Usa
             "max_tokens_per_command" => inst.max_tokens = Some(cx.tokens(v, &at)?),
             "max_cost_usd" => inst.max_cost = Some(cx.usd(v, &at)?),
             "timeout" => {
-                let secs = cx.number(v, &at, "a number of seconds")?;
-                inst.timeout = Some(
-                    cli::secs_from_f64(secs)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            cx.err(
-                                &at,
-                                format!("must be a number of seconds greater than 0, {}", found(v)),
-                            )
-                        })?,
-                );
+                let d = match v {
+                    // "15m", "1.5h", "900s": the forms the command line takes.
+                    Value::String(s) => Some(
+                        crate::config::units::parse_duration(s, true)
+                            .map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
+                    ),
+                    _ => cli::secs_from_f64(cx.number(v, &at, "a number of seconds or a duration such as \"15m\"")?),
+                };
+                inst.timeout = Some(d.filter(|d| !d.is_zero()).ok_or_else(|| {
+                    cx.err(
+                        &at,
+                        format!(
+                            "must be a number of seconds or a duration greater than 0, {}",
+                            found(v)
+                        ),
+                    )
+                })?);
             }
             "session_id" => {
                 let s = cx.string(v, &at)?;
@@ -495,7 +511,9 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
             "warn_at_percent" => {
                 let p = cx.number(v, &at, "a percentage")?;
                 b.warn_at_percent = Some(
-                    cli::check_percent(p).map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
+                    cli::check_not_fraction(p)
+                        .and_then(|()| cli::check_percent(p))
+                        .map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
                 );
             }
             "disable_visuals" => b.disable_visuals = Some(cx.boolean(v, &at)?),
@@ -859,7 +877,7 @@ fn assign_names(
 fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageError> {
     let mut command_tokens = cfg.command_tokens;
     let mut seen = HashSet::new();
-    for cb in &cli.command_budget {
+    for cb in cli.command_tokens() {
         if !seen.insert(cb.command.as_str()) {
             return Err(UsageError(format!(
                 "--command-budget: {} is given twice; give each command one limit",
@@ -870,7 +888,7 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
     }
     let mut command_costs = cfg.command_costs;
     let mut seen = HashSet::new();
-    for cc in &cli.command_cost_budget {
+    for cc in cli.command_costs() {
         if !seen.insert(cc.command.as_str()) {
             return Err(UsageError(format!(
                 "--command-cost-budget: {} is given twice; give each command one limit",
@@ -963,6 +981,28 @@ mod tests {
     }
 
     #[test]
+    fn config_numbers_take_the_command_line_forms() {
+        let f = cfg(r#"{"instances": [{"command": "/a", "max_tokens_per_command": "20K",
+                                       "max_cost_usd": "$0.50", "timeout": "15m"},
+                                      {"command": "/b", "timeout": "1.5h"}],
+            "budget": {"overall_tokens": "1.5M", "overall_cost_usd": "$5",
+                       "commands": {"/a": "5,000"}, "command_costs": {"/a": "$1"}}}"#)
+        .unwrap();
+        assert_eq!(f.instances[0].max_tokens, Some(20_000));
+        assert_eq!(f.instances[0].max_cost, Some(Usd(500_000_000)));
+        assert_eq!(f.instances[0].timeout, Some(Duration::from_secs(900)));
+        assert_eq!(f.instances[1].timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(f.budget.overall_tokens, Some(1_500_000));
+        assert_eq!(f.budget.overall_cost, Some(Usd(5_000_000_000)));
+        assert_eq!(f.budget.command_tokens.get("/a"), Some(&5000));
+        assert_eq!(f.budget.command_costs.get("/a"), Some(&Usd(1_000_000_000)));
+        let e = cfg_err(r#"{"budget": {"warn_at_percent": 0.8}}"#);
+        assert!(e.contains("budget.warn_at_percent") && e.contains("write 80"), "{e}");
+        let e = cfg_err(r#"{"instances": [{"command": "/a", "timeout": "0s"}]}"#);
+        assert!(e.contains("instances[0].timeout"), "{e}");
+    }
+
+    #[test]
     fn zen_aliases_are_accepted() {
         let f = cfg(r#"{"instances": [{"prompt": "/analyze", "clear_history": true, "compact_history": false, "pre_commands": []}],
             "budget": {"overall_budget": 100, "command_budgets": {"/analyze": 50},
@@ -1025,8 +1065,8 @@ mod tests {
                 "instances[0].max_tokens_per_command",
             ),
             (
-                r#"{"instances": [{"command": "/a", "max_tokens_per_command": "5"}]}"#,
-                "expected a whole number",
+                r#"{"instances": [{"command": "/a", "max_tokens_per_command": "5 tokens"}]}"#,
+                "not a number of tokens",
             ),
             (
                 r#"{"instances": [{"command": "/a", "max_tokens_per_command": 1.5}]}"#,
@@ -1038,7 +1078,7 @@ mod tests {
             ),
             (
                 r#"{"instances": [{"command": "/a", "timeout": 0}]}"#,
-                "instances[0].timeout: must be a number of seconds greater than 0",
+                "instances[0].timeout: must be a number of seconds or a duration greater than 0",
             ),
             (
                 r#"{"instances": [{"command": "/a", "session_id": "perf-1"}]}"#,
@@ -1069,8 +1109,8 @@ mod tests {
                 "budget.overall_tokens: must be greater than 0",
             ),
             (
-                r#"{"budget": {"commands": {"/test": "1000"}}}"#,
-                "budget.commands[\"/test\"]: expected a whole number",
+                r#"{"budget": {"commands": {"/test": "lots"}}}"#,
+                "budget.commands[\"/test\"]: not a number of tokens",
             ),
             (
                 r#"{"budget": {"commands": {"test": 1, "/test": 2}}}"#,
