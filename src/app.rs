@@ -42,6 +42,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => return clap_exit(e),
     };
     init_tracing(&cli);
+    if cli.list_examples {
+        print!("{}", crate::config::examples::list());
+        return 0;
+    }
+    if let Some(kind) = &cli.generate_example {
+        return match crate::config::examples::example(kind) {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => usage_error(&e),
+        };
+    }
     let cwd = match std::env::current_dir() {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
@@ -162,7 +175,7 @@ fn usage_error(msg: &str) -> i32 {
 
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match (cli.quiet, cli.verbose) {
+    let default = match (cli.effective_quiet(), cli.effective_verbose()) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",

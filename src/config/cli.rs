@@ -210,6 +210,104 @@ pub struct Cli {
     /// Keep each instance's raw stdout (NAME.jsonl) and stderr (NAME.stderr) here.
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub log_dir: Option<PathBuf>,
+
+    /// Use the budgets of this profile from the config's "profiles" (e.g. testing, production).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Budgets")]
+    pub profile: Option<String>,
+
+    // ---------------------------------------------------------------- zen
+    /// zen: output lines per instance on the console; 0 = no live status (errors and summary stay).
+    #[arg(long, value_name = "N", value_parser = parse_count, help_heading = "zen compatibility")]
+    pub max_console_lines: Option<usize>,
+
+    /// zen: silent (= --quiet), concise (the default) or detailed (= --verbose); wins over both.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level, help_heading = "zen compatibility")]
+    pub log_level: Option<LogLevel>,
+
+    /// zen: name of the instance of the single PROMPT (names log files and report rows).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "zen compatibility")]
+    pub instance_name: Option<String>,
+
+    /// zen: description of the instance of the single PROMPT.
+    #[arg(long, value_name = "TEXT", help_heading = "zen compatibility")]
+    pub instance_description: Option<String>,
+
+    /// zen: Claude session UUID for the instance of the single PROMPT.
+    #[arg(long, value_name = "UUID", value_parser = parse_session_id, help_heading = "zen compatibility")]
+    pub session_id: Option<String>,
+
+    /// zen: accepted and ignored: every `claude -p` run starts a fresh session.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub clear_history: bool,
+
+    /// zen: accepted and ignored: every `claude -p` run starts a fresh session.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub compact_history: bool,
+
+    /// zen: tokens, cost or mixed; checked and ignored: every budget that is set is enforced.
+    #[arg(long, value_name = "TYPE", value_parser = parse_budget_type, help_heading = "zen compatibility")]
+    pub budget_parameter_type: Option<String>,
+
+    /// zen: print an example config of TYPE (see --list-examples) and exit.
+    #[arg(long, value_name = "TYPE", help_heading = "zen compatibility")]
+    pub generate_example: Option<String>,
+
+    /// zen: list the example config types for --generate-example and exit.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub list_examples: bool,
+}
+
+/// zen's `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Silent,
+    Concise,
+    Detailed,
+}
+
+impl Cli {
+    /// `--quiet`, or zen's `--log-level silent`, which wins over it as in zen.
+    pub fn effective_quiet(&self) -> bool {
+        match self.log_level {
+            Some(LogLevel::Silent) => true,
+            Some(_) => false,
+            None => self.quiet,
+        }
+    }
+
+    /// `-v` count, with zen's `--log-level detailed` meaning `-v`.
+    pub fn effective_verbose(&self) -> u8 {
+        match self.log_level {
+            Some(LogLevel::Detailed) => self.verbose.max(1),
+            Some(_) => 0,
+            None => self.verbose,
+        }
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "silent" => Ok(LogLevel::Silent),
+        "concise" => Ok(LogLevel::Concise),
+        "detailed" => Ok(LogLevel::Detailed),
+        _ => Err("expected silent, concise or detailed".into()),
+    }
+}
+
+fn parse_budget_type(s: &str) -> Result<String, String> {
+    match s.trim() {
+        t @ ("tokens" | "cost" | "mixed") => Ok(t.to_string()),
+        _ => Err("expected tokens, cost or mixed".into()),
+    }
+}
+
+fn parse_session_id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if crate::config::file::is_uuid(t) {
+        Ok(t.to_ascii_lowercase())
+    } else {
+        Err("not a UUID; use the form 123e4567-e89b-12d3-a456-426614174000".into())
+    }
 }
 
 // ---------------------------------------------------------------- helper commands
@@ -981,8 +1079,14 @@ mod tests {
 
     #[test]
     fn numbers_as_people_write_them() {
-        for (text, want) in [("50K", 50_000), ("5,000", 5000), ("5_000", 5000), ("1.5M", 1_500_000)] {
-            let cli = parse_args(args(&["--overall-token-budget", text, "--estimate", text])).unwrap();
+        for (text, want) in [
+            ("50K", 50_000),
+            ("5,000", 5000),
+            ("5_000", 5000),
+            ("1.5M", 1_500_000),
+        ] {
+            let cli =
+                parse_args(args(&["--overall-token-budget", text, "--estimate", text])).unwrap();
             assert_eq!(cli.overall_token_budget, Some(want), "{text}");
             assert_eq!(cli.estimate, want, "{text}");
         }
@@ -1004,7 +1108,10 @@ mod tests {
             .command_costs()
             .map(|c| (c.command.as_str(), c.usd))
             .collect();
-        assert_eq!(costs, [("/test", Usd(1_000_000_000)), ("/lint", Usd(250_000_000))]);
+        assert_eq!(
+            costs,
+            [("/test", Usd(1_000_000_000)), ("/lint", Usd(250_000_000))]
+        );
         let cli = parse_args(args(&["--overall-cost-budget", "$5"])).unwrap();
         assert_eq!(cli.overall_cost_budget, Some(Usd(5_000_000_000)));
     }
@@ -1037,9 +1144,18 @@ mod tests {
     fn warn_at_takes_percent_not_fractions() {
         let m = err(&["--warn-at", "0.8"]);
         assert_one_line_naming(&m, &["--warn-at", "0.8", "write 80", "0.8%"]);
-        assert_eq!(parse_args(args(&["--warn-at", "0.8%"])).unwrap().warn_at, Some(0.8));
-        assert_eq!(parse_args(args(&["--warn-at", "80%"])).unwrap().warn_at, Some(80.0));
-        assert_eq!(parse_args(args(&["--warn-at", "1"])).unwrap().warn_at, Some(1.0));
+        assert_eq!(
+            parse_args(args(&["--warn-at", "0.8%"])).unwrap().warn_at,
+            Some(0.8)
+        );
+        assert_eq!(
+            parse_args(args(&["--warn-at", "80%"])).unwrap().warn_at,
+            Some(80.0)
+        );
+        assert_eq!(
+            parse_args(args(&["--warn-at", "1"])).unwrap().warn_at,
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -78,9 +78,12 @@ pub struct ConfigBudget {
 pub struct ConfigFile {
     pub instances: Vec<ConfigInstance>,
     pub budget: ConfigBudget,
+    /// Named budget sets (`"profiles": {"testing": {…}}`), chosen with `--profile NAME`;
+    /// the chosen one's keys override `budget`'s.
+    pub profiles: BTreeMap<String, ConfigBudget>,
 }
 
-const TOP_KEYS: &[&str] = &["instances", "budget"];
+const TOP_KEYS: &[&str] = &["instances", "budget", "profiles"];
 
 const INSTANCE_KEYS: &[&str] = &[
     "name",
@@ -336,6 +339,16 @@ pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> 
                         .push(parse_instance(&cx, item, &format!("instances[{i}]"))?);
                 }
             }
+            "profiles" => {
+                for (name, p) in cx.object(v, "profiles")? {
+                    if ignored_key(name) {
+                        continue;
+                    }
+                    let at = join("profiles", name);
+                    file.profiles
+                        .insert(name.clone(), parse_budget_at(&cx, p, &at)?);
+                }
+            }
             _ => file.budget = parse_budget(&cx, v)?,
         }
     }
@@ -385,7 +398,11 @@ fn parse_instance(cx: &Ctx, v: &Value, path: &str) -> Result<ConfigInstance, Usa
                         crate::config::units::parse_duration(s, true)
                             .map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
                     ),
-                    _ => cli::secs_from_f64(cx.number(v, &at, "a number of seconds or a duration such as \"15m\"")?),
+                    _ => cli::secs_from_f64(cx.number(
+                        v,
+                        &at,
+                        "a number of seconds or a duration such as \"15m\"",
+                    )?),
                 };
                 inst.timeout = Some(d.filter(|d| !d.is_zero()).ok_or_else(|| {
                     cx.err(
@@ -474,7 +491,12 @@ fn parse_env(cx: &Ctx, v: &Value, path: &str) -> Result<BTreeMap<String, String>
 }
 
 fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
-    let obj = cx.object(v, "budget")?;
+    parse_budget_at(cx, v, "budget")
+}
+
+/// A budget object at JSON path `base`: `budget` itself or `profiles.NAME`.
+fn parse_budget_at(cx: &Ctx, v: &Value, base: &str) -> Result<ConfigBudget, UsageError> {
+    let obj = cx.object(v, base)?;
     let mut b = ConfigBudget::default();
     // Canonical key and zen alias name the same setting; both at once is ambiguous.
     let pairs = [
@@ -486,13 +508,13 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
     for (a, z) in pairs {
         if obj.contains_key(a) && obj.contains_key(z) {
             return Err(cx.err(
-                &join("budget", z),
+                &join(base, z),
                 format!("is the zen name of {a:?}, which is also set; keep one"),
             ));
         }
     }
-    for (k, v) in cx.keys(obj, "budget", BUDGET_KEYS)? {
-        let at = join("budget", k);
+    for (k, v) in cx.keys(obj, base, BUDGET_KEYS)? {
+        let at = join(base, k);
         match k {
             "overall_tokens" | "overall_budget" => b.overall_tokens = Some(cx.tokens(v, &at)?),
             "overall_cost_usd" | "overall_cost_budget" => b.overall_cost = Some(cx.usd(v, &at)?),
@@ -555,6 +577,50 @@ fn command_map<T>(
         out.insert(key, limit(cx, v, &at)?);
     }
     Ok(out)
+}
+
+impl ConfigBudget {
+    /// `self` with every setting `over` states replacing this one's; per-command limits
+    /// are replaced command by command.
+    fn overlay(mut self, over: &ConfigBudget) -> ConfigBudget {
+        self.overall_tokens = over.overall_tokens.or(self.overall_tokens);
+        self.overall_cost = over.overall_cost.or(self.overall_cost);
+        self.command_tokens.extend(over.command_tokens.clone());
+        self.command_costs.extend(over.command_costs.clone());
+        self.mode = over.mode.or(self.mode);
+        self.warn_at_percent = over.warn_at_percent.or(self.warn_at_percent);
+        self.disable_visuals = over.disable_visuals.or(self.disable_visuals);
+        self
+    }
+}
+
+/// The config's budget with `--profile NAME` applied.
+fn select_profile(cli: &Cli, file: &ConfigFile, origin: &str) -> Result<ConfigBudget, UsageError> {
+    let Some(name) = cli.profile.as_deref() else {
+        return Ok(file.budget.clone());
+    };
+    if cli.config.is_none() {
+        return Err(UsageError(format!(
+            "--profile {name}: profiles come from a config file; add --config FILE with \"profiles\": {{\"{name}\": {{…}}}}"
+        )));
+    }
+    match file.profiles.get(name) {
+        Some(p) => Ok(file.budget.clone().overlay(p)),
+        None if file.profiles.is_empty() => Err(UsageError(format!(
+            "--profile {name}: {origin} has no \"profiles\"; add \"profiles\": {{\"{name}\": {{…budget keys…}}}}"
+        ))),
+        None => {
+            let names: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            let hint = match cli::closest(name, names.iter().copied()) {
+                Some(c) => format!("did you mean {c}? "),
+                None => String::new(),
+            };
+            Err(UsageError(format!(
+                "--profile {name}: no such profile in {origin}; {hint}profiles: {}",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// Names end up in file names (`--log-dir`), so they must be safe as one.
@@ -717,6 +783,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
 
+    let cfg_budget = select_profile(cli, &file, &origin)?;
     let n_config = file.instances.len();
     let mut raw: Vec<ConfigInstance> = file.instances;
     for (i, p) in cli.prompts.iter().enumerate() {
@@ -738,6 +805,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
             ..ConfigInstance::default()
         });
     }
+    apply_direct_flags(cli, &mut raw[n_config..], &origin)?;
 
     if raw.is_empty() && !cli.list_commands && cli.inspect_command.is_none() {
         return Err(UsageError(
@@ -795,7 +863,8 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         });
     }
 
-    let budgets = merge_budgets(cli, file.budget.clone())?;
+    let disable_visuals = cfg_budget.disable_visuals.unwrap_or(false);
+    let budgets = merge_budgets(cli, cfg_budget)?;
 
     let abs = |p: &PathBuf| cwd.join(p);
     let claude_path = match &cli.claude_path {
@@ -814,11 +883,16 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         dry_run: cli.dry_run,
         strict: cli.strict,
         simulate: cli.simulate,
-        disable_visuals: cli.disable_budget_visuals || file.budget.disable_visuals.unwrap_or(false),
-        status_interval: cli.status_report_interval,
+        disable_visuals: cli.disable_budget_visuals || disable_visuals,
+        // zen's --max-console-lines 0: no live status; errors and the summary stay.
+        status_interval: if cli.max_console_lines == Some(0) {
+            Duration::ZERO
+        } else {
+            cli.status_report_interval
+        },
         max_line_length: cli.max_line_length,
-        quiet: cli.quiet,
-        verbose: cli.verbose,
+        quiet: cli.effective_quiet(),
+        verbose: cli.effective_verbose(),
         color: cli.color,
         json: cli.json,
         report: cli.report.as_ref().map(abs),
@@ -830,6 +904,56 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         budgets,
         options,
     })
+}
+
+/// zen's direct-command flags (`--instance-name`, `--instance-description`,
+/// `--session-id`) describe the one instance given as a PROMPT.
+fn apply_direct_flags(
+    cli: &Cli,
+    prompts: &mut [ConfigInstance],
+    origin: &str,
+) -> Result<(), UsageError> {
+    let given: Vec<&str> = [
+        ("--instance-name", cli.instance_name.is_some()),
+        ("--instance-description", cli.instance_description.is_some()),
+        ("--session-id", cli.session_id.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(f, _)| *f)
+    .collect();
+    let Some(first) = given.first() else {
+        return Ok(());
+    };
+    let [inst] = prompts else {
+        let what = if prompts.is_empty() {
+            "no PROMPT was given".to_string()
+        } else {
+            format!("{} PROMPTs were given", prompts.len())
+        };
+        let cfg = if origin.is_empty() {
+            String::new()
+        } else {
+            format!(" (instances from {origin} set their own in the file)")
+        };
+        return Err(UsageError(format!(
+            "{first} describes the one PROMPT on the command line, but {what}{cfg}; give exactly one PROMPT, or set \"name\"/\"description\"/\"session_id\" per instance in a --config file"
+        )));
+    };
+    if let Some(name) = &cli.instance_name {
+        let cx = Ctx { origin: "" };
+        inst.name = Some(
+            check_name(&cx, name.clone(), "--instance-name")
+                .map_err(|e| UsageError(e.0.trim_start_matches(": ").to_string()))?,
+        );
+    }
+    if let Some(d) = &cli.instance_description {
+        inst.description = Some(d.clone());
+    }
+    if let Some(sid) = &cli.session_id {
+        inst.session_id = Some(sid.clone());
+    }
+    Ok(())
 }
 
 /// Explicit names must be unique; defaulted names (slugs) are made unique with `-2`, `-3`.
@@ -982,11 +1106,13 @@ mod tests {
 
     #[test]
     fn config_numbers_take_the_command_line_forms() {
-        let f = cfg(r#"{"instances": [{"command": "/a", "max_tokens_per_command": "20K",
+        let f = cfg(
+            r#"{"instances": [{"command": "/a", "max_tokens_per_command": "20K",
                                        "max_cost_usd": "$0.50", "timeout": "15m"},
                                       {"command": "/b", "timeout": "1.5h"}],
             "budget": {"overall_tokens": "1.5M", "overall_cost_usd": "$5",
-                       "commands": {"/a": "5,000"}, "command_costs": {"/a": "$1"}}}"#)
+                       "commands": {"/a": "5,000"}, "command_costs": {"/a": "$1"}}}"#,
+        )
         .unwrap();
         assert_eq!(f.instances[0].max_tokens, Some(20_000));
         assert_eq!(f.instances[0].max_cost, Some(Usd(500_000_000)));
@@ -997,7 +1123,10 @@ mod tests {
         assert_eq!(f.budget.command_tokens.get("/a"), Some(&5000));
         assert_eq!(f.budget.command_costs.get("/a"), Some(&Usd(1_000_000_000)));
         let e = cfg_err(r#"{"budget": {"warn_at_percent": 0.8}}"#);
-        assert!(e.contains("budget.warn_at_percent") && e.contains("write 80"), "{e}");
+        assert!(
+            e.contains("budget.warn_at_percent") && e.contains("write 80"),
+            "{e}"
+        );
         let e = cfg_err(r#"{"instances": [{"command": "/a", "timeout": "0s"}]}"#);
         assert!(e.contains("instances[0].timeout"), "{e}");
     }
@@ -1190,6 +1319,123 @@ mod tests {
         assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
         assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
+    }
+
+    #[test]
+    fn zen_direct_command_flags_describe_the_one_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let sid = "3F1C2B4A-0000-4000-8000-00000000ABCD";
+        let c = cli(&[
+            "--instance-name",
+            "analyzer",
+            "--instance-description",
+            "Direct run",
+            "--session-id",
+            sid,
+            "--clear-history",
+            "--compact-history",
+            "--budget-parameter-type",
+            "mixed",
+            "/analyze-code",
+        ]);
+        let plan = build_plan(&c, dir.path()).unwrap();
+        let i = &plan.instances[0];
+        assert_eq!(i.name, "analyzer");
+        assert_eq!(i.description.as_deref(), Some("Direct run"));
+        assert_eq!(
+            i.session_id.as_deref(),
+            Some(sid.to_ascii_lowercase().as_str())
+        );
+
+        let e = build_plan(&cli(&["--instance-name", "a", "/x", "/y"]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--instance-name describes the one PROMPT") && e.contains("2 PROMPTs"),
+            "{e}"
+        );
+        let e = build_plan(&cli(&["--instance-name", "../x", "/x"]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--instance-name: \"../x\" is not a usable name"),
+            "{e}"
+        );
+        let e = cli::parse_args(
+            ["orchestrator", "--session-id", "abc", "/x"]
+                .map(OsString::from)
+                .to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--session-id") && e.contains("not a UUID"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zen_log_level_and_console_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = |a: &[&str]| build_plan(&cli(a), dir.path()).unwrap().options;
+        let o = opts(&["--log-level", "silent", "/x"]);
+        assert!(o.quiet);
+        let o = opts(&["--log-level", "detailed", "/x"]);
+        assert_eq!((o.quiet, o.verbose), (false, 1));
+        let o = opts(&["--log-level", "concise", "--quiet", "/x"]);
+        assert!(!o.quiet, "--log-level wins over --quiet, as in zen");
+        let o = opts(&["--max-console-lines", "0", "/x"]);
+        assert_eq!(o.status_interval, Duration::ZERO);
+        let o = opts(&["--max-console-lines", "5", "/x"]);
+        assert_eq!(o.status_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn profiles_override_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.json"),
+            r#"{"instances": [{"command": "/test"}],
+               "budget": {"overall_tokens": 100, "commands": {"/test": 50, "/lint": 20}},
+               "profiles": {"testing": {"overall_tokens": "1K", "commands": {"/test": 70}},
+                            "production": {"overall_cost_usd": "$5", "enforcement_mode": "block"}}}"#,
+        )
+        .unwrap();
+        let budgets = |a: &[&str]| build_plan(&cli(a), dir.path()).map(|p| p.budgets);
+        let b = budgets(&["-c", "c.json"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(100));
+        let b = budgets(&["-c", "c.json", "--profile", "testing"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(1000));
+        assert_eq!(b.command_tokens.get("/test"), Some(&70));
+        assert_eq!(b.command_tokens.get("/lint"), Some(&20));
+        let b = budgets(&["-c", "c.json", "--profile", "production"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(100));
+        assert_eq!(b.overall_cost, Some(Usd(5_000_000_000)));
+        assert_eq!(b.mode, Mode::Block);
+        // Flags still win over the profile.
+        let b = budgets(&[
+            "-c",
+            "c.json",
+            "--profile",
+            "testing",
+            "--overall-token-budget",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(b.overall_tokens, Some(9));
+        let e = budgets(&["-c", "c.json", "--profile", "testin"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("did you mean testing?") && e.contains("production"),
+            "{e}"
+        );
+        let e = budgets(&["--profile", "testing", "/x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--config"), "{e}");
+        let e = cfg_err(r#"{"profiles": {"t": {"overal_tokens": 5}}}"#);
+        assert!(e.contains("profiles.t.overal_tokens"), "{e}");
     }
 
     #[test]

@@ -39,7 +39,9 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
         if !b.is_ascii_digit() {
             return None;
         }
-        mantissa = mantissa.checked_mul(10)?.checked_add(u128::from(b - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(u128::from(b - b'0'))?;
     }
     let mut scale = 0u32;
     if let Some(f) = frac {
@@ -50,7 +52,9 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
             if !b.is_ascii_digit() || scale >= 30 {
                 return None;
             }
-            mantissa = mantissa.checked_mul(10)?.checked_add(u128::from(b - b'0'))?;
+            mantissa = mantissa
+                .checked_mul(10)?
+                .checked_add(u128::from(b - b'0'))?;
             scale += 1;
         }
     }
@@ -72,7 +76,9 @@ const TOKENS_HINT: &str = "e.g. 5000, 5,000, 5_000, 50K or 1.5M";
 pub fn parse_tokens(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!("must be a whole number greater than 0, {TOKENS_HINT}"));
+        return Err(format!(
+            "must be a whole number greater than 0, {TOKENS_HINT}"
+        ));
     }
     let (num, mult) = match t.char_indices().last() {
         Some((i, 'k' | 'K')) => (&t[..i], 1_000u128),
@@ -98,7 +104,9 @@ pub fn parse_dollars(s: &str) -> Result<Usd, String> {
     let t = s.trim();
     let t = t.strip_prefix('$').unwrap_or(t).trim_start();
     if t.starts_with('-') {
-        return Err(format!("must be an amount of US dollars greater than 0, {USD_HINT}"));
+        return Err(format!(
+            "must be an amount of US dollars greater than 0, {USD_HINT}"
+        ));
     }
     let d = parse_decimal(t).ok_or_else(|| format!("not an amount of US dollars, {USD_HINT}"))?;
     let nanos = whole_times(d, Usd::NANOS_PER_DOLLAR as u128)
@@ -168,7 +176,8 @@ pub fn parse_duration(s: &str, bare_is_secs: bool) -> Result<Duration, String> {
         parts += 1;
         rest = after.trim_start();
     }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "too long a duration".to_string())?;
+    let secs =
+        u64::try_from(total / 1_000_000_000).map_err(|_| "too long a duration".to_string())?;
     // Far beyond any run; keeps `now + d` arithmetic safe everywhere.
     if secs > 10 * 365 * 24 * 3600 {
         return Err("too long a duration (at most 10 years)".into());
@@ -205,8 +214,25 @@ mod tests {
             assert_eq!(parse_tokens(s), Ok(want), "{s}");
         }
         for bad in [
-            "", "0", "0K", "-5", "abc", "1.5", "1.2345K", "5,00,", ",5", "5__0", "5.5.5",
-            "1e3", "K", "5G", "18446744073709551616", "1,5", "50,00", "1,5000", "nan",
+            "",
+            "0",
+            "0K",
+            "-5",
+            "abc",
+            "1.5",
+            "1.2345K",
+            "5,00,",
+            ",5",
+            "5__0",
+            "5.5.5",
+            "1e3",
+            "K",
+            "5G",
+            "18446744073709551616",
+            "1,5",
+            "50,00",
+            "1,5000",
+            "nan",
         ] {
             assert!(parse_tokens(bad).is_err(), "{bad} should be rejected");
         }
@@ -231,7 +257,17 @@ mod tests {
             assert_eq!(parse_dollars(s), Ok(Usd(want)), "{s}");
         }
         for bad in [
-            "", "$", "0", "$0", "-1", "$-1", "NaN", "inf", "lots", "0.0000000001", "1e3",
+            "",
+            "$",
+            "0",
+            "$0",
+            "-1",
+            "$-1",
+            "NaN",
+            "inf",
+            "lots",
+            "0.0000000001",
+            "1e3",
             "5 USD",
         ] {
             assert!(parse_dollars(bad).is_err(), "{bad} should be rejected");
@@ -265,10 +301,23 @@ mod tests {
             assert_eq!(parse_duration(text, true), Ok(want), "{text}");
         }
         for bad in [
-            "", "-5", "-5s", "5d", "abc", "1.5.5s", "s", "m5", "10m5", "5 5", "1e3s",
+            "",
+            "-5",
+            "-5s",
+            "5d",
+            "abc",
+            "1.5.5s",
+            "s",
+            "m5",
+            "10m5",
+            "5 5",
+            "1e3s",
             "99999999999h",
         ] {
-            assert!(parse_duration(bad, true).is_err(), "{bad} should be rejected");
+            assert!(
+                parse_duration(bad, true).is_err(),
+                "{bad} should be rejected"
+            );
         }
         assert!(parse_duration("45", false).unwrap_err().contains("unit"));
         assert_eq!(parse_duration("45s", false), Ok(s(45)));
