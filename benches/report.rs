@@ -67,6 +67,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
                 activity: Some(&t.activities[i]),
                 result: (status == Status::Completed).then_some(t.results[i].as_str()),
                 reason: (status == Status::Failed).then_some("claude exited with code 1"),
+                ended_ago: status.is_final().then(|| Duration::from_millis(n)),
             }
         })
         .collect();

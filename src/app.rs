@@ -202,7 +202,13 @@ fn stderr_styles(choice: ColorChoice) -> Styles {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("CLICOLOR_FORCE").as_deref(),
+        std::env::var_os("TERM").as_deref(),
     )
+    .with_ascii(!crate::output::style::locale_is_utf8(
+        std::env::var_os("LC_ALL").as_deref(),
+        std::env::var_os("LC_CTYPE").as_deref(),
+        std::env::var_os("LANG").as_deref(),
+    ))
 }
 
 fn home_dir() -> Option<PathBuf> {

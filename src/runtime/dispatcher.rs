@@ -240,6 +240,16 @@ impl Dispatcher {
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tick.reset();
+        // Live view hook (terminal only): a fast refresh whose first tick draws at once,
+        // and a redraw on SIGWINCH. The console decides what each tick draws.
+        let live = self.console.is_live() && !interval.is_zero();
+        let mut live_tick = tokio::time::interval(crate::output::terminal::LIVE_REFRESH);
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sigwinch = if live {
+            signal(SignalKind::window_change()).ok()
+        } else {
+            None
+        };
 
         self.started_at = Instant::now();
         if let Some(at) = self.plan.options.start_at {
@@ -268,6 +278,8 @@ impl Dispatcher {
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = tick.tick(), if !interval.is_zero() => self.draw_status(),
+                _ = live_tick.tick(), if live => self.live_tick(false),
+                _ = recv_signal(&mut sigwinch) => self.live_tick(true),
             }
         }
 
@@ -674,6 +686,18 @@ impl Dispatcher {
         let now = Instant::now();
         let snapshot = snapshot(&self.plan, &self.states, &self.ledger, self.started_at, now);
         self.console.status(&snapshot);
+        self.events.status(&self.ledger, &snapshot);
+    }
+
+    /// Live view hook: the fast refresh (`resized`: on SIGWINCH, redraw now).
+    fn live_tick(&mut self, resized: bool) {
+        let now = Instant::now();
+        let snapshot = snapshot(&self.plan, &self.states, &self.ledger, self.started_at, now);
+        if resized {
+            self.console.resized(&snapshot);
+        } else {
+            self.console.tick(&snapshot, now);
+        }
     }
 
     /// Exit code and its reason, SPEC section 6.
@@ -727,6 +751,7 @@ fn snapshot<'a>(
                 activity: s.activity.as_deref(),
                 result: s.result.as_ref().and_then(|r| r.text.as_deref()),
                 reason: s.reason.as_deref(),
+                ended_ago: s.ended.map(|e| now.saturating_duration_since(e)),
             })
             .collect();
         Snapshot {

@@ -11,4 +11,5 @@ mod faults;
 mod process_faults;
 mod real_claude;
 mod run;
+mod screen;
 mod scripting;
