@@ -302,13 +302,13 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
             Err(e) => return usage_error(&format!("--simulate: cannot find this program: {e}")),
         }
     } else {
-        // A bare name is looked up on PATH once; when it is missing each instance fails
-        // with the spawn error, as SPEC section 4 asks.
+        // Checked once, before anything is launched: with claude missing every instance
+        // would fail the same way, so this is a usage error (exit 2), not N failures.
         let p = &plan.options.claude_path;
-        (
-            launch::find_in_path(p).unwrap_or_else(|| p.clone()),
-            Vec::new(),
-        )
+        match launch::find_in_path(p) {
+            Some(found) => (found, Vec::new()),
+            None => return usage_error(&missing_claude(p)),
+        }
     };
     if let Some(dir) = &plan.options.log_dir {
         if let Err(e) = logs::create_dir(dir) {
@@ -360,6 +360,18 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         print_own_rusage();
     }
     outcome.exit_code
+}
+
+/// The one line for a claude that cannot be run: what was looked for and the two ways out.
+fn missing_claude(p: &Path) -> String {
+    let what = if p.components().count() > 1 || p.is_absolute() {
+        format!("{} is not an executable file", p.display())
+    } else {
+        format!("`{}` is not on PATH", p.display())
+    };
+    format!(
+        "cannot run Claude Code: {what}; install it, give its path with --claude-path (or ORCHESTRATOR_CLAUDE_PATH), or try --simulate"
+    )
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS

@@ -85,11 +85,11 @@ pub struct Cli {
     pub claude_path: Option<PathBuf>,
 
     /// What claude is asked to print; `json` gives no live accounting [default: stream-json].
-    #[arg(long, value_name = "FORMAT", value_parser = parse_output_format, help_heading = "Instances")]
+    #[arg(long, value_name = "FORMAT", value_parser = Choice::new(&["stream-json", "json"], parse_output_format), help_heading = "Instances")]
     pub output_format: Option<OutputFormat>,
 
     /// Permission mode for instances that set none (e.g. acceptEdits, plan).
-    #[arg(long, value_name = "MODE", value_parser = parse_permission_mode, help_heading = "Instances")]
+    #[arg(long, value_name = "MODE", value_parser = Choice::new(PERMISSION_MODES, parse_permission_mode), help_heading = "Instances")]
     pub permission_mode: Option<String>,
 
     /// Model for instances that set none (e.g. sonnet, opus, claude-sonnet-4-5).
@@ -118,7 +118,7 @@ pub struct Cli {
     pub command_cost_budget: Vec<CommandCostList>,
 
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
-    #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Budgets")]
+    #[arg(long, value_name = "MODE", value_parser = Choice::new(&["warn", "block"], parse_mode), help_heading = "Budgets")]
     pub budget_enforcement_mode: Option<Mode>,
 
     /// Warn once per budget when its use crosses this percentage [default: 80].
@@ -196,7 +196,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// auto = colour only on a terminal (honours NO_COLOR and CLICOLOR_FORCE).
-    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = parse_color, help_heading = "Output")]
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = Choice::new(&["auto", "always", "never"], parse_color), help_heading = "Output")]
     pub color: ColorChoice,
 
     /// One JSON event per line on stdout; human output goes to stderr.
@@ -217,11 +217,11 @@ pub struct Cli {
 
     // ---------------------------------------------------------------- zen
     /// zen: output lines per instance on the console; 0 = no live status (errors and summary stay).
-    #[arg(long, value_name = "N", value_parser = parse_count, help_heading = "zen compatibility")]
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true, help_heading = "zen compatibility")]
     pub max_console_lines: Option<usize>,
 
     /// zen: silent (= --quiet), concise (the default) or detailed (= --verbose); wins over both.
-    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level, help_heading = "zen compatibility")]
+    #[arg(long, value_name = "LEVEL", value_parser = Choice::new(&["silent", "concise", "detailed"], parse_log_level), help_heading = "zen compatibility")]
     pub log_level: Option<LogLevel>,
 
     /// zen: name of the instance of the single PROMPT (names log files and report rows).
@@ -245,7 +245,7 @@ pub struct Cli {
     pub compact_history: bool,
 
     /// zen: tokens, cost or mixed; checked and ignored: every budget that is set is enforced.
-    #[arg(long, value_name = "TYPE", value_parser = parse_budget_type, help_heading = "zen compatibility")]
+    #[arg(long, value_name = "TYPE", value_parser = Choice::new(&["tokens", "cost", "mixed"], parse_budget_type), help_heading = "zen compatibility")]
     pub budget_parameter_type: Option<String>,
 
     /// zen: print an example config of TYPE (see --list-examples) and exit.
@@ -255,6 +255,44 @@ pub struct Cli {
     /// zen: list the example config types for --generate-example and exit.
     #[arg(long, help_heading = "zen compatibility")]
     pub list_examples: bool,
+}
+
+/// A value parser for a flag with a fixed set of words: parses with `parse` (so its
+/// errors read like every other flag's), and tells completion scripts the words, so that
+/// shells offer `warn`/`block` rather than file names.
+#[derive(Clone)]
+struct Choice<T> {
+    values: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> Choice<T> {
+    fn new(values: &'static [&'static str], parse: fn(&str) -> Result<T, String>) -> Self {
+        Choice { values, parse }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Choice<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.values
+                .iter()
+                .map(|v| clap::builder::PossibleValue::new(*v)),
+        ))
+    }
 }
 
 /// zen's `--log-level`.
@@ -395,9 +433,33 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
 /// than as subcommands, which clap_mangen would point to as separate, nonexistent pages.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
     use clap::CommandFactory;
+    let man = clap_mangen::Man::new(Cli::command());
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    // clap_mangen would fill the examples into one paragraph; keep their lines.
+    out.extend_from_slice(examples_roff(EXAMPLES).as_bytes());
+    man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// The `Examples:` help text as roff: an EXAMPLES section of no-fill blocks (every line
+/// as written, in a fixed-width font) under the section's own sub-headings.
+fn examples_roff(text: &str) -> String {
+    let mut out = String::from(".SH EXAMPLES\n.nf\n.ft CR\n");
+    for line in text.lines().skip(1) {
+        let escaped = line.replace('\\', "\\e").replace('-', "\\-");
+        if escaped.starts_with('.') || escaped.starts_with('\'') {
+            out.push_str("\\&");
+        }
+        out.push_str(&escaped);
+        out.push('\n');
+    }
+    out.push_str(".ft R\n.fi\n");
+    out
 }
 
 /// A parsed tool list (a newtype so clap takes one flag value, not many).
@@ -600,12 +662,13 @@ fn split_pair(s: &str, unit: &str, example: &str) -> Result<(String, String), St
 }
 
 /// Splits `CMD=V,CMD=V` on the commas that start a new pair, so that a comma inside a
-/// number (`/test=5,000`) stays part of it: a piece without `=` continues the previous one.
+/// number (`/test=5,000`) stays part of it: a piece that starts with a digit continues
+/// the previous one.
 fn split_pairs(s: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for piece in s.split(',') {
         match out.last_mut() {
-            Some(last) if !piece.contains('=') => {
+            Some(last) if piece.starts_with(|c: char| c.is_ascii_digit()) => {
                 last.push(',');
                 last.push_str(piece);
             }
@@ -616,24 +679,41 @@ fn split_pairs(s: &str) -> Vec<String> {
 }
 
 fn parse_command_tokens(s: &str) -> Result<CommandTokensList, String> {
+    let pairs = split_pairs(s);
     let mut out = Vec::new();
-    for pair in split_pairs(s) {
-        let (command, v) = split_pair(&pair, "N", "1000")?;
-        let tokens =
-            parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
-        out.push(CommandTokens { command, tokens });
+    for pair in &pairs {
+        let one = || -> Result<CommandTokens, String> {
+            let (command, v) = split_pair(pair, "N", "1000")?;
+            let tokens =
+                parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
+            Ok(CommandTokens { command, tokens })
+        };
+        out.push(one().map_err(|e| in_list(&pairs, pair, e))?);
     }
     Ok(CommandTokensList(out))
 }
 
 fn parse_command_cost(s: &str) -> Result<CommandCostList, String> {
+    let pairs = split_pairs(s);
     let mut out = Vec::new();
-    for pair in split_pairs(s) {
-        let (command, v) = split_pair(&pair, "USD", "0.50")?;
-        let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
-        out.push(CommandCost { command, usd });
+    for pair in &pairs {
+        let one = || -> Result<CommandCost, String> {
+            let (command, v) = split_pair(pair, "USD", "0.50")?;
+            let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
+            Ok(CommandCost { command, usd })
+        };
+        out.push(one().map_err(|e| in_list(&pairs, pair, e))?);
     }
     Ok(CommandCostList(out))
+}
+
+/// An error about one pair of a comma-separated list names that pair.
+fn in_list(pairs: &[String], pair: &str, e: String) -> String {
+    if pairs.len() > 1 {
+        format!("'{pair}': {e}")
+    } else {
+        e
+    }
 }
 
 pub(crate) fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -1362,5 +1442,25 @@ mod tests {
         let man = String::from_utf8(man_page().unwrap()).unwrap();
         assert!(man.contains(".TH orchestrator 1"));
         assert!(man.contains("overall\\-token\\-budget"));
+        // Examples keep their lines, in a no-fill block.
+        assert!(
+            man.contains(".SH EXAMPLES\n.nf\n.ft CR\n  # Two slash commands, 5000 tokens overall"),
+            "{man}"
+        );
+        assert!(
+            man.contains("  orchestrator \\-\\-config ci.json \\-\\-dry\\-run\n"),
+            "{man}"
+        );
+        assert!(!man.contains(".SH EXTRA"));
+        // Completions offer the words of word-valued flags, not file names.
+        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        for words in [
+            "warn block",
+            "auto always never",
+            "stream-json json",
+            "silent concise detailed",
+        ] {
+            assert!(bash.contains(&format!("compgen -W \"{words}\"")), "{words}");
+        }
     }
 }

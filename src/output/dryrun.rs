@@ -423,7 +423,8 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         .map(|bud| {
             json!({
                 "scope": if bud.command.is_some() { "command" } else { "overall" },
-                "key": bud.command.as_deref().unwrap_or("overall"),
+                // null for overall, as in the events and the report.
+                "key": bud.command.as_deref(),
                 "unit": bud.unit.as_str(),
                 "limit": bud.unit.json(bud.limit),
                 "estimated": bud.unit.json(bud.estimated),

@@ -115,6 +115,11 @@ impl Console {
         }
     }
 
+    /// A notice the user caused (an interrupt); always shown, not labelled an error.
+    pub fn notice(&mut self, text: &str) {
+        self.emit(&report::sanitize(text));
+    }
+
     /// An error; always shown.
     pub fn error(&mut self, text: &str) {
         let label = self.styles.red("error:");

@@ -522,7 +522,7 @@ impl Dispatcher {
         if self.interrupt.is_some() {
             // Second signal: no more grace.
             self.console
-                .error("second interrupt: killing every instance now");
+                .notice("second interrupt: killing every instance now");
             for s in &mut self.states {
                 if let Some(g) = &s.group {
                     if s.status == Status::Running {
@@ -534,7 +534,7 @@ impl Dispatcher {
             return;
         }
         self.interrupt = Some(which);
-        self.console.error(&format!(
+        self.console.notice(&format!(
             "{}: stopping every instance (press Ctrl-C again to kill at once)",
             which.describe()
         ));
@@ -818,7 +818,11 @@ fn outcome(states: &[InstanceState], interrupt: Option<Interrupt>) -> RunOutcome
         }
         RunOutcome {
             exit_code: 0,
-            exit_reason: format!("all {n} instances completed"),
+            exit_reason: if n == 1 {
+                "the instance completed".to_string()
+            } else {
+                format!("all {n} instances completed")
+            },
         }
     }
 }

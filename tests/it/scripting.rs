@@ -866,13 +866,16 @@ fn work_items_script_runs_with_and_without_jq() {
         assert_eq!(report["exit_code"], 3);
     }
     // A failing item makes the script fail.
+    let failing = dir.path().join("failing-claude");
+    std::fs::write(&failing, "#!/bin/sh\necho 'claude: exploded' >&2\nexit 1\n").expect("write");
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = Command::new("sh")
         .arg(&script)
         .arg("/x")
         .current_dir(dir.path())
         .env("ORCHESTRATOR", bin())
         .env("SIMULATE", "0")
-        .env("ORCHESTRATOR_CLAUDE_PATH", "/nonexistent/claude")
+        .env("ORCHESTRATOR_CLAUDE_PATH", &failing)
         .env("OUT", dir.path())
         .output()
         .expect("sh");
