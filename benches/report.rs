@@ -3,6 +3,7 @@
 //! the end), plain and coloured, with an overall budget and 20 command budgets.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use orchestrator::core::budget::BudgetState;
 use orchestrator::core::plan::{Mode, Status};
 use orchestrator::core::usage::{Usage, Usd};
 use orchestrator::output::report::{self, BudgetLine, InstanceLine, Snapshot};
@@ -66,7 +67,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
                 budget_percent: Some((n % 130) as f64),
                 activity: Some(&t.activities[i]),
                 result: (status == Status::Completed).then_some(t.results[i].as_str()),
-                reason: (status == Status::Failed).then_some("claude exited with code 1"),
+                reason: (status == Status::Failed).then(|| "claude exited with code 1".to_string()),
                 ended_ago: status.is_final().then(|| Duration::from_millis(n)),
             }
         })
@@ -76,7 +77,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         unit_is_usd: false,
         limit: 80_000_000.0,
         used: 55_000_000.0,
-        state: "ok",
+        state: BudgetState::Ok,
     }];
     budgets.extend((0..20).map(|c| BudgetLine {
         label: format!("/cmd{c}"),
@@ -87,7 +88,11 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         } else {
             200_000.0 * c as f64
         },
-        state: if c > 15 { "warned" } else { "ok" },
+        state: if c > 15 {
+            BudgetState::Warned
+        } else {
+            BudgetState::Ok
+        },
     }));
     Snapshot {
         elapsed: Duration::from_secs(754),

@@ -4,12 +4,15 @@
 use crate::config::cli::{self, Cli};
 use crate::config::commands;
 use crate::config::file as config;
+use crate::core::budget::Ledger;
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
+use crate::core::run::RunState;
 use crate::output::dryrun;
 use crate::output::events::{self, EventSink};
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
+use crate::output::Outputs;
 use crate::runtime::dispatcher::Dispatcher;
 use crate::runtime::{launch, logs, process};
 use crate::simulate;
@@ -17,6 +20,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Exit code for usage and config errors: nothing was launched.
 pub const EXIT_USAGE: i32 = 2;
@@ -271,11 +275,10 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
             .or_insert_with(|| commands::discover(ws, home.as_deref()));
         commands::is_known(found, name)
     };
-    let estimate = |model: Option<&str>, tokens: u64| pricing.estimate_cost(model, tokens);
     let env = dryrun::DryRunEnv {
         claude_found,
         command_known: &known,
-        estimate_usd: &estimate,
+        ledger: Ledger::for_plan(plan, pricing),
     };
     let result = dryrun::render(plan, &env);
     let mut out = std::io::stdout().lock();
@@ -337,8 +340,13 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         }
     };
     let report_path = plan.options.report.clone();
-    let events = EventSink::new(plan.options.json);
-    let dispatcher = Dispatcher::new(plan, Arc::new(pricing), program, console, events);
+    let outputs = Outputs {
+        console,
+        events: EventSink::new(plan.options.json),
+    };
+    let ledger = Ledger::for_plan(&plan, &pricing);
+    let state = RunState::new(plan, ledger, Instant::now());
+    let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
     let (outcome, report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     let leftovers = process::kill_leftover_children(&inherited_children);
@@ -359,7 +367,7 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
     if std::env::var_os(RUSAGE_ENV).is_some() {
         print_own_rusage();
     }
-    outcome.exit_code
+    outcome.exit.code()
 }
 
 /// The one line for a claude that cannot be run: what was looked for and the two ways out.

@@ -7,7 +7,8 @@
 //! carries them out. Amounts are kept as `i128` in the budget's base unit (tokens or
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
-use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode};
+use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode, Plan};
+use crate::core::pricing::Pricing;
 use crate::core::usage::fmt_count;
 use crate::core::usage::Usd;
 use serde::Serialize;
@@ -85,7 +86,8 @@ pub enum Amount {
 }
 
 impl Amount {
-    fn from_raw(unit: Unit, raw: i128) -> Amount {
+    /// An amount from the base unit (tokens or nanodollars), saturating.
+    pub fn from_raw(unit: Unit, raw: i128) -> Amount {
         match unit {
             Unit::Tokens => Amount::Tokens(u64::try_from(raw.max(0)).unwrap_or(u64::MAX)),
             Unit::Usd => Amount::Usd(Usd(i64::try_from(raw).unwrap_or(if raw < 0 {
@@ -96,7 +98,8 @@ impl Amount {
         }
     }
 
-    fn raw(self) -> i128 {
+    /// In the base unit: tokens or nanodollars.
+    pub fn raw(self) -> i128 {
         match self {
             Amount::Tokens(t) => i128::from(t),
             Amount::Usd(u) => i128::from(u.0),
@@ -107,6 +110,13 @@ impl Amount {
         match self {
             Amount::Tokens(_) => Unit::Tokens,
             Amount::Usd(_) => Unit::Usd,
+        }
+    }
+
+    pub fn usd(self) -> Option<Usd> {
+        match self {
+            Amount::Usd(u) => Some(u),
+            Amount::Tokens(_) => None,
         }
     }
 
@@ -422,6 +432,21 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger of a plan: every budget it sets, each instance's estimate priced
+    /// conservatively for its model. The run and the dry run both start from this.
+    pub fn for_plan(plan: &Plan, pricing: &Pricing) -> Ledger {
+        let budgets = plan
+            .instances
+            .iter()
+            .map(|spec| {
+                let tokens = InstanceBudget::token_estimate_for(spec, &plan.budgets);
+                let priced = pricing.estimate_cost(spec.model.as_deref(), tokens);
+                InstanceBudget::from_spec(spec, &plan.budgets, priced)
+            })
+            .collect();
+        Ledger::new(&plan.budgets, budgets)
+    }
+
     /// Builds every budget that applies: overall tokens and USD, each configured base
     /// command's tokens and USD, and each instance's caps, in that order (the order
     /// `budgets()` reports and admission names a failing budget in).
@@ -733,6 +758,21 @@ impl Ledger {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// What instance `id` is expected to spend before it runs: tokens and dollars.
+    pub fn estimate(&self, id: InstanceId) -> (u64, Usd) {
+        self.instances
+            .get(id)
+            .map(|i| {
+                (
+                    u64::try_from(i.est_tokens.max(0)).unwrap_or(u64::MAX),
+                    Amount::from_raw(Unit::Usd, i.est_cost)
+                        .usd()
+                        .unwrap_or(Usd::ZERO),
+                )
+            })
+            .unwrap_or((0, Usd::ZERO))
     }
 
     /// Tokens and dollars recorded for instance `id` (zero for an unknown id).

@@ -3,7 +3,10 @@
 
 pub mod accounting;
 pub mod budget;
+pub mod exit;
 pub mod plan;
+pub mod predict;
 pub mod pricing;
+pub mod run;
 pub mod stream;
 pub mod usage;

@@ -13,7 +13,9 @@
 //! unused command budget), a budget the plan's estimates cannot fit is also a warning, so
 //! that `--dry-run --strict` in CI fails on a plan that cannot run as written.
 
+use crate::core::budget::{Amount, BudgetKey, Ledger, Scope, Unit};
 use crate::core::plan::{InstanceSpec, Mode, Plan};
+use crate::core::predict::{predict, Prediction};
 use crate::core::usage::Usd;
 use crate::runtime::launch::{claude_args, shell_join};
 use serde_json::{json, Value};
@@ -27,8 +29,9 @@ pub struct DryRunEnv<'a> {
     pub claude_found: Option<PathBuf>,
     /// Whether slash command `/name` (the base command) is known in a workspace.
     pub command_known: &'a dyn Fn(&str, &Path) -> bool,
-    /// Conservative price of `tokens` tokens for a model (`None` = claude's default).
-    pub estimate_usd: &'a dyn Fn(Option<&str>, u64) -> Usd,
+    /// The run's budget ledger (`Ledger::for_plan`): its budgets and each instance's
+    /// estimate, the same the run would admit with.
+    pub ledger: Ledger,
 }
 
 /// The rendered plan. The caller decides the exit code from `warnings` and `--strict`.
@@ -39,95 +42,56 @@ pub struct DryRun {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Tokens,
-    Usd,
-}
-
-impl Unit {
-    fn as_str(self) -> &'static str {
-        match self {
-            Unit::Tokens => "tokens",
-            Unit::Usd => "usd",
-        }
-    }
-
-    /// Tokens as a plain count, dollars as `$0.0123` (amounts are nanodollars for `Usd`).
-    fn fmt(self, amount: u64) -> String {
-        match self {
-            Unit::Tokens => amount.to_string(),
-            Unit::Usd => Usd(i64::try_from(amount).unwrap_or(i64::MAX)).to_string(),
-        }
-    }
-
-    /// For sentences: `1000 tokens`, `$0.0123`.
-    fn amount(self, amount: u64) -> String {
-        match self {
-            Unit::Tokens => format!("{amount} tokens"),
-            Unit::Usd => self.fmt(amount),
-        }
-    }
-
-    fn json(self, amount: u64) -> Value {
-        match self {
-            Unit::Tokens => json!(amount),
-            Unit::Usd => json!(Usd(i64::try_from(amount).unwrap_or(i64::MAX))),
-        }
-    }
-}
-
 /// One run-level budget (overall or per command) and what the plan puts on it.
-struct Budget {
-    /// `None` = overall, else the base command.
-    command: Option<String>,
-    unit: Unit,
-    limit: u64,
-    estimated: u64,
+struct BudgetRow {
+    key: BudgetKey,
+    limit: Amount,
+    /// The sum of the estimates of every instance that counts toward it.
+    estimated: Amount,
     waiting: Vec<usize>,
     blocked: Vec<usize>,
 }
 
-impl Budget {
+impl BudgetRow {
+    /// `overall tokens`, `/test usd`.
     fn label(&self) -> String {
-        let key = self.command.as_deref().unwrap_or("overall");
-        format!("{key} {}", self.unit.as_str())
+        let key = match &self.key.scope {
+            Scope::Command(c) => c.as_str(),
+            _ => "overall",
+        };
+        format!("{key} {}", self.key.unit.as_str())
     }
 
-    fn counts(&self, inst: &InstanceSpec) -> bool {
-        match &self.command {
-            None => true,
-            Some(c) => inst.base_command() == Some(c.as_str()),
-        }
+    fn fits(&self) -> bool {
+        self.estimated.raw() <= self.limit.raw()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Admission {
-    Ok,
-    /// Block mode: fits alone, not with the instances before it.
-    Wait(String),
-    /// Block mode: does not fit even alone.
-    Blocked(String),
-    /// Warn mode: would exceed; launches with a warning.
-    Over(String),
+/// Tokens as a plain count (`2500 tokens`), dollars as `$0.0123`: exact, for plans.
+fn exact(a: Amount) -> String {
+    match a {
+        Amount::Tokens(t) => format!("{t} tokens"),
+        Amount::Usd(u) => u.to_string(),
+    }
 }
 
-impl Admission {
-    fn as_str(&self) -> &'static str {
-        match self {
-            Admission::Ok => "ok",
-            Admission::Wait(_) => "wait",
-            Admission::Blocked(_) => "blocked",
-            Admission::Over(_) => "over",
-        }
-    }
-
-    fn reason(&self) -> Option<&str> {
-        match self {
-            Admission::Ok => None,
-            Admission::Wait(r) | Admission::Blocked(r) | Admission::Over(r) => Some(r),
-        }
+/// The human reason for a prediction, or `None` when the instance simply launches.
+fn reason(p: &Prediction) -> Option<String> {
+    match p {
+        Prediction::Launch => None,
+        Prediction::Over(w) => Some(format!(
+            "would go over (warn mode: launches with a warning): {}",
+            w.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("; ")
+        )),
+        Prediction::Wait { budget, then } => Some(match then {
+            None => format!(
+                "would wait for headroom in the {budget} while the instances before it hold their estimates, then launch"
+            ),
+            Some(block) => format!(
+                "would wait for headroom in the {budget}, then be blocked if those before it spend their estimates: {block}"
+            ),
+        }),
+        Prediction::Blocked(block) => Some(format!("would be blocked: {block}")),
     }
 }
 
@@ -154,111 +118,36 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
     let b = &plan.budgets;
     let n = plan.instances.len();
+    let ledger = &cfg.ledger;
+    let estimates: Vec<(u64, Usd)> = (0..n).map(|i| ledger.estimate(i)).collect();
+    let admission = predict(ledger.clone(), n);
 
-    // Estimates per instance: tokens, and nanodollars (never negative).
-    let est_tokens: Vec<u64> = plan
-        .instances
-        .iter()
-        .map(|i| i.max_tokens.unwrap_or(b.estimate_tokens))
-        .collect();
-    let est_usd: Vec<u64> = plan
-        .instances
-        .iter()
-        .zip(&est_tokens)
-        .map(|(i, &t)| {
-            let c = i
-                .max_cost
-                .unwrap_or_else(|| (cfg.estimate_usd)(i.model.as_deref(), t));
-            u64::try_from(c.0).unwrap_or(0)
-        })
-        .collect();
-
-    let mut budgets: Vec<Budget> = Vec::new();
-    let mut add = |command: Option<String>, unit, limit: u64| {
-        budgets.push(Budget {
-            command,
-            unit,
-            limit,
-            estimated: 0,
+    // Run-level budgets, in the ledger's order, with the plan's estimates on them.
+    let mut budgets: Vec<BudgetRow> = ledger
+        .budgets()
+        .into_iter()
+        .filter(|bs| !matches!(bs.key.scope, Scope::Instance(_)))
+        .map(|bs| BudgetRow {
+            estimated: Amount::from_raw(bs.key.unit, 0),
+            key: bs.key,
+            limit: bs.limit,
             waiting: Vec::new(),
             blocked: Vec::new(),
         })
-    };
-    if let Some(t) = b.overall_tokens {
-        add(None, Unit::Tokens, t);
-    }
-    if let Some(c) = b.overall_cost {
-        add(None, Unit::Usd, u64::try_from(c.0).unwrap_or(0));
-    }
-    for (k, &t) in &b.command_tokens {
-        add(Some(k.clone()), Unit::Tokens, t);
-    }
-    for (k, c) in &b.command_costs {
-        add(Some(k.clone()), Unit::Usd, u64::try_from(c.0).unwrap_or(0));
-    }
-
-    // Predicted admission, in plan order.
-    let mut admission = vec![Admission::Ok; n];
-    let mut reserved = vec![0u64; budgets.len()];
-    for (i, inst) in plan.instances.iter().enumerate() {
-        let mut wait: Option<String> = None;
-        let mut block: Option<String> = None;
-        for (bi, bud) in budgets.iter().enumerate() {
-            if !bud.counts(inst) {
-                continue;
-            }
-            let e = match bud.unit {
-                Unit::Tokens => est_tokens[i],
-                Unit::Usd => est_usd[i],
+        .collect();
+    for (i, p) in admission.iter().enumerate() {
+        let keys = ledger.keys_for(i);
+        for row in budgets.iter_mut().filter(|r| keys.contains(&r.key)) {
+            let e = match row.key.unit {
+                Unit::Tokens => i128::from(estimates[i].0),
+                Unit::Usd => i128::from(estimates[i].1 .0),
             };
-            if e > bud.limit {
-                block.get_or_insert_with(|| {
-                    format!(
-                        "its estimate of {} alone is over the {} limit of {}",
-                        bud.unit.amount(e),
-                        bud.label(),
-                        bud.unit.amount(bud.limit)
-                    )
-                });
-            } else if reserved[bi].saturating_add(e) > bud.limit {
-                wait.get_or_insert_with(|| {
-                    format!(
-                        "{} estimated before it + its {} are over the {} limit of {}",
-                        bud.unit.amount(reserved[bi]),
-                        bud.unit.amount(e),
-                        bud.label(),
-                        bud.unit.amount(bud.limit)
-                    )
-                });
-            }
-        }
-        admission[i] = match (b.mode, block, wait) {
-            (Mode::Block, Some(r), _) => Admission::Blocked(format!("would be blocked: {r}")),
-            (Mode::Block, None, Some(r)) => Admission::Wait(format!(
-                "would wait for headroom: {r}; blocked if those spend their estimates"
-            )),
-            (Mode::Warn, Some(r), _) | (Mode::Warn, None, Some(r)) => Admission::Over(format!(
-                "would go over (warn mode: launches with a warning): {r}"
-            )),
-            (_, None, None) => Admission::Ok,
-        };
-        let counts_toward_reservations = !matches!(admission[i], Admission::Blocked(_));
-        for (bi, bud) in budgets.iter_mut().enumerate() {
-            if !bud.counts(inst) {
-                continue;
-            }
-            let e = match bud.unit {
-                Unit::Tokens => est_tokens[i],
-                Unit::Usd => est_usd[i],
-            };
-            bud.estimated = bud.estimated.saturating_add(e);
-            if counts_toward_reservations {
-                reserved[bi] = reserved[bi].saturating_add(e);
-            }
-            match &admission[i] {
-                Admission::Blocked(_) if e > bud.limit => bud.blocked.push(i),
-                Admission::Wait(_) if reserved[bi] > bud.limit => bud.waiting.push(i),
-                _ => {}
+            row.estimated = Amount::from_raw(row.key.unit, row.estimated.raw() + e);
+            if p.budget() == Some(&row.key) {
+                match p {
+                    Prediction::Blocked(_) => row.blocked.push(i),
+                    _ => row.waiting.push(i),
+                }
             }
         }
     }
@@ -303,7 +192,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         .filter_map(InstanceSpec::base_command)
         .collect();
     for bud in &budgets {
-        if let Some(c) = &bud.command {
+        if let Scope::Command(c) = &bud.key.scope {
             if !used.contains(c.as_str()) {
                 warnings.push(format!(
                     "command budget {} is not used by any instance; check the command name",
@@ -313,7 +202,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         }
     }
     for bud in &budgets {
-        if bud.estimated > bud.limit {
+        if !bud.fits() {
             let consequence = match b.mode {
                 Mode::Block => {
                     let mut parts = Vec::new();
@@ -336,8 +225,8 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
             warnings.push(format!(
                 "the {} budget ({}) cannot fit the plan's estimate of {}; {consequence}",
                 bud.label(),
-                bud.unit.amount(bud.limit),
-                bud.unit.amount(bud.estimated)
+                exact(bud.limit),
+                exact(bud.estimated)
             ));
         }
     }
@@ -357,16 +246,16 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         })
         .collect();
     let command_lines: Vec<String> = argvs.iter().map(|a| shell_join(a)).collect();
-    let labels: Vec<String> = budgets.iter().map(Budget::label).collect();
     let budget_keys: Vec<Vec<String>> = plan
         .instances
         .iter()
-        .map(|inst| {
+        .enumerate()
+        .map(|(i, inst)| {
+            let counted = ledger.keys_for(i);
             let mut keys: Vec<String> = budgets
                 .iter()
-                .zip(&labels)
-                .filter(|(bud, _)| bud.counts(inst))
-                .map(|(_, l)| l.clone())
+                .filter(|bud| counted.contains(&bud.key))
+                .map(BudgetRow::label)
                 .collect();
             if let Some(t) = inst.max_tokens {
                 keys.push(format!("instance tokens ({t})"));
@@ -386,8 +275,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
         &admission,
         &command_lines,
         &budget_keys,
-        &est_tokens,
-        &est_usd,
+        &estimates,
         &warnings,
     );
 
@@ -405,8 +293,8 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                 "model": inst.model,
                 "budgets": budget_keys[i],
                 "estimate": {
-                    "tokens": est_tokens[i],
-                    "cost_usd": Unit::Usd.json(est_usd[i]),
+                    "tokens": estimates[i].0,
+                    "cost_usd": estimates[i].1,
                 },
                 "argv": argvs[i],
                 "command_line": command_lines[i],
@@ -414,21 +302,24 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                 "timeout_secs": inst.timeout.map(|d| d.as_secs_f64()),
                 "slash_command_found": slash_found[i],
                 "admission": admission[i].as_str(),
-                "admission_reason": admission[i].reason(),
+                "admission_reason": reason(&admission[i]),
             })
         })
         .collect();
     let budgets_json: Vec<Value> = budgets
         .iter()
         .map(|bud| {
+            let key = match &bud.key.scope {
+                Scope::Command(c) => json!(c),
+                _ => Value::Null,
+            };
             json!({
-                "scope": if bud.command.is_some() { "command" } else { "overall" },
-                // null for overall, as in the events and the report.
-                "key": bud.command.as_deref(),
-                "unit": bud.unit.as_str(),
-                "limit": bud.unit.json(bud.limit),
-                "estimated": bud.unit.json(bud.estimated),
-                "fits": bud.estimated <= bud.limit,
+                "scope": bud.key.scope.kind(),
+                "key": key,
+                "unit": bud.key.unit.as_str(),
+                "limit": bud.limit,
+                "estimated": bud.estimated,
+                "fits": bud.fits(),
                 "waiting": bud.waiting.iter().map(|&i| &plan.instances[i].name).collect::<Vec<_>>(),
                 "blocked": bud.blocked.iter().map(|&i| &plan.instances[i].name).collect::<Vec<_>>(),
             })
@@ -468,12 +359,11 @@ fn render_text(
     plan: &Plan,
     program: &str,
     cfg: &DryRunEnv,
-    budgets: &[Budget],
-    admission: &[Admission],
+    budgets: &[BudgetRow],
+    admission: &[Prediction],
     command_lines: &[String],
     budget_keys: &[Vec<String>],
-    est_tokens: &[u64],
-    est_usd: &[u64],
+    estimates: &[(u64, Usd)],
     warnings: &[String],
 ) -> String {
     let b = &plan.budgets;
@@ -532,8 +422,7 @@ fn render_text(
         let _ = writeln!(
             t,
             "     estimate:  {} tokens, {}",
-            est_tokens[i],
-            Unit::Usd.fmt(est_usd[i])
+            estimates[i].0, estimates[i].1
         );
         let _ = writeln!(t, "     workspace: {}", inst.workspace.display());
         let _ = writeln!(t, "     argv:      {}", command_lines[i]);
@@ -541,7 +430,7 @@ fn render_text(
             let keys: Vec<&str> = inst.env.keys().map(String::as_str).collect();
             let _ = writeln!(t, "     env:       {} (values hidden)", keys.join(", "));
         }
-        if let Some(r) = admission[i].reason() {
+        if let Some(r) = reason(&admission[i]) {
             let _ = writeln!(t, "     admission: {r}");
         }
     }
@@ -551,13 +440,15 @@ fn render_text(
         let _ = writeln!(t, "  [NO BUDGET SET]");
     }
     for bud in budgets {
-        let verdict = if bud.estimated <= bud.limit {
+        let plain = |a: Amount| match a {
+            Amount::Tokens(t) => t.to_string(),
+            Amount::Usd(u) => u.to_string(),
+        };
+        let verdict = if bud.fits() {
             "fits".to_string()
         } else {
-            let mut v = format!(
-                "CANNOT FIT (over by {})",
-                bud.unit.fmt(bud.estimated - bud.limit)
-            );
+            let over = Amount::from_raw(bud.key.unit, bud.estimated.raw() - bud.limit.raw());
+            let mut v = format!("CANNOT FIT (over by {})", plain(over));
             if !bud.waiting.is_empty() {
                 let _ = write!(v, "; would wait: {}", names_line(plan, &bud.waiting));
             }
@@ -570,8 +461,8 @@ fn render_text(
             t,
             "  {:<20} limit {:>12}  estimated {:>12}  {verdict}",
             bud.label(),
-            bud.unit.fmt(bud.limit),
-            bud.unit.fmt(bud.estimated)
+            plain(bud.limit),
+            plain(bud.estimated)
         );
     }
 
@@ -621,9 +512,10 @@ mod tests {
         }
     }
 
-    // $3 per million tokens, flat.
-    fn price(_: Option<&str>, tokens: u64) -> Usd {
-        Usd(tokens as i64 * 3_000)
+    /// $3 per million tokens, whatever the model.
+    fn pricing() -> crate::core::pricing::Pricing {
+        crate::core::pricing::Pricing::parse(r#"{"models": {"m": {"input": 1, "output": 3}}}"#, "t")
+            .expect("valid table")
     }
 
     fn known_all(_: &str, _: &Path) -> bool {
@@ -636,7 +528,7 @@ mod tests {
             &DryRunEnv {
                 claude_found: claude.map(PathBuf::from),
                 command_known: known,
-                estimate_usd: &price,
+                ledger: Ledger::for_plan(p, &pricing()),
             },
         )
     }

@@ -6,10 +6,10 @@
 //! Every line starts with `{"event":"…","ts":"…",` so that even a script without a JSON
 //! parser can pick events out with grep.
 
-use crate::core::budget::{Amount, Decision, Ledger, Scope, Warning, WarningKind};
+use crate::core::budget::{Amount, Decision, Scope, Warning, WarningKind};
 use crate::core::plan::{InstanceSpec, Plan};
+use crate::core::run::{Instance, Phase, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
-use crate::runtime::dispatcher::{InstanceState, RunOutcome};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
@@ -120,7 +120,57 @@ impl EventSink {
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }
 
-    pub fn run_started(&mut self, plan: &Plan) {
+    /// Writes what `event` means for scripts, and keeps the `run_finished` object.
+    pub fn on_event(&mut self, event: &RunEvent, run: &RunState, now: Instant) {
+        let name = |id: usize| run.name(id).to_string();
+        match event {
+            RunEvent::RunStarted { .. } => self.run_started(&run.plan),
+            RunEvent::InstanceStarted { id, pid, argv } => self.emit(
+                "instance_started",
+                json!({"name": name(*id), "pid": pid, "argv": argv}),
+            ),
+            RunEvent::Usage { id, tokens } => {
+                let p = &run.instances[*id].progress;
+                self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
+            }
+            RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
+            RunEvent::BudgetWarning { id, warning } => self.budget_warning(&name(*id), warning),
+            RunEvent::BudgetExceeded { decision, reason } => self.budget_exceeded(decision, reason),
+            RunEvent::InstanceWaiting { id } => self.emit(
+                "instance_waiting",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceBlocked { id } => self.emit(
+                "instance_blocked",
+                json!({"name": name(*id), "reason": run.instances[*id].reason()}),
+            ),
+            RunEvent::InstanceTerminated { id } => {
+                let inst = &run.instances[*id];
+                let kind = match &inst.phase {
+                    Phase::Running {
+                        stopping: Some(s), ..
+                    } => s.why.kind(),
+                    _ => "budget",
+                };
+                self.emit(
+                    "instance_terminated",
+                    json!({"name": name(*id), "reason": kind, "message": inst.reason()}),
+                );
+            }
+            RunEvent::InstanceFinished { id } => {
+                let spec = &run.plan.instances[*id];
+                self.flush_usage(&spec.name);
+                self.emit(
+                    "instance_finished",
+                    instance_json(spec, &run.instances[*id], now),
+                );
+            }
+            RunEvent::Interrupted { .. } => {}
+            RunEvent::RunFinished => self.run_finished(run, now),
+        }
+    }
+
+    fn run_started(&mut self, plan: &Plan) {
         self.names = plan.instances.iter().map(|i| i.name.clone()).collect();
         let instances: Vec<Value> = plan
             .instances
@@ -139,21 +189,10 @@ impl EventSink {
         self.emit("run_started", body);
     }
 
-    pub fn instance_started(&mut self, name: &str, pid: u32, argv: &[String]) {
-        self.emit(
-            "instance_started",
-            json!({"name": name, "pid": pid, "argv": argv}),
-        );
-    }
-
     /// A usage update of one instance. Coalesced: at most one event per instance per
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage(&mut self, name: &str, s: &InstanceState, delta: u64, now: Instant) {
-        self.usage_update(name, &s.usage, s.cost, delta, now);
-    }
-
     pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
         if !self.json {
             return;
@@ -186,9 +225,10 @@ impl EventSink {
 
     /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
     /// instance was admitted although its estimate does not fit. `name` is the instance
-    /// whose usage or launch caused it ("" when none).
-    pub fn budget_warning(&mut self, name: &str, w: &Warning) {
-        let mut body = json!({
+    /// whose usage or launch caused it.
+    fn budget_warning(&mut self, name: &str, w: &Warning) {
+        let body = json!({
+            "name": name,
             "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
             "used": w.used,
             "limit": w.limit,
@@ -200,14 +240,11 @@ impl EventSink {
             },
             "message": w.to_string(),
         });
-        if !name.is_empty() {
-            body["name"] = json!(name);
-        }
         self.emit("budget_warning", body);
     }
 
     /// Block mode: a budget went past its limit; `instances` are being terminated.
-    pub fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
+    fn budget_exceeded(&mut self, d: &Decision, reason: &str) {
         if let Decision::Terminate {
             budget,
             used,
@@ -228,31 +265,14 @@ impl EventSink {
         }
     }
 
-    pub fn instance_waiting(&mut self, name: &str, reason: &str) {
-        self.emit("instance_waiting", json!({"name": name, "reason": reason}));
-    }
-
-    pub fn instance_blocked(&mut self, name: &str, reason: &str) {
-        self.emit("instance_blocked", json!({"name": name, "reason": reason}));
-    }
-
-    /// `kind` is `budget`, `timeout` or `interrupt`; `reason` the human text.
-    pub fn instance_terminated(&mut self, name: &str, kind: &str, reason: &str) {
-        self.emit(
-            "instance_terminated",
-            json!({"name": name, "reason": kind, "message": reason}),
-        );
-    }
-
-    pub fn instance_finished(&mut self, spec: &InstanceSpec, s: &InstanceState) {
-        self.flush_usage(&spec.name);
-        self.emit("instance_finished", instance_json(spec, s, Instant::now()));
-    }
-
     /// The `status` event, every `--status-report-interval`: progress, totals, each
     /// budget's use and forecast (burn rate per minute, time until it runs out) and the
     /// run's ETA. Forecasts are `null` until there is evidence (see `report::forecast`).
-    pub fn status(&mut self, ledger: &Ledger, s: &crate::output::report::Snapshot<'_>) {
+    pub fn status(
+        &mut self,
+        ledger: &crate::core::budget::Ledger,
+        s: &crate::output::report::Snapshot<'_>,
+    ) {
         use crate::output::report::{self, forecast};
         if !self.json {
             return;
@@ -305,22 +325,11 @@ impl EventSink {
         self.emit("status", body);
     }
 
-    pub fn run_finished(
-        &mut self,
-        plan: &Plan,
-        states: &[InstanceState],
-        ledger: &Ledger,
-        outcome: &RunOutcome,
-        started: Instant,
-        now: Instant,
-    ) {
-        let mut totals = Usage::default();
-        let mut cost = Usd::ZERO;
-        for s in states {
-            totals += s.usage;
-            cost += s.cost;
-        }
-        let budgets: Vec<Value> = ledger
+    fn run_finished(&mut self, run: &RunState, now: Instant) {
+        let (totals, cost) = run.totals();
+        let outcome = run.outcome();
+        let budgets: Vec<Value> = run
+            .ledger
             .budgets()
             .iter()
             .map(|b| {
@@ -332,10 +341,11 @@ impl EventSink {
                 v
             })
             .collect();
-        let instances: Vec<Value> = plan
+        let instances: Vec<Value> = run
+            .plan
             .instances
             .iter()
-            .zip(states)
+            .zip(&run.instances)
             .map(|(spec, s)| instance_json(spec, s, now))
             .collect();
         let ts = now_ts();
@@ -343,10 +353,10 @@ impl EventSink {
             "event": "run_finished",
             "ts": ts,
             "version": env!("CARGO_PKG_VERSION"),
-            "exit_code": outcome.exit_code,
-            "exit_reason": outcome.exit_reason,
-            "duration_ms": duration_ms(now.saturating_duration_since(started)),
-            "mode": plan.budgets.mode,
+            "exit_code": outcome.exit.code(),
+            "exit_reason": outcome.reason,
+            "duration_ms": duration_ms(now.saturating_duration_since(run.started_at)),
+            "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
             "budgets": budgets,
             "instances": instances,
@@ -423,20 +433,21 @@ pub fn usage_json(u: &Usage, cost: Usd) -> Value {
     })
 }
 
-fn instance_json(spec: &InstanceSpec, s: &InstanceState, now: Instant) -> Value {
+fn instance_json(spec: &InstanceSpec, s: &Instance, now: Instant) -> Value {
+    let p = &s.progress;
     json!({
         "name": spec.name,
         "command": spec.command,
-        "status": s.status,
-        "reason": s.reason,
+        "status": s.status(),
+        "reason": s.reason(),
         "exit_code": s.exit.and_then(|e| e.code),
         "signal": s.exit.and_then(|e| e.signal),
-        "usage": usage_json(&s.usage, s.cost),
-        "model": s.model.as_deref().or(spec.model.as_deref()),
+        "usage": usage_json(&p.usage, p.cost),
+        "model": p.model.as_deref().or(spec.model.as_deref()),
         "duration_ms": s.duration(now).map(duration_ms).unwrap_or(0),
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
-        "tools": s.tools,
-        "malformed_lines": s.malformed_lines,
+        "tools": p.tools,
+        "malformed_lines": p.malformed_lines,
     })
 }
 
@@ -572,7 +583,7 @@ mod tests {
     fn without_json_nothing_is_written() {
         let out = Captured::default();
         let mut sink = EventSink::with_writer(false, Box::new(out.clone()));
-        sink.instance_waiting("a", "waiting for overall budget");
+        sink.emit("instance_waiting", json!({"name": "a"}));
         sink.usage_update("a", &usage(1), Usd::ZERO, 1, Instant::now());
         assert!(out.events().is_empty());
     }

@@ -18,6 +18,7 @@ pub use format::{
     display_width, fit_width, fmt_count, fmt_duration, fmt_percent, sanitize, truncate,
 };
 
+use crate::core::budget::BudgetState;
 use crate::core::plan::{Mode, Status};
 use crate::core::usage::{Usage, Usd};
 use crate::output::style::{Paint, Styles};
@@ -48,8 +49,7 @@ pub struct BudgetLine {
     /// Zero (or less) means "no budget set" for this line.
     pub limit: f64,
     pub used: f64,
-    /// `ok`, `warned` or `exceeded`.
-    pub state: &'static str,
+    pub state: BudgetState,
 }
 
 /// One instance's row in the table and its entry in the summary.
@@ -70,7 +70,7 @@ pub struct InstanceLine<'a> {
     /// Claude's final result text.
     pub result: Option<&'a str>,
     /// Why it failed, was blocked or terminated.
-    pub reason: Option<&'a str>,
+    pub reason: Option<String>,
     /// Time since it ended; `None` while it has not. Orders the live view's rows.
     pub ended_ago: Option<Duration>,
 }
@@ -417,7 +417,7 @@ pub fn render_summary(
         lines.push(String::new());
         lines.push(title("RESULTS", styles, width));
         for inst in &s.instances {
-            let (main, extra) = match (inst.reason, inst.result) {
+            let (main, extra) = match (inst.reason.as_deref(), inst.result) {
                 (Some(reason), result) => (Some(reason), result),
                 (None, Some(result)) => (Some(result), None),
                 (None, None) => (None, None),
@@ -451,12 +451,13 @@ pub fn render_summary(
         match bar::shown_percent(b.used, b.limit) {
             Some(pct) => {
                 let paint = match b.state {
-                    "ok" => Paint::Green,
-                    "warned" => Paint::Yellow,
-                    _ => Paint::Red,
+                    BudgetState::Ok => Paint::Green,
+                    BudgetState::Warned => Paint::Yellow,
+                    BudgetState::Exceeded => Paint::Red,
                 };
-                l.push(b.state, paint)
-                    .plain(&" ".repeat("exceeded".len().saturating_sub(b.state.len())))
+                let state = b.state.as_str();
+                l.push(state, paint)
+                    .plain(&" ".repeat("exceeded".len().saturating_sub(state.len())))
                     .plain("  ");
                 let mut numbers = l.clone();
                 numbers.plain(&format!("{} ({})", amounts(b), fmt_percent(pct)));

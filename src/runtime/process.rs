@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -33,58 +32,14 @@ pub struct LaunchSpec {
     pub env: Vec<(String, String)>,
 }
 
-/// How a child ended. Both fields are `None` only when the status could not be
-/// collected at all (someone else reaped the process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
+pub use crate::core::exit::{signal_name, ExitInfo};
 
-impl ExitInfo {
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
+fn exit_info(status: ExitStatus) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
     }
-
-    fn from_status(status: ExitStatus) -> ExitInfo {
-        use std::os::unix::process::ExitStatusExt;
-        ExitInfo {
-            code: status.code(),
-            signal: status.signal(),
-        }
-    }
-}
-
-impl fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code, self.signal) {
-            (Some(c), _) => write!(f, "exit code {c}"),
-            (None, Some(s)) => match signal_name(s) {
-                Some(name) => write!(f, "killed by {name}"),
-                None => write!(f, "killed by signal {s}"),
-            },
-            (None, None) => write!(f, "unknown exit status"),
-        }
-    }
-}
-
-/// Conventional name of the signals a user is likely to see in a summary.
-pub fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        _ => return None,
-    })
 }
 
 /// Sends `sig` to every process in group `pgid`.
@@ -550,7 +505,7 @@ impl Proc {
         }
         self.group.kill_rest_and_mark_reaped();
         let exit = match self.child.wait().await {
-            Ok(status) => ExitInfo::from_status(status),
+            Ok(status) => exit_info(status),
             Err(e) => {
                 tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
                 ExitInfo::default()

@@ -729,3 +729,121 @@ fn waiting_instances_do_not_spin_the_cpu() {
     let cpu = field("user_s=") + field("sys_s=");
     assert!(cpu < 1.0, "{cpu:.3} s of CPU over a 4 s mostly idle run");
 }
+
+/// The state letter of a process in /proc (`T` stopped, `S` sleeping, `Z` zombie …).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: the state follows it.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Polls (bounded; only to let the scenario reach its state) until `pred` holds.
+fn wait_until(what: &str, pred: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pred() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(path: &Path) -> i32 {
+    let read = || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    };
+    wait_until("claude wrote its pid", || read().is_some());
+    read().unwrap_or_default()
+}
+
+/// Ctrl-Z stops the instances with the orchestrator, as a shell stops a job, so nothing
+/// spends while budgets cannot be enforced; SIGCONT continues them all.
+#[test]
+fn ctrl_z_stops_every_instance_and_sigcont_continues_them() {
+    let dir = tempdir();
+    let claude = fake_claude(
+        dir.path(),
+        "claude-busy",
+        &[
+            Step::Line(init()),
+            Step::Raw("echo $$ > \"$(dirname \"$0\")/claude.pid\""),
+            Step::Raw("while :; do sleep 0.05; done"),
+        ],
+    );
+    let mut child = with_claude(dir.path(), &claude)
+        .args(["--kill-grace", "1s", "/x"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let orch = child.id() as i32;
+    let pid = read_pid(&dir.path().join("claude.pid"));
+    unsafe { libc::kill(orch, libc::SIGTSTP) };
+    wait_until("the orchestrator stopped", || proc_state(orch) == Some('T'));
+    wait_until("claude stopped", || proc_state(pid) == Some('T'));
+    unsafe { libc::kill(orch, libc::SIGCONT) };
+    wait_until("claude continued", || {
+        matches!(proc_state(pid), Some('S') | Some('R'))
+    });
+    unsafe { libc::kill(orch, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A supervising task that fails (here: no thread or process can be created under a
+/// tiny RLIMIT_NPROC) ends its instance as failed; the run still ends with a report
+/// instead of hanging for good.
+#[test]
+fn a_run_under_a_tiny_process_limit_ends_instead_of_hanging() {
+    if unsafe { libc::geteuid() } != 0 || Command::new("runuser").arg("--help").output().is_err() {
+        eprintln!("skipped: needs root and runuser to run as nobody");
+        return;
+    }
+    let dir = tempdir();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let claude = good_claude(dir.path());
+    let bin = crate::common::bin();
+    let script = format!(
+        "ulimit -u 4; exec {} --startup-delay 0 --status-report-interval 0 --claude-path {} \
+         --log-dir logs --report report.json a b c",
+        bin.display(),
+        claude.display()
+    );
+    let mut child = Command::new("runuser")
+        .args(["-u", "nobody", "--", "bash", "-c", &script])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run hung under a tiny process limit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    // Whatever could not be started or supervised failed with a reason; nothing hung.
+    assert_ne!(status.code(), Some(0), "{err}");
+    if let Ok(text) = std::fs::read_to_string(dir.path().join("report.json")) {
+        let report: Value = serde_json::from_str(&text).unwrap();
+        for i in report["instances"].as_array().unwrap() {
+            assert!(i["status"] == "completed" || i["reason"].is_string(), "{i}");
+        }
+    }
+}

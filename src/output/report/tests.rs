@@ -1,6 +1,7 @@
 //! Snapshot tests of whole reports: exact expected text, plain and coloured.
 
 use super::*;
+use crate::core::budget::BudgetState;
 
 fn inst(name: &'static str, status: Status) -> InstanceLine<'static> {
     InstanceLine {
@@ -31,21 +32,21 @@ fn sample() -> Snapshot<'static> {
                 unit_is_usd: false,
                 limit: 5000.0,
                 used: 6234.0,
-                state: "exceeded",
+                state: BudgetState::Exceeded,
             },
             BudgetLine {
                 label: "overall (USD)".into(),
                 unit_is_usd: true,
                 limit: 0.1,
                 used: 0.0713,
-                state: "warned",
+                state: BudgetState::Warned,
             },
             BudgetLine {
                 label: "/test".into(),
                 unit_is_usd: false,
                 limit: 1000.0,
                 used: 400.0,
-                state: "ok",
+                state: BudgetState::Ok,
             },
         ],
         instances: vec![
@@ -71,7 +72,7 @@ fn sample() -> Snapshot<'static> {
                 ..inst("lint", Status::Running)
             },
             InstanceLine {
-                reason: Some("overall budget exceeded: 6.2K/5.0K tokens"),
+                reason: Some("overall budget exceeded: 6.2K/5.0K tokens".into()),
                 ..inst("e2e", Status::Blocked)
             },
         ],
@@ -253,7 +254,7 @@ fn no_budget_set() {
         unit_is_usd: false,
         limit: 0.0,
         used: 50.0,
-        state: "ok",
+        state: BudgetState::Ok,
     });
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
@@ -329,7 +330,7 @@ fn summary_plain_snapshot() {
 fn summary_shows_reason_and_result_when_both_exist() {
     let mut s = sample();
     s.instances[0].status = Status::Failed;
-    s.instances[0].reason = Some("exit status 1");
+    s.instances[0].reason = Some("exit status 1".into());
     let text = render_summary(&s, &Styles::plain(), 120, 500, 1, "an instance failed");
     assert!(
         text.contains(
@@ -451,7 +452,7 @@ fn header_shows_progress_eta_and_burn_rate() {
         unit_is_usd: false,
         limit: 50_000.0,
         used: 10_000.0,
-        state: "ok",
+        state: BudgetState::Ok,
     }];
     let text = render_status(&s, &Styles::plain(), 100, 500);
     let head: Vec<&str> = text.lines().take(7).collect();

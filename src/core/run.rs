@@ -1,0 +1,914 @@
+//! The run as a pure state machine: [`RunState::handle`] takes one [`Input`] (a line's
+//! usage observed, a child exited, a timer fired, a signal) and the time, updates the
+//! run, and returns the [`Effect`]s the runtime must carry out — spawn, terminate, kill,
+//! and [`RunEvent`]s for every output. It never spawns, sleeps or prints, so every rule of
+//! a run (admission, waiting, crossing, timeouts, grace, interrupts, exit codes) is
+//! tested here without processes or clocks.
+//!
+//! Each instance's life is a [`Phase`]: queued → (waiting) → running (→ stopping) → done.
+//! The runtime keeps a process handle only while an instance is running.
+
+use crate::core::accounting::{Observation, ResultSummary, Tracker};
+use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
+use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
+use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::usage::{Usage, Usd};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// What an instance's tracker has counted so far: sent with every observation and at
+/// the exit, so the run always holds the tracker's own figures (never a second sum).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub usage: Usage,
+    pub cost: Usd,
+    pub model: Option<String>,
+    pub tools: u64,
+    pub malformed_lines: u64,
+}
+
+impl Progress {
+    pub fn of(t: &Tracker) -> Progress {
+        Progress {
+            usage: t.usage(),
+            cost: t.cost(),
+            model: t.model().map(str::to_string),
+            tools: t.tool_uses(),
+            malformed_lines: t.malformed_lines(),
+        }
+    }
+}
+
+/// One stdout line's worth of news from a running instance: what the line changed and
+/// the tracker's figures after it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub line: Observation,
+    pub progress: Progress,
+}
+
+/// Everything known when an instance's process has ended and its output is read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ended {
+    pub exit: ExitInfo,
+    /// The tracker's final figures; `None` when they were lost with a failed task (the
+    /// last observed figures stand).
+    pub progress: Option<Progress>,
+    pub result: Option<ResultSummary>,
+    pub stderr_tail: String,
+    /// Reading the output failed, or the supervising task itself failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The run begins; launches start after `delay` (`--start-at`).
+    Start {
+        delay: Duration,
+    },
+    /// A timer the run asked for ([`RunState::next_wake`]) is due.
+    Tick,
+    /// The runtime started the process of a [`Effect::Spawn`].
+    Spawned {
+        id: InstanceId,
+        pid: u32,
+        argv: Vec<String>,
+    },
+    /// The runtime could not start it.
+    SpawnFailed {
+        id: InstanceId,
+        error: String,
+    },
+    Observed {
+        id: InstanceId,
+        observed: Observed,
+    },
+    Exited {
+        id: InstanceId,
+        ended: Ended,
+    },
+    Interrupt(Interrupt),
+}
+
+#[must_use]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start the instance's process, then answer `Spawned` or `SpawnFailed`.
+    Spawn(InstanceId),
+    /// SIGTERM the instance's process group (and what left it).
+    Terminate(InstanceId),
+    /// SIGKILL it.
+    Kill(InstanceId),
+    Emit(RunEvent),
+}
+
+/// Why a queued instance is not running yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitReason {
+    /// `--max-parallel` slots are full.
+    Slot { max: usize },
+    /// A block-mode budget has no headroom while others hold reservations.
+    Budget(BudgetKey),
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::Slot { max } => {
+                write!(f, "waiting for a free slot (--max-parallel {max})")
+            }
+            WaitReason::Budget(b) => write!(f, "waiting for {b}"),
+        }
+    }
+}
+
+/// Why a running instance was asked to stop; decides its final status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    Budget(String),
+    Timeout(Duration),
+    Interrupt,
+}
+
+impl StopReason {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StopReason::Budget(_) => "budget",
+            StopReason::Timeout(_) => "timeout",
+            StopReason::Interrupt => "interrupt",
+        }
+    }
+
+    fn status(&self) -> Status {
+        match self {
+            StopReason::Budget(_) => Status::Terminated,
+            StopReason::Timeout(_) => Status::TimedOut,
+            StopReason::Interrupt => Status::Interrupted,
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Budget(r) => f.write_str(r),
+            StopReason::Timeout(d) => write!(f, "timed out after {}", fmt_limit(*d)),
+            StopReason::Interrupt => f.write_str("interrupted"),
+        }
+    }
+}
+
+/// `90s`, `1.5s`, `10m`: a configured limit as the user would have written it.
+fn fmt_limit(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stopping {
+    pub why: StopReason,
+    /// SIGKILL is due then (cleared once sent).
+    pub kill_at: Option<Instant>,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Queued,
+    Waiting(WaitReason),
+    Running {
+        started: Instant,
+        timeout_at: Option<Instant>,
+        stopping: Option<Stopping>,
+    },
+    Done {
+        started: Option<Instant>,
+        ended: Instant,
+        status: Status,
+        reason: Option<String>,
+    },
+}
+
+/// Everything the run knows about one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub phase: Phase,
+    pub progress: Progress,
+    pub activity: Option<String>,
+    pub result: Option<ResultSummary>,
+    /// The `result` line was seen: the work is done even if the process lingers.
+    pub result_seen: bool,
+    pub exit: Option<ExitInfo>,
+    pub stderr_tail: String,
+}
+
+impl Instance {
+    fn new() -> Instance {
+        Instance {
+            phase: Phase::Queued,
+            progress: Progress::default(),
+            activity: None,
+            result: None,
+            result_seen: false,
+            exit: None,
+            stderr_tail: String::new(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match &self.phase {
+            Phase::Queued => Status::Pending,
+            Phase::Waiting(_) => Status::Waiting,
+            Phase::Running { .. } => Status::Running,
+            Phase::Done { status, .. } => *status,
+        }
+    }
+
+    /// Why it is waiting, stopping or ended the way it did.
+    pub fn reason(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Queued => None,
+            Phase::Waiting(w) => Some(w.to_string()),
+            Phase::Running { stopping, .. } => stopping.as_ref().map(|s| s.why.to_string()),
+            Phase::Done { reason, .. } => reason.clone(),
+        }
+    }
+
+    pub fn duration(&self, now: Instant) -> Option<Duration> {
+        match &self.phase {
+            Phase::Running { started, .. } => Some(now.saturating_duration_since(*started)),
+            Phase::Done {
+                started: Some(s),
+                ended,
+                ..
+            } => Some(ended.saturating_duration_since(*s)),
+            _ => None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. })
+    }
+}
+
+/// What every output is told, in order. Outputs read the details (names, usage,
+/// reasons) from the [`RunState`] they are given with each event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// `delay`: launches wait this long for `--start-at`.
+    RunStarted {
+        delay: Duration,
+    },
+    InstanceStarted {
+        id: InstanceId,
+        pid: u32,
+        argv: Vec<String>,
+    },
+    /// Spend counted for `id` (`tokens` is the token delta).
+    Usage {
+        id: InstanceId,
+        tokens: u64,
+    },
+    /// Something to tell the user about an instance's output (unknown model, …).
+    Notice {
+        id: InstanceId,
+        text: String,
+    },
+    /// A budget warning; `id` is the instance whose usage or launch caused it.
+    BudgetWarning {
+        id: InstanceId,
+        warning: Warning,
+    },
+    /// Block mode: a budget was passed; `reason` names it; `decision` lists the
+    /// instances being terminated.
+    BudgetExceeded {
+        decision: Decision,
+        reason: String,
+    },
+    InstanceWaiting {
+        id: InstanceId,
+    },
+    InstanceBlocked {
+        id: InstanceId,
+    },
+    InstanceTerminated {
+        id: InstanceId,
+    },
+    /// Grace expired: SIGKILL sent.
+    InstanceKilled {
+        id: InstanceId,
+    },
+    InstanceFinished {
+        id: InstanceId,
+    },
+    /// The first (`second: false`) or a further interrupt.
+    Interrupted {
+        which: Interrupt,
+        second: bool,
+    },
+    RunFinished,
+}
+
+/// The run's exit code and its reason (SPEC section 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub exit: ExitCode,
+    pub reason: String,
+}
+
+/// When launches may happen: `--start-at`, `--startup-delay` spacing, `--max-parallel`.
+/// Budget admission is the ledger's.
+#[derive(Debug, Clone)]
+struct LaunchGate {
+    next_launch_at: Instant,
+    spacing: Duration,
+    max_parallel: usize,
+}
+
+impl LaunchGate {
+    /// `Ok` if a launch may happen now; else what it waits for.
+    fn check(&self, now: Instant, running: usize) -> Result<(), GateWait> {
+        if now < self.next_launch_at {
+            return Err(GateWait::Until(self.next_launch_at));
+        }
+        if self.max_parallel != 0 && running >= self.max_parallel {
+            return Err(GateWait::Slot(self.max_parallel));
+        }
+        Ok(())
+    }
+
+    fn launched(&mut self, now: Instant) {
+        self.next_launch_at = now + self.spacing;
+    }
+}
+
+enum GateWait {
+    Until(Instant),
+    Slot(usize),
+}
+
+pub struct RunState {
+    pub plan: Plan,
+    pub ledger: Ledger,
+    pub instances: Vec<Instance>,
+    /// Instances not launched yet (queued or waiting), in plan order.
+    queue: Vec<InstanceId>,
+    running: usize,
+    gate: LaunchGate,
+    /// Set while launching is held only by the spacing between launches (or the start).
+    launch_timer: Option<Instant>,
+    /// No instance timer (timeout, kill) is due before this: a lower bound, so a message
+    /// need not scan every instance (visible at 500 instances).
+    next_timer: Option<Instant>,
+    interrupt: Option<Interrupt>,
+    started: bool,
+    finished: bool,
+    pub started_at: Instant,
+}
+
+impl RunState {
+    /// A run of `plan` whose budgets are kept by `ledger` (which may already hold use
+    /// and reservations from elsewhere).
+    pub fn new(plan: Plan, ledger: Ledger, now: Instant) -> RunState {
+        let n = plan.instances.len();
+        let gate = LaunchGate {
+            next_launch_at: now,
+            spacing: plan.options.startup_delay,
+            max_parallel: plan.options.max_parallel,
+        };
+        RunState {
+            plan,
+            ledger,
+            instances: (0..n).map(|_| Instance::new()).collect(),
+            queue: (0..n).collect(),
+            running: 0,
+            gate,
+            launch_timer: None,
+            next_timer: None,
+            interrupt: None,
+            started: false,
+            finished: false,
+            started_at: now,
+        }
+    }
+
+    pub fn name(&self, id: InstanceId) -> &str {
+        &self.plan.instances[id].name
+    }
+
+    /// Every instance has ended and `RunFinished` was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// When the run next needs a [`Input::Tick`], if ever.
+    pub fn next_wake(&self) -> Option<Instant> {
+        match (self.next_timer, self.launch_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Tokens and dollars of every instance: the one place run totals are summed.
+    pub fn totals(&self) -> (Usage, Usd) {
+        let mut usage = Usage::default();
+        let mut cost = Usd::ZERO;
+        for i in &self.instances {
+            usage += i.progress.usage;
+            cost += i.progress.cost;
+        }
+        (usage, cost)
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.status() == status)
+            .count()
+    }
+
+    #[must_use]
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Start { delay } => {
+                self.started = true;
+                self.started_at = now;
+                self.gate.next_launch_at = now + delay;
+                fx.push(Effect::Emit(RunEvent::RunStarted { delay }));
+            }
+            Input::Tick => self.fire_timers(now, &mut fx),
+            Input::Spawned { id, pid, argv } => {
+                fx.push(Effect::Emit(RunEvent::InstanceStarted { id, pid, argv }));
+            }
+            Input::SpawnFailed { id, error } => {
+                if matches!(self.instances[id].phase, Phase::Running { .. }) {
+                    self.running -= 1;
+                }
+                self.ledger.finish(id);
+                let started = self.started_time(id);
+                self.instances[id].phase = Phase::Done {
+                    started,
+                    ended: now,
+                    status: Status::Failed,
+                    reason: Some(format!("could not start: {error}")),
+                };
+                fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+            }
+            Input::Observed { id, observed } => self.observed(id, observed, now, &mut fx),
+            Input::Exited { id, ended } => self.exited(id, ended, now, &mut fx),
+            Input::Interrupt(which) => self.interrupted(which, now, &mut fx),
+        }
+        if self.started && !self.finished {
+            self.launch_ready(now, &mut fx);
+            if self.instances.iter().all(Instance::is_final) {
+                self.finished = true;
+                self.launch_timer = None;
+                self.next_timer = None;
+                fx.push(Effect::Emit(RunEvent::RunFinished));
+            }
+        }
+        fx
+    }
+
+    fn started_time(&self, id: InstanceId) -> Option<Instant> {
+        match self.instances[id].phase {
+            Phase::Running { started, .. } => Some(started),
+            _ => None,
+        }
+    }
+
+    fn observed(&mut self, id: InstanceId, o: Observed, now: Instant, fx: &mut Vec<Effect>) {
+        let Observed { line, progress } = o;
+        let inst = &mut self.instances[id];
+        let model = progress
+            .model
+            .clone()
+            .or_else(|| inst.progress.model.take());
+        inst.progress = Progress { model, ..progress };
+        if line.activity.is_some() {
+            inst.activity = line.activity;
+        }
+        if line.result {
+            inst.result_seen = true;
+        }
+        if let Some(text) = line.warning {
+            fx.push(Effect::Emit(RunEvent::Notice { id, text }));
+        }
+        let decisions = self.ledger.record(id, line.tokens_delta, line.cost_delta);
+        // The usage event comes before what it caused, as it happened.
+        if line.tokens_delta != 0 || line.cost_delta != Usd::ZERO {
+            fx.push(Effect::Emit(RunEvent::Usage {
+                id,
+                tokens: line.tokens_delta,
+            }));
+        }
+        self.apply(id, decisions, now, fx);
+    }
+
+    /// Carries out the ledger's decisions about `id`'s usage.
+    fn apply(
+        &mut self,
+        id: InstanceId,
+        decisions: Vec<Decision>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        for d in decisions {
+            match &d {
+                Decision::Warn(w) => fx.push(Effect::Emit(RunEvent::BudgetWarning {
+                    id,
+                    warning: w.clone(),
+                })),
+                Decision::Terminate {
+                    instances, budget, ..
+                } => {
+                    let reason = match budget.scope {
+                        Scope::Instance(i) => format!("{d} of {}", self.name(i)),
+                        _ => d.to_string(),
+                    };
+                    let targets = instances.clone();
+                    fx.push(Effect::Emit(RunEvent::BudgetExceeded {
+                        decision: d,
+                        reason: reason.clone(),
+                    }));
+                    for i in targets {
+                        self.stop(i, StopReason::Budget(reason.clone()), now, fx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks a running instance to stop: SIGTERM now, SIGKILL after `--kill-grace`. An
+    /// instance whose `result` is in has finished its work and is left to exit.
+    fn stop(&mut self, id: InstanceId, why: StopReason, now: Instant, fx: &mut Vec<Effect>) {
+        let kill_at = now + self.plan.options.kill_grace;
+        let inst = &mut self.instances[id];
+        if inst.result_seen && matches!(why, StopReason::Budget(_)) {
+            return;
+        }
+        let Phase::Running {
+            timeout_at,
+            stopping,
+            ..
+        } = &mut inst.phase
+        else {
+            return;
+        };
+        if stopping.is_some() {
+            return;
+        }
+        *timeout_at = None;
+        *stopping = Some(Stopping {
+            why,
+            kill_at: Some(kill_at),
+        });
+        note_timer(&mut self.next_timer, Some(kill_at));
+        fx.push(Effect::Terminate(id));
+        fx.push(Effect::Emit(RunEvent::InstanceTerminated { id }));
+    }
+
+    fn exited(&mut self, id: InstanceId, e: Ended, now: Instant, fx: &mut Vec<Effect>) {
+        let Phase::Running {
+            started, stopping, ..
+        } = &self.instances[id].phase
+        else {
+            return;
+        };
+        let started = *started;
+        let stop = stopping.as_ref().map(|s| s.why.clone());
+        self.running -= 1;
+        self.ledger.finish(id);
+        let inst = &mut self.instances[id];
+        if let Some(p) = e.progress {
+            let model = p.model.clone().or_else(|| inst.progress.model.take());
+            inst.progress = Progress { model, ..p };
+        }
+        inst.exit = Some(e.exit);
+        inst.stderr_tail = e.stderr_tail;
+        inst.result = e.result;
+        let (status, reason) = classify(stop.as_ref(), inst, e.error.as_deref());
+        inst.phase = Phase::Done {
+            started: Some(started),
+            ended: now,
+            status,
+            reason,
+        };
+        fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+    }
+
+    fn interrupted(&mut self, which: Interrupt, now: Instant, fx: &mut Vec<Effect>) {
+        if self.interrupt.is_some() {
+            // Second signal: no more grace.
+            fx.push(Effect::Emit(RunEvent::Interrupted {
+                which,
+                second: true,
+            }));
+            for id in 0..self.instances.len() {
+                if let Phase::Running { stopping, .. } = &mut self.instances[id].phase {
+                    if let Some(s) = stopping {
+                        s.kill_at = None;
+                    }
+                    fx.push(Effect::Kill(id));
+                }
+            }
+            self.recompute_timers();
+            return;
+        }
+        self.interrupt = Some(which);
+        fx.push(Effect::Emit(RunEvent::Interrupted {
+            which,
+            second: false,
+        }));
+        for id in 0..self.instances.len() {
+            match self.instances[id].phase {
+                Phase::Running { .. } => self.stop(id, StopReason::Interrupt, now, fx),
+                Phase::Queued | Phase::Waiting(_) => {
+                    self.instances[id].phase = Phase::Done {
+                        started: None,
+                        ended: now,
+                        status: Status::Interrupted,
+                        reason: Some("not started: the run was interrupted".into()),
+                    };
+                    fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+                }
+                Phase::Done { .. } => {}
+            }
+        }
+        self.queue.clear();
+        self.launch_timer = None;
+    }
+
+    fn fire_timers(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if !matches!(self.next_timer, Some(t) if t <= now) {
+            return;
+        }
+        for id in 0..self.instances.len() {
+            let Phase::Running {
+                timeout_at,
+                stopping,
+                ..
+            } = &mut self.instances[id].phase
+            else {
+                continue;
+            };
+            if timeout_at.is_some_and(|t| t <= now) {
+                *timeout_at = None;
+                let limit = self.plan.instances[id].timeout.unwrap_or_default();
+                self.stop(id, StopReason::Timeout(limit), now, fx);
+                continue;
+            }
+            if let Some(s) = stopping {
+                if s.kill_at.is_some_and(|t| t <= now) {
+                    s.kill_at = None;
+                    self.instances[id].activity = Some("killed after the grace period".into());
+                    fx.push(Effect::Kill(id));
+                    fx.push(Effect::Emit(RunEvent::InstanceKilled { id }));
+                }
+            }
+        }
+        self.recompute_timers();
+    }
+
+    fn recompute_timers(&mut self) {
+        self.next_timer = self
+            .instances
+            .iter()
+            .filter_map(|i| match &i.phase {
+                Phase::Running {
+                    timeout_at,
+                    stopping,
+                    ..
+                } => [*timeout_at, stopping.as_ref().and_then(|s| s.kill_at)]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+                _ => None,
+            })
+            .min();
+    }
+
+    /// Launches every queued instance that may start now, in plan order.
+    fn launch_ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        self.launch_timer = None;
+        if self.interrupt.is_some() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.queue.len() {
+            match self.gate.check(now, self.running) {
+                Err(GateWait::Until(t)) => {
+                    self.launch_timer = Some(t);
+                    return;
+                }
+                Err(GateWait::Slot(max)) => {
+                    for k in i..self.queue.len() {
+                        self.set_waiting(self.queue[k], WaitReason::Slot { max }, fx);
+                    }
+                    return;
+                }
+                Ok(()) => {}
+            }
+            let id = self.queue[i];
+            match self.ledger.admit(id) {
+                Admission::Admit { warnings } => {
+                    self.queue.remove(i);
+                    for warning in warnings {
+                        fx.push(Effect::Emit(RunEvent::BudgetWarning { id, warning }));
+                    }
+                    let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
+                    note_timer(&mut self.next_timer, timeout_at);
+                    self.instances[id].phase = Phase::Running {
+                        started: now,
+                        timeout_at,
+                        stopping: None,
+                    };
+                    self.running += 1;
+                    self.gate.launched(now);
+                    fx.push(Effect::Spawn(id));
+                }
+                Admission::Wait { budget } => {
+                    self.set_waiting(id, WaitReason::Budget(budget), fx);
+                    i += 1;
+                }
+                block @ Admission::Block { .. } => {
+                    self.queue.remove(i);
+                    self.instances[id].phase = Phase::Done {
+                        started: None,
+                        ended: now,
+                        status: Status::Blocked,
+                        reason: Some(block.to_string()),
+                    };
+                    fx.push(Effect::Emit(RunEvent::InstanceBlocked { id }));
+                    // Every instance ends with exactly one instance_finished event.
+                    fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+                }
+            }
+        }
+    }
+
+    /// Marks a queued instance as waiting; an event only when the reason changes.
+    fn set_waiting(&mut self, id: InstanceId, why: WaitReason, fx: &mut Vec<Effect>) {
+        let inst = &mut self.instances[id];
+        if matches!(&inst.phase, Phase::Waiting(w) if *w == why) {
+            return;
+        }
+        inst.phase = Phase::Waiting(why);
+        fx.push(Effect::Emit(RunEvent::InstanceWaiting { id }));
+    }
+
+    /// The exit code and its reason (SPEC section 6).
+    pub fn outcome(&self) -> Outcome {
+        let n = self.instances.len();
+        let count = |st: Status| self.count(st);
+        if let Some(i) = self.interrupt {
+            return Outcome {
+                exit: ExitCode::Signal(i),
+                reason: format!(
+                    "{}; {} of {} completed",
+                    i.describe(),
+                    count(Status::Completed),
+                    plural(n, "instance")
+                ),
+            };
+        }
+        let list = |parts: &[(usize, &str)]| {
+            parts
+                .iter()
+                .filter(|(k, _)| *k > 0)
+                .map(|(k, what)| format!("{k} {what}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (blocked, terminated) = (count(Status::Blocked), count(Status::Terminated));
+        if blocked + terminated > 0 {
+            return Outcome {
+                exit: ExitCode::Budget,
+                reason: format!(
+                    "a budget stopped instances: {}",
+                    list(&[(terminated, "terminated"), (blocked, "blocked")])
+                ),
+            };
+        }
+        let (failed, timed_out, interrupted) = (
+            count(Status::Failed),
+            count(Status::TimedOut),
+            count(Status::Interrupted),
+        );
+        if failed + timed_out + interrupted > 0 {
+            return Outcome {
+                exit: ExitCode::Failed,
+                reason: format!(
+                    "not every instance completed: {}",
+                    list(&[
+                        (failed, "failed"),
+                        (timed_out, "timed out"),
+                        (interrupted, "interrupted")
+                    ])
+                ),
+            };
+        }
+        Outcome {
+            exit: ExitCode::Success,
+            reason: match n {
+                1 => "the instance completed".to_string(),
+                _ => format!("all {n} instances completed"),
+            },
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Lowers `next` to cover a timer just set.
+fn note_timer(next: &mut Option<Instant>, at: Option<Instant>) {
+    if let Some(t) = at {
+        *next = Some(next.map_or(t, |n| n.min(t)));
+    }
+}
+
+/// The final status of an instance that exited, and why.
+fn classify(
+    stop: Option<&StopReason>,
+    inst: &Instance,
+    error: Option<&str>,
+) -> (Status, Option<String>) {
+    if let Some(why) = stop {
+        return (why.status(), Some(why.to_string()));
+    }
+    let exit = inst.exit.unwrap_or_default();
+    if let (
+        Some(e),
+        ExitInfo {
+            code: None,
+            signal: None,
+        },
+    ) = (error, exit)
+    {
+        return (Status::Failed, Some(e.to_string()));
+    }
+    let stderr_hint = || {
+        inst.stderr_tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| format!(": {}", l.trim()))
+            .unwrap_or_default()
+    };
+    if let Some(r) = &inst.result {
+        let text = r.text.as_deref().unwrap_or("");
+        if text.starts_with("Unknown command") {
+            return (Status::Failed, Some(first_line(text).to_string()));
+        }
+        if r.is_error {
+            let what = if text.is_empty() {
+                r.subtype.as_str()
+            } else {
+                text
+            };
+            return (
+                Status::Failed,
+                Some(format!("claude reported an error: {}", first_line(what))),
+            );
+        }
+    }
+    if !exit.success() {
+        return (
+            Status::Failed,
+            Some(format!("claude {exit}{}", stderr_hint())),
+        );
+    }
+    if let Some(e) = error {
+        return (
+            Status::Failed,
+            Some(format!("reading its output failed: {e}")),
+        );
+    }
+    if inst.result.is_none() {
+        return (
+            Status::Failed,
+            Some(format!("exited without a result line{}", stderr_hint())),
+        );
+    }
+    (Status::Completed, None)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests;

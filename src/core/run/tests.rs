@@ -1,0 +1,792 @@
+//! The run's rules, driven input by input with a fake clock: no processes, no sleeps.
+
+use super::*;
+use crate::core::budget::WarningKind;
+use crate::core::plan::{InstanceSpec, Mode};
+use crate::core::pricing::Pricing;
+
+fn spec(name: &str, command: &str) -> InstanceSpec {
+    InstanceSpec {
+        name: name.into(),
+        command: command.into(),
+        ..InstanceSpec::default()
+    }
+}
+
+/// A plan of `names` (each running `/test`), no spacing between launches, 5 s grace.
+fn plan(names: &[&str]) -> Plan {
+    let mut p = Plan {
+        instances: names.iter().map(|n| spec(n, "/test")).collect(),
+        ..Plan::default()
+    };
+    p.options.startup_delay = Duration::ZERO;
+    p.options.kill_grace = Duration::from_secs(5);
+    p.budgets.warn_at_percent = 80.0;
+    p.budgets.estimate_tokens = 1000;
+    p
+}
+
+struct Sim {
+    run: RunState,
+    t0: Instant,
+    now: Instant,
+}
+
+impl Sim {
+    fn new(plan: Plan) -> Sim {
+        let ledger = Ledger::for_plan(&plan, &Pricing::builtin());
+        let t0 = Instant::now();
+        Sim {
+            run: RunState::new(plan, ledger, t0),
+            t0,
+            now: t0,
+        }
+    }
+
+    /// Starts the run and answers every spawn with success.
+    fn start(&mut self) -> Vec<Effect> {
+        self.start_after(Duration::ZERO)
+    }
+
+    fn start_after(&mut self, delay: Duration) -> Vec<Effect> {
+        let fx = self.input(Input::Start { delay });
+        self.spawn_all(fx)
+    }
+
+    /// Moves the clock to `secs` after the start and delivers a tick.
+    fn at(&mut self, secs: f64) -> Vec<Effect> {
+        self.now = self.t0 + Duration::from_secs_f64(secs);
+        let fx = self.input(Input::Tick);
+        self.spawn_all(fx)
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
+        self.run.handle(input, self.now)
+    }
+
+    /// Answers each `Spawn` in `fx` with `Spawned`; returns all effects seen.
+    fn spawn_all(&mut self, fx: Vec<Effect>) -> Vec<Effect> {
+        let mut all = fx.clone();
+        for id in spawns(&fx) {
+            let more = self.input(Input::Spawned {
+                id,
+                pid: 1000 + id as u32,
+                argv: vec!["claude".into()],
+            });
+            all.extend(self.spawn_all(more));
+        }
+        all
+    }
+
+    fn usage(&mut self, id: InstanceId, tokens: u64) -> Vec<Effect> {
+        self.observe(id, tokens, false)
+    }
+
+    fn observe(&mut self, id: InstanceId, tokens: u64, result: bool) -> Vec<Effect> {
+        let mut progress = self.run.instances[id].progress.clone();
+        progress.usage.output_tokens += tokens;
+        progress.cost += Usd(tokens as i64);
+        let observed = Observed {
+            line: Observation {
+                tokens_delta: tokens,
+                cost_delta: Usd(tokens as i64),
+                result,
+                ..Observation::default()
+            },
+            progress,
+        };
+        let fx = self.input(Input::Observed { id, observed });
+        self.spawn_all(fx)
+    }
+
+    fn exit_with(
+        &mut self,
+        id: InstanceId,
+        code: i32,
+        result: Option<ResultSummary>,
+    ) -> Vec<Effect> {
+        let ended = Ended {
+            exit: ExitInfo {
+                code: Some(code),
+                signal: None,
+            },
+            progress: Some(self.run.instances[id].progress.clone()),
+            result,
+            stderr_tail: "some noise\nthe last words\n\n".into(),
+            error: None,
+        };
+        let fx = self.input(Input::Exited { id, ended });
+        self.spawn_all(fx)
+    }
+
+    /// Exits 0 after a successful result.
+    fn complete(&mut self, id: InstanceId) -> Vec<Effect> {
+        self.exit_with(id, 0, Some(ok_result("done")))
+    }
+
+    fn status(&self, id: InstanceId) -> Status {
+        self.run.instances[id].status()
+    }
+
+    fn reason(&self, id: InstanceId) -> String {
+        self.run.instances[id].reason().unwrap_or_default()
+    }
+}
+
+fn ok_result(text: &str) -> ResultSummary {
+    ResultSummary {
+        subtype: "success".into(),
+        is_error: false,
+        text: Some(text.into()),
+        num_turns: Some(1),
+    }
+}
+
+fn spawns(fx: &[Effect]) -> Vec<InstanceId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Spawn(id) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn terminates(fx: &[Effect]) -> Vec<InstanceId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Terminate(id) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kills(fx: &[Effect]) -> Vec<InstanceId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Kill(id) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(fx: &[Effect]) -> Vec<RunEvent> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Emit(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finished(fx: &[Effect]) -> Vec<InstanceId> {
+    events(fx)
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::InstanceFinished { id } => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has(fx: &[Effect], want: impl Fn(&RunEvent) -> bool) -> bool {
+    events(fx).iter().any(want)
+}
+
+// ------------------------------------------------------------------ launching
+
+#[test]
+fn start_launches_every_instance_when_nothing_limits_it() {
+    let mut s = Sim::new(plan(&["a", "b", "c"]));
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0, 1, 2]);
+    assert!(matches!(events(&fx)[0], RunEvent::RunStarted { .. }));
+    assert!((0..3).all(|i| s.status(i) == Status::Running));
+    assert_eq!(
+        events(&fx)
+            .iter()
+            .filter(|e| matches!(e, RunEvent::InstanceStarted { .. }))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn nothing_launches_before_the_start() {
+    let mut s = Sim::new(plan(&["a"]));
+    let fx = s.at(1.0);
+    assert!(fx.is_empty());
+    assert_eq!(s.status(0), Status::Pending);
+}
+
+#[test]
+fn max_parallel_queues_the_rest_as_waiting_for_a_slot() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(s.status(1), Status::Waiting);
+    assert_eq!(s.reason(2), "waiting for a free slot (--max-parallel 1)");
+}
+
+#[test]
+fn a_slot_freed_by_an_exit_launches_the_next_in_plan_order() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 2;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.complete(1);
+    assert_eq!(spawns(&fx), vec![2]);
+    assert_eq!(s.status(1), Status::Completed);
+    assert_eq!(s.status(2), Status::Running);
+}
+
+#[test]
+fn a_waiting_event_is_sent_only_when_the_reason_changes() {
+    let mut p = plan(&["a", "b"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert!(has(&fx, |e| *e == RunEvent::InstanceWaiting { id: 1 }));
+    let fx = s.usage(0, 10);
+    assert!(!has(&fx, |e| matches!(e, RunEvent::InstanceWaiting { .. })));
+}
+
+#[test]
+fn startup_delay_spaces_launches_and_asks_for_a_wake() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.startup_delay = Duration::from_secs(2);
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(2)));
+    assert!(spawns(&s.at(1.9)).is_empty());
+    assert_eq!(spawns(&s.at(2.0)), vec![1]);
+    assert_eq!(spawns(&s.at(4.0)), vec![2]);
+    assert_eq!(s.run.next_wake(), None);
+}
+
+#[test]
+fn start_at_holds_every_launch_until_it_is_due() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    let fx = s.start_after(Duration::from_secs(60));
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(
+        events(&fx)[0],
+        RunEvent::RunStarted {
+            delay: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(60)));
+    assert!(spawns(&s.at(59.0)).is_empty());
+    assert_eq!(spawns(&s.at(60.0)), vec![0, 1]);
+}
+
+#[test]
+fn a_spawn_failure_ends_the_instance_as_failed_and_frees_its_slot() {
+    let mut p = plan(&["a", "b"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    let fx = s.input(Input::Start {
+        delay: Duration::ZERO,
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+    let fx = s.input(Input::SpawnFailed {
+        id: 0,
+        error: "No such file or directory".into(),
+    });
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "could not start: No such file or directory");
+    assert_eq!(finished(&fx), vec![0]);
+    assert_eq!(spawns(&fx), vec![1], "the freed slot is used at once");
+}
+
+// ------------------------------------------------------------------ exits
+
+#[test]
+fn exit_zero_after_a_result_is_completed() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.usage(0, 500);
+    let fx = s.complete(0);
+    assert_eq!(s.status(0), Status::Completed);
+    assert_eq!(s.reason(0), "");
+    assert_eq!(finished(&fx), vec![0]);
+    assert!(has(&fx, |e| *e == RunEvent::RunFinished));
+    assert!(s.run.is_finished());
+    let o = s.run.outcome();
+    assert_eq!(o.exit, ExitCode::Success);
+    assert_eq!(o.reason, "the instance completed");
+}
+
+#[test]
+fn a_non_zero_exit_is_failed_with_the_last_stderr_line() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.exit_with(0, 1, None);
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "claude exit code 1: the last words");
+    assert_eq!(s.run.outcome().exit, ExitCode::Failed);
+}
+
+#[test]
+fn an_error_result_is_failed_with_its_text() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    let r = ResultSummary {
+        is_error: true,
+        text: Some("API Error: 500\nmore".into()),
+        ..ok_result("")
+    };
+    s.exit_with(0, 0, Some(r));
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "claude reported an error: API Error: 500");
+}
+
+#[test]
+fn an_unknown_slash_command_is_failed_although_claude_exits_zero() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.exit_with(0, 0, Some(ok_result("Unknown command: /tset")));
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "Unknown command: /tset");
+}
+
+#[test]
+fn exiting_without_a_result_line_is_failed() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.exit_with(0, 0, None);
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "exited without a result line: the last words");
+}
+
+#[test]
+fn a_read_error_is_failed_even_with_exit_zero() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    let ended = Ended {
+        exit: ExitInfo {
+            code: Some(0),
+            signal: None,
+        },
+        result: Some(ok_result("done")),
+        error: Some("Input/output error".into()),
+        ..Ended::default()
+    };
+    s.input(Input::Exited { id: 0, ended });
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "reading its output failed: Input/output error");
+}
+
+#[test]
+fn a_failed_task_ends_its_instance_and_keeps_the_usage_seen() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.usage(0, 700);
+    let ended = Ended {
+        error: Some("its supervising task failed: boom".into()),
+        ..Ended::default()
+    };
+    let fx = s.input(Input::Exited { id: 0, ended });
+    assert_eq!(s.status(0), Status::Failed);
+    assert_eq!(s.reason(0), "its supervising task failed: boom");
+    assert_eq!(s.run.instances[0].progress.usage.total(), 700);
+    assert!(has(&fx, |e| *e == RunEvent::RunFinished));
+}
+
+#[test]
+fn a_late_exit_of_an_instance_that_is_not_running_changes_nothing() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    s.start();
+    s.complete(0);
+    let fx = s.exit_with(0, 1, None);
+    assert!(fx.is_empty());
+    assert_eq!(s.status(0), Status::Completed);
+}
+
+// ------------------------------------------------------------------ budgets
+
+#[test]
+fn block_mode_blocks_an_instance_whose_estimate_alone_exceeds_a_limit() {
+    let mut p = plan(&["a"]);
+    p.budgets.mode = Mode::Block;
+    p.budgets.overall_tokens = Some(500);
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.status(0), Status::Blocked);
+    assert!(s.reason(0).contains("overall"), "{}", s.reason(0));
+    let evs = events(&fx);
+    let blocked = evs
+        .iter()
+        .position(|e| *e == RunEvent::InstanceBlocked { id: 0 });
+    let done = evs
+        .iter()
+        .position(|e| *e == RunEvent::InstanceFinished { id: 0 });
+    assert!(blocked < done && done.is_some());
+    assert_eq!(s.run.outcome().exit, ExitCode::Budget);
+    assert_eq!(
+        s.run.outcome().reason,
+        "a budget stopped instances: 1 blocked"
+    );
+}
+
+#[test]
+fn block_mode_waits_for_headroom_that_others_hold_then_launches() {
+    let mut p = plan(&["a", "b"]);
+    p.budgets.mode = Mode::Block;
+    p.budgets.overall_tokens = Some(1500);
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(s.status(1), Status::Waiting);
+    assert!(
+        s.reason(1).starts_with("waiting for overall"),
+        "{}",
+        s.reason(1)
+    );
+    s.usage(0, 300);
+    let fx = s.complete(0);
+    assert_eq!(
+        spawns(&fx),
+        vec![1],
+        "a's reservation is released at its exit"
+    );
+}
+
+#[test]
+fn crossing_a_block_mode_limit_terminates_every_running_member() {
+    let mut p = plan(&["a", "b"]);
+    p.budgets.mode = Mode::Block;
+    p.budgets.command_tokens.insert("/test".into(), 5000);
+    let mut s = Sim::new(p);
+    s.start();
+    s.usage(0, 3000);
+    let fx = s.usage(1, 2001);
+    assert_eq!(terminates(&fx), vec![0, 1]);
+    let evs = events(&fx);
+    assert!(matches!(
+        evs[0],
+        RunEvent::Usage {
+            id: 1,
+            tokens: 2001
+        }
+    ));
+    assert!(has(
+        &fx,
+        |e| matches!(e, RunEvent::BudgetExceeded { reason, .. } if reason.contains("/test"))
+    ));
+    assert!(has(&fx, |e| *e == RunEvent::InstanceTerminated { id: 0 }));
+    // Stopping shows its reason while the process is still exiting.
+    assert!(s.reason(0).contains("/test"), "{}", s.reason(0));
+    s.exit_with(0, 143, None);
+    s.exit_with(1, 143, None);
+    assert_eq!(s.status(0), Status::Terminated);
+    assert_eq!(s.status(1), Status::Terminated);
+    assert_eq!(s.run.outcome().exit, ExitCode::Budget);
+    assert_eq!(
+        s.run.outcome().reason,
+        "a budget stopped instances: 2 terminated"
+    );
+}
+
+#[test]
+fn warn_mode_warns_at_the_threshold_and_at_the_limit_but_terminates_nothing() {
+    let mut p = plan(&["a"]);
+    p.budgets.mode = Mode::Warn;
+    p.budgets.overall_tokens = Some(1000);
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.usage(0, 850);
+    let warn = |fx: &[Effect], kind: fn(&WarningKind) -> bool| {
+        has(
+            fx,
+            |e| matches!(e, RunEvent::BudgetWarning { warning, .. } if kind(&warning.kind)),
+        )
+    };
+    assert!(warn(&fx, |k| matches!(k, WarningKind::WarnAt { .. })));
+    let fx = s.usage(0, 100);
+    assert!(events(&fx).len() == 1, "warned once only: {fx:?}");
+    let fx = s.usage(0, 100);
+    assert!(warn(&fx, |k| *k == WarningKind::Exceeded));
+    assert!(terminates(&fx).is_empty());
+    s.complete(0);
+    assert_eq!(s.status(0), Status::Completed);
+    assert_eq!(s.run.outcome().exit, ExitCode::Success);
+}
+
+#[test]
+fn an_instance_cap_stops_only_that_instance_and_names_it() {
+    let mut p = plan(&["a", "b"]);
+    p.budgets.mode = Mode::Block;
+    p.instances[1].max_tokens = Some(2000);
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.usage(1, 2500);
+    assert_eq!(terminates(&fx), vec![1]);
+    assert!(s.reason(1).ends_with("of b"), "{}", s.reason(1));
+    assert_eq!(s.status(0), Status::Running);
+}
+
+#[test]
+fn an_instance_whose_result_is_in_is_not_terminated_by_the_crossing_it_caused() {
+    // An `output_format: json` instance reports all its usage with its result.
+    let mut p = plan(&["a"]);
+    p.budgets.mode = Mode::Block;
+    p.budgets.overall_tokens = Some(5000);
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.observe(0, 6000, true);
+    assert!(has(&fx, |e| matches!(e, RunEvent::BudgetExceeded { .. })));
+    assert!(terminates(&fx).is_empty());
+    s.complete(0);
+    assert_eq!(s.status(0), Status::Completed);
+}
+
+#[test]
+fn usage_without_spend_emits_no_usage_event_but_keeps_the_activity() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    let observed = Observed {
+        line: Observation {
+            activity: Some("Bash: cargo test".into()),
+            warning: Some("unknown model x".into()),
+            ..Observation::default()
+        },
+        progress: Progress {
+            model: Some("claude-x".into()),
+            ..Progress::default()
+        },
+    };
+    let fx = s.input(Input::Observed { id: 0, observed });
+    assert_eq!(
+        events(&fx),
+        vec![RunEvent::Notice {
+            id: 0,
+            text: "unknown model x".into()
+        }]
+    );
+    assert_eq!(
+        s.run.instances[0].activity.as_deref(),
+        Some("Bash: cargo test")
+    );
+    // A later observation without a model keeps the one known.
+    s.usage(0, 5);
+    assert_eq!(
+        s.run.instances[0].progress.model.as_deref(),
+        Some("claude-x")
+    );
+}
+
+#[test]
+fn totals_are_the_sum_of_every_instance() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    s.start();
+    s.usage(0, 100);
+    s.usage(1, 250);
+    s.usage(0, 50);
+    let (usage, cost) = s.run.totals();
+    assert_eq!(usage.total(), 400);
+    assert_eq!(cost, Usd(400));
+}
+
+// ------------------------------------------------------------------ timers
+
+#[test]
+fn a_timeout_terminates_then_kills_after_the_grace() {
+    let mut p = plan(&["a"]);
+    p.instances[0].timeout = Some(Duration::from_secs(10));
+    let mut s = Sim::new(p);
+    s.start();
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(10)));
+    assert!(s.at(9.9).is_empty());
+    let fx = s.at(10.0);
+    assert_eq!(terminates(&fx), vec![0]);
+    assert_eq!(s.reason(0), "timed out after 10s");
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(15)));
+    assert!(kills(&s.at(14.9)).is_empty());
+    let fx = s.at(15.0);
+    assert_eq!(kills(&fx), vec![0]);
+    assert!(has(&fx, |e| *e == RunEvent::InstanceKilled { id: 0 }));
+    assert_eq!(s.run.next_wake(), None);
+    s.exit_with(0, 137, None);
+    assert_eq!(s.status(0), Status::TimedOut);
+    assert_eq!(s.run.outcome().exit, ExitCode::Failed);
+}
+
+#[test]
+fn an_instance_that_exits_within_the_grace_is_not_killed() {
+    let mut p = plan(&["a"]);
+    p.instances[0].timeout = Some(Duration::from_secs(1));
+    let mut s = Sim::new(p);
+    s.start();
+    s.at(1.0);
+    s.exit_with(0, 143, None);
+    assert!(kills(&s.at(10.0)).is_empty());
+    assert_eq!(s.status(0), Status::TimedOut);
+}
+
+#[test]
+fn the_earliest_timer_of_many_instances_is_the_next_wake() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.instances[0].timeout = Some(Duration::from_secs(30));
+    p.instances[1].timeout = Some(Duration::from_secs(7));
+    let mut s = Sim::new(p);
+    s.start();
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(7)));
+    s.at(7.0);
+    // b's kill at 12 s comes before a's timeout at 30 s.
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(12)));
+}
+
+#[test]
+fn a_budget_stop_cancels_the_timeout() {
+    let mut p = plan(&["a"]);
+    p.budgets.mode = Mode::Block;
+    p.instances[0].max_tokens = Some(100);
+    p.instances[0].timeout = Some(Duration::from_secs(3));
+    let mut s = Sim::new(p);
+    s.start();
+    s.usage(0, 200);
+    let fx = s.at(3.0);
+    assert!(terminates(&fx).is_empty(), "terminated once only");
+    s.exit_with(0, 143, None);
+    assert_eq!(s.status(0), Status::Terminated);
+}
+
+// ------------------------------------------------------------------ interrupts
+
+#[test]
+fn a_first_interrupt_stops_the_running_and_ends_the_queued() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.input(Input::Interrupt(Interrupt::Int));
+    assert_eq!(terminates(&fx), vec![0]);
+    assert_eq!(finished(&fx), vec![1, 2]);
+    assert_eq!(s.status(1), Status::Interrupted);
+    assert_eq!(s.reason(2), "not started: the run was interrupted");
+    // Nothing launches any more, not even into the slot a's exit frees.
+    let fx = s.exit_with(0, 143, None);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.status(0), Status::Interrupted);
+    assert!(s.run.is_finished());
+    let o = s.run.outcome();
+    assert_eq!(o.exit, ExitCode::Signal(Interrupt::Int));
+    assert_eq!(o.exit.code(), 130);
+    assert_eq!(o.reason, "interrupted (SIGINT); 0 of 3 instances completed");
+}
+
+#[test]
+fn a_second_interrupt_kills_at_once() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    s.start();
+    s.input(Input::Interrupt(Interrupt::Term));
+    let fx = s.input(Input::Interrupt(Interrupt::Int));
+    assert_eq!(kills(&fx), vec![0, 1]);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Interrupted { second: true, .. }
+    )));
+    // No grace kill is pending any more.
+    assert_eq!(s.run.next_wake(), None);
+    // The first signal decides the exit code.
+    assert_eq!(s.run.outcome().exit.code(), 143);
+}
+
+#[test]
+fn sighup_is_an_interrupt_with_its_own_exit_code() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.input(Input::Interrupt(Interrupt::Hup));
+    s.exit_with(0, 143, None);
+    assert_eq!(s.run.outcome().exit.code(), 129);
+}
+
+#[test]
+fn an_interrupt_before_the_start_time_ends_every_instance() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    s.start_after(Duration::from_secs(3600));
+    let fx = s.input(Input::Interrupt(Interrupt::Int));
+    assert_eq!(finished(&fx), vec![0, 1]);
+    assert!(s.run.is_finished());
+    assert_eq!(s.run.next_wake(), None);
+}
+
+// ------------------------------------------------------------------ the outcome
+
+#[test]
+fn a_budget_stop_outranks_failures_in_the_exit_code() {
+    let mut p = plan(&["a", "b"]);
+    p.budgets.mode = Mode::Block;
+    p.instances[0].max_tokens = Some(10);
+    let mut s = Sim::new(p);
+    s.start();
+    s.usage(0, 20);
+    s.exit_with(0, 143, None);
+    s.exit_with(1, 1, None);
+    assert_eq!(s.run.outcome().exit, ExitCode::Budget);
+}
+
+#[test]
+fn the_failure_reason_counts_each_kind() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.instances[2].timeout = Some(Duration::from_secs(1));
+    let mut s = Sim::new(p);
+    s.start();
+    s.exit_with(0, 1, None);
+    s.complete(1);
+    s.at(1.0);
+    s.exit_with(2, 143, None);
+    assert_eq!(
+        s.run.outcome().reason,
+        "not every instance completed: 1 failed, 1 timed out"
+    );
+}
+
+#[test]
+fn run_finished_comes_once_after_the_last_instance_finished() {
+    let mut s = Sim::new(plan(&["a", "b"]));
+    s.start();
+    let fx = s.complete(0);
+    assert!(!has(&fx, |e| *e == RunEvent::RunFinished));
+    let fx = s.complete(1);
+    let evs = events(&fx);
+    assert_eq!(evs.last(), Some(&RunEvent::RunFinished));
+    assert_eq!(
+        evs.iter().filter(|e| **e == RunEvent::RunFinished).count(),
+        1
+    );
+    assert!(s.at(100.0).is_empty());
+}
+
+#[test]
+fn an_empty_plan_finishes_at_the_start() {
+    let mut s = Sim::new(plan(&[]));
+    let fx = s.start();
+    assert_eq!(events(&fx).last(), Some(&RunEvent::RunFinished));
+    assert_eq!(s.run.outcome().exit, ExitCode::Success);
+}
+
+#[test]
+fn every_instance_gets_exactly_one_finished_event() {
+    let mut p = plan(&["a", "b", "c", "d"]);
+    p.budgets.mode = Mode::Block;
+    p.budgets.overall_tokens = Some(2500);
+    p.instances[3].max_tokens = Some(5000); // blocked: its cap is its estimate
+    let mut s = Sim::new(p);
+    let mut all = s.start();
+    all.extend(s.usage(0, 100));
+    all.extend(s.complete(0));
+    all.extend(s.input(Input::Interrupt(Interrupt::Int)));
+    for id in 0..4 {
+        if s.status(id) == Status::Running {
+            all.extend(s.exit_with(id, 143, None));
+        }
+    }
+    let mut ids = finished(&all);
+    ids.sort_unstable();
+    assert_eq!(ids, vec![0, 1, 2, 3]);
+}
