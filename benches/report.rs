@@ -107,6 +107,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: true,
+        starts_in: None,
     }
 }
 

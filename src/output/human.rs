@@ -127,6 +127,14 @@ pub fn snapshot(run: &RunState, now: Instant) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: !run.plan.options.disable_visuals,
+        // --start-at: the countdown, until the first launch.
+        starts_in: run
+            .plan
+            .options
+            .start_at
+            .filter(|_| run.instances.iter().all(|i| i.status() == Status::Pending))
+            .and_then(|at| (at - chrono::Local::now()).to_std().ok())
+            .filter(|d| !d.is_zero()),
     }
 }
 

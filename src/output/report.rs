@@ -37,6 +37,8 @@ pub struct Snapshot<'a> {
     pub instances: Vec<InstanceLine<'a>>,
     /// `false` for `--disable-budget-visuals`: numbers without bars.
     pub visuals: bool,
+    /// `--start-at`: time left before the first launch; `None` once launching began.
+    pub starts_in: Option<Duration>,
 }
 
 /// One budget as shown to a human. The amounts are `f64` for rendering only; budgets
@@ -132,9 +134,10 @@ pub fn run_eta(s: &Snapshot<'_>) -> Option<Duration> {
 fn header_lines(s: &Snapshot<'_>, title: &str, styles: &Styles, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut l = Line::new();
-    let eta = match run_eta(s) {
-        Some(d) => format!(" · ETA ~{}", fmt_duration(d)),
-        None => String::new(),
+    let eta = match (s.starts_in, run_eta(s)) {
+        (Some(d), _) => format!(" · starts in {}", fmt_duration(d)),
+        (None, Some(d)) => format!(" · ETA ~{}", fmt_duration(d)),
+        (None, None) => String::new(),
     };
     let progress = format!("{}/{} done{eta}", done_count(s), s.instances.len());
     l.push(&format!("=== orchestrator {title}"), Paint::Bold)

@@ -77,6 +77,7 @@ fn sample() -> Snapshot<'static> {
             },
         ],
         visuals: true,
+        starts_in: None,
     }
 }
 
@@ -566,3 +567,16 @@ const NAMES: [&str; 60] = [
     "n41", "n42", "n43", "n44", "n45", "n46", "n47", "n48", "n49", "n50", "n51", "n52", "n53",
     "n54", "n55", "n56", "n57", "n58", "n59",
 ];
+
+#[test]
+fn header_counts_down_to_start_at() {
+    let mut s = sample();
+    s.instances = vec![inst("a", Status::Pending), inst("b", Status::Pending)];
+    s.elapsed = Duration::from_secs(5);
+    s.starts_in = Some(Duration::from_secs(7195));
+    let text = render_status(&s, &Styles::plain(), 100, 500);
+    assert!(
+        text.starts_with("=== orchestrator status · run time 5.0s · 0/2 done · starts in 1h59m ===\n"),
+        "{text}"
+    );
+}
