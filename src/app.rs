@@ -323,12 +323,15 @@ fn run(plan: Plan, pricing: Pricing) -> i32 {
         tracing::debug!(error = %e, "cannot become a child subreaper");
     }
     let styles = stderr_styles(plan.options.color);
-    let console = Console::new(
+    let mut console = Console::new(
         styles,
         plan.options.quiet,
         plan.options.json,
         plan.options.max_line_length,
     );
+    if plan.options.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
+        console = console.without_live();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

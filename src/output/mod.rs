@@ -9,6 +9,7 @@ pub mod human;
 pub mod report;
 pub mod style;
 pub mod terminal;
+pub mod trace;
 
 use crate::core::run::{RunEvent, RunState};
 use std::time::Instant;
@@ -21,6 +22,7 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn emit(&mut self, event: &RunEvent, run: &RunState, now: Instant) {
+        trace::log_event(event, run);
         self.events.on_event(event, run, now);
         self.console.on_event(event, run, now);
     }

@@ -57,6 +57,14 @@ impl Console {
         }
     }
 
+    /// No live region: plain status blocks instead. For `-v`/`RUST_LOG`, whose
+    /// diagnostics are written to stderr behind the console's back and would be erased
+    /// or left half-covered by redraws.
+    pub fn without_live(mut self) -> Console {
+        self.live = false;
+        self
+    }
+
     pub fn styles(&self) -> &Styles {
         &self.styles
     }

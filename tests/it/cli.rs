@@ -318,3 +318,39 @@ fn zen_invocation_runs_unchanged() {
         .expect("--session-id in argv");
     assert_eq!(argv[i + 1], "3f1c2b4a-0000-4000-8000-00000000abcd");
 }
+
+#[test]
+fn verbose_shows_argv_admission_ledger_and_endings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |flag: &str| {
+        let out = orchestrator()
+            .current_dir(dir.path())
+            .env("ORCHESTRATOR_SIMULATE_PACE", "0")
+            .env_remove("RUST_LOG")
+            .args(["--simulate", "--startup-delay", "0", "-j", "1", flag])
+            .args(["--overall-token-budget", "1M", "/a", "/b"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let v = run("-v");
+    for needle in [
+        "launched instance=a",
+        "\"--output-format\", \"stream-json\"",
+        "admission: waiting instance=b reason=waiting for a free slot (--max-parallel 1)",
+        "finished instance=a status=\"completed\" exit_code=Some(0)",
+        "run finished exit_code=0",
+    ] {
+        assert!(v.contains(needle), "-v lacks {needle:?}:\n{v}");
+    }
+    assert!(!v.contains("ledger:"), "ledger writes are -vv:\n{v}");
+    let vv = run("-vv");
+    assert!(
+        vv.contains("ledger: usage counted instance=a delta="),
+        "-vv lacks ledger writes:\n{vv}"
+    );
+    // zen's --log-level detailed is -v.
+    let detailed = run("--log-level=detailed");
+    assert!(detailed.contains("launched instance=a"), "{detailed}");
+}

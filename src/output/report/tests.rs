@@ -576,7 +576,9 @@ fn header_counts_down_to_start_at() {
     s.starts_in = Some(Duration::from_secs(7195));
     let text = render_status(&s, &Styles::plain(), 100, 500);
     assert!(
-        text.starts_with("=== orchestrator status · run time 5.0s · 0/2 done · starts in 1h59m ===\n"),
+        text.starts_with(
+            "=== orchestrator status · run time 5.0s · 0/2 done · starts in 1h59m ===\n"
+        ),
         "{text}"
     );
 }
