@@ -154,6 +154,18 @@ pub struct Cli {
     #[arg(long, value_name = "WHEN", value_parser = parse_start_at, help_heading = "Running")]
     pub start_at: Option<StartAt>,
 
+    /// Relaunch a failed or timed-out instance up to N times, budgets permitting (never a budget stop).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_retries, allow_negative_numbers = true, help_heading = "Running")]
+    pub retries: u32,
+
+    /// Launch nothing more after the first instance fails or times out.
+    #[arg(long, help_heading = "Running")]
+    pub fail_fast: bool,
+
+    /// Run only the instances that did not complete in REPORT (a --report file of an earlier run).
+    #[arg(long, value_name = "REPORT", help_heading = "Running")]
+    pub rerun_failed: Option<PathBuf>,
+
     /// Validate and print the plan; never starts claude.
     #[arg(long, help_heading = "Running")]
     pub dry_run: bool,
@@ -613,6 +625,13 @@ fn parse_count(s: &str) -> Result<usize, String> {
     s.trim()
         .parse::<usize>()
         .map_err(|_| "must be a whole number, 0 or more".to_string())
+}
+
+fn parse_retries(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err("must be a whole number from 0 to 100".into()),
+    }
 }
 
 fn parse_positive_count(s: &str) -> Result<usize, String> {

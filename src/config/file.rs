@@ -816,7 +816,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
     let names = assign_names(&raw, n_config, &origin)?;
 
     let mut sessions: HashMap<&str, usize> = HashMap::new();
-    let mut instances = Vec::with_capacity(raw.len());
+    let mut instances: Vec<InstanceSpec> = Vec::with_capacity(raw.len());
     for (i, (inst, name)) in raw.iter().zip(names).enumerate() {
         if let Some(sid) = inst.session_id.as_deref() {
             if let Some(first) = sessions.insert(sid, i) {
@@ -898,12 +898,68 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         report: cli.report.as_ref().map(abs),
         log_dir: cli.log_dir.as_ref().map(abs),
         pricing_file: cli.pricing.as_ref().map(abs),
+        retries: cli.retries,
+        fail_fast: cli.fail_fast,
+        rerun_failed: cli.rerun_failed.as_ref().map(abs),
     };
+    if let Some(report) = &cli.rerun_failed {
+        instances = rerun_selection(&cwd.join(report), report, instances)?;
+    }
     Ok(Plan {
         instances,
         budgets,
         options,
     })
+}
+
+/// `--rerun-failed REPORT`: the instances of `instances` that did not complete in the
+/// report (matched by name), in plan order. Every name in the report must still be in the
+/// plan, so that a changed config cannot silently drop work.
+fn rerun_selection(
+    path: &Path,
+    shown: &Path,
+    instances: Vec<InstanceSpec>,
+) -> Result<Vec<InstanceSpec>, UsageError> {
+    let fail = |why: String| UsageError(format!("--rerun-failed {}: {why}", shown.display()));
+    let bytes = read_input_file(path).map_err(fail)?;
+    let report: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(format!(
+            "not a JSON report ({e}); give a file written by --report"
+        ))
+    })?;
+    let Some(items) = report.get("instances").and_then(Value::as_array) else {
+        return Err(fail(
+            "has no \"instances\" list; give a file written by --report".into(),
+        ));
+    };
+    let mut again: HashSet<String> = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let (Some(name), Some(status)) = (
+            item.get("name").and_then(Value::as_str),
+            item.get("status").and_then(Value::as_str),
+        ) else {
+            return Err(fail(format!(
+                "instances[{i}] has no name and status; give a file written by --report"
+            )));
+        };
+        if !instances.iter().any(|s| s.name == name) {
+            return Err(fail(format!(
+                "instance {name:?} of the report is not in this run; give the same --config and PROMPTs as the run that wrote it"
+            )));
+        }
+        if status != "completed" {
+            again.insert(name.to_string());
+        }
+    }
+    if again.is_empty() {
+        return Err(fail(
+            "every instance in it completed; there is nothing to rerun".into(),
+        ));
+    }
+    Ok(instances
+        .into_iter()
+        .filter(|s| again.contains(&s.name))
+        .collect())
 }
 
 /// zen's direct-command flags (`--instance-name`, `--instance-description`,
@@ -1388,6 +1444,61 @@ mod tests {
         assert_eq!(o.status_interval, Duration::ZERO);
         let o = opts(&["--max-console-lines", "5", "/x"]);
         assert_eq!(o.status_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rerun_failed_keeps_what_did_not_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = |body: &str| {
+            std::fs::write(dir.path().join("r.json"), body).unwrap();
+        };
+        report(
+            r#"{"instances": [{"name": "a", "status": "completed"}, {"name": "b", "status": "failed"},
+                              {"name": "c", "status": "terminated"}]}"#,
+        );
+        let plan = build_plan(
+            &cli(&[
+                "--rerun-failed",
+                "r.json",
+                "--retries",
+                "2",
+                "--fail-fast",
+                "/a",
+                "/b",
+                "/c",
+            ]),
+            dir.path(),
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(plan.options.retries, 2);
+        assert!(plan.options.fail_fast);
+        let err = |args: &[&str]| build_plan(&cli(args), dir.path()).unwrap_err().to_string();
+        let e = err(&["--rerun-failed", "r.json", "/a", "/b"]);
+        assert!(e.contains("\"c\" of the report is not in this run"), "{e}");
+        report(r#"{"instances": [{"name": "a", "status": "completed"}]}"#);
+        let e = err(&["--rerun-failed", "r.json", "/a"]);
+        assert!(e.contains("nothing to rerun"), "{e}");
+        report("[1, 2]");
+        let e = err(&["--rerun-failed", "r.json", "/a"]);
+        assert!(
+            e.starts_with("--rerun-failed r.json: has no \"instances\""),
+            "{e}"
+        );
+        let e = err(&["--rerun-failed", "missing.json", "/a"]);
+        assert!(
+            e.starts_with("--rerun-failed missing.json: cannot read"),
+            "{e}"
+        );
+        let e = cli::parse_args(
+            ["orchestrator", "--retries", "-1", "/x"]
+                .map(OsString::from)
+                .to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--retries") && e.contains("0 to 100"), "{e}");
     }
 
     #[test]

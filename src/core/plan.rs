@@ -158,6 +158,14 @@ pub struct RunOptions {
     pub report: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub pricing_file: Option<PathBuf>,
+    /// `--retries N`: relaunch a failed or timed-out instance up to N times (never a
+    /// budget stop). 0 = no retries.
+    pub retries: u32,
+    /// `--fail-fast`: launch nothing more after the first failure.
+    pub fail_fast: bool,
+    /// `--rerun-failed REPORT`: the report the plan's instances were chosen from (only
+    /// those that did not complete in it).
+    pub rerun_failed: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -182,6 +190,9 @@ impl Default for RunOptions {
             report: None,
             log_dir: None,
             pricing_file: None,
+            retries: 0,
+            fail_fast: false,
+            rerun_failed: None,
         }
     }
 }
