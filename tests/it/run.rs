@@ -687,9 +687,22 @@ fn claude_dies_with_a_killed_orchestrator() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    // The kernel's SIGTERM is asynchronous; poll (bounded) for the process to go.
+    // The kernel's SIGTERM is asynchronous; poll (bounded) for the process to go. A
+    // zombie is gone too: another test in this binary makes the test process a child
+    // subreaper (process_faults), so the orphan may be reparented here and never reaped.
+    let alive = |pid: i32| {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false);
+        let exists = unsafe { libc::kill(pid, 0) } == 0;
+        exists && !zombie
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    while alive(pid) {
         assert!(
             std::time::Instant::now() < deadline,
             "claude {pid} outlived its orchestrator"
