@@ -108,6 +108,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         instances,
         visuals: true,
         starts_in: None,
+        launches: None,
     }
 }
 

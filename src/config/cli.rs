@@ -4,7 +4,7 @@
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
 use crate::config::units;
-use crate::core::plan::{ColorChoice, Mode, OutputFormat};
+use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
 use clap::Parser;
@@ -149,6 +149,20 @@ pub struct Cli {
     /// Time between SIGTERM and SIGKILL when an instance is stopped: 5, 10s.
     #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub kill_grace: Duration,
+
+    /// When an instance hits the subscription's usage limit: stop (it ends as
+    /// rate_limited) or wait for the reset and resume its conversation with --resume.
+    #[arg(long, value_name = "WHAT", default_value = "stop", value_parser = Choice::new(&["stop", "wait"], parse_usage_limit_policy), help_heading = "Running")]
+    pub on_usage_limit: UsageLimitPolicy,
+
+    /// With --on-usage-limit wait: the longest to wait for a usage limit to reset.
+    #[arg(long, value_name = "DURATION", default_value = "21600", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    pub max_wait: Duration,
+
+    /// After 429/529 answers halve how many run at once, raise it by one per this many
+    /// seconds without another.
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    pub backoff_quiet: Duration,
 
     /// Start later: 30m, 2h, 1.5h, 45s, 14:30, 2am, 11:15pm (a past time means tomorrow).
     #[arg(long, value_name = "WHEN", value_parser = parse_start_at, help_heading = "Running")]
@@ -808,6 +822,14 @@ pub(crate) fn secs_from_f64(secs: f64) -> Option<Duration> {
         return None;
     }
     Duration::try_from_secs_f64(secs).ok()
+}
+
+fn parse_usage_limit_policy(s: &str) -> Result<UsageLimitPolicy, String> {
+    match s {
+        "stop" => Ok(UsageLimitPolicy::Stop),
+        "wait" => Ok(UsageLimitPolicy::Wait),
+        _ => Err("must be stop or wait".into()),
+    }
 }
 
 fn parse_positive_secs(s: &str) -> Result<Duration, String> {

@@ -36,12 +36,14 @@
 //! associations are bounded the same way.
 
 use crate::core::pricing::{cost_with, ModelPrice, Pricing};
+use crate::core::signal::{LimitStatus, Signal};
 use crate::core::stream::{self, Event, RawUsage};
 use crate::core::usage::{Usage, Usd};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Message ids remembered for dedupe (see the module doc).
 pub const MESSAGE_WINDOW: usize = 512;
@@ -66,6 +68,9 @@ pub struct Observation {
     pub warning: Option<String>,
     /// This line was a `result` event.
     pub result: bool,
+    /// What the line says about the API's limits (retry, rate limit, usage limit,
+    /// spend cap).
+    pub signal: Option<Signal>,
 }
 
 /// The last `result` event of the instance.
@@ -126,6 +131,8 @@ pub struct Tracker {
     last_activity: Option<String>,
     warned_unknown_model: bool,
     warned_malformed: bool,
+    /// `resetsAt` of the last `rejected` rate-limit notice: when a usage limit ends.
+    limit_resets_at: Option<i64>,
 }
 
 impl Tracker {
@@ -155,6 +162,7 @@ impl Tracker {
             last_activity: None,
             warned_unknown_model: false,
             warned_malformed: false,
+            limit_resets_at: None,
         }
     }
 
@@ -254,24 +262,36 @@ impl Tracker {
                 }
             }
             Event::ApiRetry(r) => {
-                let mut a = format!(
-                    "api_retry {}/{}",
-                    r.attempt.map_or("?".into(), |n| n.to_string()),
-                    r.max_retries.map_or("?".into(), |n| n.to_string())
-                );
-                if let Some(s) = r.error_status {
-                    a.push_str(&format!(" ({s})"));
-                } else if let Some(e) = r.error {
-                    a.push_str(&format!(" ({e})"));
-                }
-                obs.activity = Some(a);
+                let signal = Signal::Retry {
+                    status: r.error_status.and_then(|s| u16::try_from(s).ok()),
+                    attempt: r.attempt,
+                    max: r.max_retries,
+                    delay: Duration::from_millis(r.retry_delay_ms.unwrap_or(0)),
+                    error: r.error,
+                };
+                obs.activity = signal.activity();
+                obs.signal = Some(signal);
             }
             Event::RateLimit(r) => {
-                if r.is_limiting() {
-                    obs.activity = Some(r.detail);
+                let status = LimitStatus::parse(r.status.as_deref().unwrap_or(""));
+                if status == LimitStatus::Rejected {
+                    self.limit_resets_at = r.resets_at.or(self.limit_resets_at);
                 }
+                let signal = Signal::RateLimit {
+                    status,
+                    resets_at: r.resets_at,
+                    kind: r.kind,
+                };
+                if let Some(a) = signal.activity() {
+                    obs.activity = Some(a);
+                }
+                obs.signal = Some(signal);
             }
             Event::Assistant(a) => {
+                if let Some(signal) = self.limit_signal(a.error.as_deref(), a.text.as_deref()) {
+                    obs.activity = signal.activity();
+                    obs.signal = Some(signal);
+                }
                 if let Some(id) = &a.id {
                     self.record(hash(id), a.model.as_deref(), a.usage.as_ref(), obs);
                 }
@@ -340,6 +360,9 @@ impl Tracker {
                 }
                 let subtype = r.subtype.map(|s| s.into_owned()).unwrap_or_default();
                 let is_error = r.is_error.unwrap_or_else(|| subtype.starts_with("error"));
+                if is_error && obs.signal.is_none() {
+                    obs.signal = self.limit_signal(None, r.result.as_deref());
+                }
                 self.result = Some(ResultSummary {
                     subtype,
                     is_error,
@@ -349,6 +372,25 @@ impl Tracker {
             }
             Event::Ignored => {}
         }
+    }
+
+    /// A usage limit or a spend cap, from an `assistant` line's `error` and text (or a
+    /// failed result's text). A usage limit is Claude's `rate_limit` error whose text is
+    /// not an API error (a 429 that ran out of retries reads `API Error: …`); its reset
+    /// time comes from the last `rejected` rate-limit notice, never from the prose.
+    fn limit_signal(&self, error: Option<&str>, text: Option<&str>) -> Option<Signal> {
+        let text = text.unwrap_or("");
+        if text.contains("enforced_spend_limit_reached")
+            || error.is_some_and(|e| e.contains("spend_limit"))
+        {
+            return Some(Signal::SpendCap);
+        }
+        if error == Some("rate_limit") && !text.starts_with("API Error") {
+            return Some(Signal::UsageLimit {
+                resets_at: self.limit_resets_at,
+            });
+        }
+        None
     }
 
     /// Raises message `key` to at least `usage`, field by field; creates it (priced by

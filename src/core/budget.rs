@@ -591,10 +591,11 @@ impl Ledger {
         for &b in &inst.budgets {
             let budget = &self.budgets[b];
             let unit = budget.key.unit;
-            // What this instance will hold once running: its estimate, or more if a
-            // downward correction left its own use negative (keeps used + reservations
-            // ≤ limit exact after admission).
-            let need = inst.reservation(unit).max(inst.estimate(unit));
+            // What this instance will hold once running: its reservation — its estimate
+            // less what it has already used (an instance resumed after a usage limit),
+            // or more if a downward correction left its own use negative (keeps used +
+            // reservations ≤ limit exact after admission).
+            let need = inst.reservation(unit);
             let reserved: i128 = budget
                 .members
                 .iter()

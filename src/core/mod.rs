@@ -8,5 +8,6 @@ pub mod plan;
 pub mod predict;
 pub mod pricing;
 pub mod run;
+pub mod signal;
 pub mod stream;
 pub mod usage;

@@ -18,6 +18,17 @@ pub enum Mode {
     Block,
 }
 
+/// `--on-usage-limit`: what an instance stopped by the subscription's usage limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageLimitPolicy {
+    /// It ends as `rate_limited` and nothing more is launched.
+    #[default]
+    Stop,
+    /// Wait for the reset (at most `--max-wait`), then resume its conversation.
+    Wait,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub enum OutputFormat {
     #[default]
@@ -57,6 +68,8 @@ pub enum Status {
     Blocked,
     Terminated,
     Interrupted,
+    /// Stopped by the subscription's usage limit (and not resumed).
+    RateLimited,
 }
 
 impl Status {
@@ -71,6 +84,7 @@ impl Status {
             Status::Blocked => "blocked",
             Status::Terminated => "terminated",
             Status::Interrupted => "interrupted",
+            Status::RateLimited => "rate_limited",
         }
     }
 
@@ -142,6 +156,11 @@ pub struct RunOptions {
     pub max_parallel: usize,
     pub startup_delay: Duration,
     pub kill_grace: Duration,
+    pub on_usage_limit: UsageLimitPolicy,
+    /// `--max-wait`: the longest a usage limit is waited out.
+    pub max_wait: Duration,
+    /// `--backoff-quiet`: how long without a 429/529 before parallelism goes up a step.
+    pub backoff_quiet: Duration,
     /// Absolute local time at which to start launching; `None` = now.
     pub start_at: Option<chrono::DateTime<chrono::Local>>,
     pub dry_run: bool,
@@ -176,6 +195,9 @@ impl Default for RunOptions {
             max_parallel: 0,
             startup_delay: Duration::from_secs(1),
             kill_grace: Duration::from_secs(5),
+            on_usage_limit: UsageLimitPolicy::Stop,
+            max_wait: Duration::from_secs(6 * 3600),
+            backoff_quiet: Duration::from_secs(10),
             start_at: None,
             dry_run: false,
             strict: false,

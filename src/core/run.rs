@@ -11,7 +11,8 @@
 use crate::core::accounting::{Observation, ResultSummary, Tracker};
 use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
 use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
-use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::plan::{InstanceId, Plan, Status, UsageLimitPolicy};
+use crate::core::signal::{PauseReason, Signal};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct Progress {
     pub model: Option<String>,
     pub tools: u64,
     pub malformed_lines: u64,
+    /// Claude's session id (from its `system/init` line): what `--resume` continues.
+    pub session_id: Option<String>,
 }
 
 impl Progress {
@@ -35,6 +38,20 @@ impl Progress {
             model: t.model().map(str::to_string),
             tools: t.tool_uses(),
             malformed_lines: t.malformed_lines(),
+            session_id: t.session_id().map(str::to_string),
+        }
+    }
+
+    /// `later` (a resumed process's own figures) on top of `self` (the processes
+    /// before it): the instance's totals are the sum over its processes.
+    fn then(&self, later: Progress) -> Progress {
+        Progress {
+            usage: self.usage + later.usage,
+            cost: self.cost + later.cost,
+            model: later.model.or_else(|| self.model.clone()),
+            tools: self.tools + later.tools,
+            malformed_lines: self.malformed_lines + later.malformed_lines,
+            session_id: later.session_id.or_else(|| self.session_id.clone()),
         }
     }
 }
@@ -62,9 +79,11 @@ pub struct Ended {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// The run begins; launches start after `delay` (`--start-at`).
+    /// The run begins; launches start after `delay` (`--start-at`). `unix_now` is the
+    /// wall clock (Unix seconds) at `now`, to place reset times Claude gives in it.
     Start {
         delay: Duration,
+        unix_now: i64,
     },
     /// A timer the run asked for ([`RunState::next_wake`]) is due.
     Tick,
@@ -109,6 +128,11 @@ pub enum WaitReason {
     Slot { max: usize },
     /// A block-mode budget has no headroom while others hold reservations.
     Budget(BudgetKey),
+    /// Launches are paused: the API is rate limiting or overloaded.
+    Backoff(PauseReason),
+    /// The subscription's usage limit: waiting for it to reset (Unix seconds, when
+    /// known) before launching or resuming.
+    UsageLimit { resets_at: Option<i64> },
 }
 
 impl fmt::Display for WaitReason {
@@ -118,8 +142,21 @@ impl fmt::Display for WaitReason {
                 write!(f, "waiting for a free slot (--max-parallel {max})")
             }
             WaitReason::Budget(b) => write!(f, "waiting for {b}"),
+            WaitReason::Backoff(r) => write!(f, "launches paused: {r}"),
+            WaitReason::UsageLimit { resets_at } => {
+                write!(f, "usage limit reached")?;
+                match resets_at.and_then(fmt_unix) {
+                    Some(at) => write!(f, "; resets {at}"),
+                    None => write!(f, "; waiting to try again"),
+                }
+            }
         }
     }
+}
+
+/// `2026-12-06 04:20 UTC`.
+pub fn fmt_unix(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 /// Why a running instance was asked to stop; decides its final status.
@@ -206,6 +243,12 @@ pub struct Instance {
     pub result_seen: bool,
     pub exit: Option<ExitInfo>,
     pub stderr_tail: String,
+    /// What the processes before the current one (resumed after a usage limit) spent.
+    pub base: Progress,
+    /// The current process hit the usage limit (with its reset time when known).
+    pub limited: Option<Option<i64>>,
+    /// Start the next process with `--resume` of this session.
+    pub resume: Option<String>,
 }
 
 impl Instance {
@@ -218,6 +261,9 @@ impl Instance {
             result_seen: false,
             exit: None,
             stderr_tail: String::new(),
+            base: Progress::default(),
+            limited: None,
+            resume: None,
         }
     }
 
@@ -312,6 +358,24 @@ pub enum RunEvent {
         which: Interrupt,
         second: bool,
     },
+    /// No launches for a while: the API answered 429/529 (`until` the retry delay), or
+    /// the usage limit is reached (`until` its reset).
+    LaunchesPaused {
+        reason: String,
+        until: Instant,
+    },
+    LaunchesResumed {
+        reason: String,
+    },
+    /// Nothing more will be launched (spend cap, usage limit with `stop`).
+    LaunchesStopped {
+        reason: String,
+    },
+    /// Fleet backoff changed how many instances may run at once (`None`: as configured).
+    Parallelism {
+        limit: Option<usize>,
+        reason: String,
+    },
     RunFinished,
 }
 
@@ -329,16 +393,53 @@ struct LaunchGate {
     next_launch_at: Instant,
     spacing: Duration,
     max_parallel: usize,
+    /// Fleet backoff: at most this many at once while the API pushes back.
+    limit: Option<usize>,
+    /// The last backoff signal, and the last change of `limit`.
+    last_backoff: Option<Instant>,
+    last_change: Option<Instant>,
+    /// Launches paused until then (429/529 retry delays).
+    pause: Option<(Instant, PauseReason)>,
+    /// Launches held until the usage limit resets (its Unix time when known).
+    hold: Option<(Instant, Option<i64>)>,
+    /// Nothing more launches (spend cap, usage limit with `stop`).
+    stopped: Option<String>,
+    /// How long the fleet must see no 429/529 before parallelism goes up one step; also
+    /// the shortest time between two halvings (`--backoff-quiet`).
+    quiet: Duration,
 }
 
+/// A usage limit whose reset time Claude did not give is tried again this often.
+pub const PROBE: Duration = Duration::from_secs(300);
+/// Resuming waits this long past a reset, so the first call is not early.
+pub const RESET_MARGIN: Duration = Duration::from_secs(2);
+
 impl LaunchGate {
+    /// How many may run at once now; 0 = no limit.
+    fn allowed(&self) -> usize {
+        match (self.limit, self.max_parallel) {
+            (Some(l), 0) => l,
+            (Some(l), m) => l.min(m),
+            (None, m) => m,
+        }
+    }
+
     /// `Ok` if a launch may happen now; else what it waits for.
     fn check(&self, now: Instant, running: usize) -> Result<(), GateWait> {
+        if let Some((until, resets_at)) = self.hold {
+            return Err(GateWait::Hold(until, WaitReason::UsageLimit { resets_at }));
+        }
+        if let Some((until, reason)) = &self.pause {
+            if now < *until {
+                return Err(GateWait::Hold(*until, WaitReason::Backoff(reason.clone())));
+            }
+        }
         if now < self.next_launch_at {
             return Err(GateWait::Until(self.next_launch_at));
         }
-        if self.max_parallel != 0 && running >= self.max_parallel {
-            return Err(GateWait::Slot(self.max_parallel));
+        let allowed = self.allowed();
+        if allowed != 0 && running >= allowed {
+            return Err(GateWait::Slot(allowed));
         }
         Ok(())
     }
@@ -346,10 +447,28 @@ impl LaunchGate {
     fn launched(&mut self, now: Instant) {
         self.next_launch_at = now + self.spacing;
     }
+
+    /// When the gate itself needs a tick: a pause or hold ending, a restore step.
+    fn next_wake(&self) -> Option<Instant> {
+        let restore = self
+            .limit
+            .and(self.last_backoff.max(self.last_change))
+            .map(|t| t + self.quiet);
+        [
+            self.pause.as_ref().map(|p| p.0),
+            self.hold.map(|h| h.0),
+            restore,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 enum GateWait {
     Until(Instant),
+    /// Paused or held until then: queued instances show why.
+    Hold(Instant, WaitReason),
     Slot(usize),
 }
 
@@ -370,6 +489,10 @@ pub struct RunState {
     started: bool,
     finished: bool,
     pub started_at: Instant,
+    /// The wall clock at `started_at`, Unix seconds.
+    unix_at_start: i64,
+    /// When the first usage limit was hit: `--max-wait` counts from there.
+    first_limit: Option<Instant>,
 }
 
 impl RunState {
@@ -381,6 +504,13 @@ impl RunState {
             next_launch_at: now,
             spacing: plan.options.startup_delay,
             max_parallel: plan.options.max_parallel,
+            limit: None,
+            last_backoff: None,
+            last_change: None,
+            pause: None,
+            hold: None,
+            stopped: None,
+            quiet: plan.options.backoff_quiet,
         };
         RunState {
             plan,
@@ -395,6 +525,8 @@ impl RunState {
             started: false,
             finished: false,
             started_at: now,
+            unix_at_start: 0,
+            first_limit: None,
         }
     }
 
@@ -409,10 +541,39 @@ impl RunState {
 
     /// When the run next needs a [`Input::Tick`], if ever.
     pub fn next_wake(&self) -> Option<Instant> {
-        match (self.next_timer, self.launch_timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let gate = if self.finished || self.interrupt.is_some() {
+            None
+        } else {
+            self.gate.next_wake()
+        };
+        [self.next_timer, self.launch_timer, gate]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How many instances may run at once now (0 = no limit), and whether fleet
+    /// backoff has lowered it.
+    pub fn parallelism(&self) -> (usize, bool) {
+        (self.gate.allowed(), self.gate.limit.is_some())
+    }
+
+    /// Why launches are held, and until when, if they are.
+    pub fn launch_hold(&self, now: Instant) -> Option<(WaitReason, Instant)> {
+        if let Some((until, resets_at)) = self.gate.hold {
+            return Some((WaitReason::UsageLimit { resets_at }, until));
         }
+        match &self.gate.pause {
+            Some((until, r)) if now < *until => Some((WaitReason::Backoff(r.clone()), *until)),
+            _ => None,
+        }
+    }
+
+    /// Unix seconds → the run's clock (now, if already past).
+    fn instant_of(&self, unix: i64, now: Instant) -> Instant {
+        let secs = unix.saturating_sub(self.unix_at_start);
+        let at = self.started_at + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        at.max(now)
     }
 
     /// Tokens and dollars of every instance: the one place run totals are summed.
@@ -437,13 +598,17 @@ impl RunState {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
-            Input::Start { delay } => {
+            Input::Start { delay, unix_now } => {
                 self.started = true;
                 self.started_at = now;
+                self.unix_at_start = unix_now;
                 self.gate.next_launch_at = now + delay;
                 fx.push(Effect::Emit(RunEvent::RunStarted { delay }));
             }
-            Input::Tick => self.fire_timers(now, &mut fx),
+            Input::Tick => {
+                self.fire_timers(now, &mut fx);
+                self.gate_timers(now, &mut fx);
+            }
             Input::Spawned { id, pid, argv } => {
                 fx.push(Effect::Emit(RunEvent::InstanceStarted { id, pid, argv }));
             }
@@ -487,11 +652,7 @@ impl RunState {
     fn observed(&mut self, id: InstanceId, o: Observed, now: Instant, fx: &mut Vec<Effect>) {
         let Observed { line, progress } = o;
         let inst = &mut self.instances[id];
-        let model = progress
-            .model
-            .clone()
-            .or_else(|| inst.progress.model.take());
-        inst.progress = Progress { model, ..progress };
+        inst.progress = inst.base.then(progress);
         if line.activity.is_some() {
             inst.activity = line.activity;
         }
@@ -500,6 +661,9 @@ impl RunState {
         }
         if let Some(text) = line.warning {
             fx.push(Effect::Emit(RunEvent::Notice { id, text }));
+        }
+        if let Some(signal) = line.signal {
+            self.on_signal(id, signal, now, fx);
         }
         let decisions = self.ledger.record(id, line.tokens_delta, line.cost_delta);
         // The usage event comes before what it caused, as it happened.
@@ -588,12 +752,15 @@ impl RunState {
         self.ledger.finish(id);
         let inst = &mut self.instances[id];
         if let Some(p) = e.progress {
-            let model = p.model.clone().or_else(|| inst.progress.model.take());
-            inst.progress = Progress { model, ..p };
+            inst.progress = inst.base.then(p);
         }
         inst.exit = Some(e.exit);
         inst.stderr_tail = e.stderr_tail;
         inst.result = e.result;
+        if let (None, Some(resets_at)) = (&stop, inst.limited.take()) {
+            self.usage_limited(id, started, resets_at, now, fx);
+            return;
+        }
         let (status, reason) = classify(stop.as_ref(), inst, e.error.as_deref());
         inst.phase = Phase::Done {
             started: Some(started),
@@ -698,7 +865,7 @@ impl RunState {
     /// Launches every queued instance that may start now, in plan order.
     fn launch_ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         self.launch_timer = None;
-        if self.interrupt.is_some() {
+        if self.interrupt.is_some() || self.gate.stopped.is_some() {
             return;
         }
         let mut i = 0;
@@ -706,6 +873,13 @@ impl RunState {
             match self.gate.check(now, self.running) {
                 Err(GateWait::Until(t)) => {
                     self.launch_timer = Some(t);
+                    return;
+                }
+                Err(GateWait::Hold(t, why)) => {
+                    self.launch_timer = Some(t);
+                    for k in i..self.queue.len() {
+                        self.set_waiting(self.queue[k], why.clone(), fx);
+                    }
                     return;
                 }
                 Err(GateWait::Slot(max)) => {
@@ -725,11 +899,13 @@ impl RunState {
                     }
                     let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
                     note_timer(&mut self.next_timer, timeout_at);
-                    self.instances[id].phase = Phase::Running {
+                    let inst = &mut self.instances[id];
+                    inst.phase = Phase::Running {
                         started: now,
                         timeout_at,
                         stopping: None,
                     };
+                    inst.result_seen = false;
                     self.running += 1;
                     self.gate.launched(now);
                     fx.push(Effect::Spawn(id));
@@ -762,6 +938,211 @@ impl RunState {
         }
         inst.phase = Phase::Waiting(why);
         fx.push(Effect::Emit(RunEvent::InstanceWaiting { id }));
+    }
+
+    /// What Claude said about the API's limits, for the whole fleet.
+    fn on_signal(&mut self, id: InstanceId, signal: Signal, now: Instant, fx: &mut Vec<Effect>) {
+        match signal {
+            Signal::Retry {
+                status,
+                delay,
+                ref error,
+                ..
+            } if signal.is_backoff() => {
+                let cause = match (status, error) {
+                    (Some(s), _) => s.to_string(),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "a retry".into(),
+                };
+                self.backoff(id, cause, Some(delay), now, fx);
+            }
+            Signal::RateLimit { .. } if signal.is_warning() => {
+                self.backoff(id, "allowed_warning".into(), None, now, fx);
+            }
+            Signal::UsageLimit { resets_at } => {
+                self.instances[id].limited = Some(resets_at);
+            }
+            Signal::SpendCap => {
+                let name = self.name(id).to_string();
+                self.stop_launching(
+                    format!(
+                        "organisation spend cap reached (enforced_spend_limit_reached from {name})"
+                    ),
+                    Status::Failed,
+                    now,
+                    fx,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Fleet backoff (additive increase, multiplicative decrease): pause launches for
+    /// the retry delay and halve how many may run at once, at most once per quiet
+    /// interval.
+    fn backoff(
+        &mut self,
+        id: InstanceId,
+        cause: String,
+        delay: Option<Duration>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let name = self.name(id).to_string();
+        let g = &mut self.gate;
+        g.last_backoff = Some(now);
+        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            let until = now + delay;
+            match &mut g.pause {
+                Some((t, r)) if *t > now => {
+                    *t = (*t).max(until);
+                    if !r.from.contains(&name) {
+                        r.from.push(name.clone());
+                    }
+                }
+                _ => {
+                    let reason = PauseReason {
+                        cause: cause.clone(),
+                        from: vec![name.clone()],
+                    };
+                    fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                        reason: reason.to_string(),
+                        until,
+                    }));
+                    g.pause = Some((until, reason));
+                }
+            }
+        }
+        if g.last_change.is_some_and(|t| now < t + g.quiet) && g.limit.is_some() {
+            return;
+        }
+        // Halve what is allowed; without a --max-parallel, what is running.
+        let current = match g.allowed() {
+            0 => self.running.max(1),
+            n => n,
+        };
+        let halved = (current / 2).max(1);
+        if g.limit != Some(halved) {
+            g.limit = Some(halved);
+            g.last_change = Some(now);
+            fx.push(Effect::Emit(RunEvent::Parallelism {
+                limit: Some(halved),
+                reason: format!("{cause} from {name}"),
+            }));
+        }
+    }
+
+    /// Pauses ending, holds ending, parallelism coming back one step per quiet interval.
+    fn gate_timers(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let g = &mut self.gate;
+        if let Some((until, reason)) = &g.pause {
+            if *until <= now {
+                fx.push(Effect::Emit(RunEvent::LaunchesResumed {
+                    reason: reason.to_string(),
+                }));
+                g.pause = None;
+            }
+        }
+        if let Some((until, _)) = g.hold {
+            if until <= now {
+                g.hold = None;
+                fx.push(Effect::Emit(RunEvent::LaunchesResumed {
+                    reason: "usage limit reset".into(),
+                }));
+            }
+        }
+        if let Some(limit) = g.limit {
+            let quiet_since = g.last_backoff.max(g.last_change);
+            if quiet_since.is_some_and(|t| now >= t + g.quiet) {
+                let next = limit + 1;
+                let ceiling = match g.max_parallel {
+                    0 => self.instances.len(),
+                    m => m,
+                };
+                g.limit = (next < ceiling).then_some(next);
+                g.last_change = Some(now);
+                fx.push(Effect::Emit(RunEvent::Parallelism {
+                    limit: g.limit,
+                    reason: "no 429/529 for a while".into(),
+                }));
+            }
+        }
+    }
+
+    /// An instance's process ended on the usage limit. With `wait` (and a reset within
+    /// `--max-wait`) it waits for the reset and is resumed; otherwise it is
+    /// `rate_limited` and nothing more is launched.
+    fn usage_limited(
+        &mut self,
+        id: InstanceId,
+        started: Instant,
+        resets_at: Option<i64>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let first = *self.first_limit.get_or_insert(now);
+        let deadline = first + self.plan.options.max_wait;
+        let until = match resets_at {
+            Some(t) => self.instant_of(t, now) + RESET_MARGIN,
+            None => now + PROBE,
+        };
+        let resets = resets_at
+            .and_then(fmt_unix)
+            .map(|t| format!("; resets {t}"))
+            .unwrap_or_default();
+        let waits = self.plan.options.on_usage_limit == UsageLimitPolicy::Wait;
+        let inst = &mut self.instances[id];
+        if waits && until <= deadline && inst.progress.session_id.is_some() {
+            inst.base = inst.progress.clone();
+            inst.resume = inst.progress.session_id.clone();
+            inst.phase = Phase::Queued;
+            let pos = self.queue.partition_point(|&q| q < id);
+            self.queue.insert(pos, id);
+            let held = self.gate.hold.map_or(until, |(t, _)| t.max(until));
+            if self.gate.hold.is_none() {
+                fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                    reason: format!("usage limit reached by {}{resets}", self.name(id)),
+                    until: held,
+                }));
+            }
+            self.gate.hold = Some((held, resets_at));
+            return;
+        }
+        let why = if waits && until > deadline {
+            format!("usage limit reached{resets}, later than --max-wait allows")
+        } else {
+            format!("usage limit reached{resets}")
+        };
+        inst.phase = Phase::Done {
+            started: Some(started),
+            ended: now,
+            status: Status::RateLimited,
+            reason: Some(why.clone()),
+        };
+        fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        self.stop_launching(why, Status::RateLimited, now, fx);
+    }
+
+    /// Launches nothing more: every instance not started yet ends with `status`.
+    /// Running instances go on.
+    fn stop_launching(&mut self, why: String, status: Status, now: Instant, fx: &mut Vec<Effect>) {
+        if self.gate.stopped.is_some() {
+            return;
+        }
+        self.gate.stopped = Some(why.clone());
+        self.gate.hold = None;
+        fx.push(Effect::Emit(RunEvent::LaunchesStopped {
+            reason: why.clone(),
+        }));
+        for id in std::mem::take(&mut self.queue) {
+            self.instances[id].phase = Phase::Done {
+                started: None,
+                ended: now,
+                status,
+                reason: Some(format!("not started: {why}")),
+            };
+            fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        }
     }
 
     /// The exit code and its reason (SPEC section 6).
@@ -797,12 +1178,13 @@ impl RunState {
                 ),
             };
         }
-        let (failed, timed_out, interrupted) = (
+        let (failed, timed_out, interrupted, limited) = (
             count(Status::Failed),
             count(Status::TimedOut),
             count(Status::Interrupted),
+            count(Status::RateLimited),
         );
-        if failed + timed_out + interrupted > 0 {
+        if failed + timed_out + interrupted + limited > 0 {
             return Outcome {
                 exit: ExitCode::Failed,
                 reason: format!(
@@ -810,7 +1192,8 @@ impl RunState {
                     list(&[
                         (failed, "failed"),
                         (timed_out, "timed out"),
-                        (interrupted, "interrupted")
+                        (interrupted, "interrupted"),
+                        (limited, "rate limited")
                     ])
                 ),
             };

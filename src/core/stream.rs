@@ -68,16 +68,10 @@ pub struct ApiRetry {
 pub struct RateLimit {
     /// `allowed`, `allowed_warning`, `rejected`, … when Claude Code says so.
     pub status: Option<String>,
-    /// Human-readable one-liner, e.g. `rate limit rejected (five_hour)`.
-    pub detail: String,
-}
-
-impl RateLimit {
-    /// `allowed` notices are informational and arrive every turn; anything else means
-    /// the instance is, or is about to be, slowed down.
-    pub fn is_limiting(&self) -> bool {
-        !matches!(self.status.as_deref(), Some("allowed"))
-    }
+    /// `rateLimitType`: `five_hour`, `seven_day`, …
+    pub kind: Option<String>,
+    /// `resetsAt`, Unix seconds.
+    pub resets_at: Option<i64>,
 }
 
 /// Usage numbers as they appear on the wire; absent fields are `None`.
@@ -140,6 +134,8 @@ pub struct Assistant<'a> {
     pub tool_uses: Vec<ToolUse<'a>>,
     /// The first text block, truncated to [`SNIPPET_MAX`].
     pub text: Option<String>,
+    /// The line's `error` (`rate_limit`, …) when Claude Code reports a failed call.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +381,7 @@ fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
                 parent_tool_use_id: a.parent_tool_use_id.map(|b| b.0),
                 tool_uses,
                 text,
+                error: a.error.and_then(|e| e.0),
             }))
         }
         Kind::StreamEvent => {
@@ -433,22 +430,14 @@ fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
 }
 
 fn rate_limit(info: RateLimitInfo, top_status: Option<Snippet<SNIPPET_MAX>>) -> RateLimit {
-    let status = info
-        .status
-        .and_then(|s| s.0)
-        .or(top_status.and_then(|s| s.0));
-    let mut detail = format!("rate limit {}", status.as_deref().unwrap_or("notice"));
-    if let Some(t) = info.limit_type.and_then(|t| t.0) {
-        detail.push_str(&format!(" ({t})"));
+    RateLimit {
+        status: info
+            .status
+            .and_then(|s| s.0)
+            .or(top_status.and_then(|s| s.0)),
+        kind: info.limit_type.and_then(|t| t.0),
+        resets_at: info.resets_at.and_then(|s| i64::try_from(s).ok()),
     }
-    if let Some(at) = info
-        .resets_at
-        .and_then(|s| i64::try_from(s).ok())
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-    {
-        detail.push_str(&format!(", resets {}", at.format("%Y-%m-%d %H:%M UTC")));
-    }
-    RateLimit { status, detail }
 }
 
 /// The part of a tool's input that says what it is doing, on one line.
@@ -534,6 +523,8 @@ struct RateLimitInfo {
 struct AssistantLine<'a> {
     #[serde(borrow, default)]
     message: Option<AssistantMsg<'a>>,
+    #[serde(default)]
+    error: Option<Snippet<SNIPPET_MAX>>,
     #[serde(borrow, default)]
     parent_tool_use_id: Option<BStr<'a>>,
 }
@@ -955,24 +946,38 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_events_become_a_detail() {
+    fn rate_limit_events_keep_their_fields() {
         let e = ok(
-            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","rateLimitType":"seven_day","resetsAt":0},"uuid":"u"}"#,
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","rateLimitType":"seven_day","resetsAt":1800000000},"uuid":"u"}"#,
         );
         let Event::RateLimit(r) = e else {
             panic!("{e:?}")
         };
-        assert!(r.is_limiting());
-        assert_eq!(
-            r.detail,
-            "rate limit allowed_warning (seven_day), resets 1970-01-01 00:00 UTC"
-        );
+        assert_eq!(r.status.as_deref(), Some("allowed_warning"));
+        assert_eq!(r.kind.as_deref(), Some("seven_day"));
+        assert_eq!(r.resets_at, Some(1_800_000_000));
         let Event::RateLimit(r) =
             ok(r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed"}}"#)
         else {
             panic!()
         };
-        assert!(!r.is_limiting());
+        assert_eq!(r.status.as_deref(), Some("allowed"));
+        assert_eq!(r.resets_at, None);
+    }
+
+    #[test]
+    fn an_assistant_error_is_kept() {
+        let e = ok(
+            r#"{"type":"assistant","message":{"id":"x","model":"<synthetic>","content":[{"type":"text","text":"You've hit your session limit · resets 4:20am (Europe/Warsaw)"}]},"error":"rate_limit"}"#,
+        );
+        let Event::Assistant(a) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(a.error.as_deref(), Some("rate_limit"));
+        assert!(a
+            .text
+            .as_deref()
+            .is_some_and(|t| t.starts_with("You've hit")));
     }
 
     #[test]

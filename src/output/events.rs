@@ -166,6 +166,27 @@ impl EventSink {
                 );
             }
             RunEvent::Interrupted { .. } => {}
+            RunEvent::LaunchesPaused { reason, until } => {
+                let (parallelism, _) = run.parallelism();
+                self.emit(
+                    "launches_paused",
+                    json!({
+                        "reason": reason,
+                        "seconds": until.saturating_duration_since(now).as_secs_f64(),
+                        "parallelism": parallelism,
+                    }),
+                );
+            }
+            RunEvent::LaunchesResumed { reason } => {
+                self.emit("launches_resumed", json!({"reason": reason}))
+            }
+            RunEvent::LaunchesStopped { reason } => {
+                self.emit("launches_stopped", json!({"reason": reason}))
+            }
+            RunEvent::Parallelism { limit, reason } => self.emit(
+                "parallelism_changed",
+                json!({"parallelism": limit.unwrap_or(run.plan.options.max_parallel), "reduced": limit.is_some(), "reason": reason}),
+            ),
             RunEvent::RunFinished => self.run_finished(run, now),
         }
     }

@@ -4,8 +4,8 @@
 
 use crate::core::budget::{Amount, BudgetStatus, Decision, Scope};
 use crate::core::plan::Status;
-use crate::core::run::{Phase, RunEvent, RunState};
-use crate::output::report::{BudgetLine, InstanceLine, Snapshot};
+use crate::core::run::{Phase, RunEvent, RunState, WaitReason};
+use crate::output::report::{fmt_duration, BudgetLine, InstanceLine, Snapshot};
 use crate::output::terminal::Console;
 use std::time::Instant;
 
@@ -75,6 +75,20 @@ impl Console {
                     ));
                 }
             }
+            RunEvent::LaunchesPaused { reason, until } => {
+                let secs = until.saturating_duration_since(now).as_secs_f64();
+                self.warn(&format!("launches paused {secs:.0}s: {reason}"));
+            }
+            RunEvent::LaunchesResumed { reason } => {
+                self.line(&format!("launches resumed ({reason})"));
+            }
+            RunEvent::LaunchesStopped { reason } => {
+                self.warn(&format!("launching nothing more: {reason}"));
+            }
+            RunEvent::Parallelism { limit, reason } => match limit {
+                Some(n) => self.warn(&format!("at most {n} at once for now: {reason}")),
+                None => self.line(&format!("parallelism back as configured: {reason}")),
+            },
             RunEvent::RunFinished => {
                 let outcome = run.outcome();
                 self.clear_live();
@@ -135,7 +149,26 @@ pub fn snapshot(run: &RunState, now: Instant) -> Snapshot<'_> {
             .filter(|_| run.instances.iter().all(|i| i.status() == Status::Pending))
             .and_then(|at| (at - chrono::Local::now()).to_std().ok())
             .filter(|d| !d.is_zero()),
+        launches: launches_line(run, now),
     }
+}
+
+/// `launches paused 4s: 429 from test, lint · 2 at once`, `usage limit reached; resets
+/// … · resuming in 12m03s`: why nothing launches now, with a countdown.
+fn launches_line(run: &RunState, now: Instant) -> Option<String> {
+    let (allowed, reduced) = run.parallelism();
+    let mut parts = Vec::new();
+    if let Some((why, until)) = run.launch_hold(now) {
+        let left = fmt_duration(until.saturating_duration_since(now));
+        parts.push(match why {
+            WaitReason::UsageLimit { .. } => format!("{why} · resuming in {left}"),
+            _ => format!("{why} · {left} left"),
+        });
+    }
+    if reduced {
+        parts.push(format!("{allowed} at once (lowered by rate limits)"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 fn budget_line(b: &BudgetStatus) -> BudgetLine {

@@ -39,6 +39,9 @@ pub struct Snapshot<'a> {
     pub visuals: bool,
     /// `--start-at`: time left before the first launch; `None` once launching began.
     pub starts_in: Option<Duration>,
+    /// Why launches are held back right now (fleet backoff, a usage limit), with a
+    /// countdown; shown under the header.
+    pub launches: Option<String>,
 }
 
 /// One budget as shown to a human. The amounts are `f64` for rendering only; budgets
@@ -77,7 +80,7 @@ pub struct InstanceLine<'a> {
     pub ended_ago: Option<Duration>,
 }
 
-const STATUS_ORDER: [Status; 9] = [
+const STATUS_ORDER: [Status; 10] = [
     Status::Pending,
     Status::Waiting,
     Status::Running,
@@ -87,6 +90,7 @@ const STATUS_ORDER: [Status; 9] = [
     Status::Blocked,
     Status::Terminated,
     Status::Interrupted,
+    Status::RateLimited,
 ];
 
 /// Widest a budget label column gets before labels are cut.
@@ -309,6 +313,11 @@ fn finish(lines: Vec<String>) -> String {
 /// The activity text is cut to `max_line` characters, then to what the width leaves.
 pub fn render_status(s: &Snapshot<'_>, styles: &Styles, width: usize, max_line: usize) -> String {
     let mut lines = header_lines(s, "status", styles, width);
+    if let Some(l) = &s.launches {
+        let mut line = Line::new();
+        line.push(l, Paint::Yellow);
+        lines.push(line.render(styles, width));
+    }
     lines.push(String::new());
     lines.extend(budget_status_lines(s, styles, width));
     lines.push(String::new());
@@ -356,6 +365,11 @@ pub fn render_live(
 ) -> String {
     let rows = height.saturating_sub(1).max(1);
     let mut pinned = header_lines(s, "status", styles, width);
+    if let Some(l) = &s.launches {
+        let mut line = Line::new();
+        line.push(l, Paint::Yellow);
+        pinned.push(line.render(styles, width));
+    }
     let budgets = budget_status_lines(s, styles, width);
     let roomy = pinned.len() + 1 + budgets.len() + 1 + 2 <= rows;
     if roomy {

@@ -78,6 +78,18 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
         RunEvent::Interrupted { which, second } => {
             tracing::info!(signal = which.describe(), second, "interrupted")
         }
+        RunEvent::LaunchesPaused { reason, .. } => {
+            tracing::info!(%reason, "admission: launches paused")
+        }
+        RunEvent::LaunchesResumed { reason } => {
+            tracing::info!(%reason, "admission: launches resumed")
+        }
+        RunEvent::LaunchesStopped { reason } => {
+            tracing::info!(%reason, "admission: launches stopped")
+        }
+        RunEvent::Parallelism { limit, reason } => {
+            tracing::info!(limit = ?limit, %reason, "admission: parallelism changed")
+        }
         RunEvent::RunFinished => {
             let outcome = run.outcome();
             tracing::info!(exit_code = outcome.exit.code(), reason = %outcome.reason, "run finished");

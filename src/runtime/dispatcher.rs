@@ -117,7 +117,8 @@ impl Dispatcher {
             Some(at) => (at - chrono::Local::now()).to_std().unwrap_or_default(),
             None => Duration::ZERO,
         };
-        self.step(Input::Start { delay });
+        let unix_now = chrono::Utc::now().timestamp();
+        self.step(Input::Start { delay, unix_now });
         while !self.state.is_finished() {
             let wake = self
                 .state
@@ -229,10 +230,11 @@ impl Dispatcher {
     /// Starts instance `id`; the answer is the run's next input.
     fn spawn(&mut self, id: InstanceId) -> Input {
         let spec = &self.state.plan.instances[id];
+        let resume = self.state.instances[id].resume.as_deref();
         let (program, lead) = &self.program;
         let mut args = lead.clone();
         args.extend(
-            crate::runtime::launch::claude_args(spec)
+            crate::runtime::launch::claude_args_resuming(spec, resume)
                 .into_iter()
                 .map(OsString::from),
         );

@@ -15,6 +15,15 @@ use std::path::{Path, PathBuf};
 /// The arguments after the program name, in SPEC order, the prompt last after `--` so a
 /// prompt that starts with `-` stays a prompt.
 pub fn claude_args(spec: &InstanceSpec) -> Vec<String> {
+    claude_args_resuming(spec, None)
+}
+
+/// The prompt a resumed conversation is given (after a usage limit reset).
+pub const RESUME_PROMPT: &str = "continue";
+
+/// The argv of an instance; with `resume`, the same flags continuing Claude session
+/// `resume` (`--resume ID`, in place of any `--session-id`) with [`RESUME_PROMPT`].
+pub fn claude_args_resuming(spec: &InstanceSpec, resume: Option<&str>) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "-p".into(),
         "--output-format".into(),
@@ -40,9 +49,16 @@ pub fn claude_args(spec: &InstanceSpec) -> Vec<String> {
         a.push("--disallowedTools".into());
         a.push(spec.disallowed_tools.join(","));
     }
-    if let Some(s) = &spec.session_id {
-        a.push("--session-id".into());
-        a.push(s.clone());
+    match (resume, &spec.session_id) {
+        (Some(r), _) => {
+            a.push("--resume".into());
+            a.push(r.to_string());
+        }
+        (None, Some(s)) => {
+            a.push("--session-id".into());
+            a.push(s.clone());
+        }
+        (None, None) => {}
     }
     if let Some(c) = spec.max_cost {
         a.push("--max-budget-usd".into());
@@ -51,7 +67,10 @@ pub fn claude_args(spec: &InstanceSpec) -> Vec<String> {
     }
     a.extend(spec.extra_args.iter().cloned());
     a.push("--".into());
-    a.push(spec.command.clone());
+    a.push(match resume {
+        Some(_) => RESUME_PROMPT.to_string(),
+        None => spec.command.clone(),
+    });
     a
 }
 

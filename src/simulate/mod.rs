@@ -14,6 +14,16 @@
 //! - `#mb=N`: about N MiB of stdout in all, as tool results of about 100 KB per line
 //!   (more turns when needed, so line size stays the same however big N is);
 //! - `#secs=S`: pauses scaled so the run lasts about S seconds at pace 1.
+//! - `#429=N` / `#529=N`: N `api_retry` events (rate limited / overloaded, 1 s apart at
+//!   pace 1) before the first call;
+//! - `#warn-limit`: a `rate_limit_event` with status `allowed_warning` after the init;
+//! - `#spend-cap`: halfway, the organisation's spend cap stops it: an error result naming
+//!   `enforced_spend_limit_reached`, exit code 1;
+//! - `#usage-limit=S`: halfway, the subscription's usage limit is hit: a `rejected`
+//!   `rate_limit_event` whose `resetsAt` is S seconds from now (wall clock), a
+//!   `<synthetic>` assistant message with `"error":"rate_limit"`, an error result and
+//!   exit code 1. A run started with `--resume SESSION` (the prompt is then what the
+//!   resumed conversation is told) continues that session normally.
 //!
 //! `#mb=2 #secs=20` is the load the 500-instance scale run uses (benches/scale.sh).
 //!
@@ -93,6 +103,8 @@ struct Options {
     partial: bool,
     model: Option<String>,
     session_id: Option<String>,
+    /// `--resume SESSION`: continuing that conversation.
+    resume: Option<String>,
     permission_mode: Option<String>,
     prompt: String,
 }
@@ -135,6 +147,7 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
         partial: false,
         model: None,
         session_id: None,
+        resume: None,
         permission_mode: None,
         prompt: String::new(),
     };
@@ -173,6 +186,7 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
                 }
                 "--model" => opts.model = Some(value),
                 "--session-id" => opts.session_id = Some(value),
+                "--resume" | "-r" => opts.resume = Some(value),
                 "--permission-mode" => opts.permission_mode = Some(value),
                 _ => {}
             }
@@ -312,6 +326,12 @@ struct Plan {
     turns: Vec<TurnPlan>,
     fail: bool,
     no_result: bool,
+    /// `#usage-limit=S`: the usage limit is hit halfway; it resets S seconds later.
+    usage_limit: Option<f64>,
+    /// `#429=N`, `#529=N`: retries before the first call, as (status, count).
+    retries: Option<(u64, u64)>,
+    warn_limit: bool,
+    spend_cap: bool,
     slow: bool,
     big: bool,
     /// Tool result content size for every tool turn (`#mb=N`).
@@ -342,7 +362,13 @@ impl Plan {
             planned = planned.max(bytes.div_ceil(2 * STREAM_RESULT_BYTES) + 1);
         }
         let fail = prompt.contains("#fail");
-        let emitted = if fail { (planned / 2).max(1) } else { planned };
+        let usage_limit = tag_value(prompt, "#usage-limit=");
+        let spend_cap = prompt.contains("#spend-cap");
+        let emitted = if fail || usage_limit.is_some() || spend_cap {
+            (planned / 2).max(1)
+        } else {
+            planned
+        };
         let mut turns = Vec::with_capacity(emitted);
         let mut cached: u64 = 0;
         for t in 0..emitted {
@@ -396,6 +422,12 @@ impl Plan {
             turns,
             fail,
             no_result: prompt.contains("#noresult"),
+            usage_limit,
+            retries: [429u64, 529]
+                .into_iter()
+                .find_map(|st| tag_value(prompt, &format!("#{st}=")).map(|n| (st, n as u64))),
+            warn_limit: prompt.contains("#warn-limit"),
+            spend_cap,
             slow: prompt.contains("#slow"),
             big: prompt.contains("#big"),
             result_bytes: stream_bytes.map(|b| b / (2 * (planned - 1))),
@@ -656,9 +688,9 @@ impl Simulation {
     fn new(opts: &Options, cwd: String, pace: f64) -> Simulation {
         let plan = Plan::new(&opts.prompt);
         let mut ids = Rng(plan.seed ^ 0x5eed_1d5e_ed1d_5eed);
-        let session = match &opts.session_id {
-            Some(s) => s.clone(),
-            None => ids.uuid(),
+        let session = match (&opts.resume, &opts.session_id) {
+            (Some(s), _) | (None, Some(s)) => s.clone(),
+            (None, None) => ids.uuid(),
         };
         let model = resolve_model(opts.model.as_deref());
         let api_model = model.trim_end_matches("[1m]").to_string();
@@ -704,6 +736,22 @@ impl Simulation {
         let init = self.init_event();
         self.emit(out, init)?;
         self.pause(120);
+        if self.plan.warn_limit {
+            let ev = self.rate_limit_event("allowed_warning", 3600);
+            self.emit(out, ev)?;
+        }
+        if let Some((status, n)) = self.plan.retries {
+            for attempt in 1..=n {
+                let ev = obj! {
+                    "type": "system", "subtype": "api_retry", "attempt": attempt,
+                    "max_retries": 10u64, "retry_delay_ms": 1000u64, "error_status": status,
+                    "error": if status == 429 { "rate_limit" } else { "overloaded" },
+                    "session_id": &self.session, "uuid": self.ids.uuid(),
+                };
+                self.emit(out, ev)?;
+                self.pause(1000);
+            }
+        }
         let turns = std::mem::take(&mut self.plan.turns);
         let first_ttft = turns.first().map_or(0, |t| t.ttft_ms);
         let mut big_pending = self.plan.big;
@@ -731,6 +779,35 @@ impl Simulation {
                 io::stderr(),
                 "simulated Claude: exiting without a result (#noresult)"
             );
+            return Ok(1);
+        }
+        if let Some(secs) = self.plan.usage_limit {
+            let ev = self.rate_limit_event("rejected", secs as i64);
+            self.emit(out, ev)?;
+            let text = "You've hit your session limit · resets soon (simulated by #usage-limit)";
+            let ev = obj! {
+                "type": "assistant",
+                "message": obj! {
+                    "id": format!("msg_{}", self.ids.hex(24)), "type": "message", "role": "assistant",
+                    "model": "<synthetic>",
+                    "content": vec![obj! { "type": "text", "text": text }],
+                    "stop_reason": "stop_sequence", "stop_sequence": "",
+                    "usage": usage_json(&Usage::default(), 0),
+                },
+                "parent_tool_use_id": J::Null, "session_id": &self.session,
+                "uuid": self.ids.uuid(), "error": "rate_limit",
+            };
+            self.emit(out, ev)?;
+            let result = self.result_event(&total, num_turns, first_ttft, text, true);
+            self.final_output(out, result, text)?;
+            return Ok(1);
+        }
+        if self.plan.spend_cap {
+            let text = "API Error: 400 {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\
+                        \"message\":\"enforced_spend_limit_reached: your organization has reached its spend \
+                        limit (simulated by #spend-cap)\"}}";
+            let result = self.result_event(&total, num_turns, first_ttft, text, true);
+            self.final_output(out, result, text)?;
             return Ok(1);
         }
         if self.plan.fail {
@@ -978,6 +1055,19 @@ impl Simulation {
             "terminal_reason": if is_error { "api_error" } else { "completed" },
             "fast_mode_state": "off",
             "uuid": self.ids.uuid(),
+        }
+    }
+
+    /// A `rate_limit_event` (five-hour window) resetting `secs` from now, wall clock.
+    fn rate_limit_event(&mut self, status: &str, secs: i64) -> J {
+        let resets = chrono::Utc::now().timestamp() + secs;
+        obj! {
+            "type": "rate_limit_event",
+            "rate_limit_info": obj! {
+                "status": status, "resetsAt": J::U(u64::try_from(resets).unwrap_or(0)),
+                "rateLimitType": "five_hour",
+            },
+            "uuid": self.ids.uuid(), "session_id": &self.session,
         }
     }
 

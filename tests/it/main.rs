@@ -9,6 +9,7 @@ mod cli;
 mod cli_errors;
 mod faults;
 mod process_faults;
+mod rate_limits;
 mod real_claude;
 mod run;
 mod screen;

@@ -28,12 +28,12 @@ fn schema(name: &str) -> Value {
     read_json(&repo().join("schema").join(name))
 }
 
-struct Schemas {
+pub(crate) struct Schemas {
     report: jsonschema::Validator,
     event: jsonschema::Validator,
 }
 
-fn schemas() -> Schemas {
+pub(crate) fn schemas() -> Schemas {
     let report = schema("report.schema.json");
     let events = schema("events.schema.json");
     for s in [&report, &events] {
@@ -54,7 +54,7 @@ fn schemas() -> Schemas {
 }
 
 impl Schemas {
-    fn check_report(&self, report: &Value) {
+    pub(crate) fn check_report(&self, report: &Value) {
         let errors: Vec<String> = self
             .report
             .iter_errors(report)
@@ -64,7 +64,7 @@ impl Schemas {
         assert_documented(report);
     }
 
-    fn check_event(&self, event: &Value) {
+    pub(crate) fn check_event(&self, event: &Value) {
         let errors: Vec<String> = self
             .event
             .iter_errors(event)

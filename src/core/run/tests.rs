@@ -5,6 +5,9 @@ use crate::core::budget::WarningKind;
 use crate::core::plan::{InstanceSpec, Mode};
 use crate::core::pricing::Pricing;
 
+/// The wall clock at the start of every simulated run (Unix seconds).
+const UNIX0: i64 = 1_800_000_000;
+
 fn spec(name: &str, command: &str) -> InstanceSpec {
     InstanceSpec {
         name: name.into(),
@@ -49,7 +52,10 @@ impl Sim {
     }
 
     fn start_after(&mut self, delay: Duration) -> Vec<Effect> {
-        let fx = self.input(Input::Start { delay });
+        let fx = self.input(Input::Start {
+            delay,
+            unix_now: UNIX0,
+        });
         self.spawn_all(fx)
     }
 
@@ -289,6 +295,7 @@ fn a_spawn_failure_ends_the_instance_as_failed_and_frees_its_slot() {
     let mut s = Sim::new(p);
     let fx = s.input(Input::Start {
         delay: Duration::ZERO,
+        unix_now: UNIX0,
     });
     assert_eq!(spawns(&fx), vec![0]);
     let fx = s.input(Input::SpawnFailed {
@@ -789,4 +796,314 @@ fn every_instance_gets_exactly_one_finished_event() {
     let mut ids = finished(&all);
     ids.sort_unstable();
     assert_eq!(ids, vec![0, 1, 2, 3]);
+}
+
+// ------------------------------------------------------------------ rate limits
+
+use crate::core::signal::{LimitStatus, Signal};
+
+impl Sim {
+    fn signal(&mut self, id: InstanceId, signal: Signal) -> Vec<Effect> {
+        let observed = Observed {
+            line: Observation {
+                signal: Some(signal),
+                ..Observation::default()
+            },
+            progress: self.run.instances[id].progress.clone(),
+        };
+        let fx = self.input(Input::Observed { id, observed });
+        self.spawn_all(fx)
+    }
+
+    /// The instance's process learns its Claude session id (its init line).
+    fn session(&mut self, id: InstanceId, session: &str) {
+        let mut progress = self.run.instances[id].progress.clone();
+        progress.session_id = Some(session.into());
+        let observed = Observed {
+            progress,
+            ..Observed::default()
+        };
+        let _ = self.input(Input::Observed { id, observed });
+    }
+}
+
+fn retry(status: u16, delay_ms: u64) -> Signal {
+    Signal::Retry {
+        status: Some(status),
+        attempt: Some(1),
+        max: Some(10),
+        delay: Duration::from_millis(delay_ms),
+        error: None,
+    }
+}
+
+fn paused(fx: &[Effect]) -> Vec<String> {
+    events(fx)
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::LaunchesPaused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Eight instances, four at once.
+fn fleet() -> Sim {
+    let names: Vec<String> = (0..8).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut p = plan(&refs);
+    p.options.max_parallel = 4;
+    Sim::new(p)
+}
+
+#[test]
+fn a_429_pauses_launches_for_the_retry_delay_and_halves_parallelism() {
+    let mut s = fleet();
+    s.start();
+    let fx = s.signal(1, retry(429, 4000));
+    assert_eq!(paused(&fx), vec!["429 from i1"]);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Parallelism { limit: Some(2), .. }
+    )));
+    assert_eq!(s.run.parallelism(), (2, true));
+    // Another instance retries within the pause: the pause is extended, not repeated,
+    // and names both; parallelism is not halved again within the quiet interval.
+    s.now = s.t0 + Duration::from_secs(1);
+    let fx = s.signal(2, retry(529, 4000));
+    assert!(paused(&fx).is_empty());
+    assert_eq!(s.run.parallelism(), (2, true));
+    let (why, until) = s.run.launch_hold(s.now).expect("paused");
+    assert_eq!(why.to_string(), "launches paused: 429 from i1, i2");
+    assert_eq!(until, s.t0 + Duration::from_secs(5));
+    // A free slot during the pause launches nothing; the queue shows why.
+    let fx = s.complete(0);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.reason(4), "launches paused: 429 from i1, i2");
+    // The pause ends: launches resume, within the lowered parallelism (3 running ≥ 2).
+    let fx = s.at(5.0);
+    assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesResumed { .. })));
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.reason(4), "waiting for a free slot (--max-parallel 2)");
+}
+
+#[test]
+fn parallelism_comes_back_one_step_per_quiet_interval() {
+    let mut s = fleet();
+    s.start();
+    s.signal(0, retry(529, 500));
+    assert_eq!(s.run.parallelism(), (2, true));
+    let quiet = 10.0;
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_millis(500)));
+    s.at(0.5);
+    assert_eq!(s.run.next_wake(), Some(s.t0 + Duration::from_secs(10)));
+    let fx = s.at(quiet);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Parallelism { limit: Some(3), .. }
+    )));
+    let fx = s.at(2.0 * quiet);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Parallelism { limit: None, .. }
+    )));
+    assert_eq!(s.run.parallelism(), (4, false));
+    assert_eq!(s.run.next_wake(), None);
+}
+
+#[test]
+fn a_storm_halves_again_after_each_quiet_interval_never_below_one() {
+    let mut s = fleet();
+    s.start();
+    for k in 0..6 {
+        s.now = s.t0 + Duration::from_secs(10) * k;
+        let _ = s.signal(0, retry(429, 100));
+    }
+    assert_eq!(s.run.parallelism(), (1, true));
+}
+
+#[test]
+fn other_retries_and_plain_notices_do_not_slow_the_fleet() {
+    let mut s = fleet();
+    s.start();
+    let fx = s.signal(0, retry(500, 1000));
+    assert!(paused(&fx).is_empty());
+    let fx = s.signal(
+        0,
+        Signal::RateLimit {
+            status: LimitStatus::Allowed,
+            resets_at: None,
+            kind: None,
+        },
+    );
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(s.run.parallelism(), (4, false));
+}
+
+#[test]
+fn an_allowed_warning_slows_launches_without_pausing_them() {
+    let mut s = fleet();
+    s.start();
+    let fx = s.signal(
+        3,
+        Signal::RateLimit {
+            status: LimitStatus::AllowedWarning,
+            resets_at: Some(UNIX0 + 600),
+            kind: Some("five_hour".into()),
+        },
+    );
+    assert!(paused(&fx).is_empty());
+    assert_eq!(s.run.parallelism(), (2, true));
+    assert!(s.run.launch_hold(s.now).is_none());
+}
+
+fn usage_limit(s: &mut Sim, id: InstanceId, resets_in: Option<i64>) -> Vec<Effect> {
+    s.session(id, &format!("session-{id}"));
+    s.usage(id, 300);
+    s.signal(
+        id,
+        Signal::UsageLimit {
+            resets_at: resets_in.map(|d| UNIX0 + d),
+        },
+    );
+    s.exit_with(id, 1, None)
+}
+
+#[test]
+fn a_usage_limit_with_stop_ends_the_instance_and_launches_nothing_more() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 2;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = usage_limit(&mut s, 0, Some(3600));
+    assert_eq!(s.status(0), Status::RateLimited);
+    assert!(
+        s.reason(0).starts_with("usage limit reached; resets "),
+        "{}",
+        s.reason(0)
+    );
+    assert!(spawns(&fx).is_empty());
+    assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesStopped { .. })));
+    assert_eq!(s.status(2), Status::RateLimited);
+    assert!(s.reason(2).starts_with("not started: usage limit reached"));
+    assert_eq!(s.status(1), Status::Running, "what runs goes on");
+    s.complete(1);
+    let o = s.run.outcome();
+    assert_eq!(o.exit, ExitCode::Failed);
+    assert_eq!(o.reason, "not every instance completed: 2 rate limited");
+}
+
+fn waiting_plan(max_wait: Duration) -> Sim {
+    let mut p = plan(&["a", "b"]);
+    p.options.on_usage_limit = UsageLimitPolicy::Wait;
+    p.options.max_wait = max_wait;
+    Sim::new(p)
+}
+
+#[test]
+fn a_usage_limit_with_wait_resumes_the_session_after_the_reset() {
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    let fx = usage_limit(&mut s, 0, Some(120));
+    assert!(paused(&fx)[0].starts_with("usage limit reached by a; resets "));
+    assert_eq!(s.status(0), Status::Waiting);
+    assert!(s.reason(0).starts_with("usage limit reached; resets "));
+    assert_eq!(s.run.instances[0].resume.as_deref(), Some("session-0"));
+    let reset = s.t0 + Duration::from_secs(120) + RESET_MARGIN;
+    assert_eq!(s.run.next_wake(), Some(reset));
+    assert!(spawns(&s.at(100.0)).is_empty());
+    let fx = s.at(122.0);
+    assert_eq!(spawns(&fx), vec![0]);
+    assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesResumed { .. })));
+    // The resumed process counts from zero; the instance adds up both.
+    s.run.instances[0].progress.usage = crate::core::usage::Usage::default();
+    let fx = s.input(Input::Observed {
+        id: 0,
+        observed: Observed {
+            line: Observation {
+                tokens_delta: 200,
+                ..Observation::default()
+            },
+            progress: Progress {
+                usage: crate::core::usage::Usage::new(0, 200, 0, 0),
+                ..Progress::default()
+            },
+        },
+    });
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Usage { id: 0, tokens: 200 }
+    )));
+    assert_eq!(s.run.instances[0].progress.usage.total(), 500);
+    assert_eq!(
+        s.run.instances[0].progress.session_id.as_deref(),
+        Some("session-0")
+    );
+    s.complete(0);
+    s.complete(1);
+    assert_eq!(s.status(0), Status::Completed);
+    assert_eq!(s.run.outcome().exit, ExitCode::Success);
+}
+
+#[test]
+fn a_reset_later_than_max_wait_is_not_waited_for() {
+    let mut s = waiting_plan(Duration::from_secs(60));
+    s.start();
+    usage_limit(&mut s, 0, Some(3600));
+    assert_eq!(s.status(0), Status::RateLimited);
+    assert!(
+        s.reason(0).ends_with("later than --max-wait allows"),
+        "{}",
+        s.reason(0)
+    );
+}
+
+#[test]
+fn an_unknown_reset_is_tried_again_after_the_probe_interval() {
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    usage_limit(&mut s, 0, None);
+    assert_eq!(s.reason(0), "usage limit reached; waiting to try again");
+    assert_eq!(s.run.next_wake(), Some(s.t0 + PROBE));
+}
+
+#[test]
+fn budgets_hold_across_a_resume() {
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.run.plan.budgets.mode = Mode::Block;
+    s.run.ledger = {
+        let mut p = s.run.plan.clone();
+        p.instances[0].max_tokens = Some(1000);
+        p.budgets.mode = Mode::Block;
+        Ledger::for_plan(&p, &Pricing::builtin())
+    };
+    s.start();
+    usage_limit(&mut s, 0, Some(10));
+    s.at(12.0);
+    assert_eq!(s.status(0), Status::Running);
+    // 300 before the limit + 701 after it pass the 1000-token cap of the instance.
+    let fx = s.usage(0, 701);
+    assert_eq!(terminates(&fx), vec![0]);
+}
+
+#[test]
+fn a_spend_cap_stops_launching_but_terminates_nothing() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 2;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.signal(0, Signal::SpendCap);
+    assert!(terminates(&fx).is_empty());
+    assert!(has(
+        &fx,
+        |e| matches!(e, RunEvent::LaunchesStopped { reason } if reason.contains("spend cap"))
+    ));
+    assert_eq!(s.status(2), Status::Failed);
+    assert!(s
+        .reason(2)
+        .starts_with("not started: organisation spend cap reached"));
+    let fx = s.exit_with(0, 1, None);
+    assert!(spawns(&fx).is_empty());
+    s.complete(1);
+    assert_eq!(s.run.outcome().exit, ExitCode::Failed);
 }

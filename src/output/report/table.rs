@@ -94,7 +94,7 @@ impl Col {
     /// set of columns shown does not change from frame to frame as numbers grow.
     fn reserved(self) -> usize {
         match self {
-            Col::Status => "interrupted".len(),
+            Col::Status => "rate_limited".len(),
             Col::Name => 0,
             Col::Model => 10,
             Col::Time => "59m59s".len(),
@@ -121,7 +121,7 @@ pub(crate) fn status_paint(status: Status) -> Paint {
     match status {
         Status::Running => Paint::Cyan,
         Status::Completed => Paint::Green,
-        Status::Failed | Status::TimedOut | Status::Terminated => Paint::Red,
+        Status::Failed | Status::TimedOut | Status::Terminated | Status::RateLimited => Paint::Red,
         Status::Blocked | Status::Interrupted => Paint::Yellow,
         Status::Pending | Status::Waiting => Paint::Dim,
     }

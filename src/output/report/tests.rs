@@ -78,6 +78,7 @@ fn sample() -> Snapshot<'static> {
         ],
         visuals: true,
         starts_in: None,
+        launches: None,
     }
 }
 

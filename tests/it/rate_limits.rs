@@ -1,0 +1,253 @@
+//! Rate limits and usage limits, as a user meets them with `--simulate`: a 429/529
+//! storm pauses launches and lowers parallelism for the whole fleet and both recover; a
+//! usage limit stops the instance or is waited out and the conversation resumed with
+//! `--resume`, its totals adding up over both processes; a spend cap stops launching.
+
+use crate::common::{instance, orchestrator, run, stderr, tempdir};
+use orchestrator::core::usage::Usd;
+use orchestrator::simulate::expected_totals;
+use serde_json::Value;
+use std::process::Output;
+
+/// The `--json` events, each checked against schema/events.schema.json, and the report.
+fn events(o: &Output) -> Vec<Value> {
+    let schemas = crate::scripting::schemas();
+    let ev: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for e in &ev {
+        schemas.check_event(e);
+    }
+    schemas.check_report(report(&ev));
+    ev
+}
+
+fn of<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["event"] == kind).collect()
+}
+
+fn report(ev: &[Value]) -> &Value {
+    ev.last()
+        .filter(|e| e["event"] == "run_finished")
+        .expect("run_finished last")
+}
+
+fn cost(v: &Value) -> Usd {
+    Usd::from_dollars(v["usage"]["cost_usd"].as_f64().expect("cost"))
+}
+
+#[test]
+fn a_retry_storm_pauses_launches_and_lowers_parallelism_which_recovers() {
+    let dir = tempdir();
+    let mut c = orchestrator(dir.path());
+    // Four at once; the first wave gets 429s and 529s (1 s retry delays), the rest not.
+    c.args(["--simulate", "--json", "-j", "4", "--backoff-quiet", "0.5"])
+        .env("ORCHESTRATOR_SIMULATE_PACE", "0.05")
+        .args(["/a #429=3", "/b #529=2", "/c #429=1", "/d"])
+        .args(["/e", "/f", "/g", "/h"]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ev = events(&out);
+    let paused = of(&ev, "launches_paused");
+    assert!(!paused.is_empty(), "no pause");
+    assert!(
+        paused[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("429 from ") || r.starts_with("529 from ")),
+        "{}",
+        paused[0]
+    );
+    assert!(!of(&ev, "launches_resumed").is_empty());
+    let changes = of(&ev, "parallelism_changed");
+    let lowered = changes
+        .iter()
+        .find(|e| e["reduced"] == true)
+        .expect("parallelism lowered");
+    assert!(
+        lowered["parallelism"].as_u64().is_some_and(|p| p < 4),
+        "{lowered}"
+    );
+    assert_eq!(
+        changes
+            .last()
+            .map(|e| (e["reduced"].clone(), e["parallelism"].clone())),
+        Some((Value::Bool(false), Value::from(4))),
+        "parallelism recovers to --max-parallel: {changes:?}"
+    );
+    // Nothing was launched during a pause: every launch after the first wave comes
+    // after the pause that preceded it ended.
+    let mut paused_now = false;
+    for e in &ev {
+        match e["event"].as_str() {
+            Some("launches_paused") => paused_now = true,
+            Some("launches_resumed") => paused_now = false,
+            Some("instance_started") => assert!(!paused_now, "launched while paused: {e}"),
+            _ => {}
+        }
+    }
+    assert_eq!(report(&ev)["exit_code"], 0);
+}
+
+#[test]
+fn a_usage_limit_with_stop_leaves_the_instance_rate_limited_and_exit_1() {
+    let dir = tempdir();
+    let mut c = orchestrator(dir.path());
+    c.args(["--simulate", "--json", "-j", "1"])
+        .args(["/test #usage-limit=3600", "/lint"]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    let r = report(&ev);
+    let t = instance(r, "test-usage-limit-3600");
+    assert_eq!(t["status"], "rate_limited");
+    assert!(
+        t["reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("usage limit reached; resets ")),
+        "{t}"
+    );
+    let lint = instance(r, "lint");
+    assert_eq!(lint["status"], "rate_limited");
+    assert!(lint["reason"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("not started: usage limit reached")));
+    assert_eq!(of(&ev, "launches_stopped").len(), 1);
+    // What the limited process spent is its result's, exactly.
+    let (usage, usd) = expected_totals("/test #usage-limit=3600", None);
+    assert_eq!(t["usage"]["total_tokens"], usage.total());
+    assert_eq!(cost(t), usd);
+    assert!(stderr(&out).contains("rate limited"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_usage_limit_with_wait_resumes_the_conversation_and_adds_up_both_processes() {
+    let dir = tempdir();
+    let mut c = orchestrator(dir.path());
+    c.args([
+        "--simulate",
+        "--json",
+        "--on-usage-limit",
+        "wait",
+        "--max-wait",
+        "60",
+    ])
+    .arg("/test #usage-limit=1");
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ev = events(&out);
+    let started = of(&ev, "instance_started");
+    assert_eq!(started.len(), 2, "one process, then the resumed one");
+    let argv = |e: &Value| -> Vec<String> {
+        e["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = argv(started[0]);
+    let second = argv(started[1]);
+    assert_eq!(
+        first.last().map(String::as_str),
+        Some("/test #usage-limit=1")
+    );
+    let at = second
+        .iter()
+        .position(|a| a == "--resume")
+        .expect("--resume");
+    let session = &second[at + 1];
+    assert!(!session.is_empty());
+    assert_eq!(second.last().map(String::as_str), Some("continue"));
+    // The same flags otherwise.
+    let flags = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .take_while(|a| *a != "--")
+            .filter(|a| *a != "--resume" && *a != session)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(flags(&first), flags(&second));
+    let waiting = of(&ev, "instance_waiting");
+    assert!(waiting.iter().any(|e| e["reason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("usage limit reached"))));
+    let t = instance(report(&ev), "test-usage-limit-1");
+    assert_eq!(t["status"], "completed");
+    let (u1, c1) = expected_totals("/test #usage-limit=1", None);
+    let (u2, c2) = expected_totals("continue", None);
+    assert_eq!(t["usage"]["total_tokens"], u1.total() + u2.total());
+    assert_eq!(
+        t["usage"]["output_tokens"],
+        u1.output_tokens + u2.output_tokens
+    );
+    assert_eq!(cost(t), c1 + c2);
+    // The usage events' deltas add up to the total over both processes.
+    let deltas: u64 = of(&ev, "usage")
+        .iter()
+        .map(|e| e["delta"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(deltas, u1.total() + u2.total());
+}
+
+#[test]
+fn budgets_hold_across_a_resume() {
+    let dir = tempdir();
+    let (u1, _) = expected_totals("/test #usage-limit=1", None);
+    let (u2, _) = expected_totals("continue", None);
+    // Room for the first process and about half of the resumed one.
+    let limit = u1.total() + u2.total() / 2;
+    let mut c = orchestrator(dir.path());
+    c.args([
+        "--simulate",
+        "--json",
+        "--on-usage-limit",
+        "wait",
+        "--max-wait",
+        "60",
+    ])
+    .args(["--budget-enforcement-mode", "block", "--estimate", "1"])
+    .args(["--overall-token-budget", &limit.to_string()])
+    .env("ORCHESTRATOR_SIMULATE_PACE", "0.05")
+    .arg("/test #usage-limit=1");
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ev = events(&out);
+    assert_eq!(of(&ev, "instance_started").len(), 2);
+    let t = instance(report(&ev), "test-usage-limit-1");
+    assert_eq!(t["status"], "terminated");
+    let total = t["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(
+        total > limit && total < u1.total() + u2.total(),
+        "{total} vs {limit}"
+    );
+}
+
+#[test]
+fn a_spend_cap_stops_launching_and_lets_the_others_finish() {
+    let dir = tempdir();
+    let mut c = orchestrator(dir.path());
+    // b runs about twenty times longer than a takes to hit the cap, so c's slot can only
+    // come from a, whose cap is known before its exit frees the slot.
+    c.args(["--simulate", "--json", "-j", "2"])
+        .env("ORCHESTRATOR_SIMULATE_PACE", "0.1")
+        .args(["/a #spend-cap", "/b #secs=20", "/c"]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    let r = report(&ev);
+    assert_eq!(instance(r, "a-spend-cap")["status"], "failed");
+    assert_eq!(
+        instance(r, "b-secs-20")["status"],
+        "completed",
+        "not terminated"
+    );
+    let c = instance(r, "c");
+    assert_eq!(c["status"], "failed");
+    assert!(c["reason"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("not started: organisation spend cap reached")));
+    assert!(of(&ev, "launches_stopped")[0]["reason"]
+        .as_str()
+        .is_some_and(|s| s.contains("enforced_spend_limit_reached")));
+}
