@@ -70,18 +70,6 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Ok(plan) => plan,
         Err(e) => return usage_error(&e.to_string()),
     };
-    // Parsed and validated, but the run loop does not act on them yet: refuse rather
-    // than silently ignore them.
-    for (set, flag) in [
-        (plan.options.retries > 0, "--retries"),
-        (plan.options.fail_fast, "--fail-fast"),
-    ] {
-        if set {
-            return usage_error(&format!(
-                "{flag} is not supported by this build yet; run without it"
-            ));
-        }
-    }
     let pricing = match &plan.options.pricing_file {
         Some(path) => match config::load_pricing(path) {
             Ok(p) => p,

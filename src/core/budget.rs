@@ -393,6 +393,9 @@ struct Inst {
     est_cost: i128,
     used_tokens: u64,
     used_cost: Usd,
+    /// What it had used when it was last restarted from scratch (`--retries`): a new
+    /// attempt reserves its whole estimate again.
+    used_before: (i128, i128),
     /// Indices into `Ledger::budgets`, in the ledger's order.
     budgets: Vec<usize>,
 }
@@ -412,9 +415,13 @@ impl Inst {
         }
     }
 
-    /// max(estimate − use, 0).
+    /// max(estimate − use of this attempt, 0).
     fn reservation(&self, unit: Unit) -> i128 {
-        (self.estimate(unit) - self.used(unit)).max(0)
+        let before = match unit {
+            Unit::Tokens => self.used_before.0,
+            Unit::Usd => self.used_before.1,
+        };
+        (self.estimate(unit) - (self.used(unit) - before)).max(0)
     }
 }
 
@@ -424,7 +431,12 @@ struct Budget {
     limit: i128,
     /// Smallest use at which the warn_at warning is due.
     warn_threshold: i128,
+    /// Everything counted toward it: this run's use plus `elsewhere_used`.
     used: i128,
+    /// Part of `used` recorded by other runs (a budget shared through a store).
+    elsewhere_used: i128,
+    /// Reservations other runs hold on it.
+    elsewhere_reserved: i128,
     warned: bool,
     exceeded: bool,
     members: Vec<InstanceId>,
@@ -475,6 +487,8 @@ impl Ledger {
                 limit,
                 warn_threshold: warn_threshold.clamp(0, limit),
                 used: 0,
+                elsewhere_used: 0,
+                elsewhere_reserved: 0,
                 warned: false,
                 exceeded: false,
                 members: Vec::new(),
@@ -550,6 +564,7 @@ impl Ledger {
                 est_cost: i128::from(ib.estimate_cost.0).max(0),
                 used_tokens: 0,
                 used_cost: Usd::ZERO,
+                used_before: (0, 0),
                 budgets: mine,
             });
         }
@@ -602,7 +617,8 @@ impl Ledger {
                 .filter_map(|&m| self.instances.get(m))
                 .filter(|m| m.run == RunState::Running)
                 .map(|m| m.reservation(unit))
-                .sum();
+                .sum::<i128>()
+                .saturating_add(budget.elsewhere_reserved);
             let over_used = budget.used.saturating_add(need) > budget.limit;
             let over_reserved =
                 budget.used.saturating_add(reserved).saturating_add(need) > budget.limit;
@@ -662,59 +678,99 @@ impl Ledger {
         inst.used_tokens = inst.used_tokens.saturating_add(tokens);
         inst.used_cost += cost;
         let mut decisions = Vec::new();
-        for &b in &self.instances[id].budgets {
+        for i in 0..self.instances[id].budgets.len() {
+            let b = self.instances[id].budgets[i];
             let delta = match self.budgets[b].key.unit {
                 Unit::Tokens => i128::from(tokens),
                 Unit::Usd => i128::from(cost.0),
             };
             let budget = &mut self.budgets[b];
             budget.used = budget.used.saturating_add(delta);
-            if delta <= 0 {
-                continue;
-            }
-            let unit = budget.key.unit;
-            let used = Amount::from_raw(unit, budget.used);
-            let limit = Amount::from_raw(unit, budget.limit);
-            if !budget.warned && budget.used >= budget.warn_threshold {
-                budget.warned = true;
-                decisions.push(Decision::Warn(Warning {
-                    budget: budget.key.clone(),
-                    used,
-                    limit,
-                    kind: WarningKind::WarnAt {
-                        percent: self.warn_at_percent,
-                    },
-                }));
-            }
-            if !budget.exceeded && budget.used > budget.limit {
-                budget.exceeded = true;
-                match self.mode {
-                    Mode::Warn => decisions.push(Decision::Warn(Warning {
-                        budget: budget.key.clone(),
-                        used,
-                        limit,
-                        kind: WarningKind::Exceeded,
-                    })),
-                    Mode::Block => {
-                        let budget = &self.budgets[b];
-                        decisions.push(Decision::Terminate {
-                            instances: budget
-                                .members
-                                .iter()
-                                .copied()
-                                .filter(|&m| {
-                                    self.instances.get(m).map(|i| i.run) == Some(RunState::Running)
-                                })
-                                .collect(),
-                            budget: budget.key.clone(),
-                            used,
-                            limit,
-                        });
-                    }
-                }
+            if delta > 0 {
+                self.crossings(b, &mut decisions);
             }
         }
         decisions
+    }
+
+    /// The budget `key` as other runs see it: what they have recorded in it and what
+    /// they hold in reservation (the store's latest figures; each call replaces the
+    /// previous ones). Admission counts both; growth of the use elsewhere crosses
+    /// thresholds like use here, so a limit passed by another run stops this run's
+    /// instances in block mode. An unknown key changes nothing.
+    pub fn set_elsewhere(
+        &mut self,
+        key: &BudgetKey,
+        used: Amount,
+        reserved: Amount,
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        let Some(b) = self.budgets.iter().position(|b| &b.key == key) else {
+            return decisions;
+        };
+        let budget = &mut self.budgets[b];
+        let delta = used.raw() - budget.elsewhere_used;
+        budget.elsewhere_used = used.raw();
+        budget.elsewhere_reserved = reserved.raw().max(0);
+        budget.used = budget.used.saturating_add(delta);
+        if delta > 0 {
+            self.crossings(b, &mut decisions);
+        }
+        decisions
+    }
+
+    /// The warnings and stops due now that budget `b`'s use grew.
+    fn crossings(&mut self, b: usize, decisions: &mut Vec<Decision>) {
+        let budget = &mut self.budgets[b];
+        let unit = budget.key.unit;
+        let used = Amount::from_raw(unit, budget.used);
+        let limit = Amount::from_raw(unit, budget.limit);
+        if !budget.warned && budget.used >= budget.warn_threshold {
+            budget.warned = true;
+            decisions.push(Decision::Warn(Warning {
+                budget: budget.key.clone(),
+                used,
+                limit,
+                kind: WarningKind::WarnAt {
+                    percent: self.warn_at_percent,
+                },
+            }));
+        }
+        if !budget.exceeded && budget.used > budget.limit {
+            budget.exceeded = true;
+            match self.mode {
+                Mode::Warn => decisions.push(Decision::Warn(Warning {
+                    budget: budget.key.clone(),
+                    used,
+                    limit,
+                    kind: WarningKind::Exceeded,
+                })),
+                Mode::Block => {
+                    let budget = &self.budgets[b];
+                    decisions.push(Decision::Terminate {
+                        instances: budget
+                            .members
+                            .iter()
+                            .copied()
+                            .filter(|&m| {
+                                self.instances.get(m).map(|i| i.run) == Some(RunState::Running)
+                            })
+                            .collect(),
+                        budget: budget.key.clone(),
+                        used,
+                        limit,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The instance starts again from scratch (a retry): its next admission reserves
+    /// its whole estimate, on top of the use it keeps.
+    pub fn restart(&mut self, id: InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.used_before = (i128::from(inst.used_tokens), i128::from(inst.used_cost.0));
+        }
     }
 
     /// The instance has ended (any way): its reservations are released; its use stays.
@@ -736,7 +792,8 @@ impl Ledger {
                 let reserved: i128 = members()
                     .filter(|m| m.run == RunState::Running)
                     .map(|m| m.reservation(unit))
-                    .sum();
+                    .sum::<i128>()
+                    .saturating_add(b.elsewhere_reserved);
                 let planned: i128 = members().map(|m| m.estimate(unit)).sum();
                 BudgetStatus {
                     key: b.key.clone(),
@@ -808,9 +865,21 @@ impl Ledger {
 }
 
 /// used / limit × 100; a zero limit counts as one base unit so that any use of a zero
-/// budget reads as far over, never as a division by zero.
+/// budget reads as far over, never as a division by zero. The one percentage of the
+/// crate: renderers only round it.
 fn percent_of(used: i128, limit: i128) -> f64 {
     used as f64 * 100.0 / limit.max(1) as f64
+}
+
+impl Amount {
+    /// `self` as a percentage of `limit` (see [`percent_of`]); amounts of different
+    /// units are not comparable and give 0.
+    pub fn percent_of(self, limit: Amount) -> f64 {
+        if self.unit() != limit.unit() {
+            return 0.0;
+        }
+        percent_of(self.raw(), limit.raw())
+    }
 }
 
 #[cfg(test)]
@@ -1775,5 +1844,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn use_elsewhere_counts_toward_admission_and_blocks() {
+        let mut c = cfg(Mode::Block);
+        c.overall_tokens = Some(5000);
+        let mut l = Ledger::new(
+            &c,
+            vec![InstanceBudget::default(); 2]
+                .into_iter()
+                .map(|mut b| {
+                    b.estimate_tokens = 1000;
+                    b
+                })
+                .collect(),
+        );
+        let key = overall(Unit::Tokens);
+        // Other runs used 4500: 500 left, an estimate of 1000 can never fit.
+        assert!(
+            l.set_elsewhere(&key, Amount::Tokens(4500), Amount::Tokens(0))
+                .len()
+                == 1
+        );
+        assert!(matches!(l.admit(0), Admission::Block { .. }));
+        let st = &l.budgets()[0];
+        assert_eq!(st.used, Amount::Tokens(4500));
+    }
+
+    #[test]
+    fn reservations_elsewhere_make_an_instance_wait_not_block() {
+        let mut c = cfg(Mode::Block);
+        c.overall_tokens = Some(5000);
+        let est = |e| InstanceBudget {
+            estimate_tokens: e,
+            ..InstanceBudget::default()
+        };
+        let mut l = Ledger::new(&c, vec![est(1000)]);
+        let key = overall(Unit::Tokens);
+        l.set_elsewhere(&key, Amount::Tokens(1000), Amount::Tokens(3500));
+        assert_eq!(
+            l.admit(0),
+            Admission::Wait {
+                budget: key.clone()
+            }
+        );
+        assert_eq!(l.budgets()[0].reserved, Amount::Tokens(3500));
+        // The other runs finish: their holds go, their use stays.
+        l.set_elsewhere(&key, Amount::Tokens(3000), Amount::Tokens(0));
+        assert!(matches!(l.admit(0), Admission::Admit { .. }));
+    }
+
+    #[test]
+    fn a_limit_passed_elsewhere_terminates_this_runs_members_once() {
+        let mut c = cfg(Mode::Block);
+        c.overall_tokens = Some(5000);
+        let est = InstanceBudget {
+            estimate_tokens: 100,
+            ..InstanceBudget::default()
+        };
+        let mut l = Ledger::new(&c, vec![est.clone(), est]);
+        let key = overall(Unit::Tokens);
+        assert!(matches!(l.admit(0), Admission::Admit { .. }));
+        assert!(matches!(l.admit(1), Admission::Admit { .. }));
+        l.record(0, 1000, Usd::ZERO);
+        let d = l.set_elsewhere(&key, Amount::Tokens(4100), Amount::Tokens(0));
+        assert!(
+            d.iter().any(
+                |d| matches!(d, Decision::Terminate { instances, .. } if *instances == vec![0, 1])
+            ),
+            "{d:?}"
+        );
+        // Replacing the figures does not count them twice, nor stop anyone again.
+        assert!(l
+            .set_elsewhere(&key, Amount::Tokens(4200), Amount::Tokens(0))
+            .is_empty());
+        assert_eq!(l.budgets()[0].used, Amount::Tokens(5200));
+        // Unknown keys change nothing.
+        let other = BudgetKey {
+            scope: Scope::Command("/x".into()),
+            unit: Unit::Tokens,
+        };
+        assert!(l
+            .set_elsewhere(&other, Amount::Tokens(1), Amount::Tokens(1))
+            .is_empty());
     }
 }

@@ -177,6 +177,14 @@ impl EventSink {
                     }),
                 );
             }
+            RunEvent::InstanceRetrying {
+                id,
+                attempt,
+                reason,
+            } => self.emit(
+                "instance_retrying",
+                json!({"name": name(*id), "attempt": attempt, "reason": reason}),
+            ),
             RunEvent::LaunchesResumed { reason } => {
                 self.emit("launches_resumed", json!({"reason": reason}))
             }
@@ -397,15 +405,7 @@ fn duration_ms(d: Duration) -> u64 {
 
 /// used / limit × 100, rounded to one decimal (not capped).
 fn percent(used: Amount, limit: Amount) -> f64 {
-    let (u, l) = match (used, limit) {
-        (Amount::Tokens(u), Amount::Tokens(l)) => (u as f64, l as f64),
-        (Amount::Usd(u), Amount::Usd(l)) => (u.0 as f64, l.0 as f64),
-        _ => return 0.0,
-    };
-    if l <= 0.0 {
-        return 0.0;
-    }
-    (u / l * 1000.0).round() / 10.0
+    (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
 /// The budgets a plan sets, as `run_started` lists them.

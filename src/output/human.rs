@@ -79,6 +79,13 @@ impl Console {
                 let secs = until.saturating_duration_since(now).as_secs_f64();
                 self.warn(&format!("launches paused {secs:.0}s: {reason}"));
             }
+            RunEvent::InstanceRetrying {
+                id,
+                attempt,
+                reason,
+            } => {
+                self.warn(&format!("{}: {reason}; attempt {attempt}", name(*id)));
+            }
             RunEvent::LaunchesResumed { reason } => {
                 self.line(&format!("launches resumed ({reason})"));
             }

@@ -78,6 +78,11 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
         RunEvent::Interrupted { which, second } => {
             tracing::info!(signal = which.describe(), second, "interrupted")
         }
+        RunEvent::InstanceRetrying {
+            id,
+            attempt,
+            reason,
+        } => tracing::info!(instance = %name(*id), attempt, %reason, "retrying"),
         RunEvent::LaunchesPaused { reason, .. } => {
             tracing::info!(%reason, "admission: launches paused")
         }

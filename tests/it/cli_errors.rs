@@ -136,14 +136,6 @@ const CASES: &[Case] = &[
         &["--generate-example nope", "--list-examples"],
     ),
     flag(&["--profile", "ci", "/x"], &["--profile ci", "--config"]),
-    flag(
-        &["--retries", "2", "/x"],
-        &["--retries", "not supported by this build yet"],
-    ),
-    flag(
-        &["--fail-fast", "/x"],
-        &["--fail-fast", "not supported by this build yet"],
-    ),
     flag(&["--retries", "101", "/x"], &["--retries", "0 to 100"]),
     flag(
         &["--rerun-failed", "nope.json", "/x"],

@@ -5,6 +5,7 @@
 mod common;
 
 mod accounting_fixtures;
+mod batch;
 mod cli;
 mod cli_errors;
 mod faults;

@@ -1107,3 +1107,119 @@ fn a_spend_cap_stops_launching_but_terminates_nothing() {
     s.complete(1);
     assert_eq!(s.run.outcome().exit, ExitCode::Failed);
 }
+
+// ------------------------------------------------------------------ retries, fail-fast
+
+fn retrying(events_of: &[Effect]) -> Vec<(InstanceId, u32)> {
+    events(events_of)
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::InstanceRetrying { id, attempt, .. } => Some((id, attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_instance_is_retried_up_to_n_times_and_spends_add_up() {
+    let mut p = plan(&["a"]);
+    p.options.retries = 2;
+    let mut s = Sim::new(p);
+    s.start();
+    s.usage(0, 100);
+    let fx = s.exit_with(0, 1, None);
+    assert_eq!(retrying(&fx), vec![(0, 2)]);
+    assert_eq!(spawns(&fx), vec![0], "relaunched at once");
+    assert!(finished(&fx).is_empty());
+    // The new attempt's tracker counts from zero; the instance keeps both.
+    s.run.instances[0].progress.usage = crate::core::usage::Usage::default();
+    let observed = Observed {
+        line: Observation {
+            tokens_delta: 50,
+            ..Observation::default()
+        },
+        progress: Progress {
+            usage: crate::core::usage::Usage::new(0, 50, 0, 0),
+            ..Progress::default()
+        },
+    };
+    let _ = s.input(Input::Observed { id: 0, observed });
+    assert_eq!(s.run.instances[0].progress.usage.total(), 150);
+    let fx = s.exit_with(0, 1, None);
+    assert_eq!(retrying(&fx), vec![(0, 3)]);
+    let fx = s.exit_with(0, 1, None);
+    assert!(retrying(&fx).is_empty(), "no third retry");
+    assert_eq!(finished(&fx), vec![0]);
+    assert_eq!(s.status(0), Status::Failed);
+}
+
+#[test]
+fn timeouts_are_retried_but_budget_stops_never() {
+    let mut p = plan(&["slow", "big"]);
+    p.options.retries = 1;
+    p.budgets.mode = Mode::Block;
+    p.instances[0].timeout = Some(Duration::from_secs(1));
+    p.instances[1].max_tokens = Some(100);
+    let mut s = Sim::new(p);
+    s.start();
+    s.at(1.0);
+    let fx = s.exit_with(0, 143, None);
+    assert_eq!(retrying(&fx), vec![(0, 2)]);
+    s.usage(1, 500);
+    let fx = s.exit_with(1, 143, None);
+    assert!(retrying(&fx).is_empty());
+    assert_eq!(s.status(1), Status::Terminated);
+}
+
+#[test]
+fn a_retry_waits_for_budget_headroom_like_any_launch() {
+    let mut p = plan(&["a", "b"]);
+    p.options.retries = 1;
+    p.budgets.mode = Mode::Block;
+    p.budgets.overall_tokens = Some(2500);
+    let mut s = Sim::new(p);
+    s.start();
+    s.usage(0, 600);
+    // a failed having used 600; b still holds 1000: a's full estimate (1000) again
+    // does not fit next to 600 used + b's 1000.
+    let fx = s.exit_with(0, 1, None);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.status(0), Status::Waiting);
+    let fx = s.complete(1);
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn fail_fast_launches_nothing_after_the_first_failure() {
+    let mut p = plan(&["a", "b", "c"]);
+    p.options.max_parallel = 2;
+    p.options.fail_fast = true;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.exit_with(0, 1, None);
+    assert!(spawns(&fx).is_empty());
+    assert!(has(
+        &fx,
+        |e| matches!(e, RunEvent::LaunchesStopped { reason } if reason == "--fail-fast after a failed")
+    ));
+    assert_eq!(s.status(2), Status::Interrupted);
+    assert_eq!(s.reason(2), "not started: --fail-fast after a failed");
+    assert_eq!(s.status(1), Status::Running, "what runs goes on");
+    s.complete(1);
+    assert_eq!(s.run.outcome().exit, ExitCode::Failed);
+}
+
+#[test]
+fn fail_fast_waits_for_retries_to_run_out() {
+    let mut p = plan(&["a", "b"]);
+    p.options.max_parallel = 1;
+    p.options.fail_fast = true;
+    p.options.retries = 1;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.exit_with(0, 1, None);
+    assert_eq!(retrying(&fx), vec![(0, 2)]);
+    s.complete(0);
+    assert_eq!(s.status(0), Status::Completed);
+    assert_eq!(s.status(1), Status::Running);
+}

@@ -249,6 +249,8 @@ pub struct Instance {
     pub limited: Option<Option<i64>>,
     /// Start the next process with `--resume` of this session.
     pub resume: Option<String>,
+    /// Attempts made after the first (`--retries`).
+    pub retried: u32,
 }
 
 impl Instance {
@@ -264,6 +266,7 @@ impl Instance {
             base: Progress::default(),
             limited: None,
             resume: None,
+            retried: 0,
         }
     }
 
@@ -371,6 +374,13 @@ pub enum RunEvent {
     LaunchesStopped {
         reason: String,
     },
+    /// `--retries`: the instance failed (`reason`) and is queued to run again from
+    /// scratch; `attempt` counts from 2.
+    InstanceRetrying {
+        id: InstanceId,
+        attempt: u32,
+        reason: String,
+    },
     /// Fleet backoff changed how many instances may run at once (`None`: as configured).
     Parallelism {
         limit: Option<usize>,
@@ -384,92 +394,6 @@ pub enum RunEvent {
 pub struct Outcome {
     pub exit: ExitCode,
     pub reason: String,
-}
-
-/// When launches may happen: `--start-at`, `--startup-delay` spacing, `--max-parallel`.
-/// Budget admission is the ledger's.
-#[derive(Debug, Clone)]
-struct LaunchGate {
-    next_launch_at: Instant,
-    spacing: Duration,
-    max_parallel: usize,
-    /// Fleet backoff: at most this many at once while the API pushes back.
-    limit: Option<usize>,
-    /// The last backoff signal, and the last change of `limit`.
-    last_backoff: Option<Instant>,
-    last_change: Option<Instant>,
-    /// Launches paused until then (429/529 retry delays).
-    pause: Option<(Instant, PauseReason)>,
-    /// Launches held until the usage limit resets (its Unix time when known).
-    hold: Option<(Instant, Option<i64>)>,
-    /// Nothing more launches (spend cap, usage limit with `stop`).
-    stopped: Option<String>,
-    /// How long the fleet must see no 429/529 before parallelism goes up one step; also
-    /// the shortest time between two halvings (`--backoff-quiet`).
-    quiet: Duration,
-}
-
-/// A usage limit whose reset time Claude did not give is tried again this often.
-pub const PROBE: Duration = Duration::from_secs(300);
-/// Resuming waits this long past a reset, so the first call is not early.
-pub const RESET_MARGIN: Duration = Duration::from_secs(2);
-
-impl LaunchGate {
-    /// How many may run at once now; 0 = no limit.
-    fn allowed(&self) -> usize {
-        match (self.limit, self.max_parallel) {
-            (Some(l), 0) => l,
-            (Some(l), m) => l.min(m),
-            (None, m) => m,
-        }
-    }
-
-    /// `Ok` if a launch may happen now; else what it waits for.
-    fn check(&self, now: Instant, running: usize) -> Result<(), GateWait> {
-        if let Some((until, resets_at)) = self.hold {
-            return Err(GateWait::Hold(until, WaitReason::UsageLimit { resets_at }));
-        }
-        if let Some((until, reason)) = &self.pause {
-            if now < *until {
-                return Err(GateWait::Hold(*until, WaitReason::Backoff(reason.clone())));
-            }
-        }
-        if now < self.next_launch_at {
-            return Err(GateWait::Until(self.next_launch_at));
-        }
-        let allowed = self.allowed();
-        if allowed != 0 && running >= allowed {
-            return Err(GateWait::Slot(allowed));
-        }
-        Ok(())
-    }
-
-    fn launched(&mut self, now: Instant) {
-        self.next_launch_at = now + self.spacing;
-    }
-
-    /// When the gate itself needs a tick: a pause or hold ending, a restore step.
-    fn next_wake(&self) -> Option<Instant> {
-        let restore = self
-            .limit
-            .and(self.last_backoff.max(self.last_change))
-            .map(|t| t + self.quiet);
-        [
-            self.pause.as_ref().map(|p| p.0),
-            self.hold.map(|h| h.0),
-            restore,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
-enum GateWait {
-    Until(Instant),
-    /// Paused or held until then: queued instances show why.
-    Hold(Instant, WaitReason),
-    Slot(usize),
 }
 
 pub struct RunState {
@@ -500,18 +424,7 @@ impl RunState {
     /// and reservations from elsewhere).
     pub fn new(plan: Plan, ledger: Ledger, now: Instant) -> RunState {
         let n = plan.instances.len();
-        let gate = LaunchGate {
-            next_launch_at: now,
-            spacing: plan.options.startup_delay,
-            max_parallel: plan.options.max_parallel,
-            limit: None,
-            last_backoff: None,
-            last_change: None,
-            pause: None,
-            hold: None,
-            stopped: None,
-            quiet: plan.options.backoff_quiet,
-        };
+        let gate = LaunchGate::new(&plan.options, now);
         RunState {
             plan,
             ledger,
@@ -607,7 +520,8 @@ impl RunState {
             }
             Input::Tick => {
                 self.fire_timers(now, &mut fx);
-                self.gate_timers(now, &mut fx);
+                let n = self.instances.len();
+                fx.extend(self.gate.tick(now, n).into_iter().map(Effect::Emit));
             }
             Input::Spawned { id, pid, argv } => {
                 fx.push(Effect::Emit(RunEvent::InstanceStarted { id, pid, argv }));
@@ -762,6 +676,23 @@ impl RunState {
             return;
         }
         let (status, reason) = classify(stop.as_ref(), inst, e.error.as_deref());
+        let failed = matches!(status, Status::Failed | Status::TimedOut);
+        let may_retry = self.interrupt.is_none() && self.gate.stopped.is_none();
+        if failed && may_retry && inst.retried < self.plan.options.retries {
+            inst.retried += 1;
+            inst.base = inst.progress.clone();
+            inst.resume = None;
+            inst.phase = Phase::Queued;
+            self.ledger.restart(id);
+            let pos = self.queue.partition_point(|&q| q < id);
+            self.queue.insert(pos, id);
+            fx.push(Effect::Emit(RunEvent::InstanceRetrying {
+                id,
+                attempt: inst.retried + 1,
+                reason: reason.unwrap_or_default(),
+            }));
+            return;
+        }
         inst.phase = Phase::Done {
             started: Some(started),
             ended: now,
@@ -769,6 +700,10 @@ impl RunState {
             reason,
         };
         fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
+        if failed && self.plan.options.fail_fast {
+            let why = format!("--fail-fast after {} failed", self.name(id));
+            self.stop_launching(why, Status::Interrupted, now, fx);
+        }
     }
 
     fn interrupted(&mut self, which: Interrupt, now: Instant, fx: &mut Vec<Effect>) {
@@ -977,9 +912,7 @@ impl RunState {
         }
     }
 
-    /// Fleet backoff (additive increase, multiplicative decrease): pause launches for
-    /// the retry delay and halve how many may run at once, at most once per quiet
-    /// interval.
+    /// Fleet backoff on a signal from instance `id`.
     fn backoff(
         &mut self,
         id: InstanceId,
@@ -989,84 +922,8 @@ impl RunState {
         fx: &mut Vec<Effect>,
     ) {
         let name = self.name(id).to_string();
-        let g = &mut self.gate;
-        g.last_backoff = Some(now);
-        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
-            let until = now + delay;
-            match &mut g.pause {
-                Some((t, r)) if *t > now => {
-                    *t = (*t).max(until);
-                    if !r.from.contains(&name) {
-                        r.from.push(name.clone());
-                    }
-                }
-                _ => {
-                    let reason = PauseReason {
-                        cause: cause.clone(),
-                        from: vec![name.clone()],
-                    };
-                    fx.push(Effect::Emit(RunEvent::LaunchesPaused {
-                        reason: reason.to_string(),
-                        until,
-                    }));
-                    g.pause = Some((until, reason));
-                }
-            }
-        }
-        if g.last_change.is_some_and(|t| now < t + g.quiet) && g.limit.is_some() {
-            return;
-        }
-        // Halve what is allowed; without a --max-parallel, what is running.
-        let current = match g.allowed() {
-            0 => self.running.max(1),
-            n => n,
-        };
-        let halved = (current / 2).max(1);
-        if g.limit != Some(halved) {
-            g.limit = Some(halved);
-            g.last_change = Some(now);
-            fx.push(Effect::Emit(RunEvent::Parallelism {
-                limit: Some(halved),
-                reason: format!("{cause} from {name}"),
-            }));
-        }
-    }
-
-    /// Pauses ending, holds ending, parallelism coming back one step per quiet interval.
-    fn gate_timers(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let g = &mut self.gate;
-        if let Some((until, reason)) = &g.pause {
-            if *until <= now {
-                fx.push(Effect::Emit(RunEvent::LaunchesResumed {
-                    reason: reason.to_string(),
-                }));
-                g.pause = None;
-            }
-        }
-        if let Some((until, _)) = g.hold {
-            if until <= now {
-                g.hold = None;
-                fx.push(Effect::Emit(RunEvent::LaunchesResumed {
-                    reason: "usage limit reset".into(),
-                }));
-            }
-        }
-        if let Some(limit) = g.limit {
-            let quiet_since = g.last_backoff.max(g.last_change);
-            if quiet_since.is_some_and(|t| now >= t + g.quiet) {
-                let next = limit + 1;
-                let ceiling = match g.max_parallel {
-                    0 => self.instances.len(),
-                    m => m,
-                };
-                g.limit = (next < ceiling).then_some(next);
-                g.last_change = Some(now);
-                fx.push(Effect::Emit(RunEvent::Parallelism {
-                    limit: g.limit,
-                    reason: "no 429/529 for a while".into(),
-                }));
-            }
-        }
+        let events = self.gate.backoff(&name, cause, delay, self.running, now);
+        fx.extend(events.into_iter().map(Effect::Emit));
     }
 
     /// An instance's process ended on the usage limit. With `wait` (and a reset within
@@ -1293,5 +1150,9 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
+mod gate;
 #[cfg(test)]
 mod tests;
+
+use gate::{GateWait, LaunchGate};
+pub use gate::{PROBE, RESET_MARGIN};
