@@ -52,6 +52,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => return clap_exit(e),
     };
     init_tracing(&cli);
+    if cli.list_examples {
+        print!("{}", crate::config::examples::list());
+        return 0;
+    }
+    if let Some(kind) = &cli.generate_example {
+        return match crate::config::examples::example(kind) {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => usage_error(&e),
+        };
+    }
     let cwd = match std::env::current_dir() {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
@@ -191,7 +204,7 @@ fn usage_error(msg: &str) -> i32 {
 
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match (cli.quiet, cli.verbose) {
+    let default = match (cli.effective_quiet(), cli.effective_verbose()) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -218,7 +231,13 @@ fn stderr_styles(choice: ColorChoice) -> Styles {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("CLICOLOR_FORCE").as_deref(),
+        std::env::var_os("TERM").as_deref(),
     )
+    .with_ascii(!crate::output::style::locale_is_utf8(
+        std::env::var_os("LC_ALL").as_deref(),
+        std::env::var_os("LC_CTYPE").as_deref(),
+        std::env::var_os("LANG").as_deref(),
+    ))
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -313,13 +332,13 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
             Err(e) => return usage_error(&format!("--simulate: cannot find this program: {e}")),
         }
     } else {
-        // A bare name is looked up on PATH once; when it is missing each instance fails
-        // with the spawn error, as SPEC section 4 asks.
+        // Checked once, before anything is launched: with claude missing every instance
+        // would fail the same way, so this is a usage error (exit 2), not N failures.
         let p = &plan.options.claude_path;
-        (
-            launch::find_in_path(p).unwrap_or_else(|| p.clone()),
-            Vec::new(),
-        )
+        match launch::find_in_path(p) {
+            Some(found) => (found, Vec::new()),
+            None => return usage_error(&missing_claude(p)),
+        }
     };
     if let Some(dir) = &plan.options.log_dir {
         if let Err(e) = logs::create_dir(dir) {
@@ -350,6 +369,9 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
         plan.options.max_line_length,
     );
     fit_open_file_limit(&mut plan, &mut console);
+    if plan.options.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
+        console = console.without_live();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -409,6 +431,18 @@ fn fit_open_file_limit(plan: &mut Plan, console: &mut Console) {
             }
         ));
     }
+}
+
+/// The one line for a claude that cannot be run: what was looked for and the two ways out.
+fn missing_claude(p: &Path) -> String {
+    let what = if p.components().count() > 1 || p.is_absolute() {
+        format!("{} is not an executable file", p.display())
+    } else {
+        format!("`{}` is not on PATH", p.display())
+    };
+    format!(
+        "cannot run Claude Code: {what}; install it, give its path with --claude-path (or ORCHESTRATOR_CLAUDE_PATH), or try --simulate"
+    )
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS

@@ -198,6 +198,15 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ratio = Amount::ratio(self.used, self.limit);
         match self.kind {
+            // One update can jump past the threshold and the limit at once; then say
+            // so, rather than "passed 80%: … (111%)" right before "exceeded".
+            WarningKind::WarnAt { percent } if self.used.raw() > self.limit.raw() => write!(
+                f,
+                "{} passed {}% and its limit in one step: {ratio} ({:.0}%)",
+                self.budget,
+                format_percent(percent),
+                percent_of(self.used.raw(), self.limit.raw())
+            ),
             WarningKind::WarnAt { percent } => write!(
                 f,
                 "{} passed {}%: {ratio} ({:.0}%)",
@@ -1392,6 +1401,28 @@ mod tests {
         );
         assert_eq!(status(&l, &o).state, BudgetState::Exceeded);
         assert_eq!(status(&l, &o).percent, 150.3);
+    }
+
+    #[test]
+    fn a_warning_past_the_limit_says_so() {
+        let w = |used: u64| {
+            Warning {
+                budget: overall(Unit::Tokens),
+                used: Amount::Tokens(used),
+                limit: Amount::Tokens(5000),
+                kind: WarningKind::WarnAt { percent: 80.0 },
+            }
+            .to_string()
+        };
+        assert_eq!(w(4100), "overall budget passed 80%: 4.1K/5.0K tokens (82%)");
+        assert_eq!(
+            w(5000),
+            "overall budget passed 80%: 5.0K/5.0K tokens (100%)"
+        );
+        assert_eq!(
+            w(5550),
+            "overall budget passed 80% and its limit in one step: 5.6K/5.0K tokens (111%)"
+        );
     }
 
     #[test]

@@ -387,9 +387,9 @@ impl EventSink {
         }
         let st = self.usage_state.entry(name.to_string()).or_default();
         st.pending_delta = st.pending_delta.saturating_add(delta);
-        let due = st.last_sent.map_or(true, |last| {
-            now.saturating_duration_since(last) >= USAGE_EVERY
-        });
+        let due = st
+            .last_sent
+            .is_none_or(|last| now.saturating_duration_since(last) >= USAGE_EVERY);
         if !due {
             st.pending = Some((*usage, cost));
             return;
@@ -451,6 +451,66 @@ impl EventSink {
             });
             self.emit("budget_exceeded", body);
         }
+    }
+
+    /// The `status` event, every `--status-report-interval`: progress, totals, each
+    /// budget's use and forecast (burn rate per minute, time until it runs out) and the
+    /// run's ETA. Forecasts are `null` until there is evidence (see `report::forecast`).
+    pub fn status(
+        &mut self,
+        ledger: &crate::core::budget::Ledger,
+        s: &crate::output::report::Snapshot<'_>,
+    ) {
+        use crate::output::report::{self, forecast};
+        if !self.json {
+            return;
+        }
+        let mut counts = serde_json::Map::new();
+        for i in &s.instances {
+            let n = counts
+                .entry(i.status.as_str().to_string())
+                .or_insert(json!(0));
+            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        }
+        let as_f64 = |a: Amount| match a {
+            Amount::Tokens(t) => t as f64,
+            Amount::Usd(u) => u.as_dollars(),
+        };
+        let budgets: Vec<Value> = ledger
+            .budgets()
+            .iter()
+            .map(|b| {
+                let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
+                v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
+                v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
+                v["percent"] = json!(percent(b.used, b.limit));
+                v["state"] = json!(b.state.as_str());
+                let burn = forecast::burn(as_f64(b.used), as_f64(b.limit), s.elapsed);
+                v["per_minute"] = match (burn, b.limit) {
+                    (Some(f), Amount::Tokens(_)) => json!(f.per_minute.round() as u64),
+                    (Some(f), Amount::Usd(_)) => {
+                        json!(Usd::from_dollars(f.per_minute).as_dollars())
+                    }
+                    (None, _) => Value::Null,
+                };
+                v["runs_out_in_ms"] = match burn.and_then(|f| f.runs_out_in) {
+                    Some(d) => json!(duration_ms(d)),
+                    None => Value::Null,
+                };
+                v
+            })
+            .collect();
+        let done = s.instances.iter().filter(|i| i.status.is_final()).count();
+        let body = json!({
+            "elapsed_ms": duration_ms(s.elapsed),
+            "done": done,
+            "total": s.instances.len(),
+            "counts": counts,
+            "eta_ms": report::run_eta(s).map(duration_ms),
+            "totals": usage_json(&s.totals, s.total_cost),
+            "budgets": budgets,
+        });
+        self.emit("status", body);
     }
 
     /// The `run_finished` object at `now` (also the `--report` file).

@@ -115,6 +115,16 @@ impl Dispatcher {
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tick.reset();
+        // Live view (terminal only): a fast refresh whose first tick draws at once, and a
+        // redraw on SIGWINCH. The console decides what each tick draws.
+        let live = self.outputs.console.is_live() && !interval.is_zero();
+        let mut live_tick = tokio::time::interval(crate::output::terminal::LIVE_REFRESH);
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sigwinch = if live {
+            signal(SignalKind::window_change()).ok()
+        } else {
+            None
+        };
 
         let delay = match self.state.plan.options.start_at {
             Some(at) => (at - chrono::Local::now()).to_std().unwrap_or_default(),
@@ -138,6 +148,12 @@ impl Dispatcher {
                 _ = tick.tick(), if !interval.is_zero() => {
                     self.mark_stopped();
                     self.outputs.status(&self.state, Instant::now());
+                }
+                _ = live_tick.tick(), if live => {
+                    self.outputs.live_tick(&self.state, Instant::now(), false);
+                }
+                _ = recv_signal(&mut sigwinch) => {
+                    self.outputs.live_tick(&self.state, Instant::now(), true);
                 }
             }
         }

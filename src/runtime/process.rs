@@ -1235,7 +1235,7 @@ mod tests {
             .to_string()
             .into_bytes();
         data.push(b'\n');
-        data.extend(std::iter::repeat(b'a').take(2 * LINE_CAP));
+        data.extend(std::iter::repeat_n(b'a', 2 * LINE_CAP));
         data.extend_from_slice(b"\nsmall\n");
         let mut r = LineReader::new(Chunked {
             data,

@@ -16,4 +16,5 @@ mod process_faults;
 mod rate_limits;
 mod real_claude;
 mod run;
+mod screen;
 mod scripting;
