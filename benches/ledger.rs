@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
     // Overall budget one token short of its limit; the next delta crosses it.
     let limit = 10_000_000;
     let mut at_limit = ledger(limit, INSTANCES);
-    black_box(at_limit.record(0, limit, Usd(1)));
+    black_box(at_limit.record(0, limit as i64, Usd(1)));
     g.bench_function("record_crossing", |b| {
         b.iter_batched_ref(
             || at_limit.clone(),

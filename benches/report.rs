@@ -68,6 +68,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
                 activity: Some(&t.activities[i]),
                 result: (status == Status::Completed).then_some(t.results[i].as_str()),
                 reason: (status == Status::Failed).then(|| "claude exited with code 1".to_string()),
+                ended_ago: status.is_final().then(|| Duration::from_millis(n)),
             }
         })
         .collect();
@@ -106,6 +107,7 @@ fn snapshot(t: &Texts) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: true,
+        starts_in: None,
         launches: None,
     }
 }

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _LOG_LOCK = threading.Lock()
 _ERROR_LOCK = threading.Lock()
+_SSE_ERROR_LOCK = threading.Lock()
 _COUNTER = itertools.count(1)
 
 
@@ -70,6 +71,24 @@ def parse_args(argv):
     a("--retry-after", default=env_default("retry-after", "0"), help="retry-after header value on injected errors ('' = none)")
     a("--ratelimit-headers", default=env_default("ratelimit-headers", ""),
       help="add anthropic-ratelimit-unified-* headers: 'allowed', 'warning' or 'rejected'")
+    a("--sse-error-count", type=int, default=int(env_default("sse-error-count", "0")),
+      help="the first N streamed main calls (server-wide) fail mid-stream: message_start, one text block, then an "
+           "SSE `error` event (overloaded_error) and the end of the stream. Claude Code then re-issues the call "
+           "without streaming")
+    a("--web-search", type=int, default=int(env_default("web-search", "0")),
+      help="usage.server_tool_use.web_search_requests per main call (Claude Code adds $0.01 each)")
+    a("--speed", default=env_default("speed", ""), help="usage.speed per main call, e.g. 'fast' ('' = leave it out)")
+    a("--delta-input-tokens", type=int, default=int(env_default("delta-input-tokens", "-1")),
+      help="input_tokens in message_delta.usage (-1 = leave it out); Claude Code takes a value above 0 instead of "
+           "message_start's")
+    a("--subagent-model", default=env_default("subagent-model", ""),
+      help="for --tool Task/Agent: the `model` the subagent is asked to run on (e.g. haiku)")
+    a("--subagent-usage", default=env_default("subagent-usage", ""),
+      help="in,out,cache_write,cache_read for calls made by a subagent (requests that do not offer --tool); "
+           "default: the main call usage")
+    a("--subagent-turns", type=int, default=int(env_default("subagent-turns", "1")),
+      help="responses per subagent conversation (the first N-1 call Bash 'echo sub'); a subagent request is "
+           "one whose first user message is the --tool-command prompt")
     a("--log", default=env_default("log", None), help="append one JSON line per request here (default: stderr)")
     a("--log-bodies", action="store_true", default=env_default("log-bodies", "") == "1",
       help="log the full request body (large: system prompt and tools)")
@@ -97,9 +116,18 @@ def side_usage():
             "cache_creation_input_tokens": parts[2], "cache_read_input_tokens": parts[3]}
 
 
-def main_usage():
+def main_usage(subagent=False):
     u = {"input_tokens": ARGS.input_tokens, "output_tokens": ARGS.output_tokens,
          "cache_creation_input_tokens": ARGS.cache_creation, "cache_read_input_tokens": ARGS.cache_read}
+    if subagent and ARGS.subagent_usage:
+        parts = [int(x) for x in ARGS.subagent_usage.split(",")] + [0, 0, 0, 0]
+        u = {"input_tokens": parts[0], "output_tokens": parts[1],
+             "cache_creation_input_tokens": parts[2], "cache_read_input_tokens": parts[3]}
+        return u
+    if ARGS.web_search:
+        u["server_tool_use"] = {"web_search_requests": ARGS.web_search, "web_fetch_requests": 0}
+    if ARGS.speed:
+        u["speed"] = ARGS.speed
     if ARGS.cache_1h:
         u["cache_creation"] = {"ephemeral_5m_input_tokens": max(0, ARGS.cache_creation - ARGS.cache_1h),
                                "ephemeral_1h_input_tokens": ARGS.cache_1h}
@@ -120,6 +148,19 @@ def last_user_text(msgs):
     return ""
 
 
+def is_subagent(msgs):
+    """A Task/Agent subagent's conversation starts with the prompt we gave it."""
+    if ARGS.tool not in ("Task", "Agent"):
+        return False
+    for m in msgs:
+        if m.get("role") != "user":
+            continue
+        c = m.get("content")
+        texts = [c] if isinstance(c, str) else [b.get("text", "") for b in c or [] if isinstance(b, dict)]
+        return any(t.strip() == ARGS.tool_command for t in texts)
+    return False
+
+
 def tool_input(turn):
     cmd = ARGS.tool_command.replace("{turn}", str(turn))
     if ARGS.tool == "Bash":
@@ -129,7 +170,10 @@ def tool_input(turn):
     if ARGS.tool == "Glob":
         return {"pattern": cmd}
     if ARGS.tool in ("Task", "Agent"):
-        return {"description": "fake subagent", "prompt": cmd, "subagent_type": "general-purpose"}
+        inp = {"description": "fake subagent", "prompt": cmd, "subagent_type": "general-purpose"}
+        if ARGS.subagent_model:
+            inp["model"] = ARGS.subagent_model
+        return inp
     return {"command": cmd}
 
 
@@ -188,7 +232,7 @@ class Handler(BaseHTTPRequestHandler):
         stream = bool(body.get("stream"))
         has_tools = bool(body.get("tools"))
         model = ARGS.model or body.get("model") or "claude-sonnet-4-5"
-        main = stream and has_tools
+        main = has_tools  # the non-streaming fallback after a failed stream offers tools too
         turn = 1 + sum(1 for m in msgs if m.get("role") == "assistant")
         rec = {"method": "POST", "path": self.path, "kind": "main" if main else "side", "stream": stream,
                "req_model": body.get("model"), "turn": turn, "user_text": last_user_text(msgs)[:200],
@@ -213,21 +257,37 @@ class Handler(BaseHTTPRequestHandler):
         if main:
             # A request that does not offer our tool (e.g. a subagent without Task) just ends.
             offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-            final = turn >= ARGS.turns or ARGS.tool not in offered
+            sub = is_subagent(msgs)
+            if sub:
+                final = turn >= ARGS.subagent_turns or "Bash" not in offered
+            else:
+                final = turn >= ARGS.turns or ARGS.tool not in offered
             text = ARGS.text.replace("{turn}", str(turn)).replace("{turns}", str(ARGS.turns))
             content = [{"type": "text", "text": text}]
-            if not final:
+            if not final and sub:
+                content.append({"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:20], "name": "Bash",
+                                "input": {"command": "echo sub", "description": "fake subagent tool call"}})
+            elif not final:
                 content.append({"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:20], "name": ARGS.tool,
                                 "input": tool_input(turn)})
-            usage = main_usage()
+            usage = main_usage(subagent=sub)
         else:
             final = True
             content = [{"type": "text", "text": "fake side answer"}]
             usage = side_usage()
         msg_id = "msg_" + uuid.uuid4().hex[:24]
         stop_reason = "end_turn" if final else "tool_use"
+        fail = False
+        if main and ARGS.sse_error_count > 0:
+            with _SSE_ERROR_LOCK:
+                fail = ARGS.sse_error_count > 0
+                if fail:
+                    ARGS.sse_error_count -= 1
+        if fail:
+            rec = {"note": "failing this stream mid-way", "msg_id": msg_id}
+            log(rec)
         if stream:
-            self.sse(msg_id, model, content, usage, stop_reason)
+            self.sse(msg_id, model, content, usage, stop_reason, fail=fail)
         else:
             self._json(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": content,
                              "stop_reason": stop_reason, "stop_sequence": None, "usage": usage},
@@ -260,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
             extra.append(("retry-after", ARGS.retry_after))
         self._json(status, {"type": "error", "error": {"type": kind, "message": "fake %s" % kind}}, extra)
 
-    def sse(self, msg_id, model, content, usage, stop_reason):
+    def sse(self, msg_id, model, content, usage, stop_reason, fail=False):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -284,6 +344,16 @@ class Handler(BaseHTTPRequestHandler):
                 "stop_reason": None, "stop_sequence": None, "usage": start_usage}})
             send("ping", {"type": "ping"})
             steps = max(1, ARGS.output_steps)
+            if fail:
+                send("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "text", "text": ""}})
+                send("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta", "text": "partial "}})
+                send("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                self.close_connection = True
+                return
             for i, block in enumerate(content):
                 if block["type"] == "text":
                     send("content_block_start", {"type": "content_block_start", "index": i,
@@ -301,6 +371,8 @@ class Handler(BaseHTTPRequestHandler):
                 du = {"output_tokens": out}
                 if ARGS.delta_full_usage:
                     du = dict(usage, output_tokens=out)
+                if ARGS.delta_input_tokens >= 0:
+                    du["input_tokens"] = ARGS.delta_input_tokens
                 last = k == steps
                 send("message_delta", {"type": "message_delta",
                                        "delta": {"stop_reason": stop_reason if last else None, "stop_sequence": None},

@@ -16,7 +16,7 @@ use crate::output::terminal::Console;
 use crate::output::Outputs;
 use crate::runtime::dispatcher::Dispatcher;
 use crate::runtime::recorder::{self, Recorder};
-use crate::runtime::{launch, logs, process};
+use crate::runtime::{launch, limits, logs, process, watchdog};
 use crate::simulate;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, HistoryKey, RunEnd, StoreError, UsageStore};
@@ -39,6 +39,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         let mut out = std::io::stdout().lock();
         return simulate::run(&args[2..], &mut out, simulate::pace_from_env());
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::runtime::watchdog::SUBCOMMAND)
+    {
+        return crate::runtime::watchdog::run(&args[2..]);
+    }
     if let Some(helper) = cli::parse_helper(&args) {
         return match helper {
             Ok(h) => run_helper(h),
@@ -50,6 +56,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Err(e) => return clap_exit(e),
     };
     init_tracing(&cli);
+    if cli.list_examples {
+        print!("{}", crate::config::examples::list());
+        return 0;
+    }
+    if let Some(kind) = &cli.generate_example {
+        return match crate::config::examples::example(kind) {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => usage_error(&e),
+        };
+    }
     let cwd = match std::env::current_dir() {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
@@ -398,6 +417,7 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
             tty,
             std::env::var_os("NO_COLOR").as_deref(),
             std::env::var_os("CLICOLOR_FORCE").as_deref(),
+            std::env::var_os("TERM").as_deref(),
         );
         report::render_table(&groups, args.by, &styles, tty, now_ms, stale_ms)
     };
@@ -422,6 +442,20 @@ fn check_outputs(plan: &Plan) -> Result<(), String> {
                 "--report {shown}: is a directory; give a file path"
             ));
         }
+        // An existing special file (/dev/null, /dev/stdout, a FIFO) is written in place,
+        // never replaced: it must be writable itself, its directory need not be.
+        if let Ok(meta) = std::fs::metadata(report) {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_socket() {
+                return Err(format!("--report {shown}: is a socket; give a file path"));
+            }
+            if !meta.is_file() {
+                if !writable(report) {
+                    return Err(format!("--report {shown}: is not writable"));
+                }
+                return check_log_dir(plan);
+            }
+        }
         let parent = report
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -439,6 +473,10 @@ fn check_outputs(plan: &Plan) -> Result<(), String> {
             ));
         }
     }
+    check_log_dir(plan)
+}
+
+fn check_log_dir(plan: &Plan) -> Result<(), String> {
     if let Some(dir) = &plan.options.log_dir {
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
@@ -446,6 +484,7 @@ fn check_outputs(plan: &Plan) -> Result<(), String> {
                 dir.display()
             ));
         }
+        logs::check_dir(dir)?;
     }
     Ok(())
 }
@@ -481,7 +520,7 @@ fn usage_error(msg: &str) -> i32 {
 
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = match (cli.quiet, cli.verbose) {
+    let default = match (cli.effective_quiet(), cli.effective_verbose()) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -508,7 +547,13 @@ fn stderr_styles(choice: ColorChoice) -> Styles {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("CLICOLOR_FORCE").as_deref(),
+        std::env::var_os("TERM").as_deref(),
     )
+    .with_ascii(!crate::output::style::locale_is_utf8(
+        std::env::var_os("LC_ALL").as_deref(),
+        std::env::var_os("LC_CTYPE").as_deref(),
+        std::env::var_os("LANG").as_deref(),
+    ))
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -581,7 +626,9 @@ fn dry_run(plan: &Plan, ledger: Ledger) -> i32 {
     if plan.options.json {
         let _ = writeln!(out, "{}", result.json);
     } else {
-        let _ = out.write_all(result.text.as_bytes());
+        // Prompts, models and extra args are the user's text: no raw ESC/BEL/bidi.
+        let text = crate::core::text::sanitize_block(&result.text);
+        let _ = out.write_all(text.as_bytes());
     }
     let _ = out.flush();
     if plan.options.strict && !result.warnings.is_empty() {
@@ -615,30 +662,46 @@ fn run(
             Err(e) => return usage_error(&format!("--simulate: cannot find this program: {e}")),
         }
     } else {
-        // A bare name is looked up on PATH once; when it is missing each instance fails
-        // with the spawn error, as SPEC section 4 asks.
+        // Checked once, before anything is launched: with claude missing every instance
+        // would fail the same way, so this is a usage error (exit 2), not N failures.
         let p = &plan.options.claude_path;
-        (
-            launch::find_in_path(p).unwrap_or_else(|| p.clone()),
-            Vec::new(),
-        )
+        match launch::find_in_path(p) {
+            Some(found) => (found, Vec::new()),
+            None => return usage_error(&missing_claude(p)),
+        }
     };
     if let Some(dir) = &plan.options.log_dir {
         if let Err(e) = logs::create_dir(dir) {
             return usage_error(&format!("--log-dir {}: {e}", dir.display()));
         }
+        // Whatever an earlier run left at this run's names goes before anything starts.
+        let stems = logs::assign_stems(plan.instances.iter().map(|i| i.name.as_str()));
+        if let Err(e) = logs::remove_stale(dir, &stems) {
+            return usage_error(&e);
+        }
     }
-    let inherited_children = process::own_children();
+    let mut inherited_children = process::own_children();
     if let Err(e) = process::become_child_subreaper() {
         tracing::debug!(error = %e, "cannot become a child subreaper");
     }
+    // Kills every instance's process tree should this process die without cleaning up.
+    let watchdog = std::env::current_exe()
+        .ok()
+        .and_then(|exe| watchdog::Watchdog::start(&exe));
+    if let Some(w) = &watchdog {
+        inherited_children.push(w.pid());
+    }
     let styles = stderr_styles(plan.options.color);
-    let console = Console::new(
+    let mut console = Console::new(
         styles,
         plan.options.quiet,
         plan.options.json,
         plan.options.max_line_length,
     );
+    fit_open_file_limit(&mut plan, &mut console);
+    if plan.options.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
+        console = console.without_live();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -649,7 +712,6 @@ fn run(
             return 1;
         }
     };
-    let report_path = plan.options.report.clone();
     let recorder = match store {
         Some(store) => {
             let run = recorder::run_record(
@@ -666,14 +728,16 @@ fn run(
         }
         None => None,
     };
+    let mut events = EventSink::new(plan.options.json);
+    events.set_report_path(plan.options.report.clone());
     let outputs = Outputs {
         console,
-        events: EventSink::new(plan.options.json),
+        events,
         recorder: recorder.as_ref().map(Recorder::handle),
     };
     let state = RunState::new(plan, budget_ledger, Instant::now());
     let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
-    let (outcome, report) = runtime.block_on(dispatcher.run());
+    let (outcome, _report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     if let Some(r) = recorder {
         r.finish(RunEnd {
@@ -689,18 +753,52 @@ fn run(
             "killed processes that had left their instance's process group"
         );
     }
-    if let (Some(path), Some(report)) = (report_path, report) {
-        if let Err(e) = events::write_report(&path, &report) {
-            eprintln!(
-                "orchestrator: error: cannot write --report {}: {e}",
-                path.display()
-            );
-        }
+    if let Some(w) = watchdog {
+        w.finish();
     }
     if std::env::var_os(RUSAGE_ENV).is_some() {
         print_own_rusage();
     }
     outcome.exit.code()
+}
+
+/// Raises the open-file limit as far as allowed; when it still cannot carry every
+/// instance the plan could run at once, lowers `--max-parallel` (the rest queue) and says
+/// so once, instead of letting instances fail with "Too many open files".
+fn fit_open_file_limit(plan: &mut Plan, console: &mut Console) {
+    let limit = match limits::raise_nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    let logged = plan.options.log_dir.is_some();
+    let capacity = limits::parallel_capacity(limit, limits::open_fds(), logged);
+    let requested = plan.options.max_parallel;
+    if let Some(max) = limits::effective_parallelism(requested, plan.instances.len(), capacity) {
+        plan.options.max_parallel = max;
+        console.warn(&format!(
+            "the open-file limit ({limit}) allows {max} instances at once{}; the others wait for a free slot (raise it with `ulimit -n`)",
+            if requested == 0 {
+                String::new()
+            } else {
+                format!(", not --max-parallel {requested}")
+            }
+        ));
+    }
+}
+
+/// The one line for a claude that cannot be run: what was looked for and the two ways out.
+fn missing_claude(p: &Path) -> String {
+    let what = if p.components().count() > 1 || p.is_absolute() {
+        format!("{} is not an executable file", p.display())
+    } else {
+        format!("`{}` is not on PATH", p.display())
+    };
+    format!(
+        "cannot run Claude Code: {what}; install it, give its path with --claude-path (or ORCHESTRATOR_CLAUDE_PATH), or try --simulate"
+    )
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS

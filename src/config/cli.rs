@@ -3,6 +3,7 @@
 //! pure `--start-at` arithmetic. Nothing here touches the file system or the clock;
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
+use crate::config::units;
 use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
 use crate::store::GroupBy;
@@ -86,11 +87,11 @@ pub struct Cli {
     pub claude_path: Option<PathBuf>,
 
     /// What claude is asked to print; `json` gives no live accounting [default: stream-json].
-    #[arg(long, value_name = "FORMAT", value_parser = parse_output_format, help_heading = "Instances")]
+    #[arg(long, value_name = "FORMAT", value_parser = Choice::new(&["stream-json", "json"], parse_output_format), help_heading = "Instances")]
     pub output_format: Option<OutputFormat>,
 
     /// Permission mode for instances that set none (e.g. acceptEdits, plan).
-    #[arg(long, value_name = "MODE", value_parser = parse_permission_mode, help_heading = "Instances")]
+    #[arg(long, value_name = "MODE", value_parser = Choice::new(PERMISSION_MODES, parse_permission_mode), help_heading = "Instances")]
     pub permission_mode: Option<String>,
 
     /// Model for instances that set none (e.g. sonnet, opus, claude-sonnet-4-5).
@@ -102,21 +103,21 @@ pub struct Cli {
     pub allowed_tools: Option<ToolList>,
 
     // ---------------------------------------------------------------- Budgets
-    /// Tokens the whole run may spend.
+    /// Tokens the whole run may spend: 50000, 50,000, 50_000, 50K or 1.5M.
     #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
     pub overall_token_budget: Option<u64>,
 
-    /// Tokens per base command, e.g. /test=1000 (repeatable, or comma-separated).
-    #[arg(long, value_name = "CMD=N", value_parser = parse_command_tokens, value_delimiter = ',', help_heading = "Budgets")]
-    pub command_budget: Vec<CommandTokens>,
+    /// Tokens per base command, e.g. /test=10K (repeatable, or comma-separated).
+    #[arg(long, value_name = "CMD=N", value_parser = parse_command_tokens, help_heading = "Budgets")]
+    pub command_budget: Vec<CommandTokensList>,
 
-    /// US dollars the whole run may spend, e.g. 2.50.
+    /// US dollars the whole run may spend, e.g. 2.50 or '$5'.
     #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
     pub overall_cost_budget: Option<Usd>,
 
     /// US dollars per base command, e.g. /test=0.50 (repeatable, or comma-separated).
-    #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, value_delimiter = ',', help_heading = "Budgets")]
-    pub command_cost_budget: Vec<CommandCost>,
+    #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, help_heading = "Budgets")]
+    pub command_cost_budget: Vec<CommandCostList>,
 
     /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
     #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
@@ -147,7 +148,7 @@ pub struct Cli {
     pub budget_timezone: Option<crate::core::period::Zone>,
 
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
-    #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Budgets")]
+    #[arg(long, value_name = "MODE", value_parser = Choice::new(&["warn", "block"], parse_mode), help_heading = "Budgets")]
     pub budget_enforcement_mode: Option<Mode>,
 
     /// Warn once per budget when its use crosses this percentage [default: 80].
@@ -168,30 +169,30 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0, value_parser = parse_count, allow_negative_numbers = true, help_heading = "Running")]
     pub max_parallel: usize,
 
-    /// Minimum seconds between two launches.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// Minimum time between two launches: 1, 500ms, 2s.
+    #[arg(long, value_name = "DURATION", default_value = "1", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub startup_delay: Duration,
 
-    /// Seconds each instance may run before it is terminated [default: none].
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// How long each instance may run before it is terminated: 900, 15m, 1.5h [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub timeout: Option<Duration>,
 
-    /// Seconds between SIGTERM and SIGKILL when an instance is stopped.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
+    /// Time between SIGTERM and SIGKILL when an instance is stopped: 5, 10s.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub kill_grace: Duration,
 
     /// When an instance hits the subscription's usage limit: stop (it ends as
     /// rate_limited) or wait for the reset and resume its conversation with --resume.
-    #[arg(long, value_name = "WHAT", default_value = "stop", value_parser = parse_usage_limit_policy, help_heading = "Running")]
+    #[arg(long, value_name = "WHAT", default_value = "stop", value_parser = Choice::new(&["stop", "wait"], parse_usage_limit_policy), help_heading = "Running")]
     pub on_usage_limit: UsageLimitPolicy,
 
     /// With --on-usage-limit wait: the longest to wait for a usage limit to reset.
-    #[arg(long, value_name = "SECS", default_value = "21600", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    #[arg(long, value_name = "DURATION", default_value = "21600", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub max_wait: Duration,
 
     /// After 429/529 answers halve how many run at once, raise it by one per this many
     /// seconds without another.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_positive_secs, allow_negative_numbers = true, help_heading = "Running")]
     pub backoff_quiet: Duration,
 
     /// Start later: 30m, 2h, 1.5h, 45s, 14:30, 2am, 11:15pm (a past time means tomorrow).
@@ -205,6 +206,10 @@ pub struct Cli {
     /// Launch nothing more after the first instance fails or times out.
     #[arg(long, help_heading = "Running")]
     pub fail_fast: bool,
+
+    /// Run only the instances that did not complete in REPORT (a --report file of an earlier run).
+    #[arg(long, value_name = "REPORT", help_heading = "Running")]
+    pub rerun_failed: Option<PathBuf>,
 
     /// Validate and print the plan; never starts claude.
     #[arg(long, help_heading = "Running")]
@@ -231,8 +236,8 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub disable_budget_visuals: bool,
 
-    /// Seconds between status reports; 0 turns periodic reports off.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Output")]
+    /// Time between status reports (and --json status events); 0 turns them off.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true, help_heading = "Output")]
     pub status_report_interval: Duration,
 
     /// Characters of text shown per line before it is truncated.
@@ -248,7 +253,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// auto = colour only on a terminal (honours NO_COLOR and CLICOLOR_FORCE).
-    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = parse_color, help_heading = "Output")]
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = Choice::new(&["auto", "always", "never"], parse_color), help_heading = "Output")]
     pub color: ColorChoice,
 
     /// One JSON event per line on stdout; human output goes to stderr.
@@ -280,6 +285,141 @@ pub struct Cli {
     /// Label the run [default: the git top-level directory's name, else the workspace's].
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
     pub project: Option<String>,
+    /// Use the budgets of this profile from the config's "profiles" (e.g. testing, production).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Budgets")]
+    pub profile: Option<String>,
+
+    // ---------------------------------------------------------------- zen
+    /// zen: output lines per instance on the console; 0 = no live status (errors and summary stay).
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true, help_heading = "zen compatibility")]
+    pub max_console_lines: Option<usize>,
+
+    /// zen: silent (= --quiet), concise (the default) or detailed (= --verbose); wins over both.
+    #[arg(long, value_name = "LEVEL", value_parser = Choice::new(&["silent", "concise", "detailed"], parse_log_level), help_heading = "zen compatibility")]
+    pub log_level: Option<LogLevel>,
+
+    /// zen: name of the instance of the single PROMPT (names log files and report rows).
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "zen compatibility")]
+    pub instance_name: Option<String>,
+
+    /// zen: description of the instance of the single PROMPT.
+    #[arg(long, value_name = "TEXT", help_heading = "zen compatibility")]
+    pub instance_description: Option<String>,
+
+    /// zen: Claude session UUID for the instance of the single PROMPT.
+    #[arg(long, value_name = "UUID", value_parser = parse_session_id, help_heading = "zen compatibility")]
+    pub session_id: Option<String>,
+
+    /// zen: accepted and ignored: every `claude -p` run starts a fresh session.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub clear_history: bool,
+
+    /// zen: accepted and ignored: every `claude -p` run starts a fresh session.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub compact_history: bool,
+
+    /// zen: tokens, cost or mixed; checked and ignored: every budget that is set is enforced.
+    #[arg(long, value_name = "TYPE", value_parser = Choice::new(&["tokens", "cost", "mixed"], parse_budget_type), help_heading = "zen compatibility")]
+    pub budget_parameter_type: Option<String>,
+
+    /// zen: print an example config of TYPE (see --list-examples) and exit.
+    #[arg(long, value_name = "TYPE", help_heading = "zen compatibility")]
+    pub generate_example: Option<String>,
+
+    /// zen: list the example config types for --generate-example and exit.
+    #[arg(long, help_heading = "zen compatibility")]
+    pub list_examples: bool,
+}
+
+/// A value parser for a flag with a fixed set of words: parses with `parse` (so its
+/// errors read like every other flag's), and tells completion scripts the words, so that
+/// shells offer `warn`/`block` rather than file names.
+#[derive(Clone)]
+struct Choice<T> {
+    values: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> Choice<T> {
+    fn new(values: &'static [&'static str], parse: fn(&str) -> Result<T, String>) -> Self {
+        Choice { values, parse }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Choice<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.values
+                .iter()
+                .map(|v| clap::builder::PossibleValue::new(*v)),
+        ))
+    }
+}
+
+/// zen's `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Silent,
+    Concise,
+    Detailed,
+}
+
+impl Cli {
+    /// `--quiet`, or zen's `--log-level silent`, which wins over it as in zen.
+    pub fn effective_quiet(&self) -> bool {
+        match self.log_level {
+            Some(LogLevel::Silent) => true,
+            Some(_) => false,
+            None => self.quiet,
+        }
+    }
+
+    /// `-v` count, with zen's `--log-level detailed` meaning `-v`.
+    pub fn effective_verbose(&self) -> u8 {
+        match self.log_level {
+            Some(LogLevel::Detailed) => self.verbose.max(1),
+            Some(_) => 0,
+            None => self.verbose,
+        }
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "silent" => Ok(LogLevel::Silent),
+        "concise" => Ok(LogLevel::Concise),
+        "detailed" => Ok(LogLevel::Detailed),
+        _ => Err("expected silent, concise or detailed".into()),
+    }
+}
+
+fn parse_budget_type(s: &str) -> Result<String, String> {
+    match s.trim() {
+        t @ ("tokens" | "cost" | "mixed") => Ok(t.to_string()),
+        _ => Err("expected tokens, cost or mixed".into()),
+    }
+}
+
+fn parse_session_id(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if crate::config::file::is_uuid(t) {
+        Ok(t.to_ascii_lowercase())
+    } else {
+        Err("not a UUID; use the form 123e4567-e89b-12d3-a456-426614174000".into())
+    }
 }
 
 // ---------------------------------------------------------------- helper commands
@@ -422,14 +562,58 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
 /// than as subcommands, which clap_mangen would point to as separate, nonexistent pages.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
     use clap::CommandFactory;
+    let man = clap_mangen::Man::new(Cli::command());
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    // clap_mangen would fill the examples into one paragraph; keep their lines.
+    out.extend_from_slice(examples_roff(EXAMPLES).as_bytes());
+    man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// The `Examples:` help text as roff: an EXAMPLES section of no-fill blocks (every line
+/// as written, in a fixed-width font) under the section's own sub-headings.
+fn examples_roff(text: &str) -> String {
+    let mut out = String::from(".SH EXAMPLES\n.nf\n.ft CR\n");
+    for line in text.lines().skip(1) {
+        let escaped = line.replace('\\', "\\e").replace('-', "\\-");
+        if escaped.starts_with('.') || escaped.starts_with('\'') {
+            out.push_str("\\&");
+        }
+        out.push_str(&escaped);
+        out.push('\n');
+    }
+    out.push_str(".ft R\n.fi\n");
+    out
 }
 
 /// A parsed tool list (a newtype so clap takes one flag value, not many).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolList(pub Vec<String>);
+
+/// One `--command-budget` value: `/test=1000` or `/test=5,000,/lint=2K`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTokensList(pub Vec<CommandTokens>);
+
+/// One `--command-cost-budget` value: `/test=0.5` or `/test=$1,/lint=0.25`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandCostList(pub Vec<CommandCost>);
+
+impl Cli {
+    /// Every `--command-budget` pair, in the order given.
+    pub fn command_tokens(&self) -> impl Iterator<Item = &CommandTokens> {
+        self.command_budget.iter().flat_map(|l| &l.0)
+    }
+
+    /// Every `--command-cost-budget` pair, in the order given.
+    pub fn command_costs(&self) -> impl Iterator<Item = &CommandCost> {
+        self.command_cost_budget.iter().flat_map(|l| &l.0)
+    }
+}
 
 /// `--command-budget /test=1000`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -549,17 +733,9 @@ pub(crate) fn parse_non_empty(s: &str) -> Result<String, String> {
     }
 }
 
-/// A token count: a whole number greater than zero.
+/// A token count greater than zero: `5000`, `5,000`, `5_000`, `50K`, `1.5M`.
 pub fn parse_token_count(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err("must be a whole number greater than 0, e.g. 5000".into());
-    }
-    match t.parse::<u64>() {
-        Ok(0) => Err("must be greater than 0 (leave the budget out for no limit)".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("not a whole number of tokens, e.g. 5000".into()),
-    }
+    units::parse_tokens(s)
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -582,14 +758,9 @@ fn parse_positive_count(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Dollars: a finite number greater than zero; a leading `$` is allowed.
+/// Dollars greater than zero: `2.50`, `$2.50`, `$5`, `1,000`.
 pub fn parse_usd(s: &str) -> Result<Usd, String> {
-    let t = s.trim();
-    let t = t.strip_prefix('$').unwrap_or(t);
-    let d: f64 = t
-        .parse()
-        .map_err(|_| "not an amount of US dollars, e.g. 2.50".to_string())?;
-    usd_from_f64(d).ok_or_else(|| "must be an amount of US dollars greater than 0".to_string())
+    units::parse_dollars(s)
 }
 
 /// `Usd` for a positive, finite dollar amount that does not round to zero nanodollars.
@@ -626,16 +797,59 @@ fn split_pair(s: &str, unit: &str, example: &str) -> Result<(String, String), St
     Ok((normalize_command_key(k)?, v.trim().to_string()))
 }
 
-fn parse_command_tokens(s: &str) -> Result<CommandTokens, String> {
-    let (command, v) = split_pair(s, "N", "1000")?;
-    let tokens = parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
-    Ok(CommandTokens { command, tokens })
+/// Splits `CMD=V,CMD=V` on the commas that start a new pair, so that a comma inside a
+/// number (`/test=5,000`) stays part of it: a piece that starts with a digit continues
+/// the previous one.
+fn split_pairs(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        match out.last_mut() {
+            Some(last) if piece.starts_with(|c: char| c.is_ascii_digit()) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.to_string()),
+        }
+    }
+    out
 }
 
-fn parse_command_cost(s: &str) -> Result<CommandCost, String> {
-    let (command, v) = split_pair(s, "USD", "0.50")?;
-    let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
-    Ok(CommandCost { command, usd })
+fn parse_command_tokens(s: &str) -> Result<CommandTokensList, String> {
+    let pairs = split_pairs(s);
+    let mut out = Vec::new();
+    for pair in &pairs {
+        let one = || -> Result<CommandTokens, String> {
+            let (command, v) = split_pair(pair, "N", "1000")?;
+            let tokens =
+                parse_token_count(&v).map_err(|e| format!("token limit for {command}: {e}"))?;
+            Ok(CommandTokens { command, tokens })
+        };
+        out.push(one().map_err(|e| in_list(&pairs, pair, e))?);
+    }
+    Ok(CommandTokensList(out))
+}
+
+fn parse_command_cost(s: &str) -> Result<CommandCostList, String> {
+    let pairs = split_pairs(s);
+    let mut out = Vec::new();
+    for pair in &pairs {
+        let one = || -> Result<CommandCost, String> {
+            let (command, v) = split_pair(pair, "USD", "0.50")?;
+            let usd = parse_usd(&v).map_err(|e| format!("cost limit for {command}: {e}"))?;
+            Ok(CommandCost { command, usd })
+        };
+        out.push(one().map_err(|e| in_list(&pairs, pair, e))?);
+    }
+    Ok(CommandCostList(out))
+}
+
+/// An error about one pair of a comma-separated list names that pair.
+fn in_list(pairs: &[String], pair: &str, e: String) -> String {
+    if pairs.len() > 1 {
+        format!("'{pair}': {e}")
+    } else {
+        e
+    }
 }
 
 pub(crate) fn parse_zone(s: &str) -> Result<crate::core::period::Zone, String> {
@@ -669,14 +883,34 @@ fn parse_color(s: &str) -> Result<ColorChoice, String> {
     }
 }
 
-/// Percent of a budget: greater than 0 and at most 100.
+/// Percent of a budget: greater than 0 and at most 100, with an optional `%`.
+///
+/// A number below 1 without a `%` sign is rejected: `0.8` is far more likely a fraction
+/// meant as 80% than a wish to be warned at 0.8%. Write `0.8%` to mean 0.8 percent.
 pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
-    let t = t.strip_suffix('%').unwrap_or(t);
+    let (t, has_sign) = match t.strip_suffix('%') {
+        Some(n) => (n.trim_end(), true),
+        None => (t, false),
+    };
     let p: f64 = t
         .parse()
         .map_err(|_| "not a percentage, e.g. 80".to_string())?;
+    if !has_sign {
+        check_not_fraction(p)?;
+    }
     check_percent(p)
+}
+
+/// Rejects `0 < p < 1` given without a `%` sign (see [`parse_percent`]).
+pub(crate) fn check_not_fraction(p: f64) -> Result<(), String> {
+    if p > 0.0 && p < 1.0 {
+        let as_pct = (p * 1000.0).round() / 10.0;
+        return Err(format!(
+            "is a percentage, not a fraction: write {as_pct} for {as_pct}%, or {p}% if you really mean {p} percent"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_percent(p: f64) -> Result<f64, String> {
@@ -687,14 +921,9 @@ pub(crate) fn check_percent(p: f64) -> Result<f64, String> {
     }
 }
 
-/// Seconds, 0 or more (fractions allowed, optional trailing `s`).
+/// A duration, 0 or more: `90` (seconds), `2.5s`, `10m`, `1.5h`, `1m30s`, `500ms`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let t = t.strip_suffix('s').unwrap_or(t);
-    let secs: f64 = t
-        .parse()
-        .map_err(|_| "not a number of seconds, e.g. 1.5".to_string())?;
-    secs_from_f64(secs).ok_or_else(|| "must be a number of seconds, 0 or more".to_string())
+    units::parse_duration(s, true)
 }
 
 pub(crate) fn secs_from_f64(secs: f64) -> Option<Duration> {
@@ -713,9 +942,9 @@ fn parse_usage_limit_policy(s: &str) -> Result<UsageLimitPolicy, String> {
 }
 
 fn parse_positive_secs(s: &str) -> Result<Duration, String> {
-    let d = parse_secs(s).map_err(|_| "must be a number of seconds greater than 0".to_string())?;
+    let d = parse_secs(s)?;
     if d.is_zero() {
-        Err("must be a number of seconds greater than 0".into())
+        Err("must be greater than 0, e.g. 900, 15m or 1.5h".into())
     } else {
         Ok(d)
     }
@@ -823,29 +1052,17 @@ pub fn parse_start_at(s: &str) -> Result<StartAt, String> {
     if let Some(time) = parse_clock(&t)? {
         return Ok(StartAt::At(time));
     }
-    let (num, unit) = t.split_at(t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-    let factor = match unit.trim() {
-        "s" | "sec" | "secs" => 1.0,
-        "m" | "min" | "mins" => 60.0,
-        "h" | "hr" | "hrs" => 3600.0,
-        "" => return Err(format!("a delay needs a unit (s, m or h), {START_AT_HELP}")),
-        _ => {
-            return Err(format!(
-                "expected a delay (s, m or h) or a clock time, {START_AT_HELP}"
-            ))
+    let d = units::parse_duration(&t, false).map_err(|e| {
+        if e.contains("unit") {
+            format!("a delay needs a unit (s, m or h), {START_AT_HELP}")
+        } else {
+            format!("expected a delay or a clock time, {START_AT_HELP}")
         }
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a delay or a clock time, {START_AT_HELP}"))?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(format!("a delay must be 0 or more, {START_AT_HELP}"));
+    })?;
+    if d > MAX_DELAY {
+        return Err("a delay may be at most 7 days".into());
     }
-    match Duration::try_from_secs_f64(n * factor) {
-        Ok(d) if d <= MAX_DELAY => Ok(StartAt::After(d)),
-        _ => Err("a delay may be at most 7 days".into()),
-    }
+    Ok(StartAt::After(d))
 }
 
 /// `Ok(None)` when `t` does not look like a clock time at all; `Err` when it does but is
@@ -956,7 +1173,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.overall_token_budget, Some(5000));
         assert_eq!(
-            cli.command_budget,
+            cli.command_tokens().cloned().collect::<Vec<_>>(),
             vec![CommandTokens {
                 command: "/test".into(),
                 tokens: 1000
@@ -1043,10 +1260,11 @@ mod tests {
             cli.start_at,
             Some(StartAt::At(NaiveTime::from_hms_opt(2, 0, 0).unwrap()))
         );
-        assert_eq!(cli.command_budget.len(), 2);
-        assert_eq!(cli.command_budget[1].command, "/lint");
+        let tokens: Vec<_> = cli.command_tokens().collect();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[1].command, "/lint");
         assert_eq!(cli.overall_cost_budget, Some(Usd(2_500_000_000)));
-        assert_eq!(cli.command_cost_budget[0].usd, Usd(500_000_000));
+        assert_eq!(cli.command_costs().next().unwrap().usd, Usd(500_000_000));
         assert_eq!(cli.warn_at, Some(75.0));
         assert_eq!(cli.status_report_interval, Duration::ZERO);
         assert_eq!(cli.verbose, 2);
@@ -1078,7 +1296,7 @@ mod tests {
         let m = err(&["--command-budget", "test", "/x"]);
         assert_one_line_naming(&m, &["--command-budget", "'test'", "CMD=N"]);
         let m = err(&["--command-budget", "/test=abc"]);
-        assert_one_line_naming(&m, &["--command-budget", "/test=abc", "whole number"]);
+        assert_one_line_naming(&m, &["--command-budget", "/test=abc", "number of tokens"]);
         let m = err(&["--command-budget", "/test=-5"]);
         assert_one_line_naming(&m, &["--command-budget", "/test=-5", "greater than 0"]);
         let m = err(&["--command-budget", "/test=0"]);
@@ -1090,13 +1308,94 @@ mod tests {
     }
 
     #[test]
+    fn numbers_as_people_write_them() {
+        for (text, want) in [
+            ("50K", 50_000),
+            ("5,000", 5000),
+            ("5_000", 5000),
+            ("1.5M", 1_500_000),
+        ] {
+            let cli =
+                parse_args(args(&["--overall-token-budget", text, "--estimate", text])).unwrap();
+            assert_eq!(cli.overall_token_budget, Some(want), "{text}");
+            assert_eq!(cli.estimate, Some(want), "{text}");
+        }
+        let cli = parse_args(args(&[
+            "--command-budget",
+            "/test=1k,lint=5,000",
+            "--command-budget",
+            "/doc=2_500",
+            "--command-cost-budget",
+            "/test=$1,/lint=0.25",
+        ]))
+        .unwrap();
+        let tokens: Vec<(&str, u64)> = cli
+            .command_tokens()
+            .map(|c| (c.command.as_str(), c.tokens))
+            .collect();
+        assert_eq!(tokens, [("/test", 1000), ("/lint", 5000), ("/doc", 2500)]);
+        let costs: Vec<(&str, Usd)> = cli
+            .command_costs()
+            .map(|c| (c.command.as_str(), c.usd))
+            .collect();
+        assert_eq!(
+            costs,
+            [("/test", Usd(1_000_000_000)), ("/lint", Usd(250_000_000))]
+        );
+        let cli = parse_args(args(&["--overall-cost-budget", "$5"])).unwrap();
+        assert_eq!(cli.overall_cost_budget, Some(Usd(5_000_000_000)));
+    }
+
+    #[test]
+    fn durations_everywhere_a_duration_is_taken() {
+        let cli = parse_args(args(&[
+            "--timeout",
+            "10m",
+            "--startup-delay",
+            "500ms",
+            "--kill-grace",
+            "1m30s",
+            "--status-report-interval",
+            "1.5h",
+        ]))
+        .unwrap();
+        assert_eq!(cli.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(cli.startup_delay, Duration::from_millis(500));
+        assert_eq!(cli.kill_grace, Duration::from_secs(90));
+        assert_eq!(cli.status_report_interval, Duration::from_secs(5400));
+        assert_eq!(
+            parse_args(args(&["--timeout", "90"])).unwrap().timeout,
+            Some(Duration::from_secs(90))
+        );
+        assert_one_line_naming(&err(&["--timeout", "10d"]), &["--timeout", "10d", "10m"]);
+    }
+
+    #[test]
+    fn warn_at_takes_percent_not_fractions() {
+        let m = err(&["--warn-at", "0.8"]);
+        assert_one_line_naming(&m, &["--warn-at", "0.8", "write 80", "0.8%"]);
+        assert_eq!(
+            parse_args(args(&["--warn-at", "0.8%"])).unwrap().warn_at,
+            Some(0.8)
+        );
+        assert_eq!(
+            parse_args(args(&["--warn-at", "80%"])).unwrap().warn_at,
+            Some(80.0)
+        );
+        assert_eq!(
+            parse_args(args(&["--warn-at", "1"])).unwrap().warn_at,
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn command_keys_get_a_leading_slash() {
         assert_eq!(normalize_command_key("test").unwrap(), "/test");
         assert_eq!(normalize_command_key(" /lint ").unwrap(), "/lint");
         assert!(normalize_command_key("/test --unit").is_err());
         assert!(normalize_command_key("").is_err());
         let cli = parse_args(args(&["--command-budget", "test=1000"])).unwrap();
-        assert_eq!(cli.command_budget[0].command, "/test");
+        assert_eq!(cli.command_tokens().next().unwrap().command, "/test");
     }
 
     #[test]
@@ -1293,5 +1592,25 @@ mod tests {
         let man = String::from_utf8(man_page().unwrap()).unwrap();
         assert!(man.contains(".TH orchestrator 1"));
         assert!(man.contains("overall\\-token\\-budget"));
+        // Examples keep their lines, in a no-fill block.
+        assert!(
+            man.contains(".SH EXAMPLES\n.nf\n.ft CR\n  # Two slash commands, 5000 tokens overall"),
+            "{man}"
+        );
+        assert!(
+            man.contains("  orchestrator \\-\\-config ci.json \\-\\-dry\\-run\n"),
+            "{man}"
+        );
+        assert!(!man.contains(".SH EXTRA"));
+        // Completions offer the words of word-valued flags, not file names.
+        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        for words in [
+            "warn block",
+            "auto always never",
+            "stream-json json",
+            "silent concise detailed",
+        ] {
+            assert!(bash.contains(&format!("compgen -W \"{words}\"")), "{words}");
+        }
     }
 }

@@ -350,10 +350,9 @@ fn clean_line(s: &str) -> String {
     }
 }
 
+/// One line of a command file, safe to print (see `core::text`).
 fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::core::text::sanitize(s)
 }
 
 #[cfg(test)]
@@ -553,7 +552,7 @@ mod tests {
             "NAME             SCOPE    DESCRIPTION\n\
              /frontend:build  project  Build the UI\n\
              /nodesc          user\n\
-             /t               project  Short  [31mred\n"
+             /t               project  Short [31mred\n"
         );
     }
 

@@ -80,9 +80,12 @@ pub struct ConfigBudget {
 pub struct ConfigFile {
     pub instances: Vec<ConfigInstance>,
     pub budget: ConfigBudget,
+    /// Named budget sets (`"profiles": {"testing": {…}}`), chosen with `--profile NAME`;
+    /// the chosen one's keys override `budget`'s.
+    pub profiles: BTreeMap<String, ConfigBudget>,
 }
 
-const TOP_KEYS: &[&str] = &["instances", "budget"];
+const TOP_KEYS: &[&str] = &["instances", "budget", "profiles"];
 
 const INSTANCE_KEYS: &[&str] = &[
     "name",
@@ -230,6 +233,11 @@ impl Ctx<'_> {
                     .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
                     .map(|f| f as u64)
             }),
+            // "50K", "5,000": the forms the command line takes.
+            Value::String(s) => {
+                return crate::config::units::parse_tokens(s)
+                    .map_err(|e| self.err(path, format!("{e}, {}", found(v))))
+            }
             _ => {
                 return Err(self.err(
                     path,
@@ -256,6 +264,11 @@ impl Ctx<'_> {
     }
 
     fn usd(&self, v: &Value, path: &str) -> Result<Usd, UsageError> {
+        if let Value::String(s) = v {
+            // "$5", "2.50": the forms the command line takes.
+            return crate::config::units::parse_dollars(s)
+                .map_err(|e| self.err(path, format!("{e}, {}", found(v))));
+        }
         let d = self.number(v, path, "an amount of US dollars")?;
         cli::usd_from_f64(d).ok_or_else(|| {
             self.err(
@@ -298,6 +311,84 @@ impl Ctx<'_> {
     }
 }
 
+/// A key given twice in one object is an error naming its JSON path (serde_json would
+/// silently keep the last one).
+fn check_duplicate_keys(text: &str, origin: &str) -> Result<(), UsageError> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    struct Dup(String);
+
+    impl<'de> DeserializeSeed<'de> for Dup {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Dup {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Dup(format!("{}[{i}]", self.0)))?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                // Never echo what follows a '=' (a value typed as an env key).
+                let shown = match k.split_once('=') {
+                    Some((name, _)) => format!("{name}=…"),
+                    None => k.clone(),
+                };
+                let at = join(&self.0, &shown);
+                if !seen.insert(k) {
+                    return Err(A::Error::custom(format!(
+                        "{at}: duplicate key {shown:?}; give each key once"
+                    )));
+                }
+                map.next_value_seed(Dup(at))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    Dup(String::new()).deserialize(&mut de).map_err(|e| {
+        let msg = e.to_string();
+        let reason = match msg.rfind(" at line ") {
+            Some(i) => &msg[..i],
+            None => msg.as_str(),
+        };
+        UsageError(format!("{origin}:{}:{}: {reason}", e.line(), e.column()))
+    })
+}
+
 /// Parses and checks a config file's text. `origin` is how the file is named in errors.
 pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> {
     let root: Value = serde_json::from_str(text).map_err(|e| {
@@ -312,6 +403,7 @@ pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> 
             e.column()
         ))
     })?;
+    check_duplicate_keys(text, origin)?;
     let cx = Ctx { origin };
     let Value::Object(top) = &root else {
         return Err(UsageError(format!(
@@ -329,6 +421,16 @@ pub fn parse_config(text: &str, origin: &str) -> Result<ConfigFile, UsageError> 
                 for (i, item) in items.iter().enumerate() {
                     file.instances
                         .push(parse_instance(&cx, item, &format!("instances[{i}]"))?);
+                }
+            }
+            "profiles" => {
+                for (name, p) in cx.object(v, "profiles")? {
+                    if ignored_key(name) {
+                        continue;
+                    }
+                    let at = join("profiles", name);
+                    file.profiles
+                        .insert(name.clone(), parse_budget_at(&cx, p, &at)?);
                 }
             }
             _ => file.budget = parse_budget(&cx, v)?,
@@ -374,17 +476,27 @@ fn parse_instance(cx: &Ctx, v: &Value, path: &str) -> Result<ConfigInstance, Usa
             "max_tokens_per_command" => inst.max_tokens = Some(cx.tokens(v, &at)?),
             "max_cost_usd" => inst.max_cost = Some(cx.usd(v, &at)?),
             "timeout" => {
-                let secs = cx.number(v, &at, "a number of seconds")?;
-                inst.timeout = Some(
-                    cli::secs_from_f64(secs)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            cx.err(
-                                &at,
-                                format!("must be a number of seconds greater than 0, {}", found(v)),
-                            )
-                        })?,
-                );
+                let d = match v {
+                    // "15m", "1.5h", "900s": the forms the command line takes.
+                    Value::String(s) => Some(
+                        crate::config::units::parse_duration(s, true)
+                            .map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
+                    ),
+                    _ => cli::secs_from_f64(cx.number(
+                        v,
+                        &at,
+                        "a number of seconds or a duration such as \"15m\"",
+                    )?),
+                };
+                inst.timeout = Some(d.filter(|d| !d.is_zero()).ok_or_else(|| {
+                    cx.err(
+                        &at,
+                        format!(
+                            "must be a number of seconds or a duration greater than 0, {}",
+                            found(v)
+                        ),
+                    )
+                })?);
             }
             "session_id" => {
                 let s = cx.string(v, &at)?;
@@ -434,10 +546,18 @@ fn parse_env(cx: &Ctx, v: &Value, path: &str) -> Result<BTreeMap<String, String>
         if ignored_key(k) {
             continue;
         }
-        let at = join(path, k);
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(cx.err(&at, "is not a valid environment variable name"));
+            // Never echo what follows a '=': `"TOKEN=secret"` is a value typed as a key.
+            let shown = match k.split_once('=') {
+                Some((name, _)) => format!("{name}=…"),
+                None => k.replace('\0', "\\0"),
+            };
+            return Err(cx.err(
+                &join(path, &shown),
+                "is not a valid environment variable name (no '=' or NUL; put the value on the right of the ':')",
+            ));
         }
+        let at = join(path, k);
         match val {
             Value::String(s) if !s.contains('\0') => {
                 env.insert(k.clone(), s.clone());
@@ -463,7 +583,12 @@ fn parse_env(cx: &Ctx, v: &Value, path: &str) -> Result<BTreeMap<String, String>
 }
 
 fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
-    let obj = cx.object(v, "budget")?;
+    parse_budget_at(cx, v, "budget")
+}
+
+/// A budget object at JSON path `base`: `budget` itself or `profiles.NAME`.
+fn parse_budget_at(cx: &Ctx, v: &Value, base: &str) -> Result<ConfigBudget, UsageError> {
+    let obj = cx.object(v, base)?;
     let mut b = ConfigBudget::default();
     // Canonical key and zen alias name the same setting; both at once is ambiguous.
     let pairs = [
@@ -475,13 +600,13 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
     for (a, z) in pairs {
         if obj.contains_key(a) && obj.contains_key(z) {
             return Err(cx.err(
-                &join("budget", z),
+                &join(base, z),
                 format!("is the zen name of {a:?}, which is also set; keep one"),
             ));
         }
     }
-    for (k, v) in cx.keys(obj, "budget", BUDGET_KEYS)? {
-        let at = join("budget", k);
+    for (k, v) in cx.keys(obj, base, BUDGET_KEYS)? {
+        let at = join(base, k);
         match k {
             "overall_tokens" | "overall_budget" => b.overall_tokens = Some(cx.tokens(v, &at)?),
             "overall_cost_usd" | "overall_cost_budget" => b.overall_cost = Some(cx.usd(v, &at)?),
@@ -500,7 +625,9 @@ fn parse_budget(cx: &Ctx, v: &Value) -> Result<ConfigBudget, UsageError> {
             "warn_at_percent" => {
                 let p = cx.number(v, &at, "a percentage")?;
                 b.warn_at_percent = Some(
-                    cli::check_percent(p).map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
+                    cli::check_not_fraction(p)
+                        .and_then(|()| cli::check_percent(p))
+                        .map_err(|e| cx.err(&at, format!("{e}, {}", found(v))))?,
                 );
             }
             "disable_visuals" => b.disable_visuals = Some(cx.boolean(v, &at)?),
@@ -628,6 +755,50 @@ fn command_map<T>(
         out.insert(key, limit(cx, v, &at)?);
     }
     Ok(out)
+}
+
+impl ConfigBudget {
+    /// `self` with every setting `over` states replacing this one's; per-command limits
+    /// are replaced command by command.
+    fn overlay(mut self, over: &ConfigBudget) -> ConfigBudget {
+        self.overall_tokens = over.overall_tokens.or(self.overall_tokens);
+        self.overall_cost = over.overall_cost.or(self.overall_cost);
+        self.command_tokens.extend(over.command_tokens.clone());
+        self.command_costs.extend(over.command_costs.clone());
+        self.mode = over.mode.or(self.mode);
+        self.warn_at_percent = over.warn_at_percent.or(self.warn_at_percent);
+        self.disable_visuals = over.disable_visuals.or(self.disable_visuals);
+        self
+    }
+}
+
+/// The config's budget with `--profile NAME` applied.
+fn select_profile(cli: &Cli, file: &ConfigFile, origin: &str) -> Result<ConfigBudget, UsageError> {
+    let Some(name) = cli.profile.as_deref() else {
+        return Ok(file.budget.clone());
+    };
+    if cli.config.is_none() {
+        return Err(UsageError(format!(
+            "--profile {name}: profiles come from a config file; add --config FILE with \"profiles\": {{\"{name}\": {{…}}}}"
+        )));
+    }
+    match file.profiles.get(name) {
+        Some(p) => Ok(file.budget.clone().overlay(p)),
+        None if file.profiles.is_empty() => Err(UsageError(format!(
+            "--profile {name}: {origin} has no \"profiles\"; add \"profiles\": {{\"{name}\": {{…budget keys…}}}}"
+        ))),
+        None => {
+            let names: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            let hint = match cli::closest(name, names.iter().copied()) {
+                Some(c) => format!("did you mean {c}? "),
+                None => String::new(),
+            };
+            Err(UsageError(format!(
+                "--profile {name}: no such profile in {origin}; {hint}profiles: {}",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// Names end up in file names (`--log-dir`), so they must be safe as one.
@@ -790,6 +961,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
 
+    let cfg_budget = select_profile(cli, &file, &origin)?;
     let n_config = file.instances.len();
     let mut raw: Vec<ConfigInstance> = file.instances;
     for (i, p) in cli.prompts.iter().enumerate() {
@@ -811,6 +983,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
             ..ConfigInstance::default()
         });
     }
+    apply_direct_flags(cli, &mut raw[n_config..], &origin)?;
 
     if raw.is_empty() && !cli.list_commands && cli.inspect_command.is_none() {
         return Err(UsageError(
@@ -821,7 +994,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
     let names = assign_names(&raw, n_config, &origin)?;
 
     let mut sessions: HashMap<&str, usize> = HashMap::new();
-    let mut instances = Vec::with_capacity(raw.len());
+    let mut instances: Vec<InstanceSpec> = Vec::with_capacity(raw.len());
     for (i, (inst, name)) in raw.iter().zip(names).enumerate() {
         if let Some(sid) = inst.session_id.as_deref() {
             if let Some(first) = sessions.insert(sid, i) {
@@ -869,7 +1042,9 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         });
     }
 
-    let budgets = merge_budgets(cli, file.budget.clone())?;
+    let disable_visuals = cfg_budget.disable_visuals.unwrap_or(false);
+    let budgets = merge_budgets(cli, cfg_budget)?;
+    check_unaccounted_under_block(&instances, &budgets, &origin, n_config)?;
 
     let abs = |p: &PathBuf| cwd.join(p);
     let claude_path = match &cli.claude_path {
@@ -897,11 +1072,16 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         dry_run: cli.dry_run,
         strict: cli.strict,
         simulate: cli.simulate,
-        disable_visuals: cli.disable_budget_visuals || file.budget.disable_visuals.unwrap_or(false),
-        status_interval: cli.status_report_interval,
+        disable_visuals: cli.disable_budget_visuals || disable_visuals,
+        // zen's --max-console-lines 0: no live status; errors and the summary stay.
+        status_interval: if cli.max_console_lines == Some(0) {
+            Duration::ZERO
+        } else {
+            cli.status_report_interval
+        },
         max_line_length: cli.max_line_length,
-        quiet: cli.quiet,
-        verbose: cli.verbose,
+        quiet: cli.effective_quiet(),
+        verbose: cli.effective_verbose(),
         color: cli.color,
         json: cli.json,
         report: cli.report.as_ref().map(abs),
@@ -909,12 +1089,182 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         pricing_file: cli.pricing.as_ref().map(abs),
         retries: cli.retries,
         fail_fast: cli.fail_fast,
+        rerun_failed: cli.rerun_failed.as_ref().map(abs),
     };
+    if let Some(report) = &cli.rerun_failed {
+        instances = rerun_selection(&cwd.join(report), report, instances)?;
+    }
     Ok(Plan {
         instances,
         budgets,
         options,
     })
+}
+
+/// Block mode must hold for every instance. One with `output_format: "json"` prints its
+/// usage only at the very end, so nothing can stop it in time: under a block-mode cost
+/// budget it is admitted only with its own `max_cost_usd` (Claude Code stops itself there,
+/// `--max-budget-usd`) no larger than the budget, which admission then reserves; under a
+/// block-mode token budget it cannot be bounded at all.
+fn check_unaccounted_under_block(
+    instances: &[InstanceSpec],
+    b: &BudgetConfig,
+    origin: &str,
+    n_config: usize,
+) -> Result<(), UsageError> {
+    if b.mode != Mode::Block {
+        return Ok(());
+    }
+    let at = |i: usize| {
+        let p = position(i, n_config);
+        if origin.is_empty() || i >= n_config {
+            p
+        } else {
+            format!("{origin}: {p}")
+        }
+    };
+    for (i, spec) in instances.iter().enumerate() {
+        if spec.output_format != OutputFormat::Json {
+            continue;
+        }
+        let base = spec.base_command();
+        let tokens = [
+            b.overall_tokens.map(|l| ("overall budget".to_string(), l)),
+            base.and_then(|c| b.command_tokens.get(c).copied())
+                .map(|l| (format!("command budget {}", base.unwrap_or("")), l)),
+        ];
+        if let Some((name, limit)) = tokens.into_iter().flatten().next() {
+            return Err(UsageError(format!(
+                "{}: output format json reports no usage until the instance ends, so the block-mode {name} ({}) cannot stop it in time; use --output-format stream-json for it, or enforcement_mode warn",
+                at(i),
+                crate::core::usage::fmt_count(limit)
+            )));
+        }
+        let costs = [
+            b.overall_cost
+                .map(|l| ("overall cost budget".to_string(), l)),
+            base.and_then(|c| b.command_costs.get(c).copied())
+                .map(|l| (format!("command cost budget {}", base.unwrap_or("")), l)),
+        ];
+        for (name, limit) in costs.into_iter().flatten() {
+            match spec.max_cost {
+                Some(cap) if cap <= limit => {}
+                Some(cap) => {
+                    return Err(UsageError(format!(
+                        "{}: output format json reports no usage until the instance ends, and its max_cost_usd {cap} is larger than the block-mode {name} {limit}; lower max_cost_usd to at most {limit} or use stream-json",
+                        at(i)
+                    )))
+                }
+                None => {
+                    return Err(UsageError(format!(
+                        "{}: output format json reports no usage until the instance ends, so under the block-mode {name} {limit} it needs its own max_cost_usd (at most {limit}; Claude stops itself there); set max_cost_usd or use stream-json",
+                        at(i)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--rerun-failed REPORT`: the instances of `instances` that did not complete in the
+/// report (matched by name), in plan order. Every name in the report must still be in the
+/// plan, so that a changed config cannot silently drop work.
+fn rerun_selection(
+    path: &Path,
+    shown: &Path,
+    instances: Vec<InstanceSpec>,
+) -> Result<Vec<InstanceSpec>, UsageError> {
+    let fail = |why: String| UsageError(format!("--rerun-failed {}: {why}", shown.display()));
+    let bytes = read_input_file(path).map_err(fail)?;
+    let report: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(format!(
+            "not a JSON report ({e}); give a file written by --report"
+        ))
+    })?;
+    let Some(items) = report.get("instances").and_then(Value::as_array) else {
+        return Err(fail(
+            "has no \"instances\" list; give a file written by --report".into(),
+        ));
+    };
+    let mut again: HashSet<String> = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let (Some(name), Some(status)) = (
+            item.get("name").and_then(Value::as_str),
+            item.get("status").and_then(Value::as_str),
+        ) else {
+            return Err(fail(format!(
+                "instances[{i}] has no name and status; give a file written by --report"
+            )));
+        };
+        if !instances.iter().any(|s| s.name == name) {
+            return Err(fail(format!(
+                "instance {name:?} of the report is not in this run; give the same --config and PROMPTs as the run that wrote it"
+            )));
+        }
+        if status != "completed" {
+            again.insert(name.to_string());
+        }
+    }
+    if again.is_empty() {
+        return Err(fail(
+            "every instance in it completed; there is nothing to rerun".into(),
+        ));
+    }
+    Ok(instances
+        .into_iter()
+        .filter(|s| again.contains(&s.name))
+        .collect())
+}
+
+/// zen's direct-command flags (`--instance-name`, `--instance-description`,
+/// `--session-id`) describe the one instance given as a PROMPT.
+fn apply_direct_flags(
+    cli: &Cli,
+    prompts: &mut [ConfigInstance],
+    origin: &str,
+) -> Result<(), UsageError> {
+    let given: Vec<&str> = [
+        ("--instance-name", cli.instance_name.is_some()),
+        ("--instance-description", cli.instance_description.is_some()),
+        ("--session-id", cli.session_id.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(f, _)| *f)
+    .collect();
+    let Some(first) = given.first() else {
+        return Ok(());
+    };
+    let [inst] = prompts else {
+        let what = if prompts.is_empty() {
+            "no PROMPT was given".to_string()
+        } else {
+            format!("{} PROMPTs were given", prompts.len())
+        };
+        let cfg = if origin.is_empty() {
+            String::new()
+        } else {
+            format!(" (instances from {origin} set their own in the file)")
+        };
+        return Err(UsageError(format!(
+            "{first} describes the one PROMPT on the command line, but {what}{cfg}; give exactly one PROMPT, or set \"name\"/\"description\"/\"session_id\" per instance in a --config file"
+        )));
+    };
+    if let Some(name) = &cli.instance_name {
+        let cx = Ctx { origin: "" };
+        inst.name = Some(
+            check_name(&cx, name.clone(), "--instance-name")
+                .map_err(|e| UsageError(e.0.trim_start_matches(": ").to_string()))?,
+        );
+    }
+    if let Some(d) = &cli.instance_description {
+        inst.description = Some(d.clone());
+    }
+    if let Some(sid) = &cli.session_id {
+        inst.session_id = Some(sid.clone());
+    }
+    Ok(())
 }
 
 /// Explicit names must be unique; defaulted names (slugs) are made unique with `-2`, `-3`.
@@ -962,7 +1312,7 @@ fn assign_names(
 fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageError> {
     let mut command_tokens = cfg.command_tokens;
     let mut seen = HashSet::new();
-    for cb in &cli.command_budget {
+    for cb in cli.command_tokens() {
         if !seen.insert(cb.command.as_str()) {
             return Err(UsageError(format!(
                 "--command-budget: {} is given twice; give each command one limit",
@@ -973,7 +1323,7 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
     }
     let mut command_costs = cfg.command_costs;
     let mut seen = HashSet::new();
-    for cc in &cli.command_cost_budget {
+    for cc in cli.command_costs() {
         if !seen.insert(cc.command.as_str()) {
             return Err(UsageError(format!(
                 "--command-cost-budget: {} is given twice; give each command one limit",
@@ -1149,6 +1499,33 @@ mod tests {
     }
 
     #[test]
+    fn config_numbers_take_the_command_line_forms() {
+        let f = cfg(
+            r#"{"instances": [{"command": "/a", "max_tokens_per_command": "20K",
+                                       "max_cost_usd": "$0.50", "timeout": "15m"},
+                                      {"command": "/b", "timeout": "1.5h"}],
+            "budget": {"overall_tokens": "1.5M", "overall_cost_usd": "$5",
+                       "commands": {"/a": "5,000"}, "command_costs": {"/a": "$1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.instances[0].max_tokens, Some(20_000));
+        assert_eq!(f.instances[0].max_cost, Some(Usd(500_000_000)));
+        assert_eq!(f.instances[0].timeout, Some(Duration::from_secs(900)));
+        assert_eq!(f.instances[1].timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(f.budget.overall_tokens, Some(1_500_000));
+        assert_eq!(f.budget.overall_cost, Some(Usd(5_000_000_000)));
+        assert_eq!(f.budget.command_tokens.get("/a"), Some(&5000));
+        assert_eq!(f.budget.command_costs.get("/a"), Some(&Usd(1_000_000_000)));
+        let e = cfg_err(r#"{"budget": {"warn_at_percent": 0.8}}"#);
+        assert!(
+            e.contains("budget.warn_at_percent") && e.contains("write 80"),
+            "{e}"
+        );
+        let e = cfg_err(r#"{"instances": [{"command": "/a", "timeout": "0s"}]}"#);
+        assert!(e.contains("instances[0].timeout"), "{e}");
+    }
+
+    #[test]
     fn zen_aliases_are_accepted() {
         let f = cfg(r#"{"instances": [{"prompt": "/analyze", "clear_history": true, "compact_history": false, "pre_commands": []}],
             "budget": {"overall_budget": 100, "command_budgets": {"/analyze": 50},
@@ -1211,8 +1588,8 @@ mod tests {
                 "instances[0].max_tokens_per_command",
             ),
             (
-                r#"{"instances": [{"command": "/a", "max_tokens_per_command": "5"}]}"#,
-                "expected a whole number",
+                r#"{"instances": [{"command": "/a", "max_tokens_per_command": "5 tokens"}]}"#,
+                "not a number of tokens",
             ),
             (
                 r#"{"instances": [{"command": "/a", "max_tokens_per_command": 1.5}]}"#,
@@ -1224,7 +1601,7 @@ mod tests {
             ),
             (
                 r#"{"instances": [{"command": "/a", "timeout": 0}]}"#,
-                "instances[0].timeout: must be a number of seconds greater than 0",
+                "instances[0].timeout: must be a number of seconds or a duration greater than 0",
             ),
             (
                 r#"{"instances": [{"command": "/a", "session_id": "perf-1"}]}"#,
@@ -1255,8 +1632,8 @@ mod tests {
                 "budget.overall_tokens: must be greater than 0",
             ),
             (
-                r#"{"budget": {"commands": {"/test": "1000"}}}"#,
-                "budget.commands[\"/test\"]: expected a whole number",
+                r#"{"budget": {"commands": {"/test": "lots"}}}"#,
+                "budget.commands[\"/test\"]: not a number of tokens",
             ),
             (
                 r#"{"budget": {"commands": {"test": 1, "/test": 2}}}"#,
@@ -1336,6 +1713,178 @@ mod tests {
         assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
         assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
+    }
+
+    #[test]
+    fn zen_direct_command_flags_describe_the_one_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let sid = "3F1C2B4A-0000-4000-8000-00000000ABCD";
+        let c = cli(&[
+            "--instance-name",
+            "analyzer",
+            "--instance-description",
+            "Direct run",
+            "--session-id",
+            sid,
+            "--clear-history",
+            "--compact-history",
+            "--budget-parameter-type",
+            "mixed",
+            "/analyze-code",
+        ]);
+        let plan = build_plan(&c, dir.path()).unwrap();
+        let i = &plan.instances[0];
+        assert_eq!(i.name, "analyzer");
+        assert_eq!(i.description.as_deref(), Some("Direct run"));
+        assert_eq!(
+            i.session_id.as_deref(),
+            Some(sid.to_ascii_lowercase().as_str())
+        );
+
+        let e = build_plan(&cli(&["--instance-name", "a", "/x", "/y"]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--instance-name describes the one PROMPT") && e.contains("2 PROMPTs"),
+            "{e}"
+        );
+        let e = build_plan(&cli(&["--instance-name", "../x", "/x"]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--instance-name: \"../x\" is not a usable name"),
+            "{e}"
+        );
+        let e = cli::parse_args(
+            ["orchestrator", "--session-id", "abc", "/x"]
+                .map(OsString::from)
+                .to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--session-id") && e.contains("not a UUID"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zen_log_level_and_console_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = |a: &[&str]| build_plan(&cli(a), dir.path()).unwrap().options;
+        let o = opts(&["--log-level", "silent", "/x"]);
+        assert!(o.quiet);
+        let o = opts(&["--log-level", "detailed", "/x"]);
+        assert_eq!((o.quiet, o.verbose), (false, 1));
+        let o = opts(&["--log-level", "concise", "--quiet", "/x"]);
+        assert!(!o.quiet, "--log-level wins over --quiet, as in zen");
+        let o = opts(&["--max-console-lines", "0", "/x"]);
+        assert_eq!(o.status_interval, Duration::ZERO);
+        let o = opts(&["--max-console-lines", "5", "/x"]);
+        assert_eq!(o.status_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rerun_failed_keeps_what_did_not_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = |body: &str| {
+            std::fs::write(dir.path().join("r.json"), body).unwrap();
+        };
+        report(
+            r#"{"instances": [{"name": "a", "status": "completed"}, {"name": "b", "status": "failed"},
+                              {"name": "c", "status": "terminated"}]}"#,
+        );
+        let plan = build_plan(
+            &cli(&[
+                "--rerun-failed",
+                "r.json",
+                "--retries",
+                "2",
+                "--fail-fast",
+                "/a",
+                "/b",
+                "/c",
+            ]),
+            dir.path(),
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(plan.options.retries, 2);
+        assert!(plan.options.fail_fast);
+        let err = |args: &[&str]| build_plan(&cli(args), dir.path()).unwrap_err().to_string();
+        let e = err(&["--rerun-failed", "r.json", "/a", "/b"]);
+        assert!(e.contains("\"c\" of the report is not in this run"), "{e}");
+        report(r#"{"instances": [{"name": "a", "status": "completed"}]}"#);
+        let e = err(&["--rerun-failed", "r.json", "/a"]);
+        assert!(e.contains("nothing to rerun"), "{e}");
+        report("[1, 2]");
+        let e = err(&["--rerun-failed", "r.json", "/a"]);
+        assert!(
+            e.starts_with("--rerun-failed r.json: has no \"instances\""),
+            "{e}"
+        );
+        let e = err(&["--rerun-failed", "missing.json", "/a"]);
+        assert!(
+            e.starts_with("--rerun-failed missing.json: cannot read"),
+            "{e}"
+        );
+        let e = cli::parse_args(
+            ["orchestrator", "--retries", "-1", "/x"]
+                .map(OsString::from)
+                .to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--retries") && e.contains("0 to 100"), "{e}");
+    }
+
+    #[test]
+    fn profiles_override_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.json"),
+            r#"{"instances": [{"command": "/test"}],
+               "budget": {"overall_tokens": 100, "commands": {"/test": 50, "/lint": 20}},
+               "profiles": {"testing": {"overall_tokens": "1K", "commands": {"/test": 70}},
+                            "production": {"overall_cost_usd": "$5", "enforcement_mode": "block"}}}"#,
+        )
+        .unwrap();
+        let budgets = |a: &[&str]| build_plan(&cli(a), dir.path()).map(|p| p.budgets);
+        let b = budgets(&["-c", "c.json"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(100));
+        let b = budgets(&["-c", "c.json", "--profile", "testing"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(1000));
+        assert_eq!(b.command_tokens.get("/test"), Some(&70));
+        assert_eq!(b.command_tokens.get("/lint"), Some(&20));
+        let b = budgets(&["-c", "c.json", "--profile", "production"]).unwrap();
+        assert_eq!(b.overall_tokens, Some(100));
+        assert_eq!(b.overall_cost, Some(Usd(5_000_000_000)));
+        assert_eq!(b.mode, Mode::Block);
+        // Flags still win over the profile.
+        let b = budgets(&[
+            "-c",
+            "c.json",
+            "--profile",
+            "testing",
+            "--overall-token-budget",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(b.overall_tokens, Some(9));
+        let e = budgets(&["-c", "c.json", "--profile", "testin"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("did you mean testing?") && e.contains("production"),
+            "{e}"
+        );
+        let e = budgets(&["--profile", "testing", "/x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--config"), "{e}");
+        let e = cfg_err(r#"{"profiles": {"t": {"overal_tokens": 5}}}"#);
+        assert!(e.contains("profiles.t.overal_tokens"), "{e}");
     }
 
     #[test]

@@ -214,6 +214,15 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ratio = Amount::ratio(self.used, self.limit);
         match self.kind {
+            // One update can jump past the threshold and the limit at once; then say
+            // so, rather than "passed 80%: … (111%)" right before "exceeded".
+            WarningKind::WarnAt { percent } if self.used.raw() > self.limit.raw() => write!(
+                f,
+                "{} passed {}% and its limit in one step: {ratio} ({:.0}%)",
+                self.budget,
+                format_percent(percent),
+                percent_of(self.used.raw(), self.limit.raw())
+            ),
             WarningKind::WarnAt { percent } => write!(
                 f,
                 "{} passed {}%: {ratio} ({:.0}%)",
@@ -726,14 +735,15 @@ impl Ledger {
     }
 
     /// Records a usage delta of instance `id` and returns what must happen now. A
-    /// negative `cost` is a downward correction: it is booked but never triggers a
-    /// warning or a termination. Usage of an instance that is not running (late lines
-    /// after `finish`) is booked all the same: spent is spent.
-    pub fn record(&mut self, id: InstanceId, tokens: u64, cost: Usd) -> Vec<Decision> {
+    /// negative `tokens` or `cost` is a downward correction (Claude's `result` counted less
+    /// than live accounting did): it is booked but never triggers a warning or a
+    /// termination. Usage of an instance that is not running (late lines after `finish`)
+    /// is booked all the same: spent is spent.
+    pub fn record(&mut self, id: InstanceId, tokens: i64, cost: Usd) -> Vec<Decision> {
         let Some(inst) = self.instances.get_mut(id) else {
             return Vec::new();
         };
-        inst.used_tokens = inst.used_tokens.saturating_add(tokens);
+        inst.used_tokens = inst.used_tokens.saturating_add_signed(tokens);
         inst.used_cost += cost;
         let mut decisions = Vec::new();
         for i in 0..self.instances[id].budgets.len() {
@@ -1461,6 +1471,28 @@ mod tests {
     }
 
     #[test]
+    fn a_warning_past_the_limit_says_so() {
+        let w = |used: u64| {
+            Warning {
+                budget: overall(Unit::Tokens),
+                used: Amount::Tokens(used),
+                limit: Amount::Tokens(5000),
+                kind: WarningKind::WarnAt { percent: 80.0 },
+            }
+            .to_string()
+        };
+        assert_eq!(w(4100), "overall budget passed 80%: 4.1K/5.0K tokens (82%)");
+        assert_eq!(
+            w(5000),
+            "overall budget passed 80%: 5.0K/5.0K tokens (100%)"
+        );
+        assert_eq!(
+            w(5550),
+            "overall budget passed 80% and its limit in one step: 5.6K/5.0K tokens (111%)"
+        );
+    }
+
+    #[test]
     fn one_jump_past_both_thresholds_gives_both_warnings() {
         let mut c = with_tests(cfg(Mode::Warn), 1000);
         c.overall_tokens = Some(100_000);
@@ -1836,7 +1868,7 @@ mod tests {
                             }
                         }
                         Op::Record(id, t, cost) => {
-                            let ds = l.record(id, t, Usd(cost));
+                            let ds = l.record(id, t as i64, Usd(cost));
                             if id < n {
                                 let e = recorded.entry(id).or_default();
                                 e.0 += t;

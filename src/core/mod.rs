@@ -13,4 +13,5 @@ pub mod pricing;
 pub mod run;
 pub mod signal;
 pub mod stream;
+pub mod text;
 pub mod usage;

@@ -207,6 +207,9 @@ pub struct RunOptions {
     pub retries: u32,
     /// `--fail-fast`: launch nothing more after the first failure.
     pub fail_fast: bool,
+    /// `--rerun-failed REPORT`: the report the plan's instances were chosen from (only
+    /// those that did not complete in it).
+    pub rerun_failed: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -238,6 +241,7 @@ impl Default for RunOptions {
             project: String::new(),
             retries: 0,
             fail_fast: false,
+            rerun_failed: None,
         }
     }
 }

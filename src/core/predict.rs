@@ -81,7 +81,7 @@ pub fn predict(mut ledger: Ledger, n: usize) -> Vec<Prediction> {
         }
         for id in admitted {
             let (tokens, cost) = ledger.estimate(id);
-            let _ = ledger.record(id, tokens, cost);
+            let _ = ledger.record(id, i64::try_from(tokens).unwrap_or(i64::MAX), cost);
             ledger.finish(id);
         }
         pending = waiting;

@@ -6,13 +6,23 @@
 //! up to six decimals ($0.08/M = 80 000 p$/token) are exact, and costs are summed in `u128`
 //! and rounded once per call to whole nanodollars ([`Usd`]).
 //!
-//! An unknown model is never free: it is priced as the most expensive known model (highest
-//! output price).
+//! An unknown model is never free. Live, it is priced as Claude Code 2.1.197 prices it (the
+//! table's `"unknown"` row, $5/$25); the pre-launch estimate ([`Pricing::estimate_cost`])
+//! stays conservative and uses the most expensive known model (highest output price).
+//!
+//! Besides tokens, a message can cost per web search request (`web_search_per_request`,
+//! $0.01) and run in fast mode (`usage.speed == "fast"`), which multiplies its token cost by
+//! the model's `fast` factor (×2 on Opus 4.8, ×6 on Opus 4.6/4.7).
+//!
+//! [`Calibration`] keeps the table honest: when Claude's own `costUSD` for a model disagrees
+//! with what the table gives for the same tokens, the run scales that model's live estimate
+//! by Claude's ratio from then on (and warns once).
 
 use crate::core::usage::{Usage, Usd};
 use anyhow::{anyhow, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 const BUILTIN: &str = include_str!("pricing.json");
 
@@ -33,6 +43,8 @@ pub struct ModelPrice {
     pub cache_write_5m: u64,
     pub cache_write_1h: u64,
     pub cache_read: u64,
+    /// Fast-mode multiplier in thousandths (1000 = none).
+    pub fast_milli: u64,
 }
 
 impl ModelPrice {
@@ -53,6 +65,10 @@ pub struct Pricing {
     by_name: HashMap<String, usize>,
     aliases: HashMap<String, usize>,
     worst: usize,
+    /// Live price of a model the table does not list.
+    unknown: ModelPrice,
+    /// Nanodollars per web search request.
+    web_search: u64,
 }
 
 impl Pricing {
@@ -71,6 +87,10 @@ impl Pricing {
             models: BTreeMap<String, serde_json::Value>,
             #[serde(default)]
             aliases: BTreeMap<String, String>,
+            #[serde(default)]
+            unknown: Option<serde_json::Value>,
+            #[serde(default)]
+            web_search_per_request: Option<f64>,
             #[serde(flatten)]
             other: BTreeMap<String, serde_json::Value>,
         }
@@ -82,6 +102,7 @@ impl Pricing {
             cache_write_5m: Option<f64>,
             cache_write_1h: Option<f64>,
             cache_read: Option<f64>,
+            fast: Option<f64>,
         }
 
         let file: File = serde_json::from_str(text).map_err(|e| {
@@ -94,12 +115,7 @@ impl Pricing {
             bail!("{origin}: unknown key \"{k}\" (expected \"models\", \"aliases\" or a \"//\" comment)");
         }
 
-        let mut models = Vec::new();
-        let mut by_name = HashMap::new();
-        for (raw_name, value) in &file.models {
-            if raw_name.starts_with("//") {
-                continue;
-            }
+        let row = |raw_name: &str, value: &serde_json::Value| -> anyhow::Result<ModelPrice> {
             let spec: Spec = serde_json::from_value(value.clone())
                 .map_err(|e| anyhow!("{origin}: model \"{raw_name}\": {e}"))?;
             let price = |field: &str, v: f64| -> anyhow::Result<u64> {
@@ -108,9 +124,12 @@ impl Pricing {
                 }
                 Ok((v * PICO_PER_DOLLAR_PER_MTOK).round() as u64)
             };
-            let name = normalize(raw_name);
-            let mp = ModelPrice {
-                name: name.clone(),
+            let fast = spec.fast.unwrap_or(1.0);
+            if !fast.is_finite() || !(1.0..=100.0).contains(&fast) {
+                bail!("{origin}: model \"{raw_name}\": fast = {fast} is not a fast-mode multiplier (1 to 100)");
+            }
+            Ok(ModelPrice {
+                name: normalize(raw_name),
                 input: price("input", spec.input)?,
                 output: price("output", spec.output)?,
                 cache_write_5m: price(
@@ -122,7 +141,17 @@ impl Pricing {
                     spec.cache_write_1h.unwrap_or(spec.input * 2.0),
                 )?,
                 cache_read: price("cache_read", spec.cache_read.unwrap_or(spec.input * 0.1))?,
-            };
+                fast_milli: (fast * 1000.0).round() as u64,
+            })
+        };
+        let mut models = Vec::new();
+        let mut by_name = HashMap::new();
+        for (raw_name, value) in &file.models {
+            if raw_name.starts_with("//") {
+                continue;
+            }
+            let mp = row(raw_name, value)?;
+            let name = mp.name.clone();
             if by_name.insert(name.clone(), models.len()).is_some() {
                 bail!("{origin}: model \"{raw_name}\" is listed twice (as \"{name}\" after normalisation)");
             }
@@ -155,11 +184,28 @@ impl Pricing {
             .max_by_key(|(_, m)| (m.output, m.input, m.max_per_token()))
             .map(|(i, _)| i)
             .unwrap_or(0);
+        let unknown = match &file.unknown {
+            Some(v) => ModelPrice {
+                name: "unknown".into(),
+                ..row("unknown", v)?
+            },
+            // A table without an "unknown" row prices unknown models as its worst one.
+            None => models[worst].clone(),
+        };
+        let web_search = match file.web_search_per_request {
+            None => WEB_SEARCH_DEFAULT_NANOS,
+            Some(d) if d.is_finite() && (0.0..=1000.0).contains(&d) => (d * 1e9).round() as u64,
+            Some(d) => bail!(
+                "{origin}: web_search_per_request = {d} is not a price in dollars (0 to 1000)"
+            ),
+        };
         Ok(Pricing {
             models,
             by_name,
             aliases,
             worst,
+            unknown,
+            web_search,
         })
     }
 
@@ -183,12 +229,48 @@ impl Pricing {
     }
 
     /// Price of `model`, or of the most expensive known model when unknown; the flag says
-    /// whether the model was known.
+    /// whether the model was known. For conservative estimates.
     pub fn price_or_worst(&self, model: &str) -> (&ModelPrice, bool) {
         match self.lookup(model) {
             Some(p) => (p, true),
             None => (self.worst(), false),
         }
+    }
+
+    /// Price of `model` for live accounting: the table's row, or the `"unknown"` row (what
+    /// Claude Code charges for a model it does not know); the flag says whether it was known.
+    pub fn price_live(&self, model: &str) -> (&ModelPrice, bool) {
+        match self.lookup(model) {
+            Some(p) => (p, true),
+            None => (&self.unknown, false),
+        }
+    }
+
+    /// Nanodollars per web search request.
+    pub fn web_search_nanos(&self) -> u64 {
+        self.web_search
+    }
+
+    /// Cost of one message as Claude Code computes it: tokens at `p` (times the fast-mode
+    /// factor when `fast`), plus `web_searches` requests.
+    pub fn message_cost(
+        &self,
+        p: &ModelPrice,
+        usage: &Usage,
+        cache_write_1h_tokens: u64,
+        web_searches: u64,
+        fast: bool,
+    ) -> Usd {
+        let pico = token_pico(p, usage, cache_write_1h_tokens);
+        let pico = if fast {
+            pico * u128::from(p.fast_milli) / 1000
+        } else {
+            pico
+        };
+        let nanos = nanos_from_pico(pico + 500);
+        Usd(nanos.0.saturating_add(
+            i64::try_from(web_searches.saturating_mul(self.web_search)).unwrap_or(i64::MAX),
+        ))
     }
 
     /// Cost of `usage` on `model`. `cache_write_1h_tokens` is the part of
@@ -209,16 +291,106 @@ impl Pricing {
     }
 }
 
+/// $0.01 per web search request (Claude Code 2.1.197).
+const WEB_SEARCH_DEFAULT_NANOS: u64 = 10_000_000;
+
 /// Cost of `usage` at price `p`, rounded to the nearest nanodollar.
 pub fn cost_with(p: &ModelPrice, usage: &Usage, cache_write_1h_tokens: u64) -> Usd {
+    nanos_from_pico(token_pico(p, usage, cache_write_1h_tokens) + 500)
+}
+
+/// Token cost in picodollars. 1-hour writes are min(`cache_write_1h_tokens`, cache
+/// writes) at the 1-hour rate, the rest at the 5-minute rate (as Claude Code prices them).
+fn token_pico(p: &ModelPrice, usage: &Usage, cache_write_1h_tokens: u64) -> u128 {
     let h1 = cache_write_1h_tokens.min(usage.cache_creation_input_tokens);
     let m5 = usage.cache_creation_input_tokens - h1;
-    let pico = u128::from(usage.input_tokens) * u128::from(p.input)
+    u128::from(usage.input_tokens) * u128::from(p.input)
         + u128::from(usage.output_tokens) * u128::from(p.output)
         + u128::from(m5) * u128::from(p.cache_write_5m)
         + u128::from(h1) * u128::from(p.cache_write_1h)
-        + u128::from(usage.cache_read_input_tokens) * u128::from(p.cache_read);
-    nanos_from_pico(pico + 500)
+        + u128::from(usage.cache_read_input_tokens) * u128::from(p.cache_read)
+}
+
+/// What the table says one model's `result.modelUsage` entry should cost. `modelUsage`
+/// does not say which cache writes were 1-hour ones nor which messages ran in fast mode, so
+/// this is a range: `low` prices every write at the 5-minute rate and nothing as fast;
+/// `high` prices every write at the 1-hour rate and, when `fast_seen`, everything as fast.
+pub fn expected_range(
+    pricing: &Pricing,
+    p: &ModelPrice,
+    usage: &Usage,
+    web_searches: u64,
+    fast_seen: bool,
+) -> (Usd, Usd) {
+    let low = pricing.message_cost(p, usage, 0, web_searches, false);
+    let high = pricing.message_cost(
+        p,
+        usage,
+        usage.cache_creation_input_tokens,
+        web_searches,
+        fast_seen,
+    );
+    (low, high)
+}
+
+/// Claude's price over the table's for one model, as an exact ratio of nanodollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ratio {
+    pub claude: i64,
+    pub table: i64,
+}
+
+impl Ratio {
+    /// `amount` scaled by this ratio, rounded to the nearest nanodollar.
+    pub fn apply(self, amount: Usd) -> Usd {
+        if self.table <= 0 {
+            return amount;
+        }
+        let n = i128::from(amount.0) * i128::from(self.claude);
+        let d = i128::from(self.table);
+        Usd(i64::try_from((n + d / 2) / d).unwrap_or(i64::MAX))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        if self.table <= 0 {
+            1.0
+        } else {
+            self.claude as f64 / self.table as f64
+        }
+    }
+}
+
+/// Whether Claude's `claude` charge agrees with the table's range `(low, high)`: inside it,
+/// give or take rounding (Claude sums floats per message; we round once per message).
+pub fn agrees(claude: Usd, (low, high): (Usd, Usd)) -> bool {
+    // 0.01% or 100 nanodollars, whichever is larger.
+    let slack = |x: Usd| (x.0 / 10_000).max(100);
+    claude.0 >= low.0 - slack(low) && claude.0 <= high.0 + slack(high)
+}
+
+/// Per-model corrections learnt from Claude's own `costUSD` during one run, shared by every
+/// instance's tracker (a clone shares the same table). Keyed by normalised model name.
+#[derive(Debug, Clone, Default)]
+pub struct Calibration {
+    ratios: Arc<Mutex<HashMap<String, Ratio>>>,
+}
+
+impl Calibration {
+    pub fn new() -> Calibration {
+        Calibration::default()
+    }
+
+    /// The ratio to apply to `model`'s live estimate, if the table was found wrong for it.
+    pub fn ratio(&self, model: &str) -> Option<Ratio> {
+        let map = self.ratios.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&normalize(model)).copied()
+    }
+
+    /// Sets `model`'s ratio; true when the model had none (the caller warns then).
+    pub fn set(&self, model: &str, ratio: Ratio) -> bool {
+        let mut map = self.ratios.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(normalize(model), ratio).is_none()
+    }
 }
 
 fn nanos_from_pico(pico: u128) -> Usd {
@@ -296,6 +468,7 @@ mod tests {
             (x.input, x.output)
         };
         for m in [
+            "claude-opus-5-5",
             "claude-opus-5",
             "claude-opus-4-8",
             "claude-opus-4-7",
@@ -312,6 +485,8 @@ mod tests {
             assert_eq!(io(m), (15_000_000, 75_000_000), "{m}");
         }
         for m in [
+            "claude-sonnet-5-5",
+            "claude-sonnet-5",
             "claude-sonnet-4-6",
             "claude-sonnet-4-5-20250929",
             "claude-sonnet-4",
@@ -325,14 +500,15 @@ mod tests {
             (h35.input, h35.output, h35.cache_read),
             (800_000, 4_000_000, 80_000)
         );
-        assert_eq!(
-            p.lookup("opus").map(|m| m.name.as_str()),
-            Some("claude-opus-5-5")
-        );
-        assert_eq!(
-            p.lookup("Sonnet").map(|m| m.name.as_str()),
-            Some("claude-sonnet-5-5")
-        );
+        assert_eq!(io("claude-fable-5-1"), (10_000_000, 50_000_000));
+        // Aliases as Claude Code 2.1.197 resolves them in -p mode.
+        for (alias, model) in [
+            ("opus", "claude-opus-4-8"),
+            ("Sonnet", "claude-sonnet-5"),
+            ("opusplan", "claude-sonnet-5"),
+        ] {
+            assert_eq!(p.lookup(alias).map(|m| m.name.as_str()), Some(model));
+        }
         assert_eq!(
             p.lookup("haiku").map(|m| m.name.as_str()),
             Some("claude-haiku-4-5")
@@ -365,6 +541,137 @@ mod tests {
             Usd::from_dollars(15.0)
         );
         assert!(p.price_or_worst("claude-opus-4-8").1);
+    }
+
+    /// Claude Code 2.1.197's own `total_cost_usd` for the cases measured with the fake API
+    /// (docs/real-claude-notes.md, "Fidelity cases").
+    #[test]
+    fn message_cost_matches_claude_codes_measured_totals() {
+        let p = Pricing::builtin();
+        let cost = |model: &str, u: Usage, h1: u64, ws: u64, fast: bool| {
+            let (row, _) = p.price_live(model);
+            p.message_cost(row, &u, h1, ws, fast)
+        };
+        // Sonnet (claude-sonnet-5), 3 web searches: 1000 in, 100 out → $0.0345.
+        assert_eq!(
+            cost("claude-sonnet-5", Usage::new(1000, 100, 0, 0), 0, 3, false),
+            Usd::from_dollars(0.0345)
+        );
+        // Fast mode, 1000 in/100 out/1000 write/1000 read: ×2 on Opus 4.8, ×6 on 4.6.
+        let u = Usage::new(1000, 100, 1000, 1000);
+        assert_eq!(
+            cost("claude-opus-4-8", u, 0, 0, true),
+            Usd::from_dollars(0.0285)
+        );
+        assert_eq!(
+            cost("claude-opus-4-6", u, 0, 0, true),
+            Usd::from_dollars(0.0855)
+        );
+        assert_eq!(
+            cost("claude-opus-4-7", u, 0, 0, true),
+            Usd::from_dollars(0.0855)
+        );
+        // Fast mode does not multiply web searches: $0.045 + 2 × $0.01.
+        assert_eq!(
+            cost("claude-opus-4-6", Usage::new(1000, 100, 0, 0), 0, 2, true),
+            Usd::from_dollars(0.065)
+        );
+        // Fast on a model without a fast price changes nothing.
+        assert_eq!(
+            cost("claude-sonnet-5", Usage::new(1000, 100, 0, 0), 0, 0, true),
+            Usd::from_dollars(0.0045)
+        );
+        // 10,000 cache writes, 4,000 of them 1-hour, on Sonnet: $0.051.
+        assert_eq!(
+            cost("sonnet", Usage::new(1000, 100, 10_000, 0), 4000, 0, false),
+            Usd::from_dollars(0.051)
+        );
+        // Default model and unknown models: $5/$25 → $0.0075.
+        let u = Usage::new(1000, 100, 0, 0);
+        assert_eq!(
+            cost("claude-opus-4-8[1m]", u, 0, 0, false),
+            Usd::from_dollars(0.0075)
+        );
+        assert_eq!(
+            cost("claude-foo-9", u, 0, 0, false),
+            Usd::from_dollars(0.0075)
+        );
+        assert!(!p.price_live("claude-foo-9").1);
+        // Haiku (claude-haiku-4-5-20251001): $1/$5.
+        assert_eq!(
+            cost(
+                "claude-haiku-4-5-20251001",
+                Usage::new(500, 100, 0, 0),
+                0,
+                0,
+                false
+            ),
+            Usd::from_dollars(0.001)
+        );
+    }
+
+    #[test]
+    fn the_expected_range_covers_what_model_usage_cannot_tell() {
+        let p = Pricing::builtin();
+        let (row, _) = p.price_live("claude-opus-4-8");
+        let u = Usage::new(1000, 100, 1000, 0);
+        let (low, high) = expected_range(&p, row, &u, 1, false);
+        // All writes 5-minute: $0.005 + $0.0025 + $0.00625 + $0.01.
+        assert_eq!(low, Usd::from_dollars(0.02375));
+        // All writes 1-hour: $0.005 + $0.0025 + $0.01 + $0.01.
+        assert_eq!(high, Usd::from_dollars(0.0275));
+        let (_, fast_high) = expected_range(&p, row, &u, 1, true);
+        assert_eq!(fast_high, Usd::from_dollars(0.045));
+        assert!(agrees(Usd::from_dollars(0.025), (low, high)));
+        assert!(agrees(low, (low, high)) && agrees(high, (low, high)));
+        // Float noise in Claude's sum is not a disagreement.
+        assert!(agrees(Usd(high.0 + 50), (low, high)));
+        assert!(!agrees(Usd::from_dollars(0.03), (low, high)));
+        assert!(!agrees(Usd::from_dollars(0.02), (low, high)));
+    }
+
+    #[test]
+    fn ratios_scale_exactly_and_calibration_is_shared() {
+        let r = Ratio {
+            claude: 3,
+            table: 2,
+        };
+        assert_eq!(r.apply(Usd(1_000_000)), Usd(1_500_000));
+        assert_eq!(r.apply(Usd(1)), Usd(2)); // 1.5 rounds half up
+        assert_eq!(
+            Ratio {
+                claude: 5,
+                table: 0
+            }
+            .apply(Usd(7)),
+            Usd(7)
+        );
+        let c = Calibration::new();
+        let shared = c.clone();
+        assert!(c.ratio("claude-sonnet-5").is_none());
+        assert!(shared.set("claude-sonnet-5[1m]", r), "first time: warn");
+        assert!(!c.set("Claude-Sonnet-5", r), "second time: no warning");
+        assert_eq!(c.ratio("claude-sonnet-5-20260101"), Some(r));
+    }
+
+    #[test]
+    fn parse_reads_fast_unknown_and_web_search() {
+        let f = r#"{"models": {"m": {"input": 1, "output": 2, "fast": 3}},
+                    "unknown": {"input": 7, "output": 9}, "web_search_per_request": 0.02}"#;
+        let p = Pricing::parse(f, "prices.json").expect("valid");
+        assert_eq!(p.lookup("m").map(|m| m.fast_milli), Some(3000));
+        assert_eq!(p.price_live("zzz").0.output, 9_000_000);
+        assert_eq!(p.web_search_nanos(), 20_000_000);
+        // Without an "unknown" row, unknown models are priced as the worst one.
+        let f = r#"{"models": {"m": {"input": 1, "output": 2}}}"#;
+        let p = Pricing::parse(f, "prices.json").expect("valid");
+        assert_eq!(p.price_live("zzz").0.output, 2_000_000);
+        assert_eq!(p.web_search_nanos(), 10_000_000);
+        let f = r#"{"models": {"m": {"input": 1, "output": 2, "fast": 0.5}}}"#;
+        let e = Pricing::parse(f, "prices.json")
+            .expect_err("fast < 1")
+            .to_string();
+        assert!(e.contains("fast") && e.contains("\"m\""), "{e}");
     }
 
     #[test]
@@ -415,9 +722,10 @@ mod tests {
             p.estimate_cost(Some("claude-opus-4-8"), 1000),
             Usd::from_dollars(0.025)
         );
+        // The real output price: Sonnet 5 is $15/M.
         assert_eq!(
             p.estimate_cost(Some("sonnet"), 1_000_000),
-            Usd::from_dollars(10.0)
+            Usd::from_dollars(15.0)
         );
         assert_eq!(p.estimate_cost(None, 1000), Usd::from_dollars(0.075));
         assert_eq!(

@@ -48,6 +48,10 @@ pub enum Event<'a> {
         usage: RawUsage,
         parent_tool_use_id: Option<Cow<'a, str>>,
     },
+    /// A `user` event carrying a finished subagent's `tool_use_result` with usage: the
+    /// usage of the subagent's last API message, which never appears as an `assistant`
+    /// event of its own.
+    SubagentResult(SubagentResult<'a>),
     /// The `result` event that ends a session.
     Result(ResultEvent<'a>),
     /// Well-formed, but nothing in it matters to accounting or the report.
@@ -87,6 +91,18 @@ pub struct RawUsage {
     #[serde(deserialize_with = "lenient_u64")]
     pub cache_read_input_tokens: Option<u64>,
     pub cache_creation: Option<CacheCreation>,
+    pub server_tool_use: Option<ServerToolUse>,
+    /// `usage.speed`: `Some(true)` for `"fast"`, `Some(false)` for any other string.
+    #[serde(rename = "speed", deserialize_with = "lenient_fast")]
+    pub speed_fast: Option<bool>,
+}
+
+/// Server-side tools the API ran for one message (priced per request, not per token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ServerToolUse {
+    #[serde(deserialize_with = "lenient_u64")]
+    pub web_search_requests: Option<u64>,
 }
 
 /// Split of `cache_creation_input_tokens` by cache lifetime.
@@ -115,6 +131,28 @@ impl RawUsage {
             .and_then(|c| c.ephemeral_1h_input_tokens)
             .unwrap_or(0)
     }
+
+    /// `server_tool_use.web_search_requests`, 0 when absent.
+    pub fn web_search_requests(&self) -> u64 {
+        self.server_tool_use
+            .and_then(|s| s.web_search_requests)
+            .unwrap_or(0)
+    }
+
+    /// `usage.speed == "fast"`.
+    pub fn is_fast(&self) -> bool {
+        self.speed_fast == Some(true)
+    }
+}
+
+/// A finished subagent, from the Task tool's `user` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubagentResult<'a> {
+    /// `tool_use_result.agentId`, else the line's `uuid`: what makes a replay recognisable.
+    pub key: Option<Cow<'a, str>>,
+    /// `tool_use_result.resolvedModel`: the model the subagent ran on.
+    pub model: Option<Cow<'a, str>>,
+    pub usage: RawUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +198,8 @@ pub struct ModelUsage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(rename = "costUSD", deserialize_with = "lenient_f64")]
     pub cost_usd: Option<f64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub web_search_requests: Option<u64>,
 }
 
 impl ModelUsage {
@@ -234,6 +274,10 @@ pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
         // Most stream events are content-block frames: check and skip them wholesale.
         kind = Kind::Other;
     }
+    if kind == Kind::User && memchr::memmem::find(line, b"\"tool_use_result\"").is_none() {
+        // Most user lines are tool results without usage: skip them like unknown types.
+        kind = Kind::Other;
+    }
     if kind == Kind::Other {
         serde_json::from_slice::<IgnoredAny>(line)?;
         return Ok(Event::Ignored);
@@ -260,6 +304,7 @@ enum Kind {
     StreamEvent,
     Result,
     RateLimit,
+    User,
     Other,
 }
 
@@ -270,6 +315,7 @@ impl Kind {
             "assistant" => Kind::Assistant,
             "stream_event" => Kind::StreamEvent,
             "result" => Kind::Result,
+            "user" => Kind::User,
             t if t.contains("rate_limit") => Kind::RateLimit,
             _ => Kind::Other,
         }
@@ -424,6 +470,29 @@ fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
                 num_turns: r.num_turns,
                 session_id: r.session_id.map(|b| b.0),
             }))
+        }
+        Kind::User => {
+            let u: UserLine<'_> = serde_json::from_str(text)?;
+            let Some(raw) = u.tool_use_result else {
+                return Ok(Event::Ignored);
+            };
+            // Only a Task/Agent result is an object with `usage`; other tools' results
+            // (file contents, command output, plain strings) are not read any further.
+            let body = raw.get();
+            if !body.starts_with('{') || !body.contains("\"usage\"") {
+                return Ok(Event::Ignored);
+            }
+            let Ok(t) = serde_json::from_str::<TaskResult<'_>>(body) else {
+                return Ok(Event::Ignored);
+            };
+            Ok(match t.usage {
+                Some(usage) => Event::SubagentResult(SubagentResult {
+                    key: t.agent_id.map(|b| b.0).or(u.uuid.map(|b| b.0)),
+                    model: t.resolved_model.map(|b| b.0),
+                    usage,
+                }),
+                None => Event::Ignored,
+            })
         }
         Kind::Other => Ok(Event::Ignored),
     }
@@ -584,6 +653,24 @@ struct StartMsg<'a> {
 }
 
 #[derive(Deserialize)]
+struct UserLine<'a> {
+    #[serde(borrow, default)]
+    tool_use_result: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    uuid: Option<BStr<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TaskResult<'a> {
+    #[serde(rename = "agentId", borrow, default)]
+    agent_id: Option<BStr<'a>>,
+    #[serde(rename = "resolvedModel", borrow, default)]
+    resolved_model: Option<BStr<'a>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
 struct ResultLine<'a> {
     #[serde(borrow, default)]
     subtype: Option<BStr<'a>>,
@@ -680,16 +767,7 @@ impl<'de, const N: usize> Deserialize<'de> for Snippet<N> {
 }
 
 /// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub use crate::core::text::prefix_bytes as truncate;
 
 /// Content blocks; a non-array `content` (a plain string, say) yields none.
 struct Blocks<'a>(Vec<Block<'a>>);
@@ -753,6 +831,11 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error>
         Num::I(i) => i as f64,
         Num::F(f) => f,
     }))
+}
+
+/// `"fast"` → `Some(true)`, any other string → `Some(false)`, anything else → `None`.
+fn lenient_fast<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(Snippet::<16>::deserialize(d)?.0.map(|s| s == "fast"))
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {

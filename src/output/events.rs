@@ -20,10 +20,118 @@ use std::time::{Duration, Instant};
 /// `usage` events are coalesced to at most one per instance per this interval.
 pub const USAGE_EVERY: Duration = Duration::from_millis(100);
 
+/// How long the end of a run waits for a `--json` reader that has stopped reading before
+/// it gives up on the events still queued (the wait restarts whenever a line goes out).
+pub const EVENTS_STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Exit code when the run itself would have exited 0 but `--report` could not be written
+/// (SPEC section 6: 1 is "something went wrong at run time"; 2 means nothing was launched).
+pub const EXIT_REPORT_FAILED: i32 = 1;
+
+/// Where event lines go.
+enum Output {
+    /// Written in the caller's thread (tests, and when no thread can be started).
+    Direct(Box<dyn Write + Send>),
+    /// Queued to a writer thread, so that a reader that stops reading blocks only that
+    /// thread: never the run loop, its timers or its signal handling.
+    Queued(QueuedWriter),
+}
+
+/// A writer thread fed by an unbounded queue: no event is ever dropped, and a send never
+/// blocks.
+struct QueuedWriter {
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    /// Lines written so far (progress of a slow reader).
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    queued: u64,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl QueuedWriter {
+    fn start(out: Box<dyn Write + Send>) -> Result<QueuedWriter, Box<dyn Write + Send>> {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = written.clone();
+        // The writer waits in this slot: the thread takes it, and if no thread can be
+        // started (process limit) the caller takes it back and writes directly.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(out)));
+        let thread_slot = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                let out = thread_slot.lock().ok().and_then(|mut s| s.take());
+                let Some(mut out) = out else { return };
+                let mut broken = false;
+                while let Ok(line) = rx.recv() {
+                    // A closed stdout (`| head`) must not stop the run: the report still
+                    // gets written. Later lines are dropped unwritten.
+                    if !broken {
+                        broken = writeln!(out, "{line}").and_then(|_| out.flush()).is_err();
+                    }
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => Ok(QueuedWriter {
+                tx: Some(tx),
+                written,
+                queued: 0,
+                done,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot start the event writer thread; writing events directly");
+                let out = slot.lock().ok().and_then(|mut s| s.take());
+                Err(out.unwrap_or_else(|| Box::new(std::io::sink())))
+            }
+        }
+    }
+
+    fn send(&mut self, line: String) {
+        if let Some(tx) = &self.tx {
+            if tx.send(line).is_ok() {
+                self.queued += 1;
+            }
+        }
+    }
+
+    /// Closes the queue and waits until every line was written, giving up when the reader
+    /// has read nothing for `stall`.
+    fn finish(&mut self, stall: Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        drop(tx);
+        let mut seen = self.written.load(Ordering::Relaxed);
+        loop {
+            match self.done.recv_timeout(stall) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let now = self.written.load(Ordering::Relaxed);
+                    if now == seen {
+                        return Err(format!(
+                            "the --json reader on stdout has read nothing for {} s; {} of {} events were not delivered",
+                            stall.as_secs(),
+                            self.queued.saturating_sub(now),
+                            self.queued
+                        ));
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+}
+
 /// Where the events go and what is needed to word them.
 pub struct EventSink {
     json: bool,
-    out: Box<dyn Write + Send>,
+    out: Output,
+    /// `--report FILE`, written by [`EventSink::write_report_file`].
+    report_path: Option<std::path::PathBuf>,
     /// Instance names by id, so that instance-scope budgets are named, not numbered.
     names: Vec<String>,
     /// Per instance: when its last `usage` event went out, and the tokens counted since
@@ -36,7 +144,7 @@ pub struct EventSink {
 #[derive(Debug, Default)]
 struct UsageCoalesce {
     last_sent: Option<Instant>,
-    pending_delta: u64,
+    pending_delta: i64,
     /// The usage and cost of the newest update that was held back.
     pending: Option<(Usage, Usd)>,
 }
@@ -79,17 +187,70 @@ pub fn event_line(event: &str, ts: &str, body: &Value) -> String {
 
 impl EventSink {
     /// Events on stdout when `json` is set; nothing otherwise (the report still works).
+    /// Lines go through a writer thread, so a stalled reader never blocks the run.
     pub fn new(json: bool) -> EventSink {
-        EventSink::with_writer(json, Box::new(std::io::stdout()))
+        let mut sink = EventSink::with_writer(json, Box::new(std::io::stdout()));
+        if json {
+            sink.out =
+                match std::mem::replace(&mut sink.out, Output::Direct(Box::new(std::io::sink()))) {
+                    Output::Direct(out) => match QueuedWriter::start(out) {
+                        Ok(q) => Output::Queued(q),
+                        Err(out) => Output::Direct(out),
+                    },
+                    queued => queued,
+                };
+        }
+        sink
     }
 
+    /// Events written directly (synchronously) to `out`.
     pub fn with_writer(json: bool, out: Box<dyn Write + Send>) -> EventSink {
         EventSink {
             json,
-            out,
+            out: Output::Direct(out),
+            report_path: None,
             names: Vec::new(),
             usage_state: HashMap::new(),
             finished: None,
+        }
+    }
+
+    /// Events through a writer thread, like [`EventSink::new`] (for tests).
+    pub fn queued(json: bool, out: Box<dyn Write + Send>) -> EventSink {
+        let mut sink = EventSink::with_writer(json, Box::new(std::io::sink()));
+        sink.out = match QueuedWriter::start(out) {
+            Ok(q) => Output::Queued(q),
+            Err(out) => Output::Direct(out),
+        };
+        sink
+    }
+
+    /// `--report FILE`: [`EventSink::write_report_file`] writes the report there.
+    pub fn set_report_path(&mut self, path: Option<std::path::PathBuf>) {
+        self.report_path = path;
+    }
+
+    fn write_line(&mut self, line: String) {
+        match &mut self.out {
+            Output::Direct(out) => {
+                // A closed stdout (`| head`) must not stop the run: the report still gets
+                // written.
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            Output::Queued(q) => q.send(line),
+        }
+    }
+
+    /// Waits (bounded, see [`EVENTS_STALL_LIMIT`]) until every queued event is written;
+    /// the error says how many were not.
+    pub fn finish(&mut self, stall: Duration) -> Result<(), String> {
+        match &mut self.out {
+            Output::Direct(out) => {
+                let _ = out.flush();
+                Ok(())
+            }
+            Output::Queued(q) => q.finish(stall),
         }
     }
 
@@ -98,9 +259,7 @@ impl EventSink {
             return;
         }
         let line = event_line(event, &now_ts(), &body);
-        // A closed stdout (`| head`) must not stop the run: the report still gets written.
-        let _ = writeln!(self.out, "{line}");
-        let _ = self.out.flush();
+        self.write_line(line);
     }
 
     fn instance_name(&self, id: usize) -> Value {
@@ -226,15 +385,15 @@ impl EventSink {
     /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
     /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: u64, now: Instant) {
+    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: i64, now: Instant) {
         if !self.json {
             return;
         }
         let st = self.usage_state.entry(name.to_string()).or_default();
         st.pending_delta = st.pending_delta.saturating_add(delta);
-        let due = st.last_sent.map_or(true, |last| {
-            now.saturating_duration_since(last) >= USAGE_EVERY
-        });
+        let due = st
+            .last_sent
+            .is_none_or(|last| now.saturating_duration_since(last) >= USAGE_EVERY);
         if !due {
             st.pending = Some((*usage, cost));
             return;
@@ -298,8 +457,74 @@ impl EventSink {
         }
     }
 
-    fn run_finished(&mut self, run: &RunState, now: Instant) {
+    /// The `status` event, every `--status-report-interval`: progress, totals, each
+    /// budget's use and forecast (burn rate per minute, time until it runs out) and the
+    /// run's ETA. Forecasts are `null` until there is evidence (see `report::forecast`).
+    pub fn status(
+        &mut self,
+        ledger: &crate::core::budget::Ledger,
+        s: &crate::output::report::Snapshot<'_>,
+    ) {
+        use crate::output::report::{self, forecast};
+        if !self.json {
+            return;
+        }
+        let mut counts = serde_json::Map::new();
+        for i in &s.instances {
+            let n = counts
+                .entry(i.status.as_str().to_string())
+                .or_insert(json!(0));
+            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        }
+        let as_f64 = |a: Amount| match a {
+            Amount::Tokens(t) => t as f64,
+            Amount::Usd(u) => u.as_dollars(),
+        };
+        let budgets: Vec<Value> = ledger
+            .budgets()
+            .iter()
+            .map(|b| {
+                let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
+                v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
+                v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
+                v["percent"] = json!(percent(b.used, b.limit));
+                v["state"] = json!(b.state.as_str());
+                let burn = forecast::burn(as_f64(b.used), as_f64(b.limit), s.elapsed);
+                v["per_minute"] = match (burn, b.limit) {
+                    (Some(f), Amount::Tokens(_)) => json!(f.per_minute.round() as u64),
+                    (Some(f), Amount::Usd(_)) => {
+                        json!(Usd::from_dollars(f.per_minute).as_dollars())
+                    }
+                    (None, _) => Value::Null,
+                };
+                v["runs_out_in_ms"] = match burn.and_then(|f| f.runs_out_in) {
+                    Some(d) => json!(duration_ms(d)),
+                    None => Value::Null,
+                };
+                v
+            })
+            .collect();
+        let done = s.instances.iter().filter(|i| i.status.is_final()).count();
+        let body = json!({
+            "elapsed_ms": duration_ms(s.elapsed),
+            "done": done,
+            "total": s.instances.len(),
+            "counts": counts,
+            "eta_ms": report::run_eta(s).map(duration_ms),
+            "totals": usage_json(&s.totals, s.total_cost),
+            "budgets": budgets,
+        });
+        self.emit("status", body);
+    }
+
+    /// The `run_finished` object at `now` (also the `--report` file).
+    fn report_value(&self, run: &RunState, now: Instant) -> Value {
         let (totals, cost) = run.totals();
+        let (mut over_tokens, mut over_cost) = (0i64, Usd::ZERO);
+        for r in run.instances.iter().filter_map(|i| i.result.as_ref()) {
+            over_tokens = over_tokens.saturating_add(r.live_tokens_over);
+            over_cost += r.live_cost_over;
+        }
         let outcome = run.outcome();
         let tools: u64 = run
             .instances
@@ -328,10 +553,9 @@ impl EventSink {
             .zip(&run.instances)
             .map(|(spec, s)| instance_json(spec, s, now))
             .collect();
-        let ts = now_ts();
-        let report = json!({
+        json!({
             "event": "run_finished",
-            "ts": ts,
+            "ts": now_ts(),
             "version": env!("CARGO_PKG_VERSION"),
             "exit_code": outcome.exit.code(),
             "exit_reason": outcome.reason,
@@ -341,13 +565,40 @@ impl EventSink {
             "efficiency": efficiency_json(&eff),
             "run_id": run.plan.options.run_id,
             "project": run.plan.options.project,
+            "live_difference": live_difference(over_tokens, over_cost),
             "budgets": budgets,
             "instances": instances,
-        });
+        })
+    }
+
+    /// Writes the report to `--report` (see [`EventSink::set_report_path`]), if one was
+    /// asked for. Called by the executor just before `RunFinished` goes out, so that a
+    /// failure becomes part of the outcome (`RunState::report_error`) that the event, the
+    /// summary and the exit code then show alike.
+    /// The object written is kept and becomes the `run_finished` event, so the two are
+    /// identical (`ts` included).
+    pub fn write_report_file(&mut self, run: &RunState, now: Instant) -> Result<(), String> {
+        let Some(path) = self.report_path.clone() else {
+            return Ok(());
+        };
+        let report = self.report_value(run, now);
+        write_report(&path, &report)
+            .map_err(|e| format!("cannot write --report {}: {e}", path.display()))?;
+        self.finished = Some(report);
+        Ok(())
+    }
+
+    fn run_finished(&mut self, run: &RunState, now: Instant) {
+        // The report just written, or (none asked for, or it failed and the outcome now
+        // says so) a fresh one.
+        let report = match self.finished.take() {
+            Some(r) => r,
+            None => self.report_value(run, now),
+        };
         if self.json {
+            let ts = report["ts"].as_str().unwrap_or_default().to_string();
             let line = event_line("run_finished", &ts, &report);
-            let _ = writeln!(self.out, "{line}");
-            let _ = self.out.flush();
+            self.write_line(line);
         }
         self.finished = Some(report);
     }
@@ -418,7 +669,7 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     out
 }
 
-fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: u64) -> Value {
+fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: i64) -> Value {
     let mut body = usage_json(usage, cost);
     body["name"] = json!(name);
     body["delta"] = json!(delta);
@@ -451,13 +702,95 @@ fn instance_json(spec: &InstanceSpec, s: &Instance, now: Instant) -> Value {
         "result": s.result.as_ref().and_then(|r| r.text.as_deref()),
         "tools": p.tools,
         "malformed_lines": p.malformed_lines,
+        "log_error": s.log_error,
+        "live_difference": s.result.as_ref().map(|r| live_difference(r.live_tokens_over, r.live_cost_over)),
     })
 }
 
-/// Writes `value` to `path` atomically: a new temporary file in the same directory,
-/// synced, then renamed over the target, so a reader sees either no report (or the one
-/// before) or a complete one, never half of one. The temporary file is removed on error.
+/// How far live counting was off from Claude's `result` (positive: live counted more).
+fn live_difference(tokens: i64, cost: Usd) -> Value {
+    json!({"tokens": tokens, "cost_usd": cost})
+}
+
+/// Writes `value` to `path`.
+///
+/// A path that does not exist or is a regular file (or a symlink to one) is written
+/// atomically: a new temporary file in the same directory, synced, then renamed over the
+/// target, so a reader sees either no report (or the one before) or a complete one, never
+/// half of one. The temporary file is removed on error.
+///
+/// A path that exists and is not a regular file — `/dev/null`, `/dev/stdout`, a FIFO, a
+/// terminal — is never replaced: it is opened and written in place (no create, no
+/// truncate), so a device stays a device. A directory or a socket is refused.
 pub fn write_report(path: &Path, value: &Value) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return write_report_in_place(path, &meta, value),
+        _ => {}
+    }
+    write_report_atomically(path, value)
+}
+
+fn report_bytes(value: &Value) -> std::io::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// The report into an existing special file (device, FIFO): opened for writing without
+/// creating or truncating it.
+fn write_report_in_place(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    value: &Value,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory; give a file path",
+        ));
+    }
+    if kind.is_socket() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a socket; give a file path",
+        ));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if kind.is_fifo() {
+        // Without a reader, opening a FIFO for writing would block for good: O_NONBLOCK
+        // makes that an error (ENXIO) instead. Writing then blocks as usual.
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            std::io::Error::new(e.kind(), "a FIFO with no reader")
+        } else {
+            e
+        }
+    })?;
+    if kind.is_fifo() {
+        set_blocking(&f)?;
+    }
+    f.write_all(&report_bytes(value)?)?;
+    f.flush()
+}
+
+fn set_blocking(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_report_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -474,9 +807,7 @@ pub fn write_report(path: &Path, value: &Value) -> std::io::Result<()> {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        let mut text = serde_json::to_vec_pretty(value)?;
-        text.push(b'\n');
-        f.write_all(&text)?;
+        f.write_all(&report_bytes(value)?)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -559,7 +890,13 @@ mod tests {
         // Ten updates 20 ms apart: only those ≥ 100 ms after the last sent one go out.
         for i in 0..10u64 {
             total += 10 + i;
-            sink.usage_update("a", &usage(total), Usd::ZERO, 10 + i, t0 + ms(20 * i));
+            sink.usage_update(
+                "a",
+                &usage(total),
+                Usd::ZERO,
+                10 + i as i64,
+                t0 + ms(20 * i),
+            );
         }
         // Another instance is not held back by the first one's clock.
         sink.usage_update("b", &usage(5), Usd::ZERO, 5, t0 + ms(21));

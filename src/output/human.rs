@@ -4,7 +4,7 @@
 
 use crate::core::budget::{Amount, BudgetStatus, Decision, Scope};
 use crate::core::plan::Status;
-use crate::core::run::{RunEvent, RunState, WaitReason};
+use crate::core::run::{Phase, RunEvent, RunState, WaitReason};
 use crate::output::report::{fmt_duration, BudgetLine, InstanceLine, Snapshot};
 use crate::output::terminal::Console;
 use std::time::Instant;
@@ -65,10 +65,11 @@ impl Console {
                 }
             }
             RunEvent::Interrupted { which, second } => {
+                // The user's own doing: a notice, not an error.
                 if *second {
-                    self.error("second interrupt: killing every instance now");
+                    self.notice("second interrupt: killing every instance now");
                 } else {
-                    self.error(&format!(
+                    self.notice(&format!(
                         "{}: stopping every instance (press Ctrl-C again to kill at once)",
                         which.describe()
                     ));
@@ -133,6 +134,10 @@ pub fn snapshot(run: &RunState, now: Instant) -> Snapshot<'_> {
             activity: s.activity.as_deref(),
             result: s.result.as_ref().and_then(|r| r.text.as_deref()),
             reason: s.reason(),
+            ended_ago: match &s.phase {
+                Phase::Done { ended, .. } => Some(now.saturating_duration_since(*ended)),
+                _ => None,
+            },
         })
         .collect();
     Snapshot {
@@ -143,6 +148,14 @@ pub fn snapshot(run: &RunState, now: Instant) -> Snapshot<'_> {
         budgets,
         instances,
         visuals: !run.plan.options.disable_visuals,
+        // --start-at: the countdown, until the first launch.
+        starts_in: run
+            .plan
+            .options
+            .start_at
+            .filter(|_| run.instances.iter().all(|i| i.status() == Status::Pending))
+            .and_then(|at| (at - chrono::Local::now()).to_std().ok())
+            .filter(|d| !d.is_zero()),
         launches: launches_line(run, now),
     }
 }

@@ -9,6 +9,7 @@ pub mod human;
 pub mod report;
 pub mod style;
 pub mod terminal;
+pub mod trace;
 pub mod usage;
 
 use crate::core::run::{RunEvent, RunState};
@@ -24,6 +25,7 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn emit(&mut self, event: &RunEvent, run: &RunState, now: Instant) {
+        trace::log_event(event, run);
         self.events.on_event(event, run, now);
         self.console.on_event(event, run, now);
         if let Some(r) = &self.recorder {
@@ -31,8 +33,22 @@ impl Outputs {
         }
     }
 
-    /// The periodic status report.
+    /// The periodic status report (every `--status-report-interval`): the console's
+    /// report and the `--json` `status` event.
     pub fn status(&mut self, run: &RunState, now: Instant) {
-        self.console.status(&human::snapshot(run, now));
+        let snapshot = human::snapshot(run, now);
+        self.console.status(&snapshot);
+        self.events.status(&run.ledger, &snapshot);
+    }
+
+    /// The live view's fast refresh on a terminal (every `terminal::LIVE_REFRESH` while
+    /// [`terminal::Console::is_live`]); `resized` after SIGWINCH redraws at once.
+    pub fn live_tick(&mut self, run: &RunState, now: Instant, resized: bool) {
+        let snapshot = human::snapshot(run, now);
+        if resized {
+            self.console.resized(&snapshot);
+        } else {
+            self.console.tick(&snapshot, now);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! tests compare exact strings. The dispatcher owns the state and builds the snapshot.
 
 mod bar;
+pub mod forecast;
 mod format;
 mod line;
 mod table;
@@ -36,6 +37,8 @@ pub struct Snapshot<'a> {
     pub instances: Vec<InstanceLine<'a>>,
     /// `false` for `--disable-budget-visuals`: numbers without bars.
     pub visuals: bool,
+    /// `--start-at`: time left before the first launch; `None` once launching began.
+    pub starts_in: Option<Duration>,
     /// Why launches are held back right now (fleet backoff, a usage limit), with a
     /// countdown; shown under the header.
     pub launches: Option<String>,
@@ -73,6 +76,8 @@ pub struct InstanceLine<'a> {
     pub result: Option<&'a str>,
     /// Why it failed, was blocked or terminated.
     pub reason: Option<String>,
+    /// Time since it ended; `None` while it has not. Orders the live view's rows.
+    pub ended_ago: Option<Duration>,
 }
 
 const STATUS_ORDER: [Status; 10] = [
@@ -120,15 +125,36 @@ fn to_count(x: f64) -> u64 {
     x.round() as u64
 }
 
+/// Instances in a final state.
+fn done_count(s: &Snapshot<'_>) -> usize {
+    s.instances.iter().filter(|i| i.status.is_final()).count()
+}
+
+/// The run's ETA from finished instances, when there is one.
+pub fn run_eta(s: &Snapshot<'_>) -> Option<Duration> {
+    forecast::eta(done_count(s), s.instances.len(), s.elapsed)
+}
+
 fn header_lines(s: &Snapshot<'_>, title: &str, styles: &Styles, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut l = Line::new();
+    let eta = match (s.starts_in, run_eta(s)) {
+        (Some(d), _) => format!(" · starts in {}", fmt_duration(d)),
+        (None, Some(d)) => format!(" · ETA ~{}", fmt_duration(d)),
+        (None, None) => String::new(),
+    };
+    let progress = format!("{}/{} done{eta}", done_count(s), s.instances.len());
     l.push(&format!("=== orchestrator {title}"), Paint::Bold)
         .plain(&format!(
-            " · run time {} · {} mode ===",
-            fmt_duration(s.elapsed),
-            mode_str(s.mode)
+            " · run time {} · {progress} ===",
+            fmt_duration(s.elapsed)
         ));
+    if l.width() > width {
+        // Narrow: the same facts without the decoration.
+        l = Line::new();
+        l.push(title, Paint::Bold)
+            .plain(&format!(" · {} · {progress}", fmt_duration(s.elapsed)));
+    }
     out.push(l.render(styles, width));
 
     let mut l = Line::new();
@@ -178,7 +204,11 @@ fn title(text: &str, styles: &Styles, width: usize) -> String {
 }
 
 fn budget_status_lines(s: &Snapshot<'_>, styles: &Styles, width: usize) -> Vec<String> {
-    let mut out = vec![title("BUDGET STATUS", styles, width)];
+    let mut out = vec![title(
+        &format!("BUDGET STATUS · {} mode", mode_str(s.mode)),
+        styles,
+        width,
+    )];
     let w = label_width(&s.budgets);
     if s.budgets.is_empty() {
         let mut l = Line::new();
@@ -190,33 +220,86 @@ fn budget_status_lines(s: &Snapshot<'_>, styles: &Styles, width: usize) -> Vec<S
         });
         out.push(l.render(styles, width));
     }
-    for b in &s.budgets {
-        let mut l = Line::new();
-        push_label(&mut l, &b.label, w);
-        let mut numbers = l.clone();
-        match bar::shown_percent(b.used, b.limit) {
-            Some(pct) => {
-                bar::push_bar(&mut l, b.used, b.limit);
-                l.plain(&format!(" ({})", amounts(b)));
-                numbers
-                    .plain(&format!("{} (", amounts(b)))
-                    .push(&fmt_percent(pct), bar::level_paint(pct))
-                    .plain(")");
-            }
-            None => {
-                l.plain("[NO BUDGET SET]");
-                numbers.plain("no budget set");
-            }
-        }
-        // A bar that does not fit is worth less than the numbers it stands for.
-        let chosen = if s.visuals && l.width() <= width {
-            l
-        } else {
-            numbers
-        };
-        out.push(chosen.render(styles, width));
+    // Every budget in the same form: the richest one in which all of them fit.
+    let candidates: Vec<Vec<Line>> = s
+        .budgets
+        .iter()
+        .map(|b| budget_forms(s, b, w, styles))
+        .collect();
+    let forms = candidates.iter().map(Vec::len).max().unwrap_or(0);
+    let pick = |lines: &Vec<Line>, k: usize| lines[k.min(lines.len() - 1)].clone();
+    let k = (0..forms)
+        .find(|&k| candidates.iter().all(|c| pick(c, k).width() <= width))
+        .unwrap_or(forms.saturating_sub(1));
+    for c in &candidates {
+        // The last resort is cut by `render`.
+        out.push(pick(c, k).render(styles, width));
     }
     out
+}
+
+/// ` · 1.2K/min · out in ~4m10s`: the budget's burn rate and runway, or nothing.
+fn burn_text(b: &BudgetLine, elapsed: Duration) -> String {
+    let Some(burn) = forecast::burn(b.used, b.limit, elapsed) else {
+        return String::new();
+    };
+    let rate = if b.unit_is_usd {
+        format!("{}/min", Usd::from_dollars(burn.per_minute))
+    } else {
+        format!("{}/min", fmt_count(to_count(burn.per_minute)))
+    };
+    match burn.runs_out_in {
+        Some(d) => format!(" · {rate} · out in ~{}", fmt_duration(d)),
+        None => format!(" · {rate}"),
+    }
+}
+
+/// One budget of the status report in each form, richest first: full bar and short bar
+/// with the forecast, short bar without it, then numbers with and without it. The
+/// forecast goes before the bar does; with `--disable-budget-visuals` there are no bars.
+fn budget_forms(s: &Snapshot<'_>, b: &BudgetLine, w: usize, styles: &Styles) -> Vec<Line> {
+    let mut base = Line::new();
+    push_label(&mut base, &b.label, w);
+    let Some(pct) = bar::shown_percent(b.used, b.limit) else {
+        let mut l = base;
+        l.plain(if s.visuals {
+            "[NO BUDGET SET]"
+        } else {
+            "no budget set"
+        });
+        return vec![l];
+    };
+    let burn = burn_text(b, s.elapsed);
+    let with_bar = |cells: usize, forecast: bool| {
+        let mut l = base.clone();
+        bar::push_bar_cells(&mut l, b.used, b.limit, cells, styles.is_ascii());
+        l.plain(&format!(" ({})", amounts(b)));
+        if forecast {
+            l.plain(&burn);
+        }
+        l
+    };
+    let numbers = |forecast: bool| {
+        let mut l = base.clone();
+        l.plain(&format!("{} (", amounts(b)))
+            .push(&fmt_percent(pct), bar::level_paint(pct))
+            .plain(")");
+        if forecast {
+            l.plain(&burn);
+        }
+        l
+    };
+    let mut candidates = Vec::new();
+    if s.visuals {
+        candidates.push(with_bar(BAR_CELLS, true));
+        candidates.push(with_bar(BAR_CELLS / 2, true));
+    }
+    if s.visuals {
+        candidates.push(with_bar(BAR_CELLS / 2, false));
+    }
+    candidates.push(numbers(true));
+    candidates.push(numbers(false));
+    candidates
 }
 
 fn finish(lines: Vec<String>) -> String {
@@ -239,6 +322,94 @@ pub fn render_status(s: &Snapshot<'_>, styles: &Styles, width: usize, max_line: 
     lines.extend(budget_status_lines(s, styles, width));
     lines.push(String::new());
     lines.extend(table::render_table(&s.instances, styles, width, max_line));
+    finish(lines)
+}
+
+/// The order of the live view's instance rows: running first (in launch order), then
+/// those that ended, most recent first, then waiting and pending ones.
+pub fn live_order(instances: &[InstanceLine<'_>]) -> Vec<usize> {
+    let rank = |i: &InstanceLine<'_>| match i.status {
+        Status::Running => 0,
+        s if s.is_final() => 1,
+        Status::Waiting => 2,
+        _ => 3,
+    };
+    let mut order: Vec<usize> = (0..instances.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&instances[a], &instances[b]);
+        rank(x)
+            .cmp(&rank(y))
+            .then_with(|| match (x.ended_ago, y.ended_ago) {
+                (Some(p), Some(q)) => p.cmp(&q),
+                _ => std::cmp::Ordering::Equal,
+            })
+            .then(a.cmp(&b))
+    });
+    order
+}
+
+/// The live region on a terminal of `width` x `height`: always at most `height - 1`
+/// rows (the cursor's row stays free, so moving up over the region always reaches its
+/// top) and every line fits `width`, so each line is exactly one row.
+///
+/// Pinned first: the header (run time, `N/M done`, ETA, counts per status, totals) and
+/// every budget with its bar and forecast. Then as many instance rows as fit, in
+/// [`live_order`], and `… N more` for the rest. Columns keep stable widths between
+/// frames. When even the pinned part does not fit, it is cut from the bottom.
+pub fn render_live(
+    s: &Snapshot<'_>,
+    styles: &Styles,
+    width: usize,
+    height: usize,
+    max_line: usize,
+) -> String {
+    let rows = height.saturating_sub(1).max(1);
+    let mut pinned = header_lines(s, "status", styles, width);
+    if let Some(l) = &s.launches {
+        let mut line = Line::new();
+        line.push(l, Paint::Yellow);
+        pinned.push(line.render(styles, width));
+    }
+    let budgets = budget_status_lines(s, styles, width);
+    let roomy = pinned.len() + 1 + budgets.len() + 1 + 2 <= rows;
+    if roomy {
+        pinned.push(String::new());
+    }
+    pinned.extend(budgets);
+    if roomy {
+        pinned.push(String::new());
+    }
+    let mut lines = pinned;
+    let n = s.instances.len();
+    // Room for the table: its header plus rows, keeping one for "… N more" if needed.
+    let room = rows.saturating_sub(lines.len());
+    if n > 0 && room >= 2 {
+        let fit_all = room > n;
+        let shown = if fit_all { n } else { room - 2 };
+        let order = live_order(&s.instances);
+        lines.extend(table::render_rows(
+            &s.instances,
+            &order[..shown],
+            true,
+            styles,
+            width,
+            max_line,
+        ));
+        if !fit_all {
+            let mut l = Line::new();
+            let dots = if styles.is_ascii() { "..." } else { "…" };
+            l.push(&format!("{dots} {} more", n - shown), Paint::Dim);
+            lines.push(l.render(styles, width));
+        }
+    } else if n > 0 && room == 1 {
+        let mut l = Line::new();
+        l.push(
+            &format!("… {n} instances (enlarge the terminal to see them)"),
+            Paint::Dim,
+        );
+        lines.push(l.render(styles, width));
+    }
+    lines.truncate(rows);
     finish(lines)
 }
 
@@ -282,7 +453,11 @@ pub fn render_summary(
     }
 
     lines.push(String::new());
-    lines.push(title("BUDGETS", styles, width));
+    lines.push(title(
+        &format!("BUDGETS · {} mode", mode_str(s.mode)),
+        styles,
+        width,
+    ));
     if s.budgets.is_empty() {
         lines.push("  no budget set".to_string());
     }
@@ -300,7 +475,22 @@ pub fn render_summary(
                 let state = b.state.as_str();
                 l.push(state, paint)
                     .plain(&" ".repeat("exceeded".len().saturating_sub(state.len())))
-                    .plain(&format!("  {} ({})", amounts(b), fmt_percent(pct)));
+                    .plain("  ");
+                let mut numbers = l.clone();
+                numbers.plain(&format!("{} ({})", amounts(b), fmt_percent(pct)));
+                bar::push_bar_cells(&mut l, b.used, b.limit, BAR_CELLS, styles.is_ascii());
+                l.plain(&format!(" ({})", amounts(b)));
+                let burn = burn_text(b, s.elapsed);
+                let mut numbers_burn = numbers.clone();
+                numbers_burn.plain(&burn);
+                l.plain(&burn);
+                l = if s.visuals && l.width() <= width {
+                    l
+                } else if numbers_burn.width() <= width {
+                    numbers_burn
+                } else {
+                    numbers
+                };
             }
             None => {
                 l.plain("no budget set");

@@ -24,6 +24,32 @@ pub enum Paint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Styles {
     color: bool,
+    /// Draw bars with `#` and `-` instead of `█` and `░` (a locale that is not UTF-8).
+    ascii: bool,
+}
+
+/// Whether the terminal can be moved around in: `TERM=dumb` (Emacs shells, some CI
+/// consoles) gets neither colour nor cursor movement.
+pub fn term_is_dumb(term: Option<&OsStr>) -> bool {
+    term.is_some_and(|t| t == "dumb")
+}
+
+/// Whether the locale's character set is UTF-8, from `LC_ALL`, `LC_CTYPE` and `LANG` in
+/// that order of precedence (the first one set and non-empty decides). With none set the
+/// locale is POSIX, which is ASCII.
+pub fn locale_is_utf8(
+    lc_all: Option<&OsStr>,
+    lc_ctype: Option<&OsStr>,
+    lang: Option<&OsStr>,
+) -> bool {
+    let chosen = [lc_all, lc_ctype, lang]
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_empty());
+    chosen.is_some_and(|v| {
+        let v = v.to_string_lossy().to_ascii_lowercase();
+        v.contains("utf-8") || v.contains("utf8")
+    })
 }
 
 impl Styles {
@@ -33,12 +59,14 @@ impl Styles {
     /// disables colour (no-color.org), then a non-empty `CLICOLOR_FORCE` other than `0`
     /// forces it (bixense CLICOLOR), otherwise colour only on a terminal. `NO_COLOR` is
     /// checked first because a user who asked for no colour should never be overridden
-    /// by a variable some CI system exports globally.
+    /// by a variable some CI system exports globally. A terminal whose `TERM` is `dumb`
+    /// counts as no terminal.
     pub fn resolve(
         choice: ColorChoice,
         is_terminal: bool,
         no_color: Option<&OsStr>,
         clicolor_force: Option<&OsStr>,
+        term: Option<&OsStr>,
     ) -> Styles {
         let color = match choice {
             ColorChoice::Always => true,
@@ -49,19 +77,37 @@ impl Styles {
                 } else if clicolor_force.is_some_and(|v| !v.is_empty() && v != "0") {
                     true
                 } else {
-                    is_terminal
+                    is_terminal && !term_is_dumb(term)
                 }
             }
         };
-        Styles { color }
+        Styles {
+            color,
+            ascii: false,
+        }
     }
 
     pub fn plain() -> Styles {
-        Styles { color: false }
+        Styles {
+            color: false,
+            ascii: false,
+        }
     }
 
     pub fn colored() -> Styles {
-        Styles { color: true }
+        Styles {
+            color: true,
+            ascii: false,
+        }
+    }
+
+    /// The same styles, with ASCII bars when `ascii`.
+    pub fn with_ascii(self, ascii: bool) -> Styles {
+        Styles { ascii, ..self }
+    }
+
+    pub fn is_ascii(&self) -> bool {
+        self.ascii
     }
 
     pub fn is_colored(&self) -> bool {
@@ -145,12 +191,40 @@ mod tests {
             (Never, true, None, os("1"), false),
         ];
         for &(choice, tty, nc, cf, want) in cases {
-            let got = Styles::resolve(choice, tty, nc, cf).is_colored();
+            let got = Styles::resolve(choice, tty, nc, cf, os("xterm-256color")).is_colored();
             assert_eq!(
                 got, want,
                 "{choice:?} tty={tty} NO_COLOR={nc:?} CLICOLOR_FORCE={cf:?}"
             );
         }
+    }
+
+    #[test]
+    fn dumb_terminals_get_no_colour_unless_forced() {
+        use ColorChoice::*;
+        let dumb = os("dumb");
+        assert!(!Styles::resolve(Auto, true, None, None, dumb).is_colored());
+        assert!(Styles::resolve(Auto, true, None, None, None).is_colored());
+        assert!(Styles::resolve(Auto, true, None, os("1"), dumb).is_colored());
+        assert!(Styles::resolve(Always, true, None, None, dumb).is_colored());
+        assert!(term_is_dumb(dumb) && !term_is_dumb(os("xterm")) && !term_is_dumb(None));
+    }
+
+    #[test]
+    fn utf8_locale_detection() {
+        let u = |a: Option<&str>, c: Option<&str>, l: Option<&str>| {
+            locale_is_utf8(a.map(OsStr::new), c.map(OsStr::new), l.map(OsStr::new))
+        };
+        assert!(u(None, None, Some("en_US.UTF-8")));
+        assert!(u(None, None, Some("C.utf8")));
+        assert!(!u(None, None, Some("C")));
+        assert!(!u(None, None, None));
+        assert!(!u(Some("POSIX"), None, Some("en_US.UTF-8")), "LC_ALL wins");
+        assert!(
+            u(Some(""), Some("de_DE.UTF-8"), Some("C")),
+            "empty means unset"
+        );
+        assert!(!u(None, Some("en_US.ISO-8859-1"), Some("en_US.UTF-8")));
     }
 
     #[test]

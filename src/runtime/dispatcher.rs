@@ -12,7 +12,7 @@
 use crate::core::accounting::Tracker;
 use crate::core::exit::Interrupt;
 use crate::core::plan::InstanceId;
-use crate::core::pricing::Pricing;
+use crate::core::pricing::{Calibration, Pricing};
 use crate::core::run::{Effect, Ended, Input, Observed, Outcome, Progress, RunEvent, RunState};
 use crate::core::usage::Usd;
 use crate::output::Outputs;
@@ -22,9 +22,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
+
+/// Activity shown for an instance whose Claude is stopped (SIGSTOP, SIGTTIN, …).
+const STOPPED_ACTIVITY: &str =
+    "stopped by a signal (SIGCONT continues it; --timeout still ends it)";
 
 /// Bytes of each instance's stderr kept for the summary.
 const STDERR_TAIL: usize = 8 * 1024;
@@ -59,6 +62,9 @@ enum Msg {
 pub struct Dispatcher {
     state: RunState,
     pricing: Arc<Pricing>,
+    /// Per-model price corrections learnt from Claude's `costUSD`, shared by every
+    /// instance's tracker for the whole run (issue 10).
+    calibration: Calibration,
     /// Launcher: (program, leading args) — `claude`, or this binary in simulated mode.
     program: (PathBuf, Vec<OsString>),
     /// Process groups of running instances: a handle exists only while one runs.
@@ -66,6 +72,8 @@ pub struct Dispatcher {
     outputs: Outputs,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// HOOK(hardening): `--log-dir` file stems by instance.
+    log_stems: Vec<String>,
 }
 
 impl Dispatcher {
@@ -77,9 +85,14 @@ impl Dispatcher {
     ) -> Dispatcher {
         let n = state.instances.len();
         let (tx, rx) = mpsc::channel(256);
+        let log_stems = crate::runtime::logs::assign_stems(
+            state.plan.instances.iter().map(|i| i.name.as_str()),
+        );
         Dispatcher {
+            log_stems,
             state,
             pricing,
+            calibration: Calibration::new(),
             program,
             groups: (0..n).map(|_| None).collect(),
             outputs,
@@ -102,6 +115,16 @@ impl Dispatcher {
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tick.reset();
+        // Live view (terminal only): a fast refresh whose first tick draws at once, and a
+        // redraw on SIGWINCH. The console decides what each tick draws.
+        let live = self.outputs.console.is_live() && !interval.is_zero();
+        let mut live_tick = tokio::time::interval(crate::output::terminal::LIVE_REFRESH);
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sigwinch = if live {
+            signal(SignalKind::window_change()).ok()
+        } else {
+            None
+        };
 
         let delay = match self.state.plan.options.start_at {
             Some(at) => (at - chrono::Local::now()).to_std().unwrap_or_default(),
@@ -123,12 +146,41 @@ impl Dispatcher {
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
                 _ = tokio::time::sleep_until(wake.into()) => self.step(Input::Tick),
                 _ = tick.tick(), if !interval.is_zero() => {
+                    self.mark_stopped();
                     self.outputs.status(&self.state, Instant::now());
+                }
+                _ = live_tick.tick(), if live => {
+                    self.outputs.live_tick(&self.state, Instant::now(), false);
+                }
+                _ = recv_signal(&mut sigwinch) => {
+                    self.outputs.live_tick(&self.state, Instant::now(), true);
                 }
             }
         }
+        // HOOK(hardening): queued `--json` events are flushed, bounded.
+        if let Err(e) = self
+            .outputs
+            .events
+            .finish(crate::output::events::EVENTS_STALL_LIMIT)
+        {
+            self.outputs.console.error(&e);
+        }
         let outcome = self.state.outcome();
         (outcome, self.outputs.events.finished.take())
+    }
+
+    /// HOOK(hardening): a running instance whose Claude is stopped by a signal is shown as
+    /// such (state: the running instances' groups; effect: their activity text).
+    fn mark_stopped(&mut self) {
+        for (id, group) in self.groups.iter().enumerate() {
+            let Some(g) = group else { continue };
+            let inst = &mut self.state.instances[id];
+            if g.stopped() {
+                inst.activity = Some(STOPPED_ACTIVITY.into());
+            } else if inst.activity.as_deref() == Some(STOPPED_ACTIVITY) {
+                inst.activity = None;
+            }
+        }
     }
 
     /// Feeds `input` to the run and carries out what it asks, including the inputs
@@ -156,6 +208,16 @@ impl Dispatcher {
                         if let RunEvent::InstanceFinished { id } = event {
                             self.groups[id] = None;
                         }
+                        // HOOK(hardening): the report is written just before
+                        // RunFinished, and a failure becomes part of the outcome that
+                        // the event, the summary and the exit code show.
+                        if let RunEvent::RunFinished = event {
+                            if let Err(e) = self.outputs.events.write_report_file(&self.state, now)
+                            {
+                                self.outputs.console.error(&e);
+                                self.state.report_error = Some(e);
+                            }
+                        }
                         self.outputs.emit(&event, &self.state, now);
                     }
                 }
@@ -165,11 +227,33 @@ impl Dispatcher {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Observed { id, observed, ack } => {
+            Msg::Observed {
+                id,
+                mut observed,
+                ack,
+            } => {
+                // HOOK(hardening): configured `env` values never reach a report.
+                let spec = &self.state.plan.instances[id];
+                observed.line.activity = observed.line.activity.map(|a| redact_env(spec, &a));
+                observed.line.warning = observed.line.warning.map(|w| redact_env(spec, &w));
                 self.step(Input::Observed { id, observed });
                 let _ = ack.send(());
             }
-            Msg::Exited { id, ended } => self.step(Input::Exited { id, ended }),
+            Msg::Exited { id, mut ended } => {
+                // HOOK(hardening): configured `env` values are redacted from every text
+                // captured from the instance; an incomplete log is warned about once.
+                let spec = &self.state.plan.instances[id];
+                ended.stderr_tail = redact_env(spec, &ended.stderr_tail);
+                if let Some(r) = ended.result.as_mut() {
+                    r.text = r.text.as_deref().map(|t| redact_env(spec, t));
+                }
+                ended.error = ended.error.map(|e| redact_env(spec, &e));
+                if let Some(e) = &ended.log_error {
+                    let msg = format!("{}: its log is incomplete: {e}", spec.name);
+                    self.outputs.console.warn(&msg);
+                }
+                self.step(Input::Exited { id, ended })
+            }
             Msg::TaskFailed { id, reason } => {
                 tracing::error!(instance = %self.state.name(id), %reason, "supervising task failed");
                 if let Some(g) = &self.groups[id] {
@@ -240,7 +324,8 @@ impl Dispatcher {
                 let pid = child.pid();
                 self.groups[id] = Some(child.group());
                 let logs = self.log_paths(id);
-                let tracker = Tracker::new(self.pricing.clone());
+                let tracker =
+                    Tracker::with_calibration(self.pricing.clone(), self.calibration.clone());
                 let task = tokio::spawn(supervise(
                     id,
                     spec.name.clone(),
@@ -276,12 +361,16 @@ impl Dispatcher {
 
     fn log_paths(&self, id: InstanceId) -> Option<(PathBuf, PathBuf)> {
         let dir = self.state.plan.options.log_dir.as_ref()?;
-        let stem = crate::runtime::logs::file_stem(&self.state.plan.instances[id].name, id);
-        Some((
-            dir.join(format!("{stem}.jsonl")),
-            dir.join(format!("{stem}.stderr")),
-        ))
+        // HOOK(hardening): stems assigned once for the whole run (distinct, see
+        // logs::assign_stems); app.rs removed stale files at these names before the run.
+        let stem = self.log_stems.get(id)?;
+        Some(crate::runtime::logs::paths(dir, stem))
     }
+}
+
+/// `text` without any of the instance's configured `env` values (core::text::redact).
+fn redact_env(spec: &crate::core::plan::InstanceSpec, text: &str) -> String {
+    crate::core::text::redact(text, spec.env.values().map(String::as_str))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -312,10 +401,12 @@ async fn supervise(
     tx: mpsc::Sender<Msg>,
     logs: Option<(PathBuf, PathBuf)>,
 ) {
+    // HOOK(hardening): log files are created exclusively with plain calls (no
+    // spawn_blocking that could panic); their first error is reported in `Ended`.
     let (mut out_log, err_log) = match &logs {
         Some((o, e)) => (
-            crate::runtime::logs::create_private(o).await,
-            crate::runtime::logs::create_private(e).await,
+            Some(crate::runtime::logs::LogFile::create(o)),
+            Some(crate::runtime::logs::LogFile::create(e)),
         ),
         None => (None, None),
     };
@@ -340,9 +431,7 @@ async fn supervise(
             line = reader.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Some(f) = out_log.as_mut() {
-                        if f.write_all(line).await.is_err() || f.write_all(b"\n").await.is_err() {
-                            out_log = None;
-                        }
+                        f.write(&[line, b"\n"]);
                     }
                     let obs = tracker.observe(line);
                     // The model is known from the init line, before any usage.
@@ -383,22 +472,22 @@ async fn supervise(
             }
         }
     }
-    if let Some(f) = out_log.as_mut() {
-        let _ = f.flush().await;
-    }
+    let out_log_error = out_log.and_then(crate::runtime::logs::LogFile::finish);
     let exit = match exit {
         Some(e) => e,
         None => child.wait().await,
     };
     // The same leftover process may hold stderr open too (its tail is lost then); what
     // Claude wrote there is already in the pipe, so a short wait is enough.
-    let stderr_tail = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task).await {
-        Ok(Ok(tail)) => tail.text(),
-        Ok(Err(_)) => String::new(),
+    let (stderr_tail, err_log_error) = match tokio::time::timeout(POST_EXIT_IDLE, &mut stderr_task)
+        .await
+    {
+        Ok(Ok((tail, log_error))) => (tail.text(), log_error),
+        Ok(Err(_)) => (String::new(), None),
         Err(_) => {
             stderr_task.abort();
             tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stderr open; stopped reading it");
-            String::new()
+            (String::new(), None)
         }
     };
     let _ = tx
@@ -410,6 +499,7 @@ async fn supervise(
                 result: tracker.result().cloned(),
                 stderr_tail,
                 error: read_error,
+                log_error: out_log_error.or(err_log_error),
             },
         })
         .await;

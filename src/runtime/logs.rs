@@ -1,6 +1,16 @@
 //! `--log-dir`: each instance's raw stdout and stderr kept as private files.
+//!
+//! Guarantees (docs/hardening.md, issue 13 items 3 and 4):
+//! - the directory is ours (or root's) and, if others may write into it, sticky — so
+//!   nobody else can swap our files for links; otherwise the run is refused;
+//! - files are created exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600): a link
+//!   someone planted is never followed, an existing file is never truncated;
+//! - files of an earlier run at this run's names are removed before anything is
+//!   launched (only when they are ours), so they are never mistaken for this run's;
+//! - every instance gets its own pair of files (see [`assign_stems`]);
+//! - a failure to create or write a log is reported once per instance, never silent.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Creates the log directory (and missing parents) readable by the owner only. An
@@ -18,9 +28,46 @@ pub fn create_dir(dir: &Path) -> io::Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// A file name stem safe on any file system: letters, digits, `.`, `_` and `-` kept, anything
-/// else replaced by `_`; when that changed the name, the instance number is added so two
-/// names that differ only in unsafe characters cannot share a file.
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a directory in which someone else could replace our log files: one owned by
+/// another user (root excepted), or one that others may write into without the sticky
+/// bit (which stops them from removing or renaming files that are not theirs).
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        // Created later by `create_dir`, as ours and 0700.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("--log-dir {}: {e}", dir.display())),
+    };
+    let me = euid();
+    let owner = meta.uid();
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "--log-dir {}: owned by another user (uid {owner}), who could replace the log files; use a directory of your own",
+            dir.display()
+        ));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(format!(
+            "--log-dir {}: others may write into it (mode {:o}) and it is not sticky, so they could replace the log files; use a directory of your own or chmod go-w it",
+            dir.display(),
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// A file name stem safe on any file system: letters, digits, `.`, `_` and `-` kept,
+/// anything else replaced by `_`. When that changed the name, `~` and the instance
+/// number are added: `~` never survives in a stem of an unchanged name, so a changed
+/// name can never take the file of another instance's legal name (`a b` → `a_b~2`,
+/// whatever `a_b-2` or `a_b~2` may be called).
 pub fn file_stem(name: &str, id: usize) -> String {
     let safe: String = name
         .chars()
@@ -38,33 +85,139 @@ pub fn file_stem(name: &str, id: usize) -> String {
         safe.to_string()
     } else {
         format!(
-            "{}-{}",
+            "{}~{}",
             if safe.is_empty() { "instance" } else { safe },
             id + 1
         )
     }
 }
 
-/// Opens a new log file with mode 0600; `None` (with a warning) when that fails.
-pub async fn create_private(path: &Path) -> Option<tokio::fs::File> {
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    match opts.open(path).await {
-        Ok(f) => {
-            // `mode` applies only to a file created now; an old one is tightened too.
-            use std::os::unix::fs::PermissionsExt;
-            if let Err(e) = f
-                .set_permissions(std::fs::Permissions::from_mode(0o600))
-                .await
-            {
-                tracing::warn!(path = %path.display(), error = %e, "cannot make log file private");
+/// The stems of a run's instances, distinct even on a case-insensitive file system:
+/// a stem equal (ignoring ASCII case) to an earlier one gets `~` and its number too.
+pub fn assign_stems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(id, name)| {
+            let mut stem = file_stem(name, id);
+            if !seen.insert(stem.to_ascii_lowercase()) {
+                stem = format!("{stem}~{}", id + 1);
+                seen.insert(stem.to_ascii_lowercase());
             }
-            Some(f)
+            stem
+        })
+        .collect()
+}
+
+/// The two log files of an instance.
+pub fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{stem}.jsonl")),
+        dir.join(format!("{stem}.stderr")),
+    )
+}
+
+/// Removes what an earlier run left at this run's log file names, before anything is
+/// launched. Only our own files (or links) are removed; anything else is an error that
+/// names the file.
+pub fn remove_stale(dir: &Path, stems: &[String]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = euid();
+    for stem in stems {
+        let (out, err) = paths(dir, stem);
+        for path in [out, err] {
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("--log-dir: {}: {e}", path.display())),
+            };
+            let kind = meta.file_type();
+            if meta.uid() != me || !(kind.is_file() || kind.is_symlink()) {
+                return Err(format!(
+                    "--log-dir: {} exists and is not a file of ours to replace (owner uid {}); remove it or choose another --log-dir",
+                    path.display(),
+                    meta.uid()
+                ));
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(format!(
+                        "--log-dir: cannot remove the earlier run's {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
         }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write log file");
-            None
+    }
+    Ok(())
+}
+
+/// One log file being written. Creation and write errors are kept (the first one), the
+/// file is dropped after an error, and [`LogFile::finish`] reports it once.
+#[derive(Debug)]
+pub struct LogFile {
+    file: Option<io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+    error: Option<String>,
+}
+
+impl LogFile {
+    /// Creates `path` exclusively, mode 0600, without following a link at that name.
+    /// Plain (blocking) calls: nothing here can panic for want of a thread.
+    pub fn create(path: &Path) -> LogFile {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path);
+        match opened {
+            Ok(f) => LogFile {
+                file: Some(io::BufWriter::with_capacity(8 * 1024, f)),
+                path: path.to_path_buf(),
+                error: None,
+            },
+            Err(e) => LogFile {
+                file: None,
+                path: path.to_path_buf(),
+                error: Some(format!("cannot create {}: {e}", path.display())),
+            },
         }
+    }
+
+    /// Appends `parts`; after the first error nothing more is written.
+    pub fn write(&mut self, parts: &[&[u8]]) {
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        for p in parts {
+            if let Err(e) = f.write_all(p) {
+                self.fail(e);
+                return;
+            }
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if self.error.is_none() {
+            self.error = Some(format!("cannot write {}: {e}", self.path.display()));
+        }
+        // Dropping a BufWriter flushes: forget what is buffered instead.
+        if let Some(f) = self.file.take() {
+            let (_file, _buffered) = f.into_parts();
+        }
+    }
+
+    /// Flushes and closes the file; the first error it ever met, if any.
+    pub fn finish(mut self) -> Option<String> {
+        if let Some(mut f) = self.file.take() {
+            if let Err(e) = f.flush() {
+                self.fail(e);
+            }
+        }
+        self.error.take()
     }
 }
 
@@ -75,10 +228,88 @@ mod tests {
     #[test]
     fn stems_are_safe_and_distinct() {
         assert_eq!(file_stem("unit-tests", 0), "unit-tests");
-        assert_eq!(file_stem("a b", 1), "a_b-2");
+        assert_eq!(file_stem("a b", 1), "a_b~2");
         assert_eq!(file_stem("a_b", 2), "a_b");
-        assert_eq!(file_stem("../../etc/passwd", 0), "_.._etc_passwd-1");
-        assert_eq!(file_stem("..", 4), "instance-5");
-        assert_eq!(file_stem("", 0), "instance-1");
+        assert_eq!(file_stem("a_b~2", 2), "a_b_2~3");
+        assert_eq!(file_stem("../../etc/passwd", 0), "_.._etc_passwd~1");
+        assert_eq!(file_stem("..", 4), "instance~5");
+        assert_eq!(file_stem("", 0), "instance~1");
+    }
+
+    #[test]
+    fn changed_names_never_take_a_legal_names_file() {
+        // The collisions of issue 13: `a b` defaulted to `a_b-2`, `é` to `_-4`.
+        let names = ["a_b-2", "a b", "_-4", "x", "é", "A", "a"];
+        let stems = assign_stems(names.iter().copied());
+        assert_eq!(stems, ["a_b-2", "a_b~2", "_-4", "x", "_~5", "A", "a~7"]);
+        let lower: std::collections::HashSet<String> =
+            stems.iter().map(|s| s.to_ascii_lowercase()).collect();
+        assert_eq!(lower.len(), stems.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stems_of_distinct_names_are_distinct(names in proptest::collection::hash_set(".{0,6}", 1..20)) {
+            let names: Vec<String> = names.into_iter().collect();
+            let stems = assign_stems(names.iter().map(String::as_str));
+            let lower: std::collections::HashSet<String> =
+                stems.iter().map(|s| s.to_ascii_lowercase()).collect();
+            proptest::prop_assert_eq!(lower.len(), stems.len());
+            for s in &stems {
+                proptest::prop_assert!(!s.starts_with('.') && !s.contains('/') && !s.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn create_never_follows_a_link_nor_truncates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").expect("victim");
+        let link = dir.path().join("a.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).expect("link");
+        let mut log = LogFile::create(&link);
+        log.write(&[b"x"]);
+        let err = log.finish().expect("an error");
+        assert!(err.contains("cannot create"), "{err}");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        let existing = dir.path().join("b.jsonl");
+        std::fs::write(&existing, "old").expect("old");
+        assert!(LogFile::create(&existing).finish().is_some());
+        assert_eq!(std::fs::read(&existing).expect("read"), b"old");
+    }
+
+    #[test]
+    fn stale_files_of_ours_are_removed_links_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("x.jsonl"), "old").expect("old");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("x.stderr")).expect("link");
+        remove_stale(dir.path(), &["x".into(), "y".into()]).expect("removed");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+        assert!(std::path::Path::new("/etc/passwd").exists());
+    }
+
+    #[test]
+    fn write_errors_are_kept_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = LogFile::create(&dir.path().join("ok.jsonl"));
+        log.write(&[b"line", b"\n"]);
+        assert_eq!(log.finish(), None);
+        if std::path::Path::new("/dev/full").exists() {
+            let mut full = LogFile {
+                file: std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .ok()
+                    .map(|f| io::BufWriter::with_capacity(16, f)),
+                path: "/dev/full".into(),
+                error: None,
+            };
+            for _ in 0..10 {
+                full.write(&[b"0123456789abcdefghij"]);
+            }
+            let err = full.finish().expect("an error");
+            assert!(err.contains("No space left"), "{err}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod dispatcher;
 pub mod launch;
+pub mod limits;
 pub mod logs;
 pub mod process;
 pub mod recorder;
+pub mod watchdog;

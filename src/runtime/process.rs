@@ -16,7 +16,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -92,6 +92,12 @@ fn signal_detached_descendants(root: u32, sig: i32) {
     for pgid in groups {
         let _ = kill_group(pgid, sig);
     }
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +259,21 @@ impl GroupHandle {
             st.terminate_sent_at = Some(Instant::now());
         }
         signal_detached_descendants(self.pgid, SIGTERM);
-        kill_group(self.pgid, SIGTERM).is_ok()
+        let sent = kill_group(self.pgid, SIGTERM).is_ok();
+        // A stopped process (SIGSTOP, SIGTTIN, Ctrl-Z of a tool) acts on SIGTERM only
+        // once continued; without SIGCONT it would sit out the whole grace period.
+        signal_detached_descendants(self.pgid, libc::SIGCONT);
+        let _ = kill_group(self.pgid, libc::SIGCONT);
+        sent
+    }
+
+    /// Whether the group leader (Claude) is stopped by a signal (`T` in
+    /// `/proc/PID/stat`; Linux only, elsewhere never).
+    pub fn stopped(&self) -> bool {
+        if self.lock().leader_reaped {
+            return false;
+        }
+        matches!(process_state(self.pgid), Some('T') | Some('t'))
     }
 
     /// SIGKILL to the whole group. Returns whether a signal was sent.
@@ -294,6 +314,7 @@ impl GroupHandle {
         // ESRCH (nothing left) is the normal case.
         let _ = kill_group(self.pgid, SIGKILL);
         st.leader_reaped = true;
+        crate::runtime::watchdog::reaped(self.pgid);
     }
 }
 
@@ -350,21 +371,40 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         // Killing only the leader would orphan its tools; Child's Drop kills the group.
         .kill_on_drop(false);
+    // A session of its own (which also makes it the leader of a new process group, so
+    // group signalling is unchanged) and so no controlling terminal: an instance that
+    // opens /dev/tty gets ENXIO instead of being stopped by SIGTTIN/SIGTTOU for good, and
+    // Ctrl-C at the terminal reaches only the orchestrator, which decides.
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // If the orchestrator itself dies without cleaning up (SIGKILL, the OOM killer),
         // Claude must not go on spending with no budget watching: the kernel sends it
         // SIGTERM. The parent check closes the race of dying before prctl took effect.
         let parent = std::process::id();
+        // With a watchdog, SIGSTOP instead: the instance freezes with its children still
+        // attached, and the watchdog kills the whole tree (see runtime::watchdog).
+        let death_signal = if crate::runtime::watchdog::active() {
+            libc::SIGSTOP
+        } else {
+            libc::SIGTERM
+        };
         // SAFETY: only async-signal-safe syscalls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
+                    death_signal as libc::c_ulong,
                     0,
                     0,
                     0,
@@ -388,6 +428,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
             "cannot run {program}: its pipes were not set up"
         )));
     };
+    crate::runtime::watchdog::started(pid);
     let group = GroupHandle {
         pgid: pid,
         state: Arc::default(),
@@ -599,13 +640,24 @@ fn leader_exited(pid: u32) -> io::Result<bool> {
     }
 }
 
-/// Reads lines of any length as raw bytes (invalid UTF-8 is the parser's business).
+/// Reads lines of any length as raw bytes (invalid UTF-8 is the parser's business), in
+/// bounded memory.
+///
+/// A line of up to [`LINE_CAP`] bytes is returned verbatim. A longer line is never held
+/// whole: it is scanned as it arrives and returned *shortened*: every JSON string value in
+/// it is cut to its first [`LONG_LINE_STRING_KEEP`] bytes (at a character and escape
+/// boundary, the closing quote kept), so a stream-json line that is long because of a
+/// huge text, tool input or tool result stays valid JSON with its `type`, `id`, `model`
+/// and `usage` intact — usage in long lines is still counted. If even the shortened line
+/// exceeds [`LONG_LINE_CAP`] (a huge structure of non-strings, or not JSON at all), only
+/// its first `LONG_LINE_CAP` bytes are returned, which do not parse: the line counts as
+/// one malformed line. Memory per reader is bounded by about `LINE_CAP + LONG_LINE_CAP`
+/// whatever the input.
 ///
 /// One buffer is reused across lines; after an unusually long line it is given back to
-/// the allocator so a single 100 MB line does not pin 100 MB for the rest of the run.
-/// Reads land in the buffer's spare capacity, so growing it never zero-fills memory
-/// (with 500 instances streaming 100 KB lines that zeroing was a visible share of the
-/// orchestrator's CPU time).
+/// the allocator. Reads land in the buffer's spare capacity, so growing it never
+/// zero-fills memory (with 500 instances streaming 100 KB lines that zeroing was a
+/// visible share of the orchestrator's CPU time).
 #[derive(Debug)]
 pub struct LineReader<R> {
     reader: R,
@@ -615,7 +667,19 @@ pub struct LineReader<R> {
     /// Bytes in `buf[start..scanned]` are known to contain no newline.
     scanned: usize,
     eof: bool,
+    /// The line being read is longer than `LINE_CAP`: its bytes so far, shortened.
+    long: Option<Shortener>,
+    /// The last shortened line returned.
+    long_line: Vec<u8>,
+    last_shortened: bool,
 }
+
+/// Lines up to this length are returned verbatim.
+pub const LINE_CAP: usize = 4 * 1024 * 1024;
+/// In a line longer than [`LINE_CAP`], each JSON string keeps this many bytes.
+pub const LONG_LINE_STRING_KEEP: usize = 64 * 1024;
+/// A shortened line is cut off (and so malformed) beyond this length.
+pub const LONG_LINE_CAP: usize = 1024 * 1024;
 
 /// Starting size of the buffer; typical stream-json lines are well under this.
 const LINE_BUF_INITIAL: usize = 8 * 1024;
@@ -623,6 +687,159 @@ const LINE_BUF_INITIAL: usize = 8 * 1024;
 const LINE_BUF_RETAIN: usize = 64 * 1024;
 /// Never issue a read into less free space than this.
 const MIN_READ: usize = 4 * 1024;
+/// Reads while scanning an over-long line.
+const LONG_READ: usize = 64 * 1024;
+
+/// Copies a JSON text while cutting every string value to `keep` bytes, in one pass over
+/// chunks of any size; anything beyond `cap` output bytes is dropped.
+#[derive(Debug)]
+struct Shortener {
+    out: Vec<u8>,
+    keep: usize,
+    cap: usize,
+    in_string: bool,
+    /// Bytes of the current escape sequence still to come (`\` then 1, or `\u` then 4).
+    escape: u8,
+    /// Just after a backslash: the next byte says which escape it is.
+    after_backslash: bool,
+    /// Bytes of the current string kept so far.
+    kept: usize,
+    /// The rest of the current string is being dropped.
+    dropping: bool,
+    /// The current string is an object key: never cut, so the structure stays.
+    key: bool,
+    /// Open containers, innermost last: `true` for an object (bounded depth; deeper
+    /// strings count as values).
+    stack: Vec<bool>,
+    /// In an object, after `{` or `,`: the next string is a key.
+    expect_key: bool,
+}
+
+/// Containers tracked for telling keys from values.
+const SHORTENER_DEPTH: usize = 256;
+
+impl Shortener {
+    fn new(keep: usize, cap: usize) -> Shortener {
+        Shortener {
+            out: Vec::with_capacity(LINE_BUF_INITIAL),
+            keep,
+            cap,
+            in_string: false,
+            escape: 0,
+            after_backslash: false,
+            kept: 0,
+            dropping: false,
+            key: false,
+            stack: Vec::new(),
+            expect_key: false,
+        }
+    }
+
+    /// Tracks structure outside strings.
+    fn structural(&mut self, b: u8) {
+        match b {
+            b'{' | b'[' => {
+                if self.stack.len() < SHORTENER_DEPTH {
+                    self.stack.push(b == b'{');
+                }
+                self.expect_key = b == b'{';
+            }
+            b'}' | b']' => {
+                self.stack.pop();
+                self.expect_key = false;
+            }
+            b',' => self.expect_key = self.stack.last() == Some(&true),
+            b':' => self.expect_key = false,
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.out.len() < self.cap {
+            self.out.push(b);
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&b, rest)) = bytes.split_first() {
+            if !self.in_string {
+                // Outside strings everything is kept (up to the cap); copy up to the next
+                // quote at once.
+                let n = memchr::memchr(b'"', bytes).map_or(bytes.len(), |i| i + 1);
+                let room = self.cap.saturating_sub(self.out.len());
+                self.out.extend_from_slice(&bytes[..n.min(room)]);
+                for &c in &bytes[..n] {
+                    self.structural(c);
+                }
+                if bytes[n - 1] == b'"' {
+                    self.in_string = true;
+                    self.kept = 0;
+                    self.dropping = false;
+                    self.key = self.expect_key;
+                    self.expect_key = false;
+                }
+                bytes = &bytes[n..];
+                continue;
+            }
+            if self.after_backslash {
+                self.after_backslash = false;
+                self.escape = if b == b'u' { 4 } else { 0 };
+                if !self.dropping {
+                    self.push(b);
+                }
+                bytes = rest;
+                continue;
+            }
+            if self.escape > 0 {
+                self.escape -= 1;
+                if !self.dropping {
+                    self.push(b);
+                }
+                bytes = rest;
+                continue;
+            }
+            if self.dropping {
+                // Skip to the next quote or backslash at once.
+                match memchr::memchr2(b'"', b'\\', bytes) {
+                    Some(i) => {
+                        let c = bytes[i];
+                        bytes = &bytes[i + 1..];
+                        if c == b'"' {
+                            self.in_string = false;
+                            self.push(b'"');
+                        } else {
+                            self.after_backslash = true;
+                        }
+                    }
+                    None => bytes = &[],
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = false;
+                    self.push(b);
+                }
+                // A continuation byte belongs to the character being kept.
+                _ if b & 0xC0 == 0x80 => self.push(b),
+                _ if self.kept >= self.keep && !self.key => {
+                    self.dropping = true;
+                    continue; // this byte is dropped by the dropping branch
+                }
+                b'\\' => {
+                    self.after_backslash = true;
+                    self.kept += 1;
+                    self.push(b);
+                }
+                _ => {
+                    self.kept += 1;
+                    self.push(b);
+                }
+            }
+            bytes = rest;
+        }
+    }
+}
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(reader: R) -> Self {
@@ -632,28 +849,58 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             start: 0,
             scanned: 0,
             eof: false,
+            long: None,
+            long_line: Vec::new(),
+            last_shortened: false,
         }
     }
 
     /// Current buffer size in bytes (for tests and diagnostics).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.long_line.capacity()
+    }
+
+    /// Whether the last line returned was longer than [`LINE_CAP`] and so shortened.
+    pub fn last_line_shortened(&self) -> bool {
+        self.last_shortened
     }
 
     /// The next line without its `\n`; a last line without newline is returned too.
-    /// `Ok(None)` at end of input.
+    /// `Ok(None)` at end of input. Lines longer than [`LINE_CAP`] come back shortened
+    /// (see the type's documentation).
     pub async fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         self.shrink_if_oversized();
+        self.last_shortened = false;
+        if self.long_line.capacity() > LINE_BUF_RETAIN {
+            self.long_line = Vec::new();
+        }
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
                 let line_start = self.start;
                 let nl = self.scanned + i;
                 self.start = nl + 1;
                 self.scanned = self.start;
+                if let Some(mut long) = self.long.take() {
+                    long.feed(&self.buf[line_start..nl]);
+                    return Ok(Some(self.finish_long(long)));
+                }
                 return Ok(Some(&self.buf[line_start..nl]));
             }
             self.scanned = self.buf.len();
+            if self.long.is_some() || self.buf.len() - self.start > LINE_CAP {
+                // Too long to keep: scan it through the shortener instead.
+                let long = self
+                    .long
+                    .get_or_insert_with(|| Shortener::new(LONG_LINE_STRING_KEEP, LONG_LINE_CAP));
+                long.feed(&self.buf[self.start..]);
+                self.buf.clear();
+                self.start = 0;
+                self.scanned = 0;
+            }
             if self.eof {
+                if let Some(long) = self.long.take() {
+                    return Ok(Some(self.finish_long(long)));
+                }
                 if self.start == self.buf.len() {
                     return Ok(None);
                 }
@@ -661,11 +908,23 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.start = self.buf.len();
                 return Ok(Some(&self.buf[line_start..]));
             }
-            self.make_room();
+            if self.long.is_some() {
+                if self.buf.capacity() < LONG_READ {
+                    self.buf.reserve(LONG_READ);
+                }
+            } else {
+                self.make_room();
+            }
             if self.reader.read_buf(&mut self.buf).await? == 0 {
                 self.eof = true;
             }
         }
+    }
+
+    fn finish_long(&mut self, long: Shortener) -> &[u8] {
+        self.long_line = long.out;
+        self.last_shortened = true;
+        &self.long_line
     }
 
     fn make_room(&mut self) {
@@ -684,8 +943,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             self.start = 0;
         }
         if self.buf.capacity() - self.buf.len() < MIN_READ {
-            // At least doubles, so a long line costs amortised O(1) copies per byte.
-            self.buf.reserve(self.buf.len().max(MIN_READ));
+            // At least doubles, so a long line costs amortised O(1) copies per byte; the
+            // buffer never grows far past LINE_CAP (beyond it the line is scanned).
+            let len = self.buf.len();
+            let target = (2 * len).min(LINE_CAP + LONG_READ).max(len + MIN_READ);
+            self.buf.reserve_exact(target - len);
         }
     }
 
@@ -775,12 +1037,16 @@ impl TailBuffer {
 }
 
 /// Reads `reader` (a child's stderr) to the end, keeping its last `capacity` bytes and, if
-/// `log` is given, copying everything to it. A failing log is dropped with a warning rather
-/// than stop the draining: an undrained pipe would block the child.
-pub async fn drain_stderr<R, W>(mut reader: R, capacity: usize, mut log: Option<W>) -> TailBuffer
+/// `log` is given, copying everything to it. A failing log stops being written (the
+/// draining goes on: an undrained pipe would block the child); its first error is
+/// returned.
+pub async fn drain_stderr<R>(
+    mut reader: R,
+    capacity: usize,
+    mut log: Option<crate::runtime::logs::LogFile>,
+) -> (TailBuffer, Option<String>)
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
 {
     let mut tail = TailBuffer::new(capacity);
     let mut chunk = vec![0u8; 8 * 1024];
@@ -797,23 +1063,16 @@ where
         let bytes = &chunk[..n];
         tail.push(bytes);
         if let Some(w) = log.as_mut() {
-            if let Err(e) = w.write_all(bytes).await {
-                tracing::warn!(error = %e, "could not write a stderr log; no longer logging it");
-                log = None;
-            }
+            w.write(&[bytes]);
         }
     }
-    if let Some(w) = log.as_mut() {
-        if let Err(e) = w.flush().await {
-            tracing::warn!(error = %e, "could not flush a stderr log");
-        }
-    }
-    tail
+    let log_error = log.and_then(crate::runtime::logs::LogFile::finish);
+    (tail, log_error)
 }
 
 /// [`drain_stderr`] without a log.
 pub async fn drain_to_tail<R: AsyncRead + Unpin>(reader: R, capacity: usize) -> TailBuffer {
-    drain_stderr(reader, capacity, None::<tokio::io::Sink>).await
+    drain_stderr(reader, capacity, None).await.0
 }
 
 #[cfg(test)]
@@ -908,6 +1167,108 @@ mod tests {
         assert_eq!(r.next_line().await.ok().flatten(), None);
     }
 
+    fn shorten(text: &[u8], keep: usize, chunk: usize) -> Vec<u8> {
+        let mut s = Shortener::new(keep, usize::MAX);
+        for c in text.chunks(chunk.max(1)) {
+            s.feed(c);
+        }
+        s.out
+    }
+
+    #[test]
+    fn shortener_keeps_json_valid_and_usage_intact() {
+        let text = format!(
+            "{}\"quoted\" \\ \u{e9} {}",
+            "é".repeat(50),
+            "x".repeat(5000)
+        );
+        let line = serde_json::json!({
+            "type": "assistant",
+            "message": {"id": "m1", "content": [{"type": "text", "text": text}],
+                        "usage": {"input_tokens": 5, "output_tokens": 7}}
+        })
+        .to_string();
+        for keep in [0, 1, 3, 10, 51, 60, 100_000] {
+            for chunk in [1, 2, 3, 7, 4096, usize::MAX] {
+                let out = shorten(line.as_bytes(), keep, chunk);
+                let v: serde_json::Value = serde_json::from_slice(&out)
+                    .unwrap_or_else(|e| panic!("keep {keep} chunk {chunk}: {e}"));
+                assert_eq!(v["message"]["usage"]["output_tokens"], 7);
+                assert!("assistant".starts_with(v["type"].as_str().unwrap_or("?")));
+                let got = v["message"]["content"][0]["text"].as_str().unwrap_or("?");
+                let want: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let full = want["message"]["content"][0]["text"].as_str().unwrap_or("");
+                assert!(full.starts_with(got), "keep {keep}: {got:?}");
+                assert!(got.len() <= keep * 6, "keep {keep}: {} bytes", got.len());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shortened_json_parses_and_strings_are_prefixes(
+            strings in proptest::collection::vec(".{0,40}", 1..6),
+            keep in 0usize..12,
+            chunk in 1usize..9,
+        ) {
+            let obj: serde_json::Map<String, serde_json::Value> = strings
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("k{i}"), serde_json::json!([s, i])))
+                .collect();
+            let text = serde_json::Value::Object(obj.clone()).to_string();
+            let out = shorten(text.as_bytes(), keep, chunk);
+            let v: serde_json::Value = serde_json::from_slice(&out)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+            for (i, s) in strings.iter().enumerate() {
+                let got = v[format!("k{i}")][0].as_str().unwrap_or("\u{0}?");
+                proptest::prop_assert!(s.starts_with(got), "{:?} vs {:?}", got, s);
+                proptest::prop_assert_eq!(&v[format!("k{i}")][1], &serde_json::json!(i));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn over_long_lines_come_back_shortened_in_bounded_memory() {
+        let huge = "y".repeat(3 * LINE_CAP);
+        let mut data = serde_json::json!({"type": "user", "content": huge, "usage": {"n": 1}})
+            .to_string()
+            .into_bytes();
+        data.push(b'\n');
+        data.extend(std::iter::repeat_n(b'a', 2 * LINE_CAP));
+        data.extend_from_slice(b"\nsmall\n");
+        let mut r = LineReader::new(Chunked {
+            data,
+            pos: 0,
+            chunk: 65536,
+        });
+        let first = r.next_line().await.ok().flatten().map(<[u8]>::to_vec);
+        assert!(r.last_line_shortened());
+        let v: serde_json::Value =
+            serde_json::from_slice(&first.unwrap_or_default()).expect("shortened JSON");
+        assert_eq!(v["usage"]["n"], 1);
+        assert_eq!(
+            v["content"].as_str().map(str::len),
+            Some(LONG_LINE_STRING_KEEP)
+        );
+        assert!(
+            r.buffer_capacity() <= 2 * LINE_CAP,
+            "{}",
+            r.buffer_capacity()
+        );
+        // Not JSON: cut at LONG_LINE_CAP, so it does not parse.
+        let second = r.next_line().await.ok().flatten().map(<[u8]>::len);
+        assert_eq!(second, Some(LONG_LINE_CAP));
+        assert!(
+            r.buffer_capacity() <= 2 * LINE_CAP,
+            "{}",
+            r.buffer_capacity()
+        );
+        assert_eq!(r.next_line().await.ok().flatten(), Some(&b"small"[..]));
+        assert!(!r.last_line_shortened());
+        assert_eq!(r.next_line().await.ok().flatten(), None);
+    }
+
     #[tokio::test]
     async fn many_lines_keep_the_buffer_small() {
         let mut data = Vec::new();
@@ -970,9 +1331,12 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32)
             .flat_map(|i| format!("{i}\n").into_bytes())
             .collect();
-        let mut log = Vec::new();
-        let tail = drain_stderr(&data[..], 32, Some(&mut log)).await;
-        assert_eq!(log, data);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.stderr");
+        let log = crate::runtime::logs::LogFile::create(&path);
+        let (tail, error) = drain_stderr(&data[..], 32, Some(log)).await;
+        assert_eq!(error, None);
+        assert_eq!(std::fs::read(&path).expect("log"), data);
         assert!(tail.text().ends_with("99999\n"));
     }
 

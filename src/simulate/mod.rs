@@ -27,19 +27,32 @@
 //!
 //! `#mb=2 #secs=20` is the load the 500-instance scale run uses (benches/scale.sh).
 //!
-//! Costs come from the built-in price table (`pricing`); an unknown model is priced as
-//! the most expensive known one, as the orchestrator does. The aliases `sonnet`, `opus`
-//! and `haiku` mean `claude-sonnet-4-5`, `claude-opus-4-5` and `claude-haiku-4-5`.
+//! Tags for the accounting cases of issue 10, each as Claude Code 2.1.197 prints it
+//! (docs/real-claude-notes.md, "Fidelity cases"):
+//! - `#sseretry`: the first call's stream fails after `message_start`; the retry appears
+//!   only as `assistant` events under a new id, then a stray `message_delta` with the failed
+//!   attempt's usage. The failed attempt is not in the `result`;
+//! - `#ws=N`: N web search requests per call (`server_tool_use`, $0.01 each);
+//! - `#fast`: every call in fast mode (`usage.speed: "fast"`);
+//! - `#cache1h`: every cache write is a 1-hour write;
+//! - `#subagent=MODEL`: the first tool call is an `Agent` call whose subagent runs one
+//!   message on MODEL; that message appears only in the tool's `tool_use_result.usage`, and
+//!   `modelUsage` gets a second model.
+//!
+//! Costs come from the built-in price table (`pricing`) the way Claude Code computes them
+//! (fast factor, web searches, 1-hour writes); an unknown model at the table's "unknown"
+//! row. Aliases resolve as Claude Code's do: `sonnet`/`opusplan` → `claude-sonnet-5`,
+//! `opus` → `claude-opus-4-8`, `haiku` → `claude-haiku-4-5-20251001`.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::core::pricing::Pricing;
+use crate::core::pricing::{normalize, Pricing};
 use crate::core::usage::{Usage, Usd};
 
-/// Model used when no `--model` is given.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// Model used when no `--model` is given, as Claude Code 2.1.197 names its default.
+pub const DEFAULT_MODEL: &str = "claude-opus-4-8[1m]";
 /// The hidden first argument with which the orchestrator re-executes itself as Claude.
 pub const HIDDEN_SUBCOMMAND: &str = "__simulated-claude";
 /// Environment variable scaling the simulated pace (1.0 realistic, 0 no sleeping).
@@ -85,8 +98,14 @@ pub fn run(args: &[OsString], out: &mut dyn Write, pace: f64) -> i32 {
 /// default model): the totals of its `result` line, or for `#noresult` of its turns.
 pub fn expected_totals(prompt: &str, model: Option<&str>) -> (Usage, Usd) {
     let plan = Plan::new(prompt);
-    let usage = plan.total_usage();
-    (usage, cost(&usage, &resolve_model(model)))
+    let model = resolve_model(model);
+    let (usage, cost) = plan
+        .model_totals(&model)
+        .into_iter()
+        .fold((Usage::default(), Usd::ZERO), |(u, c), t| {
+            (u + t.usage, c + t.cost)
+        });
+    (usage, cost)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,17 +242,34 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
 /// Full model name for an alias or `None`.
 fn resolve_model(model: Option<&str>) -> String {
     match model.map(str::trim) {
-        None | Some("") | Some("default") | Some("sonnet") => DEFAULT_MODEL.to_string(),
-        Some("opus") => "claude-opus-4-5".to_string(),
-        Some("haiku") => "claude-haiku-4-5".to_string(),
+        None | Some("") | Some("default") => DEFAULT_MODEL.to_string(),
+        Some("sonnet") | Some("opusplan") => "claude-sonnet-5".to_string(),
+        Some("opus") => "claude-opus-4-8".to_string(),
+        Some("haiku") => "claude-haiku-4-5-20251001".to_string(),
         Some(m) => m.to_string(),
     }
 }
 
-/// Priced with the same built-in table the orchestrator uses, so a simulated run's live
-/// estimate and its final `total_cost_usd` agree the way a real Claude Code run's do.
-fn cost(u: &Usage, model: &str) -> Usd {
-    Pricing::builtin().cost(model, u, 0)
+/// One message priced as Claude Code prices it, with the same built-in table the
+/// orchestrator uses, so a simulated run's live estimate and its final `total_cost_usd`
+/// agree the way a real Claude Code run's do.
+fn message_cost(u: &Usage, model: &str, x: &Extras) -> Usd {
+    let p = Pricing::builtin();
+    let (row, _) = p.price_live(model);
+    let h1 = if x.cache1h {
+        u.cache_creation_input_tokens
+    } else {
+        0
+    };
+    p.message_cost(row, u, h1, x.web_searches, x.fast)
+}
+
+/// Per-model totals of a run, as `modelUsage` lists them.
+struct ModelTotal {
+    model: String,
+    usage: Usage,
+    web_searches: u64,
+    cost: Usd,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -338,6 +374,38 @@ struct Plan {
     result_bytes: Option<usize>,
     /// Requested run length in seconds at pace 1 (`#secs=S`).
     secs: Option<f64>,
+    extras: Extras,
+}
+
+/// The issue-10 tags: what each call carries besides tokens.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    web_searches: u64,
+    fast: bool,
+    cache1h: bool,
+    sse_retry: bool,
+    /// Model and usage of the subagent's one message.
+    subagent: Option<(String, Usage)>,
+}
+
+impl Extras {
+    fn new(prompt: &str, rng: &mut Rng) -> Extras {
+        let subagent = prompt
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("#subagent="))
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                let usage = Usage::new(rng.range(2_000, 4_000), rng.range(100, 400), 0, 0);
+                (resolve_model(Some(m)), usage)
+            });
+        Extras {
+            web_searches: tag_value(prompt, "#ws=").map_or(0, |n| n as u64),
+            fast: prompt.split_whitespace().any(|w| w == "#fast"),
+            cache1h: prompt.split_whitespace().any(|w| w == "#cache1h"),
+            sse_retry: prompt.split_whitespace().any(|w| w == "#sseretry"),
+            subagent,
+        }
+    }
 }
 
 /// The number after `tag` (e.g. `#mb=` in `#mb=2`), if the prompt has one.
@@ -362,6 +430,8 @@ impl Plan {
             planned = planned.max(bytes.div_ceil(2 * STREAM_RESULT_BYTES) + 1);
         }
         let fail = prompt.contains("#fail");
+        // Drawn after the turns so that tags do not change the turns' numbers.
+        let mut extra_rng = Rng(seed ^ 0x0f1d_e117);
         let usage_limit = tag_value(prompt, "#usage-limit=");
         let spend_cap = prompt.contains("#spend-cap");
         let emitted = if fail || usage_limit.is_some() || spend_cap {
@@ -432,7 +502,43 @@ impl Plan {
             big: prompt.contains("#big"),
             result_bytes: stream_bytes.map(|b| b / (2 * (planned - 1))),
             secs: tag_value(prompt, "#secs="),
+            extras: Extras::new(prompt, &mut extra_rng),
         }
+    }
+
+    /// What `modelUsage` reports: the main model's calls (the failed `#sseretry` attempt
+    /// is not among them), then the subagent's model when there is a subagent call.
+    fn model_totals(&self, model: &str) -> Vec<ModelTotal> {
+        let x = &self.extras;
+        let mut main = ModelTotal {
+            model: model.to_string(),
+            usage: Usage::default(),
+            web_searches: 0,
+            cost: Usd::ZERO,
+        };
+        for t in &self.turns {
+            main.usage += t.usage;
+            main.web_searches += x.web_searches;
+            main.cost += message_cost(&t.usage, model, x);
+        }
+        let mut out = vec![main];
+        let has_tool = self.turns.iter().any(|t| t.tool.is_some());
+        if let (Some((m, u)), true) = (&x.subagent, has_tool) {
+            let plain = Extras::default();
+            let cost = message_cost(u, m, &plain);
+            if let Some(same) = out.iter_mut().find(|t| normalize(&t.model) == normalize(m)) {
+                same.usage += *u;
+                same.cost += cost;
+            } else {
+                out.push(ModelTotal {
+                    model: m.clone(),
+                    usage: *u,
+                    web_searches: 0,
+                    cost,
+                });
+            }
+        }
+        out
     }
 
     /// Milliseconds the run pauses in all at pace 1 (the `#fail` retries aside).
@@ -447,12 +553,6 @@ impl Plan {
             })
             .sum();
         120 + turns + 30 * (self.turns.len() as u64).saturating_sub(1)
-    }
-
-    fn total_usage(&self) -> Usage {
-        self.turns
-            .iter()
-            .fold(Usage::default(), |acc, t| acc + t.usage)
     }
 }
 
@@ -648,12 +748,24 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn usage_json(u: &Usage, output_tokens: u64) -> J {
+/// Usage as the API reports it for one message, with the issue-10 extras.
+fn usage_json_with(u: &Usage, output_tokens: u64, x: &Extras) -> J {
+    let h1 = if x.cache1h {
+        u.cache_creation_input_tokens
+    } else {
+        0
+    };
     obj! {
         "input_tokens": u.input_tokens,
         "cache_creation_input_tokens": u.cache_creation_input_tokens,
         "cache_read_input_tokens": u.cache_read_input_tokens,
         "output_tokens": output_tokens,
+        "server_tool_use": obj! { "web_search_requests": x.web_searches, "web_fetch_requests": 0u64 },
+        "cache_creation": obj! {
+            "ephemeral_1h_input_tokens": h1,
+            "ephemeral_5m_input_tokens": u.cache_creation_input_tokens - h1,
+        },
+        "speed": if x.fast { "fast" } else { "standard" },
     }
 }
 
@@ -679,6 +791,11 @@ struct Simulation {
     clock_ms: u64,
     api_ms: u64,
     buf: Vec<u8>,
+    /// `#sseretry` still to happen (on the first call).
+    retry_pending: bool,
+    prompt: String,
+    /// `#subagent=` call still to make (on the first tool call).
+    subagent_pending: Option<(String, Usage)>,
 }
 
 /// Simulated start time: 2026-01-01T09:00:00Z, in Unix milliseconds.
@@ -712,7 +829,6 @@ impl Simulation {
             .filter(|w| !w.is_empty())
             .map(str::to_string);
         Simulation {
-            plan,
             format: opts.format,
             partial: opts.partial,
             model,
@@ -729,6 +845,10 @@ impl Simulation {
             clock_ms: 0,
             api_ms: 0,
             buf: Vec::new(),
+            retry_pending: plan.extras.sse_retry,
+            prompt: opts.prompt.clone(),
+            subagent_pending: plan.extras.subagent.clone(),
+            plan,
         }
     }
 
@@ -792,7 +912,7 @@ impl Simulation {
                     "model": "<synthetic>",
                     "content": vec![obj! { "type": "text", "text": text }],
                     "stop_reason": "stop_sequence", "stop_sequence": "",
-                    "usage": usage_json(&Usage::default(), 0),
+                    "usage": usage_json_with(&Usage::default(), 0, &Extras::default()),
                 },
                 "parent_tool_use_id": J::Null, "session_id": &self.session,
                 "uuid": self.ids.uuid(), "error": "rate_limit",
@@ -850,8 +970,9 @@ impl Simulation {
         turn: &TurnPlan,
         sized: Option<usize>,
     ) -> io::Result<()> {
-        let msg_id = format!("msg_{}", self.ids.hex(24));
+        let mut msg_id = format!("msg_{}", self.ids.hex(24));
         let u = turn.usage;
+        let x = self.plan.extras.clone();
         self.status_requesting(out)?;
         self.pause(turn.ttft_ms);
         self.api_ms += turn.ttft_ms;
@@ -860,10 +981,23 @@ impl Simulation {
             "message": obj! {
                 "id": &msg_id, "type": "message", "role": "assistant", "model": &self.api_model,
                 "content": Vec::new(), "stop_reason": J::Null, "stop_sequence": J::Null,
-                "usage": usage_json(&u, 1),
+                "usage": usage_json_with(&u, 1, &x),
             },
         };
         self.stream_event(out, start, Some(turn.ttft_ms))?;
+        if std::mem::take(&mut self.retry_pending) {
+            // `#sseretry`: the stream breaks after one text chunk; Claude Code re-issues the
+            // call without streaming, so the retry is only `assistant` events, with the
+            // whole usage, under a new id.
+            let text_block = obj! { "type": "text", "text": "" };
+            self.stream_event(
+                out,
+                obj! { "type": "content_block_start", "index": 0u64, "content_block": text_block },
+                None,
+            )?;
+            msg_id = format!("msg_{}", self.ids.hex(24));
+            return self.retried_turn(out, turn, sized, &msg_id, &x);
+        }
 
         let text_block = obj! { "type": "text", "text": "" };
         self.stream_event(
@@ -884,7 +1018,14 @@ impl Simulation {
             self.message_delta(out, J::Null, *output)?;
         }
         let text = turn.text_chunks.concat();
-        self.assistant(out, &msg_id, &u, obj! { "type": "text", "text": text })?;
+        self.assistant_with(
+            out,
+            &msg_id,
+            &u,
+            1,
+            &x,
+            obj! { "type": "text", "text": text },
+        )?;
         self.stream_event(
             out,
             obj! { "type": "content_block_stop", "index": 0u64 },
@@ -893,7 +1034,7 @@ impl Simulation {
 
         let mut tool_call = None;
         if let Some((kind, variant)) = turn.tool {
-            let call = ToolCall::new(kind, variant, &self.cwd, sized);
+            let call = self.tool_call(kind, variant, sized);
             let tool_id = format!("toolu_{}", self.ids.hex(20));
             let block =
                 obj! { "type": "tool_use", "id": &tool_id, "name": call.name, "input": obj! {} };
@@ -912,7 +1053,7 @@ impl Simulation {
                 None,
             )?;
             let block = obj! { "type": "tool_use", "id": &tool_id, "name": call.name, "input": call.input.clone() };
-            self.assistant(out, &msg_id, &u, block)?;
+            self.assistant_with(out, &msg_id, &u, 1, &x, block)?;
             self.stream_event(
                 out,
                 obj! { "type": "content_block_stop", "index": 1u64 },
@@ -927,7 +1068,76 @@ impl Simulation {
         };
         self.message_delta(out, J::from(stop), u.output_tokens)?;
         self.stream_event(out, obj! { "type": "message_stop" }, None)?;
+        self.tool_result(out, turn, tool_call)
+    }
 
+    /// The tool call of a turn: the `#subagent=` call replaces the first one.
+    fn tool_call(&mut self, kind: ToolKind, variant: usize, sized: Option<usize>) -> ToolCall {
+        match self.subagent_pending.take() {
+            Some((model, u)) => {
+                let agent_id = self.ids.hex(17);
+                let text = "subagent done";
+                ToolCall {
+                    name: "Agent",
+                    input: obj! {
+                        "description": "simulated subagent", "prompt": "look around",
+                        "subagent_type": "general-purpose", "model": &model,
+                    },
+                    result_text: format!("{text}\nagentId: {agent_id}"),
+                    tool_use_result: obj! {
+                        "status": "completed", "prompt": "look around", "agentId": &agent_id,
+                        "agentType": "general-purpose",
+                        "content": vec![obj! { "type": "text", "text": text }],
+                        "resolvedModel": &model, "totalDurationMs": 400u64,
+                        "totalTokens": u.total(), "totalToolUseCount": 0u64,
+                        "usage": usage_json_with(&u, u.output_tokens, &Extras::default()),
+                    },
+                }
+            }
+            None => ToolCall::new(kind, variant, &self.cwd, sized),
+        }
+    }
+
+    /// `#sseretry`'s turn after the failed stream: the non-streamed retry, then the stray
+    /// `message_delta` with the failed attempt's usage.
+    fn retried_turn(
+        &mut self,
+        out: &mut dyn Write,
+        turn: &TurnPlan,
+        sized: Option<usize>,
+        msg_id: &str,
+        x: &Extras,
+    ) -> io::Result<()> {
+        let u = turn.usage;
+        let text = turn.text_chunks.concat();
+        self.pause(turn.chunk_ms);
+        self.api_ms += turn.chunk_ms;
+        let block = obj! { "type": "text", "text": text };
+        self.assistant_with(out, msg_id, &u, u.output_tokens, x, block)?;
+        let mut tool_call = None;
+        if let Some((kind, variant)) = turn.tool {
+            let call = self.tool_call(kind, variant, sized);
+            let tool_id = format!("toolu_{}", self.ids.hex(20));
+            let block = obj! { "type": "tool_use", "id": &tool_id, "name": call.name, "input": call.input.clone() };
+            self.assistant_with(out, msg_id, &u, u.output_tokens, x, block)?;
+            tool_call = Some((tool_id, call));
+        }
+        let ev = obj! {
+            "type": "message_delta",
+            "delta": obj! { "stop_reason": J::Null, "stop_sequence": J::Null },
+            "usage": usage_json_with(&u, 1, x),
+        };
+        self.stream_event(out, ev, None)?;
+        self.stream_event(out, obj! { "type": "message_stop" }, None)?;
+        self.tool_result(out, turn, tool_call)
+    }
+
+    fn tool_result(
+        &mut self,
+        out: &mut dyn Write,
+        turn: &TurnPlan,
+        tool_call: Option<(String, ToolCall)>,
+    ) -> io::Result<()> {
         if let Some((tool_id, call)) = tool_call {
             self.pause(turn.tool_ms);
             let content = obj! {
@@ -1005,7 +1215,17 @@ impl Simulation {
         text: &str,
         is_error: bool,
     ) -> J {
-        let usd = cost(total, &self.model).as_dollars();
+        // `modelUsage` per model; the turns are re-planned from the same seed, so `total`
+        // (what was emitted, which `#fail` cuts short) picks the main model's share.
+        let mut totals = Plan::new(&self.prompt).model_totals(&self.model);
+        if let Some(main) = totals.first_mut() {
+            if main.usage != *total {
+                main.usage = *total;
+                main.cost = message_cost(total, &self.model, &self.plan.extras);
+            }
+        }
+        let usd_total = totals.iter().fold(Usd::ZERO, |c, t| c + t.cost);
+        let usd = usd_total.as_dollars();
         let usage = obj! {
             "input_tokens": total.input_tokens,
             "cache_creation_input_tokens": total.cache_creation_input_tokens,
@@ -1021,19 +1241,26 @@ impl Simulation {
             "iterations": Vec::new(),
             "speed": "standard",
         };
-        let model_usage = J::M(vec![(
-            self.model.clone(),
-            obj! {
-                "inputTokens": total.input_tokens,
-                "outputTokens": total.output_tokens,
-                "cacheReadInputTokens": total.cache_read_input_tokens,
-                "cacheCreationInputTokens": total.cache_creation_input_tokens,
-                "webSearchRequests": 0u64,
-                "costUSD": usd,
-                "contextWindow": 200_000u64,
-                "maxOutputTokens": 64_000u64,
-            },
-        )]);
+        let model_usage = J::M(
+            totals
+                .iter()
+                .map(|t| {
+                    (
+                        t.model.clone(),
+                        obj! {
+                            "inputTokens": t.usage.input_tokens,
+                            "outputTokens": t.usage.output_tokens,
+                            "cacheReadInputTokens": t.usage.cache_read_input_tokens,
+                            "cacheCreationInputTokens": t.usage.cache_creation_input_tokens,
+                            "webSearchRequests": t.web_searches,
+                            "costUSD": t.cost.as_dollars(),
+                            "contextWindow": 200_000u64,
+                            "maxOutputTokens": 64_000u64,
+                        },
+                    )
+                })
+                .collect(),
+        );
         obj! {
             "type": "result",
             "subtype": "success",
@@ -1113,14 +1340,23 @@ impl Simulation {
         self.emit(out, J::O(fields))
     }
 
-    fn assistant(&mut self, out: &mut dyn Write, id: &str, u: &Usage, block: J) -> io::Result<()> {
+    /// An `assistant` event. Streamed, Claude Code shows the usage seen at
+    /// message_start (output still 1); a non-streamed retry shows the whole usage.
+    fn assistant_with(
+        &mut self,
+        out: &mut dyn Write,
+        id: &str,
+        u: &Usage,
+        output: u64,
+        x: &Extras,
+        block: J,
+    ) -> io::Result<()> {
         let ev = obj! {
             "type": "assistant",
             "message": obj! {
                 "id": id, "type": "message", "role": "assistant", "model": &self.api_model,
                 "content": vec![block], "stop_reason": J::Null, "stop_sequence": J::Null,
-                // As in Claude Code: the usage seen at message_start, output still 1.
-                "usage": usage_json(u, 1), "context_management": J::Null,
+                "usage": usage_json_with(u, output, x), "context_management": J::Null,
             },
             "parent_tool_use_id": J::Null,
             "session_id": &self.session,
@@ -1578,6 +1814,76 @@ mod tests {
         }
     }
 
+    /// Issue 10: every accounting case the simulator can produce, fed to the orchestrator's
+    /// own tracker: final numbers equal the `result`, the last live dollars before it are
+    /// within 0.1%, and the tags change what Claude would charge.
+    #[test]
+    fn fidelity_tags_are_accounted_exactly() {
+        use crate::core::accounting::Tracker;
+        use std::sync::Arc;
+        for (prompt, model) in [
+            ("/fix the parser #sseretry", Some("sonnet")),
+            ("/fix the parser #ws=3", Some("sonnet")),
+            ("/fix the parser #fast", Some("claude-opus-4-6")),
+            ("/fix the parser #fast", None),
+            ("/fix the parser #cache1h", Some("sonnet")),
+            ("/fix the parser #subagent=haiku", Some("sonnet")),
+            (
+                "/fix the parser #subagent=haiku #sseretry #ws=1 #cache1h",
+                Some("opus"),
+            ),
+            ("/fix the parser", Some("claude-foo-9")),
+            ("/fix the parser", Some("claude-fable-5-1")),
+        ] {
+            let extra: Vec<&str> = model.map(|m| vec!["--model", m]).unwrap_or_default();
+            let (code, out) = run_capture(&claude_args(prompt, &extra));
+            assert_eq!(code, 0, "{prompt}");
+            let mut t = Tracker::new(Arc::new(Pricing::builtin()));
+            let mut live = Usd::ZERO;
+            for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let before = t.cost();
+                if t.observe(line).result {
+                    live = before;
+                }
+            }
+            let events = lines(&out);
+            let (usage, cost) = result_totals(&events[events.len() - 1]);
+            assert_eq!((usage, cost), expected_totals(prompt, model), "{prompt}");
+            assert_eq!(t.usage(), usage, "{prompt} {model:?}");
+            assert_eq!(t.cost(), cost, "{prompt} {model:?}");
+            assert!(
+                (live.0 - cost.0).abs() * 1000 <= cost.0,
+                "{prompt} {model:?}: live {live} vs {cost}"
+            );
+        }
+        // The tags change the bill the way Claude's does (compared with the same turns
+        // without the tag's effect).
+        let bill = |prompt: &str, model: &str, plain: bool| {
+            let mut p = Plan::new(prompt);
+            if plain {
+                p.extras = Extras::default();
+            }
+            let calls = p.turns.len() as i64;
+            let cost = p
+                .model_totals(&resolve_model(Some(model)))
+                .iter()
+                .fold(Usd::ZERO, |c, t| c + t.cost);
+            (calls, cost)
+        };
+        let (calls, with) = bill("/fix #ws=3", "sonnet", false);
+        let (_, without) = bill("/fix #ws=3", "sonnet", true);
+        assert_eq!(with.0 - without.0, calls * 3 * 10_000_000);
+        let (calls, with) = bill("/fix #fast", "claude-opus-4-6", false);
+        let (_, without) = bill("/fix #fast", "claude-opus-4-6", true);
+        assert!(
+            (with.0 - 6 * without.0).abs() <= 6 * calls,
+            "{with} vs {without}"
+        );
+        let (_, with) = bill("/fix #subagent=haiku", "sonnet", false);
+        let (_, without) = bill("/fix #subagent=haiku", "sonnet", true);
+        assert!(with > without);
+    }
+
     #[test]
     fn tokens_stay_in_the_documented_ranges() {
         for i in 0..200 {
@@ -1602,6 +1908,7 @@ mod tests {
             cache_creation_input_tokens: 0,
             cache_read_input_tokens: 4500,
         };
+        let cost = |u: &Usage, m: &str| message_cost(u, m, &Extras::default());
         assert_eq!(cost(&u, "claude-opus-4-8[1m]"), Usd::from_dollars(0.07125));
         let sonnet = Usage {
             input_tokens: 1_000_000,
@@ -1610,8 +1917,12 @@ mod tests {
             cache_read_input_tokens: 1_000_000,
         };
         assert_eq!(
-            cost(&sonnet, DEFAULT_MODEL),
+            cost(&sonnet, "sonnet"),
             Usd::from_dollars(3.0 + 15.0 + 3.75 + 0.30)
+        );
+        assert_eq!(
+            cost(&sonnet, DEFAULT_MODEL),
+            Usd::from_dollars(5.0 + 25.0 + 6.25 + 0.50)
         );
     }
 
@@ -1785,7 +2096,7 @@ mod tests {
             events[0]["session_id"],
             "3f1c0000-0000-4000-8000-000000000000"
         );
-        assert_eq!(events[0]["model"], "claude-opus-4-5");
+        assert_eq!(events[0]["model"], "claude-opus-4-8");
         let result = &events[events.len() - 1];
         assert_eq!(
             result_totals(result),

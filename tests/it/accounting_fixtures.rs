@@ -19,7 +19,7 @@ fn run(name: &str) -> Run {
         .join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut t = Tracker::new(Arc::new(Pricing::builtin()));
-    let (mut tokens, mut cost) = (0u64, Usd::ZERO);
+    let (mut tokens, mut cost) = (0i64, Usd::ZERO);
     let mut before = None;
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let snapshot = (t.usage(), t.cost());
@@ -34,7 +34,11 @@ fn run(name: &str) -> Run {
         }
         tokens += o.tokens_delta;
         cost += o.cost_delta;
-        assert_eq!(tokens, t.total_tokens(), "{name}: deltas sum to the total");
+        assert_eq!(
+            tokens,
+            t.total_tokens() as i64,
+            "{name}: deltas sum to the total"
+        );
         assert_eq!(cost, t.cost(), "{name}: cost deltas sum to the cost");
     }
     assert_eq!(t.malformed_lines(), 0, "{name}");

@@ -83,6 +83,75 @@ const CASES: &[Case] = &[
         &["--log-dir", "claude-marker", "/x"],
         &["--log-dir", "claude-marker", "not a directory"],
     ),
+    // --- numbers, durations, zen flags and profiles (issue 15)
+    flag(
+        &["--warn-at", "0.8", "/x"],
+        &["--warn-at", "0.8", "write 80", "0.8%"],
+    ),
+    flag(
+        &["--overall-token-budget", "1.2345K", "/x"],
+        &["--overall-token-budget", "whole number"],
+    ),
+    flag(
+        &["--overall-token-budget", "1,5", "/x"],
+        &["--overall-token-budget", "'1,5'", "5,000"],
+    ),
+    flag(
+        &["--overall-cost-budget", "$-1", "/x"],
+        &["--overall-cost-budget", "greater than 0"],
+    ),
+    flag(&["--timeout", "10d", "/x"], &["--timeout", "'10d'", "10m"]),
+    flag(&["--timeout", "0s", "/x"], &["--timeout", "greater than 0"]),
+    flag(&["--start-at", "45", "/x"], &["--start-at", "needs a unit"]),
+    flag(
+        &["--command-budget", "/a=5,00", "/a"],
+        &["--command-budget", "/a=5,00"],
+    ),
+    flag(
+        &["--log-level", "loud", "/x"],
+        &["--log-level", "silent, concise or detailed"],
+    ),
+    flag(
+        &["--max-console-lines", "-1", "/x"],
+        &["--max-console-lines", "-1"],
+    ),
+    flag(
+        &["--session-id", "abc", "/x"],
+        &["--session-id", "not a UUID"],
+    ),
+    flag(
+        &["--instance-name", "a", "/x", "/y"],
+        &["--instance-name describes the one PROMPT", "2 PROMPTs"],
+    ),
+    flag(
+        &["--instance-name", "../etc", "/x"],
+        &["--instance-name", "not a usable name"],
+    ),
+    flag(
+        &["--budget-parameter-type", "gold", "/x"],
+        &["--budget-parameter-type", "tokens, cost or mixed"],
+    ),
+    flag(
+        &["--generate-example", "nope"],
+        &["--generate-example nope", "--list-examples"],
+    ),
+    flag(&["--profile", "ci", "/x"], &["--profile ci", "--config"]),
+    flag(&["--retries", "101", "/x"], &["--retries", "0 to 100"]),
+    flag(
+        &["--rerun-failed", "nope.json", "/x"],
+        &["--rerun-failed nope.json", "cannot read"],
+    ),
+    Case {
+        args: &["-c", "c.json", "--profile", "producton"],
+        config: Some(
+            r#"{"instances": [{"command": "/x"}], "profiles": {"production": {"overall_tokens": "5K"}}}"#,
+        ),
+        needles: &["--profile producton", "did you mean production?"],
+    },
+    file(
+        r#"{"instances": [{"command": "/x", "timeout": "soon"}]}"#,
+        &["c.json: instances[0].timeout", "not a duration", "soon"],
+    ),
     // --- flags
     flag(
         &["--command-budget", "test", "/test"],
@@ -202,8 +271,8 @@ const CASES: &[Case] = &[
         &["instances[0].max_tokens_per_command", "-5"],
     ),
     file(
-        r#"{"instances": [{"command": "/a", "timeout": "10m"}]}"#,
-        &["instances[0].timeout", "seconds"],
+        r#"{"instances": [{"command": "/a", "timeout": true}]}"#,
+        &["instances[0].timeout", "seconds", "15m"],
     ),
     file(
         r#"{"instances": [{"command": "/a", "session_id": "abc"}]}"#,
@@ -230,8 +299,8 @@ const CASES: &[Case] = &[
         &["budget.enforcement_mode", "strict"],
     ),
     file(
-        r#"{"budget": {"overall_cost_usd": "5"}}"#,
-        &["budget.overall_cost_usd", "dollars"],
+        r#"{"budget": {"overall_cost_usd": "five"}}"#,
+        &["budget.overall_cost_usd", "dollars", "five"],
     ),
     file(
         r#"{"instances": [{"command": "/a", "env": {"API_KEY": 42}}]}"#,

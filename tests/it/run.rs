@@ -1,7 +1,7 @@
 //! The binary as a user runs it: real child processes (the simulated Claude and small fake
 //! `claude` scripts), budgets enforced, exit codes, reports and no process left behind.
 
-use crate::common::{call, init, instance, orchestrator, result, run, stderr, tempdir};
+use crate::common::{call, init, instance, orchestrator, result, run, stderr, stdout, tempdir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -439,23 +439,35 @@ fn hundred_megabyte_line_and_invalid_utf8_are_survived() {
 }
 
 #[test]
-fn missing_claude_fails_the_instance_with_a_clear_reason() {
+fn missing_claude_is_a_usage_error_before_anything_launches() {
     let dir = tempdir();
     let out = run(orchestrator(dir.path()).args([
         "--json",
         "--claude-path",
         "/nonexistent/claude",
         "/x",
+        "/y",
     ]));
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    let inst = instance(&finished(&out), "x").clone();
-    assert_eq!(inst["status"], "failed");
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for needle in ["/nonexistent/claude", "--claude-path", "--simulate"] {
+        assert!(err.contains(needle), "{err}");
+    }
     assert!(
-        inst["reason"]
-            .as_str()
-            .unwrap()
-            .contains("/nonexistent/claude"),
-        "{inst}"
+        stdout(&out).is_empty(),
+        "nothing may start: {}",
+        stdout(&out)
+    );
+    // A bare name not on PATH says so.
+    let out = run(orchestrator(dir.path())
+        .env("PATH", dir.path())
+        .args(["/x"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`claude` is not on PATH"),
+        "{}",
+        stderr(&out)
     );
 }
 
@@ -613,9 +625,20 @@ fn claude_dies_with_a_killed_orchestrator() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    // The kernel's SIGTERM is asynchronous; poll (bounded) for the process to go.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    // The watchdog's SIGKILL is asynchronous; poll (bounded) for the process to go. A
+    // zombie counts as gone: `kill(pid, 0)` succeeds on one, and whoever inherited it
+    // (pid 1 in a container may never reap) decides when it disappears.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.trim_start().chars().next()
+            })
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    };
+    while running(pid) {
         assert!(
             std::time::Instant::now() < deadline,
             "claude {pid} outlived its orchestrator"

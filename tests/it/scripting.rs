@@ -866,13 +866,16 @@ fn work_items_script_runs_with_and_without_jq() {
         assert_eq!(report["exit_code"], 3);
     }
     // A failing item makes the script fail.
+    let failing = dir.path().join("failing-claude");
+    std::fs::write(&failing, "#!/bin/sh\necho 'claude: exploded' >&2\nexit 1\n").expect("write");
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = Command::new("sh")
         .arg(&script)
         .arg("/x")
         .current_dir(dir.path())
         .env("ORCHESTRATOR", bin())
         .env("SIMULATE", "0")
-        .env("ORCHESTRATOR_CLAUDE_PATH", "/nonexistent/claude")
+        .env("ORCHESTRATOR_CLAUDE_PATH", &failing)
         .env("OUT", dir.path())
         .output()
         .expect("sh");
@@ -975,4 +978,63 @@ fn docs_examples_run() {
     assert_eq!(examples.len(), 1);
     let example: Value = serde_json::from_str(&examples[0]).expect("json example");
     schemas.check_report(&example);
+}
+
+// ---------------------------------------------------------------- status events
+
+#[test]
+fn status_events_carry_progress_and_forecasts() {
+    let schemas = schemas();
+    let dir = tempdir();
+    // A run of several seconds (one instance at a time), reported every second.
+    let o = run(Command::new(bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .env("ORCHESTRATOR_SIMULATE_PACE", "0.4")
+        .stdin(Stdio::null())
+        .args(["--simulate", "--json", "-j", "1", "--startup-delay", "0"])
+        .args(["--status-report-interval", "1s"])
+        .args(["--overall-token-budget", "10M", "/a", "/b", "/c"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ev = events(&o, &schemas);
+    let status = of(&ev, "status");
+    assert!(status.len() >= 3, "{} status events", status.len());
+    let mut forecast_seen = false;
+    for s in &status {
+        assert_eq!(s["total"], 3);
+        let counts: u64 = s["counts"]
+            .as_object()
+            .expect("counts")
+            .values()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(counts, 3, "{s}");
+        let b = &s["budgets"][0];
+        assert!(b["key"].is_null() && b["scope"] == "overall", "{s}");
+        if let Some(rate) = b["per_minute"].as_f64() {
+            forecast_seen = true;
+            // The rate is what was used over the minutes elapsed.
+            let used = b["used"].as_f64().unwrap_or(0.0);
+            let minutes = s["elapsed_ms"].as_f64().unwrap_or(0.0) / 60_000.0;
+            assert!((rate - used / minutes).abs() <= rate * 0.01, "{s}");
+            let left_ms = (10_000_000.0 - used) / rate * 60_000.0;
+            let runway = b["runs_out_in_ms"].as_f64().expect("runway");
+            assert!((runway - left_ms).abs() <= left_ms * 0.01 + 1.0, "{s}");
+        } else {
+            assert!(
+                s["elapsed_ms"].as_u64().unwrap_or(0) < 3000 || b["used"] == 0,
+                "{s}"
+            );
+        }
+        if s["done"].as_u64().unwrap_or(0) > 0 {
+            assert!(s["eta_ms"].is_u64(), "{s}");
+        }
+    }
+    assert!(forecast_seen, "no status event had a forecast");
+    // Status events come before the end and never after it.
+    assert_eq!(
+        ev.last().map(|e| e["event"].clone()),
+        Some("run_finished".into())
+    );
 }

@@ -75,6 +75,8 @@ pub struct Ended {
     pub stderr_tail: String,
     /// Reading the output failed, or the supervising task itself failed.
     pub error: Option<String>,
+    /// The first error creating or writing its `--log-dir` files (hardening, issue 13).
+    pub log_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +245,8 @@ pub struct Instance {
     pub result_seen: bool,
     pub exit: Option<ExitInfo>,
     pub stderr_tail: String,
+    /// Why its `--log-dir` files are incomplete, if they are.
+    pub log_error: Option<String>,
     /// What the processes before the current one (resumed after a usage limit) spent.
     pub base: Progress,
     /// The current process hit the usage limit (with its reset time when known).
@@ -263,6 +267,7 @@ impl Instance {
             result_seen: false,
             exit: None,
             stderr_tail: String::new(),
+            log_error: None,
             base: Progress::default(),
             limited: None,
             resume: None,
@@ -319,10 +324,11 @@ pub enum RunEvent {
         pid: u32,
         argv: Vec<String>,
     },
-    /// Spend counted for `id` (`tokens` is the token delta).
+    /// Spend counted for `id` (`tokens` is the token delta; negative when Claude's `result`
+    /// counted less than the live count).
     Usage {
         id: InstanceId,
-        tokens: u64,
+        tokens: i64,
     },
     /// Something to tell the user about an instance's output (unknown model, …).
     Notice {
@@ -413,6 +419,9 @@ pub struct RunState {
     started: bool,
     finished: bool,
     pub started_at: Instant,
+    /// `--report` could not be written (set by the executor just before `RunFinished`
+    /// goes out): an error of the run, see [`RunState::outcome`].
+    pub report_error: Option<String>,
     /// The wall clock at `started_at`, Unix seconds.
     unix_at_start: i64,
     /// When the first usage limit was hit: `--max-wait` counts from there.
@@ -438,6 +447,7 @@ impl RunState {
             started: false,
             finished: false,
             started_at: now,
+            report_error: None,
             unix_at_start: 0,
             first_limit: None,
         }
@@ -670,6 +680,7 @@ impl RunState {
         }
         inst.exit = Some(e.exit);
         inst.stderr_tail = e.stderr_tail;
+        inst.log_error = e.log_error;
         inst.result = e.result;
         if let (None, Some(resets_at)) = (&stop, inst.limited.take()) {
             self.usage_limited(id, started, resets_at, now, fx);
@@ -1003,7 +1014,37 @@ impl RunState {
     }
 
     /// The exit code and its reason (SPEC section 6).
+    /// The exit code and its reason (SPEC section 6). Incomplete `--log-dir` logs are
+    /// named in the reason; a `--report` that could not be written turns success into
+    /// [`ExitCode::Failed`] (a budget's 3 or a signal's code, more specific, stays) and is
+    /// named too.
     pub fn outcome(&self) -> Outcome {
+        let mut o = self.instances_outcome();
+        let incomplete: Vec<&str> = self
+            .plan
+            .instances
+            .iter()
+            .zip(&self.instances)
+            .filter(|(_, s)| s.log_error.is_some())
+            .map(|(spec, _)| spec.name.as_str())
+            .collect();
+        if !incomplete.is_empty() {
+            o.reason = format!(
+                "{}; incomplete --log-dir logs: {}",
+                o.reason,
+                incomplete.join(", ")
+            );
+        }
+        if let Some(e) = &self.report_error {
+            if o.exit == ExitCode::Success {
+                o.exit = ExitCode::Failed;
+            }
+            o.reason = format!("{}; {e}", o.reason);
+        }
+        o
+    }
+
+    fn instances_outcome(&self) -> Outcome {
         let n = self.instances.len();
         let count = |st: Status| self.count(st);
         if let Some(i) = self.interrupt {

@@ -94,7 +94,7 @@ impl Sim {
         progress.cost += Usd(tokens as i64);
         let observed = Observed {
             line: Observation {
-                tokens_delta: tokens,
+                tokens_delta: tokens as i64,
                 cost_delta: Usd(tokens as i64),
                 result,
                 ..Observation::default()
@@ -120,6 +120,7 @@ impl Sim {
             result,
             stderr_tail: "some noise\nthe last words\n\n".into(),
             error: None,
+            log_error: None,
         };
         let fx = self.input(Input::Exited { id, ended });
         self.spawn_all(fx)
@@ -145,6 +146,8 @@ fn ok_result(text: &str) -> ResultSummary {
         is_error: false,
         text: Some(text.into()),
         num_turns: Some(1),
+        live_tokens_over: 0,
+        live_cost_over: Usd::ZERO,
     }
 }
 
@@ -324,6 +327,37 @@ fn exit_zero_after_a_result_is_completed() {
     let o = s.run.outcome();
     assert_eq!(o.exit, ExitCode::Success);
     assert_eq!(o.reason, "the instance completed");
+}
+
+/// Hardening (issue 13): a failed `--report` write turns success into exit 1 and is
+/// named; a more specific code stays. Incomplete logs are named but change no code.
+#[test]
+fn report_and_log_errors_are_part_of_the_outcome() {
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.complete(0);
+    s.run.instances[0].log_error = Some("cannot write a.jsonl: disk full".into());
+    let o = s.run.outcome();
+    assert_eq!(o.exit, ExitCode::Success);
+    assert_eq!(
+        o.reason,
+        "the instance completed; incomplete --log-dir logs: a"
+    );
+    s.run.report_error = Some("cannot write --report r.json: disk full".into());
+    let o = s.run.outcome();
+    assert_eq!(o.exit, ExitCode::Failed);
+    assert!(
+        o.reason
+            .ends_with("; cannot write --report r.json: disk full"),
+        "{}",
+        o.reason
+    );
+
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.exit_with(0, 1, None);
+    s.run.report_error = Some("cannot write --report r.json: disk full".into());
+    assert_eq!(s.run.outcome().exit, ExitCode::Failed);
 }
 
 #[test]

@@ -36,16 +36,22 @@ pub(crate) fn level_paint(percent: f64) -> Paint {
 }
 
 pub(crate) fn push_bar(line: &mut Line, used: f64, limit: f64) {
+    push_bar_cells(line, used, limit, BAR_CELLS, false);
+}
+
+/// A bar of `cells` cells; `ascii` draws `#`/`-` for terminals whose locale is not UTF-8.
+pub(crate) fn push_bar_cells(line: &mut Line, used: f64, limit: f64, cells: usize, ascii: bool) {
     let Some(pct) = shown_percent(used, limit) else {
         line.plain("[NO BUDGET SET]");
         return;
     };
     let paint = level_paint(pct);
     // Capped at a full bar; the number beside it keeps the real percentage.
-    let filled = ((pct.min(100.0) * BAR_CELLS as f64 / 100.0).floor() as usize).min(BAR_CELLS);
+    let filled = ((pct.min(100.0) * cells as f64 / 100.0).floor() as usize).min(cells);
+    let (full, empty) = if ascii { ("#", "-") } else { ("█", "░") };
     line.plain("[")
-        .push(&"█".repeat(filled), paint)
-        .plain(&"░".repeat(BAR_CELLS - filled))
+        .push(&full.repeat(filled), paint)
+        .plain(&empty.repeat(cells - filled))
         .plain("] ")
         .push(&fmt_percent(pct), paint);
 }
@@ -77,6 +83,16 @@ mod tests {
         assert_eq!(plain(1000.0, 1000.0), "[████████████████████] 100.0%");
         assert_eq!(plain(2500.0, 1000.0), "[████████████████████] 250.0%");
         assert_eq!(plain(6234.0, 5000.0), "[████████████████████] 124.7%");
+    }
+
+    #[test]
+    fn ascii_and_short_bars() {
+        let mut l = Line::new();
+        push_bar_cells(&mut l, 400.0, 1000.0, 10, true);
+        assert_eq!(l.render(&Styles::plain(), 80), "[####------] 40.0%");
+        let mut l = Line::new();
+        push_bar_cells(&mut l, 400.0, 1000.0, 10, false);
+        assert_eq!(l.render(&Styles::plain(), 80), "[████░░░░░░] 40.0%");
     }
 
     #[test]

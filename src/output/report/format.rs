@@ -29,56 +29,8 @@ pub fn fmt_percent(p: f64) -> String {
     }
 }
 
-/// Makes arbitrary text (Claude's result, a tool name, a user's instance name) safe for
-/// one line of a report: whitespace runs containing a line break become one space, tabs
-/// become spaces, and other control characters are dropped so the text can never move
-/// the cursor or change colours.
-pub fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_ws = String::new();
-    let mut ws_has_break = false;
-    for c in s.chars() {
-        if c.is_whitespace() {
-            if c == '\n' || c == '\r' || c == '\u{2028}' || c == '\u{2029}' || c == '\u{85}' {
-                ws_has_break = true;
-            }
-            pending_ws.push(if c.is_control() { ' ' } else { c });
-            continue;
-        }
-        if !pending_ws.is_empty() {
-            if ws_has_break {
-                out.push(' ');
-            } else {
-                out.push_str(&pending_ws);
-            }
-            pending_ws.clear();
-            ws_has_break = false;
-        }
-        if !c.is_control() {
-            out.push(c);
-        }
-    }
-    if !pending_ws.is_empty() {
-        out.push_str(if ws_has_break { " " } else { &pending_ws });
-    }
-    out
-}
-
-/// One-line text of at most `max_chars` characters: sanitized (see [`sanitize`]),
-/// trimmed, and cut on a character boundary with a trailing `…` when too long.
-pub fn truncate(s: &str, max_chars: usize) -> String {
-    let clean = sanitize(s);
-    let clean = clean.trim();
-    if clean.chars().count() <= max_chars {
-        return clean.to_string();
-    }
-    if max_chars == 0 {
-        return String::new();
-    }
-    let mut out: String = clean.chars().take(max_chars - 1).collect();
-    out.push('…');
-    out
-}
+/// Text safety lives in one place, `core::text`; re-exported for the renderers.
+pub use crate::core::text::{sanitize, truncate};
 
 /// Terminal columns `s` occupies (wide CJK and emoji count two, combining marks zero).
 /// Assumes `s` is sanitized: control characters count as zero.

@@ -90,6 +90,23 @@ impl Col {
     /// For flexible columns: (natural width cap, width below which the column is
     /// better dropped than shrunk, absolute minimum once nothing is left to drop).
     /// `None` = fixed width.
+    /// Width kept for the column in the live view whatever its cells hold now, so the
+    /// set of columns shown does not change from frame to frame as numbers grow.
+    fn reserved(self) -> usize {
+        match self {
+            Col::Status => "rate_limited".len(),
+            Col::Name => 0,
+            Col::Model => 10,
+            Col::Time => "59m59s".len(),
+            Col::Tokens => "999.9K".len(),
+            Col::InOut | Col::Cache => "999.9K/999.9K".len(),
+            Col::Tools => "TOOLS".len(),
+            Col::Cost => "$99.9999".len(),
+            Col::Budget => "100.0%".len(),
+            Col::Activity => 16,
+        }
+    }
+
     fn flex(self) -> Option<(usize, usize, usize)> {
         match self {
             Col::Name => Some((32, 16, 3)),
@@ -173,6 +190,21 @@ pub(crate) fn render_table(
     width: usize,
     max_line: usize,
 ) -> Vec<String> {
+    let all: Vec<usize> = (0..instances.len()).collect();
+    render_rows(instances, &all, false, styles, width, max_line)
+}
+
+/// The header and the lines of the instances at `rows`, in that order. Column widths
+/// come from every instance, so that rows scrolled out of view still count; with
+/// `stable` (the live view) each column also keeps its [`Col::reserved`] width.
+pub(crate) fn render_rows(
+    instances: &[InstanceLine<'_>],
+    rows: &[usize],
+    stable: bool,
+    styles: &Styles,
+    width: usize,
+    max_line: usize,
+) -> Vec<String> {
     let cells: Vec<Vec<(String, Paint)>> = instances
         .iter()
         .map(|inst| COLS.iter().map(|c| cell(inst, *c, max_line)).collect())
@@ -189,8 +221,18 @@ pub(crate) fn render_table(
             .max()
             .unwrap_or(0);
         let (cap, comfy, min) = col.flex().unwrap_or((usize::MAX, usize::MAX, usize::MAX));
+        let widest = if stable {
+            widest.max(col.reserved())
+        } else {
+            widest
+        };
         natural[i] = widest.min(cap);
-        comfortable[i] = natural[i].min(comfy);
+        // Model and activity text come and go while a run goes on; names do not.
+        comfortable[i] = if stable && matches!(col, Col::Model | Col::Activity) {
+            comfy
+        } else {
+            natural[i].min(comfy)
+        };
         hard[i] = natural[i].min(min);
     }
 
@@ -216,12 +258,13 @@ pub(crate) fn render_table(
         }
     }
 
-    let mut out = Vec::with_capacity(instances.len() + 1);
+    let mut out = Vec::with_capacity(rows.len() + 1);
     let header: Vec<(String, Paint)> = COLS
         .iter()
         .map(|c| (c.header().to_string(), Paint::Bold))
         .collect();
-    for row in std::iter::once(&header).chain(cells.iter()) {
+    let shown = rows.iter().filter_map(|&r| cells.get(r));
+    for row in std::iter::once(&header).chain(shown) {
         let mut line = Line::new();
         let mut first = true;
         for (i, col) in COLS.iter().enumerate() {

@@ -16,6 +16,7 @@ fn inst(name: &'static str, status: Status) -> InstanceLine<'static> {
         activity: None,
         result: None,
         reason: None,
+        ended_ago: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn sample() -> Snapshot<'static> {
             },
         ],
         visuals: true,
+        starts_in: None,
         launches: None,
     }
 }
@@ -85,14 +87,14 @@ fn plain_status(width: usize) -> String {
 }
 
 const STATUS_120: &str = "\
-=== orchestrator status · run time 1m05s · block mode ===
+=== orchestrator status · run time 1m05s · 2/3 done · ETA ~32.7s ===
 instances 3: 1 running, 1 completed, 1 blocked
 total 6.8K tokens · $0.0713
 
-BUDGET STATUS
-  overall        [████████████████████] 124.7% (6.2K/5.0K tokens)
-  overall (USD)  [██████████████░░░░░░] 71.3% ($0.0713/$0.1000)
-  /test          [████████░░░░░░░░░░░░] 40.0% (400/1.0K tokens)
+BUDGET STATUS · block mode
+  overall        [████████████████████] 124.7% (6.2K/5.0K tokens) · 5.7K/min
+  overall (USD)  [██████████████░░░░░░] 71.3% ($0.0713/$0.1000) · $0.0654/min · out in ~26.3s
+  /test          [████████░░░░░░░░░░░░] 40.0% (400/1.0K tokens) · 367/min · out in ~1m38s
 
 STATUS     NAME        MODEL               TIME  TOKENS     IN/OUT  CACHE W/R  TOOLS     COST  BUDGET  ACTIVITY
 completed  unit-tests  claude-sonnet-4-5  42.3s    5.3K  2.0K/1.2K   1.2K/900      7  $0.0512  124.7%  Bash: cargo test…
@@ -108,14 +110,14 @@ fn status_report_plain_snapshot() {
 #[test]
 fn status_report_drops_columns_on_a_narrow_terminal() {
     let want = "\
-=== orchestrator status · run time 1m05s · block mode ===
+status · 1m05s · 2/3 done · ETA ~32.7s
 instances 3: 1 running, 1 completed, 1 blocked
 total 6.8K tokens · $0.0713
 
-BUDGET STATUS
-  overall        6.2K/5.0K tokens (124.7%)
-  overall (USD)  $0.0713/$0.1000 (71.3%)
-  /test          400/1.0K tokens (40.0%)
+BUDGET STATUS · block mode
+  overall        [██████████] 124.7% (6.2K/5.0K tokens)
+  overall (USD)  [███████░░░] 71.3% ($0.0713/$0.1000)
+  /test          [████░░░░░░] 40.0% (400/1.0K tokens)
 
 STATUS     NAME         TIME  TOKENS     COST
 completed  unit-tests  42.3s    5.3K  $0.0512
@@ -178,15 +180,15 @@ fn coloured_status_report_is_the_plain_one_plus_escape_codes() {
     let cyan = "\x1b[36m";
     let end = "\x1b[39m";
     for want in [
-        format!("  overall        [{red}████████████████████{end}] {red}124.7%{end} (6.2K/5.0K tokens)\n"),
-        format!("  overall (USD)  [{yellow}██████████████{end}░░░░░░] {yellow}71.3%{end} ($0.0713/$0.1000)\n"),
-        format!("  /test          [{green}████████{end}░░░░░░░░░░░░] {green}40.0%{end} (400/1.0K tokens)\n"),
+        format!("  overall        [{red}████████████████████{end}] {red}124.7%{end} (6.2K/5.0K tokens) · 5.7K/min\n"),
+        format!("  overall (USD)  [{yellow}██████████████{end}░░░░░░] {yellow}71.3%{end} ($0.0713/$0.1000) · $0.0654/min · out in ~26.3s\n"),
+        format!("  /test          [{green}████████{end}░░░░░░░░░░░░] {green}40.0%{end} (400/1.0K tokens) · 367/min · out in ~1m38s\n"),
         format!("\n{green}completed{end}  unit-tests  "),
         format!("\n{cyan}running{end}    lint  "),
         format!("\n{yellow}blocked{end}    e2e  "),
         format!("instances 3: 1 {cyan}running{end}, 1 {green}completed{end}, 1 {yellow}blocked{end}\n"),
         format!("$0.0512  {red}124.7%{end}  \x1b[2mBash: cargo test…\x1b[0m\n"),
-        "\x1b[1mBUDGET STATUS\x1b[0m\n".to_string(),
+        "\x1b[1mBUDGET STATUS · block mode\x1b[0m\n".to_string(),
     ] {
         assert!(colored.contains(&want), "missing {want:?} in\n{colored:?}");
     }
@@ -246,7 +248,7 @@ fn no_budget_set() {
     s.budgets.clear();
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
-        text.contains("BUDGET STATUS\n  overall  [NO BUDGET SET]\n"),
+        text.contains("BUDGET STATUS · block mode\n  overall  [NO BUDGET SET]\n"),
         "{text}"
     );
     s.budgets.push(BudgetLine {
@@ -258,7 +260,7 @@ fn no_budget_set() {
     });
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
-        text.contains("BUDGET STATUS\n  /lint    [NO BUDGET SET]\n"),
+        text.contains("BUDGET STATUS · block mode\n  /lint    [NO BUDGET SET]\n"),
         "{text}"
     );
 }
@@ -270,10 +272,10 @@ fn without_visuals_budgets_are_numbers_only() {
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
         text.contains(
-            "BUDGET STATUS
-  overall        6.2K/5.0K tokens (124.7%)
-  overall (USD)  $0.0713/$0.1000 (71.3%)
-  /test          400/1.0K tokens (40.0%)
+            "BUDGET STATUS · block mode
+  overall        6.2K/5.0K tokens (124.7%) · 5.7K/min
+  overall (USD)  $0.0713/$0.1000 (71.3%) · $0.0654/min · out in ~26.3s
+  /test          400/1.0K tokens (40.0%) · 367/min · out in ~1m38s
 "
         ),
         "{text}"
@@ -282,13 +284,13 @@ fn without_visuals_budgets_are_numbers_only() {
     s.budgets.clear();
     let text = render_status(&s, &Styles::plain(), 120, 500);
     assert!(
-        text.contains("BUDGET STATUS\n  overall  no budget set\n"),
+        text.contains("BUDGET STATUS · block mode\n  overall  no budget set\n"),
         "{text}"
     );
 }
 
 const SUMMARY_120: &str = "\
-=== orchestrator summary · run time 1m05s · block mode ===
+=== orchestrator summary · run time 1m05s · 2/3 done · ETA ~32.7s ===
 instances 3: 1 running, 1 completed, 1 blocked
 total 6.8K tokens · $0.0713
 
@@ -302,10 +304,10 @@ RESULTS
   lint [running]: (no result)
   e2e [blocked]: overall budget exceeded: 6.2K…
 
-BUDGETS
-  overall        exceeded  6.2K/5.0K tokens (124.7%)
-  overall (USD)  warned    $0.0713/$0.1000 (71.3%)
-  /test          ok        400/1.0K tokens (40.0%)
+BUDGETS · block mode
+  overall        exceeded  [████████████████████] 124.7% (6.2K/5.0K tokens) · 5.7K/min
+  overall (USD)  warned    [██████████████░░░░░░] 71.3% ($0.0713/$0.1000) · $0.0654/min · out in ~26.3s
+  /test          ok        [████████░░░░░░░░░░░░] 40.0% (400/1.0K tokens) · 367/min · out in ~1m38s
 
 efficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance
 
@@ -349,7 +351,15 @@ fn summary_without_budgets() {
     s.budgets.clear();
     let text = render_summary(&s, &Styles::plain(), 120, 500, 0, "all instances completed");
     assert!(
-        text.ends_with("BUDGETS\n  no budget set\n\nefficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance\n\nexit code 0: all instances completed\n"),
+        text.ends_with(
+            "BUDGETS · block mode
+  no budget set
+
+efficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance
+
+exit code 0: all instances completed
+"
+        ),
         "{text}"
     );
 }
@@ -359,9 +369,8 @@ fn coloured_summary_is_the_plain_one_plus_escape_codes() {
     let colored = summary(&Styles::colored());
     assert_eq!(strip_escapes(&colored), SUMMARY_120);
     for want in [
-        "  overall        \x1b[31mexceeded\x1b[39m  6.2K/5.0K tokens (124.7%)\n",
-        "  overall (USD)  \x1b[33mwarned\x1b[39m    $0.0713/$0.1000 (71.3%)\n",
-        "  /test          \x1b[32mok\x1b[39m        400/1.0K tokens (40.0%)\n",
+        "  overall        \x1b[31mexceeded\x1b[39m  [\x1b[31m████████████████████\x1b[39m] \x1b[31m124.7%\x1b[39m (6.2K/5.0K tokens) · 5.7K/min\n",
+        "  /test          \x1b[32mok\x1b[39m        [\x1b[32m████████\x1b[39m░░░░░░░░░░░░] \x1b[32m40.0%\x1b[39m (400/1.0K tokens) · 367/min · out in ~1m38s\n",
         "  \x1b[1me2e\x1b[0m [\x1b[33mblocked\x1b[39m]: overall budget exceeded: 6.2K…\n",
         "\x1b[31mexit code 3: a budget blocked or terminated an instance\x1b[39m\n",
     ] {
@@ -429,4 +438,156 @@ fn long_names_and_activity_shrink_before_columns_vanish() {
 fn activity_respects_max_line_length() {
     let text = render_status(&sample(), &Styles::plain(), 120, 6);
     assert!(text.contains("124.7%  Bash:…\n"), "{text}");
+}
+
+#[test]
+fn header_shows_progress_eta_and_burn_rate() {
+    // 12 of 60 done after 2 minutes: 48 left at 10 s each.
+    let mut s = sample();
+    s.elapsed = Duration::from_secs(120);
+    s.instances = (0..60)
+        .map(|i| {
+            inst(
+                "x",
+                if i < 12 {
+                    Status::Completed
+                } else {
+                    Status::Running
+                },
+            )
+        })
+        .collect();
+    s.budgets = vec![BudgetLine {
+        label: "overall".into(),
+        unit_is_usd: false,
+        limit: 50_000.0,
+        used: 10_000.0,
+        state: BudgetState::Ok,
+    }];
+    let text = render_status(&s, &Styles::plain(), 100, 500);
+    let head: Vec<&str> = text.lines().take(7).collect();
+    assert_eq!(
+        head,
+        [
+            "=== orchestrator status · run time 2m00s · 12/60 done · ETA ~8m00s ===",
+            "instances 60: 48 running, 12 completed",
+            "total 6.8K tokens · $0.0713",
+            "",
+            "BUDGET STATUS · block mode",
+            "  overall  [████░░░░░░░░░░░░░░░░] 20.0% (10.0K/50.0K tokens) · 5.0K/min · out in ~8m00s",
+            "",
+        ]
+    );
+    // At 80 columns the forecast stays and the bar gets shorter.
+    let text = render_status(&s, &Styles::plain(), 80, 500);
+    assert!(
+        text.contains(
+            "\n  overall  [██░░░░░░░░] 20.0% (10.0K/50.0K tokens) · 5.0K/min · out in ~8m00s\n"
+        ),
+        "{text}"
+    );
+    // No forecast in the first seconds, nor an ETA before anything finished.
+    s.elapsed = Duration::from_secs(2);
+    let text = render_status(&s, &Styles::plain(), 100, 500);
+    assert!(
+        text.starts_with("=== orchestrator status · run time 2.0s · 12/60 done ===\n"),
+        "{text}"
+    );
+    assert!(text.contains("(10.0K/50.0K tokens)\n"), "{text}");
+}
+
+#[test]
+fn live_view_fits_the_terminal_with_header_and_bars_pinned() {
+    let mut s = sample();
+    s.elapsed = Duration::from_secs(120);
+    s.instances = (0..60)
+        .map(|i| InstanceLine {
+            ended_ago: (i < 12).then(|| Duration::from_secs(60 - i as u64)),
+            ..inst(
+                NAMES[i],
+                if i < 12 {
+                    Status::Completed
+                } else if i < 20 {
+                    Status::Running
+                } else {
+                    Status::Pending
+                },
+            )
+        })
+        .collect();
+    let text = render_live(&s, &Styles::plain(), 80, 24, 500);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 23, "{text}");
+    assert!(lines[0].starts_with("=== orchestrator status · run time 2m00s · 12/60 done"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("  overall        [")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("  /test          [")),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| display_width(l) <= 80), "{text}");
+    // Running first in launch order, then the most recently finished.
+    let rows: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("STATUS"))
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        &rows[..9],
+        ["n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19", "n11"]
+    );
+    assert_eq!(lines[22], format!("… {} more", 60 - (rows.len() - 1)));
+    // Tiny terminals still get the header first and never more rows than they have.
+    for h in 1..12 {
+        let t = render_live(&s, &Styles::plain(), 80, h, 500);
+        assert!(
+            t.lines().count() <= h.saturating_sub(1).max(1),
+            "height {h}:\n{t}"
+        );
+        assert!(t.starts_with("=== orchestrator status"), "height {h}");
+    }
+}
+
+#[test]
+fn live_columns_do_not_change_as_numbers_grow() {
+    let mut s = sample();
+    let header = |s: &Snapshot<'_>| {
+        render_live(s, &Styles::plain(), 80, 40, 500)
+            .lines()
+            .find(|l| l.starts_with("STATUS"))
+            .map(str::to_string)
+    };
+    let before = header(&s);
+    s.instances[1].usage = Usage::new(900_000, 90_000, 900_000, 900_000);
+    s.instances[1].cost = Usd::from_dollars(12.5);
+    s.instances[1].duration = Some(Duration::from_secs(3000));
+    s.instances[2].model = Some("claude-opus-4-1-20250805");
+    s.instances[2].activity = Some("a much longer activity text than before");
+    assert_eq!(header(&s), before);
+}
+
+const NAMES: [&str; 60] = [
+    "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14",
+    "n15", "n16", "n17", "n18", "n19", "n20", "n21", "n22", "n23", "n24", "n25", "n26", "n27",
+    "n28", "n29", "n30", "n31", "n32", "n33", "n34", "n35", "n36", "n37", "n38", "n39", "n40",
+    "n41", "n42", "n43", "n44", "n45", "n46", "n47", "n48", "n49", "n50", "n51", "n52", "n53",
+    "n54", "n55", "n56", "n57", "n58", "n59",
+];
+
+#[test]
+fn header_counts_down_to_start_at() {
+    let mut s = sample();
+    s.instances = vec![inst("a", Status::Pending), inst("b", Status::Pending)];
+    s.elapsed = Duration::from_secs(5);
+    s.starts_in = Some(Duration::from_secs(7195));
+    let text = render_status(&s, &Styles::plain(), 100, 500);
+    assert!(
+        text.starts_with(
+            "=== orchestrator status · run time 5.0s · 0/2 done · starts in 1h59m ===\n"
+        ),
+        "{text}"
+    );
 }

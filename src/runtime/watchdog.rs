@@ -1,0 +1,377 @@
+//! A watchdog that outlives the orchestrator only to kill what it leaves behind.
+//!
+//! At the start of a run the orchestrator re-executes itself as `orchestrator
+//! __watchdog` in a session of its own (so Ctrl-C at the terminal or a signal to the
+//! orchestrator's group does not reach it), holding the read end of a pipe whose write
+//! end only the orchestrator has (`O_CLOEXEC`: no instance inherits it). The orchestrator
+//! writes `+PID START` when an instance starts and `-PID` once it is reaped, and `bye`
+//! at a normal end. When the pipe reaches EOF without `bye`, the orchestrator died —
+//! by any signal, SIGKILL and the OOM killer included — and the watchdog kills every
+//! instance's whole process tree at once:
+//!
+//! - instances are started with `PR_SET_PDEATHSIG = SIGSTOP` while a watchdog runs, so
+//!   at the orchestrator's death the kernel freezes each Claude: its children keep their
+//!   parent links and it cannot start anything new;
+//! - the watchdog collects the recorded instances (pid and start time checked, so a
+//!   reused pid is never hit), everything descending from them by parent links, every
+//!   member of their process groups and sessions, and the orchestrator's other children
+//!   (processes that escaped with `setsid` and whose parent died, re-parented to the
+//!   orchestrator as the subreaper; it keeps a list of those, refreshed every
+//!   [`SNAPSHOT_EVERY`]), SIGSTOPs them round after round until no new process appears,
+//!   then SIGKILLs them all.
+//!
+//! Linux only (`/proc`, `prctl`); elsewhere no watchdog is started and instances get
+//! SIGTERM when the orchestrator dies, as before.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The hidden first argument that runs the watchdog.
+pub const SUBCOMMAND: &str = "__watchdog";
+
+/// How often the watchdog refreshes its list of the orchestrator's children.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+
+/// The orchestrator's end of the pipe, once a watchdog runs.
+static PIPE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// Whether a watchdog is watching (instances then get SIGSTOP as their death signal).
+pub fn active() -> bool {
+    PIPE.lock().map(|p| p.is_some()).unwrap_or(false)
+}
+
+fn send(line: &str) {
+    let Ok(mut pipe) = PIPE.lock() else { return };
+    if let Some(f) = pipe.as_mut() {
+        // Non-blocking: a watchdog that stopped reading must not stall the run; a lost
+        // record only weakens the cleanup after a crash.
+        if f.write_all(line.as_bytes()).is_err() {
+            tracing::debug!("the watchdog is not reading; records lost");
+        }
+    }
+}
+
+/// Records an instance that just started (its pid leads its group and session).
+pub fn started(pid: u32) {
+    if let Some(start) = start_time(pid) {
+        send(&format!("+{pid} {start}\n"));
+    }
+}
+
+/// Records an instance whose leader was reaped.
+pub fn reaped(pid: u32) {
+    send(&format!("-{pid}\n"));
+}
+
+/// A running watchdog, from the orchestrator's side.
+pub struct Watchdog {
+    child: std::process::Child,
+}
+
+impl Watchdog {
+    /// Starts `exe __watchdog` watching this process. `None` (with a debug line) when it
+    /// cannot be started: the run goes on with the kernel's SIGTERM as the only cleanup.
+    pub fn start(exe: &std::path::Path) -> Option<Watchdog> {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "no watchdog: pipe");
+            return None;
+        }
+        // SAFETY: both descriptors were just created and are owned here only.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(SUBCOMMAND)
+            .arg(std::process::id().to_string())
+            .stdin(std::process::Stdio::from(read))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "no watchdog: spawn");
+                return None;
+            }
+        };
+        drop(cmd);
+        let write = std::fs::File::from(write);
+        // SAFETY: fcntl on our own descriptor.
+        unsafe {
+            let fd = write.as_raw_fd();
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+        if let Ok(mut p) = PIPE.lock() {
+            *p = Some(write);
+        }
+        Some(Watchdog { child })
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// The run ended normally: tells the watchdog so and reaps it.
+    pub fn finish(mut self) {
+        send("bye\n");
+        if let Ok(mut p) = PIPE.lock() {
+            *p = None;
+        }
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- the watchdog process
+
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    start: u64,
+}
+
+fn stat(pid: i32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // Field 3 (state) is f[0]; field k is f[k - 3].
+    Some(Proc {
+        pid,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        sid: f.get(3)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    stat(i32::try_from(pid).ok()?).map(|p| p.start)
+}
+
+fn table() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// Direct children of `pid` (pid → start time), from `/proc/PID/task/*/children` when the
+/// kernel has it, else from the whole table.
+fn children_of(pid: i32) -> HashMap<i32, u64> {
+    let mut kids = HashSet::new();
+    let mut found_file = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.filter_map(Result::ok) {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                found_file = true;
+                kids.extend(
+                    s.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    if found_file {
+        kids.into_iter()
+            .filter_map(stat)
+            .map(|p| (p.pid, p.start))
+            .collect()
+    } else {
+        table()
+            .into_iter()
+            .filter(|p| p.ppid == pid)
+            .map(|p| (p.pid, p.start))
+            .collect()
+    }
+}
+
+/// Runs the watchdog for orchestrator `args[0]` (a pid), reading records on stdin.
+/// Returns the exit code.
+pub fn run(args: &[std::ffi::OsString]) -> i32 {
+    let Some(orch) = args
+        .first()
+        .and_then(|a| a.to_str())
+        .and_then(|a| a.parse::<i32>().ok())
+    else {
+        eprintln!("orchestrator: error: {SUBCOMMAND} is internal: it needs the orchestrator's pid");
+        return 2;
+    };
+    // Terminal and hang-up signals are the orchestrator's to act on.
+    // SAFETY: setting dispositions to SIG_IGN.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGTSTP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let mut stdin = io::stdin().lock();
+    let fd = stdin.as_raw_fd();
+    let mut instances: HashMap<i32, u64> = HashMap::new();
+    let mut orphans: HashMap<i32, u64> = HashMap::new();
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, SNAPSHOT_EVERY.as_millis() as libc::c_int) };
+        if r == 0 {
+            // The orchestrator's children that are not instances: escaped processes it
+            // adopted as the subreaper.
+            orphans = children_of(orch);
+            orphans
+                .retain(|pid, _| !instances.contains_key(pid) && *pid != std::process::id() as i32);
+            continue;
+        }
+        if r < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        let n = match stdin.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            if line == "bye" {
+                return 0;
+            }
+            if let Some(rest) = line.strip_prefix('+') {
+                let mut it = rest.split(' ');
+                if let (Some(Ok(pid)), Some(Ok(start))) =
+                    (it.next().map(str::parse), it.next().map(str::parse))
+                {
+                    instances.insert(pid, start);
+                }
+            } else if let Some(pid) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
+                instances.remove(&pid);
+            }
+        }
+    }
+    // EOF without "bye": the orchestrator is gone.
+    kill_everything(&instances, &orphans);
+    0
+}
+
+/// Freezes (SIGSTOP) the recorded processes, their descendants and their groups' and
+/// sessions' members round after round until nothing new appears, then SIGKILLs them.
+fn kill_everything(instances: &HashMap<i32, u64>, orphans: &HashMap<i32, u64>) {
+    let me = std::process::id() as i32;
+    let mut roots: HashSet<i32> = HashSet::new();
+    let mut groups: HashSet<i32> = HashSet::new();
+    for (&pid, &start) in instances.iter().chain(orphans.iter()) {
+        if stat(pid).is_some_and(|p| p.start == start) {
+            roots.insert(pid);
+        }
+    }
+    // An instance leads its own session and group (setsid); so may an escaped orphan.
+    groups.extend(instances.keys().copied());
+    groups.extend(roots.iter().copied());
+    let mut frozen: HashSet<i32> = HashSet::new();
+    for _round in 0..100 {
+        let procs = table();
+        let mut members: HashSet<i32> = procs
+            .iter()
+            .filter(|p| {
+                roots.contains(&p.pid) || groups.contains(&p.pgid) || groups.contains(&p.sid)
+            })
+            .map(|p| p.pid)
+            .collect();
+        members.extend(frozen.iter().copied());
+        // Descendants by parent links, to a fixed point.
+        loop {
+            let before = members.len();
+            for p in &procs {
+                if members.contains(&p.ppid) {
+                    members.insert(p.pid);
+                }
+            }
+            if members.len() == before {
+                break;
+            }
+        }
+        members.remove(&me);
+        members.remove(&1);
+        let new: Vec<i32> = members.difference(&frozen).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        for pid in new {
+            // SAFETY: plain syscall; pids were checked to be the recorded processes or
+            // their live descendants an instant ago.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            frozen.insert(pid);
+        }
+    }
+    for &pid in &frozen {
+        // SAFETY: as above; SIGKILL ends a stopped process too.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_reads_our_own_process() {
+        let me = std::process::id() as i32;
+        let p = stat(me).expect("own stat");
+        assert_eq!(p.pid, me);
+        assert!(p.start > 0);
+        // SAFETY: getppid cannot fail.
+        assert_eq!(p.ppid, unsafe { libc::getppid() });
+    }
+
+    #[test]
+    fn children_lists_a_child() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let listed = children_of(std::process::id() as i32).contains_key(&(c.id() as i32));
+        let _ = c.kill();
+        let _ = c.wait();
+        assert!(listed);
+    }
+}
