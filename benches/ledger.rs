@@ -29,6 +29,7 @@ fn config(overall_tokens: u64) -> BudgetConfig {
         mode: Mode::Block,
         warn_at_percent: 80.0,
         estimate_tokens: 1000,
+        estimate_pinned: false,
     }
 }
 

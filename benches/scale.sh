@@ -10,6 +10,8 @@
 # Targets: CPU under 25% of one core on average, peak RSS under 64 MB, every total exact.
 # Keeps its files in $SCALE_DIR (default: a fresh temporary directory) for inspection.
 # ORCHESTRATOR_BIN=path runs another build of the orchestrator (to compare versions).
+# SCALE_LEDGER=path records the run in that usage ledger (default: --no-ledger), to
+# measure what recording costs.
 set -euo pipefail
 
 n=${1:-500}
@@ -41,12 +43,18 @@ cfg=$dir/config.json
 # Many pipes and processes at once.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+if [ -n "${SCALE_LEDGER:-}" ]; then
+    ledger_args=(--ledger "$SCALE_LEDGER")
+else
+    ledger_args=(--no-ledger)
+fi
 echo "scale run: $n instances x ~${mb} MiB over ~${secs} s; files in $dir"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s.%N)
 set +e
 ORCHESTRATOR_RUSAGE=1 ORCHESTRATOR_SIMULATE_PACE=1 "$bin" --config "$cfg" --simulate \
     --max-parallel 0 --startup-delay 0 --json --report "$dir/report.json" \
+    "${ledger_args[@]}" \
     >"$dir/events.jsonl" 2>"$dir/stderr.txt"
 code=$?
 set -e

@@ -5,6 +5,7 @@ use crate::config::cli::{self, Cli};
 use crate::config::commands;
 use crate::config::file as config;
 use crate::core::budget::Ledger;
+use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::run::RunState;
@@ -14,8 +15,11 @@ use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::output::Outputs;
 use crate::runtime::dispatcher::Dispatcher;
+use crate::runtime::recorder::{self, Recorder};
 use crate::runtime::{launch, limits, logs, process, watchdog};
 use crate::simulate;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{self, HistoryKey, RunEnd, StoreError, UsageStore};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -72,10 +76,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     if cli.list_commands || cli.inspect_command.is_some() {
         return slash_commands(&cli, &cwd);
     }
-    let plan = match config::build_plan(&cli, &cwd) {
+    let mut plan = match config::build_plan(&cli, &cwd) {
         Ok(plan) => plan,
         Err(e) => return usage_error(&e.to_string()),
     };
+    plan.options.run_id = uuid::Uuid::new_v4().to_string();
+    let ledger = ledger_choice(&cli, plan.options.simulate);
     let pricing = match &plan.options.pricing_file {
         Some(path) => match config::load_pricing(path) {
             Ok(p) => p,
@@ -87,14 +93,155 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         return usage_error(&msg);
     }
     if plan.options.dry_run {
+        // Reads history for the estimates; never writes.
+        let store = match open_ledger(&ledger, false) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        if let Some(mut store) = store {
+            fill_estimates(&mut plan, store.as_mut());
+        }
         return dry_run(&plan, &pricing);
     }
-    run(plan, pricing)
+    let store = match open_ledger(&ledger, true) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    run(plan, pricing, store, &ledger)
+}
+
+/// Which ledger a run records into (README, "Usage ledger").
+#[derive(Debug, Clone, PartialEq)]
+enum LedgerChoice {
+    /// `--no-ledger`, a `--simulate` run without an explicit ledger, or no home.
+    Off,
+    /// `--ledger PATH` or `ORCHESTRATOR_LEDGER`: failing to use it is a usage error.
+    Explicit(PathBuf),
+    /// The default ledger: failing to use it is one warning.
+    Default(PathBuf),
+}
+
+impl LedgerChoice {
+    fn path(&self) -> Option<&Path> {
+        match self {
+            LedgerChoice::Off => None,
+            LedgerChoice::Explicit(p) | LedgerChoice::Default(p) => Some(p),
+        }
+    }
+}
+
+fn ledger_choice(cli: &Cli, simulate: bool) -> LedgerChoice {
+    if cli.no_ledger {
+        return LedgerChoice::Off;
+    }
+    if let Some(p) = cli.ledger.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        return LedgerChoice::Explicit(p.clone());
+    }
+    if simulate {
+        return LedgerChoice::Off;
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+    match store::default_path(xdg.as_deref(), home_dir().as_deref()) {
+        Some(p) => LedgerChoice::Default(p),
+        None => LedgerChoice::Off,
+    }
+}
+
+/// Opens the chosen ledger: for writing (creating it, and the default one's directory)
+/// or read-only. `Err(exit code)` after the message when an explicit ledger cannot be
+/// used; the default ledger failing is one warning and `Ok(None)`.
+fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn UsageStore>>, i32> {
+    let Some(path) = choice.path() else {
+        return Ok(None);
+    };
+    let opened = (|| {
+        if write {
+            if let LedgerChoice::Default(_) = choice {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unusable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            if path.is_dir() {
+                return Err(StoreError::Unusable(
+                    "is a directory; give a file path".into(),
+                ));
+            }
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(StoreError::Unusable(format!(
+                    "directory {} does not exist",
+                    parent.display()
+                )));
+            }
+            SqliteStore::open(path).map(|s| Some(Box::new(s) as Box<dyn UsageStore>))
+        } else {
+            SqliteStore::open_read_only(path).map(|s| s.map(|s| Box::new(s) as Box<dyn UsageStore>))
+        }
+    })();
+    opened
+        .map_err(|e| ledger_failed(choice, &e))
+        .or_else(|code| match code {
+            0 => Ok(None),
+            c => Err(c),
+        })
+}
+
+/// Reports a ledger that cannot be used: exit 2 for an explicit one; a warning (and 0:
+/// go on unrecorded) for the default one.
+fn ledger_failed(choice: &LedgerChoice, e: &StoreError) -> i32 {
+    match choice {
+        LedgerChoice::Explicit(p) => usage_error(&format!(
+            "--ledger {}: {e}; fix it, give another --ledger, or run with --no-ledger",
+            p.display()
+        )),
+        LedgerChoice::Default(p) => {
+            eprintln!(
+                "orchestrator: warning: the ledger {} {e}; this run is not recorded (give --ledger PATH, or --no-ledger to silence this)",
+                p.display()
+            );
+            0
+        }
+        LedgerChoice::Off => 0,
+    }
+}
+
+/// Works out each instance's estimate from the ledger's history (`core::estimate`).
+fn fill_estimates(plan: &mut Plan, store: &mut dyn UsageStore) {
+    if plan.budgets.estimate_pinned {
+        return;
+    }
+    let mut cache: std::collections::HashMap<HistoryKey, Estimate> = Default::default();
+    for spec in &mut plan.instances {
+        if spec.max_tokens.is_some() {
+            continue;
+        }
+        let key = HistoryKey {
+            project: plan.options.project.clone(),
+            base_command: spec.base_command().map(str::to_string),
+            model: recorder::configured_model(spec.model.as_deref()),
+        };
+        let e = *cache.entry(key).or_insert_with_key(|key| {
+            let history = store
+                .history(key, estimate::HISTORY_WINDOW)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("cannot read estimates from the ledger: {e}");
+                    Vec::new()
+                });
+            estimate::estimate(None, None, &history)
+        });
+        spec.estimate = Some(e);
+    }
 }
 
 /// `orchestrator completions SHELL` / `orchestrator man`: the text on stdout.
 fn run_helper(helper: cli::Helper) -> i32 {
     let text = match helper {
+        cli::Helper::Usage(args) => return usage_report(&args),
         cli::Helper::Completions(shell) => cli::completions(shell),
         cli::Helper::Man => match cli::man_page() {
             Ok(t) => t,
@@ -108,6 +255,94 @@ fn run_helper(helper: cli::Helper) -> i32 {
     match out.write_all(&text).and_then(|_| out.flush()) {
         Ok(()) => 0,
         // A reader that stopped early (`| head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("orchestrator: error: cannot write to stdout: {e}");
+            1
+        }
+    }
+}
+
+/// `orchestrator usage`: the ledger's groups as a table or JSON on stdout.
+fn usage_report(args: &cli::UsageArgs) -> i32 {
+    use crate::output::usage as report;
+    let now = chrono::Utc::now();
+    let now_ms = now.timestamp_millis();
+    let since = match &args.since {
+        Some(s) => match report::parse_when(s, now) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&format!("usage --since: {e}")),
+        },
+        None => now_ms - report::DEFAULT_SINCE_DAYS * 86_400_000,
+    };
+    let until = match &args.until {
+        Some(s) => match report::parse_when(s, now) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&format!("usage --until: {e}")),
+        },
+        // Past now: a run that starts while this reads is not cut off by rounding.
+        None => now_ms + 1,
+    };
+    let path = match &args.ledger {
+        Some(p) => p.clone(),
+        None => {
+            let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+            match store::default_path(xdg.as_deref(), home_dir().as_deref()) {
+                Some(p) => p,
+                None => {
+                    return usage_error(
+                        "usage: no default ledger (neither XDG_DATA_HOME nor HOME is set); give --ledger PATH",
+                    )
+                }
+            }
+        }
+    };
+    let q = store::UsageQuery {
+        since_ms: since,
+        until_ms: until,
+        by: args.by,
+        project: args.project.clone(),
+        run: args.run.clone(),
+    };
+    let groups = match SqliteStore::open_read_only(&path) {
+        Ok(Some(mut s)) => match s.usage(&q) {
+            Ok(g) => g,
+            Err(e) => {
+                return usage_error(&format!(
+                    "usage --ledger {}: {e}; fix it or give another --ledger",
+                    path.display()
+                ))
+            }
+        },
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            return usage_error(&format!(
+                "usage --ledger {}: {e}; fix it or give another --ledger",
+                path.display()
+            ))
+        }
+    };
+    let groups = report::finalize(groups, args.by);
+    let stale_ms = std::env::var(store::STALE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(store::STALE_AFTER_MS);
+    let text = if args.json {
+        report::to_json(&groups, args.by, now_ms, stale_ms) + "\n"
+    } else {
+        let tty = std::io::stdout().is_terminal();
+        let styles = Styles::resolve(
+            ColorChoice::Auto,
+            tty,
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("CLICOLOR_FORCE").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        );
+        report::render_table(&groups, args.by, &styles, tty, now_ms, stale_ms)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             eprintln!("orchestrator: error: cannot write to stdout: {e}");
@@ -325,7 +560,15 @@ fn dry_run(plan: &Plan, pricing: &Pricing) -> i32 {
     0
 }
 
-fn run(mut plan: Plan, pricing: Pricing) -> i32 {
+fn run(
+    mut plan: Plan,
+    pricing: Pricing,
+    mut store: Option<Box<dyn UsageStore>>,
+    ledger: &LedgerChoice,
+) -> i32 {
+    if let Some(store) = store.as_mut() {
+        fill_estimates(&mut plan, store.as_mut());
+    }
     let program = if plan.options.simulate {
         match std::env::current_exe() {
             Ok(exe) => (exe, vec![OsString::from(simulate::HIDDEN_SUBCOMMAND)]),
@@ -382,14 +625,42 @@ fn run(mut plan: Plan, pricing: Pricing) -> i32 {
             return 1;
         }
     };
+    let recorder = match store {
+        Some(store) => {
+            let run = recorder::run_record(
+                &plan,
+                serde_json::Value::Array(crate::output::events::configured_budgets(&plan))
+                    .to_string(),
+            );
+            match Recorder::start(store, run, recorder::initial_records(&plan)) {
+                Ok(r) => Some(r),
+                Err(e) => match ledger_failed(ledger, &e) {
+                    0 => None,
+                    code => return code,
+                },
+            }
+        }
+        None => None,
+    };
     let mut events = EventSink::new(plan.options.json);
     events.set_report_path(plan.options.report.clone());
-    let outputs = Outputs { console, events };
-    let ledger = Ledger::for_plan(&plan, &pricing);
-    let state = RunState::new(plan, ledger, Instant::now());
+    let outputs = Outputs {
+        console,
+        events,
+        recorder: recorder.as_ref().map(Recorder::handle),
+    };
+    let budget_ledger = Ledger::for_plan(&plan, &pricing);
+    let state = RunState::new(plan, budget_ledger, Instant::now());
     let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
     let (outcome, _report) = runtime.block_on(dispatcher.run());
     drop(runtime);
+    if let Some(r) = recorder {
+        r.finish(RunEnd {
+            ended_ms: store::now_ms(),
+            exit_code: outcome.exit.code(),
+            exit_reason: outcome.reason.clone(),
+        });
+    }
     let leftovers = process::kill_leftover_children(&inherited_children);
     if leftovers > 0 {
         tracing::warn!(

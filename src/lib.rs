@@ -19,5 +19,6 @@ pub mod core;
 pub mod output;
 pub mod runtime;
 pub mod simulate;
+pub mod store;
 
 pub use app::main_with_args;

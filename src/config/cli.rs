@@ -6,6 +6,7 @@
 use crate::config::units;
 use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
+use crate::store::GroupBy;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
 use clap::Parser;
 use std::ffi::OsString;
@@ -45,7 +46,8 @@ Examples:
 Other commands (only as the very first argument):
   orchestrator completions SHELL   print a completion script: bash, zsh, fish, ...
   orchestrator man                 print the man page (roff)
-  A prompt that is just \"man\" or \"completions\" goes after '--': orchestrator -- man
+  orchestrator usage [--by KEY]    what the ledger recorded (orchestrator usage --help)
+  A prompt that is just \"man\", \"usage\" or \"completions\" goes after '--': orchestrator -- man
 
 Exit codes: 0 all completed, 1 an instance failed or timed out, 2 usage or config error,
 3 a budget blocked or stopped an instance, 130/143 interrupted.";
@@ -125,9 +127,10 @@ pub struct Cli {
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent, allow_negative_numbers = true, help_heading = "Budgets")]
     pub warn_at: Option<f64>,
 
-    /// Pre-launch token estimate for instances with no cap of their own.
-    #[arg(long, value_name = "TOKENS", default_value_t = 1000, value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub estimate: u64,
+    /// Pin the pre-launch token estimate of instances with no cap of their own
+    /// [default: p75 of the ledger's history, else 1000].
+    #[arg(long, value_name = "TOKENS", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub estimate: Option<u64>,
 
     /// Replace the built-in per-model price table with this JSON file.
     #[arg(long, value_name = "FILE", help_heading = "Budgets")]
@@ -281,6 +284,24 @@ pub struct Cli {
     /// zen: list the example config types for --generate-example and exit.
     #[arg(long, help_heading = "zen compatibility")]
     pub list_examples: bool,
+
+    // ---------------------------------------------------------------- Ledger
+    /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ORCHESTRATOR_LEDGER",
+        help_heading = "Ledger"
+    )]
+    pub ledger: Option<PathBuf>,
+
+    /// Record nothing (and estimate without history).
+    #[arg(long, help_heading = "Ledger")]
+    pub no_ledger: bool,
+
+    /// Label the run [default: the git top-level directory's name, else the workspace's].
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
+    pub project: Option<String>,
 }
 
 /// A value parser for a flag with a fixed set of words: parses with `parse` (so its
@@ -384,17 +405,30 @@ fn parse_session_id(s: &str) -> Result<String, String> {
 // of these words stays reachable after `--` or after any option.
 
 /// A non-run command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Helper {
     Completions(clap_complete::Shell),
     Man,
+    Usage(UsageArgs),
+}
+
+/// `orchestrator usage`: what to report from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageArgs {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub by: GroupBy,
+    pub project: Option<String>,
+    pub run: Option<String>,
+    pub json: bool,
+    pub ledger: Option<PathBuf>,
 }
 
 /// The helper command named by the first argument, if it names one; `Err` for a bad
 /// shell name or a stray argument (one line, as every usage error), or help output.
 pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
     let first = args.get(1)?.to_str()?;
-    if first != "completions" && first != "man" {
+    if first != "completions" && first != "man" && first != "usage" {
         return None;
     }
     let parsed = helper_parser().try_get_matches_from(args).map_err(one_line);
@@ -410,12 +444,53 @@ pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
                         "completions: name a shell: bash, zsh, fish, elvish or powershell\n",
                     )
                 }),
+            Some(("usage", sub)) => Ok(Helper::Usage(UsageArgs {
+                since: sub.get_one::<String>("since").cloned(),
+                until: sub.get_one::<String>("until").cloned(),
+                by: sub
+                    .get_one::<String>("by")
+                    .and_then(|b| GroupBy::parse(b))
+                    .unwrap_or(GroupBy::Command),
+                project: sub.get_one::<String>("project").cloned(),
+                run: sub.get_one::<String>("run").cloned(),
+                json: sub.get_flag("json"),
+                ledger: sub
+                    .get_one::<PathBuf>("ledger")
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .cloned(),
+            })),
             _ => Ok(Helper::Man),
         }
     }))
 }
 
-fn helper_subcommands() -> [clap::Command; 2] {
+fn usage_subcommand() -> clap::Command {
+    use clap::{Arg, ArgAction};
+    clap::Command::new("usage")
+        .about("Report usage recorded in the ledger: tokens, dollars and efficiency by day, week, month, project, command, model, run or instance")
+        .arg(Arg::new("since").long("since").value_name("WHEN").help("From this time: 7d, 24h, 2w, 2026-12-01 or an RFC 3339 time [default: 30d]"))
+        .arg(Arg::new("until").long("until").value_name("WHEN").help("Up to this time (same forms) [default: now]"))
+        .arg(
+            Arg::new("by")
+                .long("by")
+                .value_name("KEY")
+                .default_value("command")
+                .value_parser(clap::builder::PossibleValuesParser::new(GroupBy::NAMES)),
+        )
+        .arg(Arg::new("project").long("project").value_name("NAME").help("Only this project's runs"))
+        .arg(Arg::new("run").long("run").value_name("ID").help("Only this run"))
+        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("One JSON object on stdout"))
+        .arg(
+            Arg::new("ledger")
+                .long("ledger")
+                .value_name("PATH")
+                .env("ORCHESTRATOR_LEDGER")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("The ledger to read [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]"),
+        )
+}
+
+fn helper_subcommands() -> [clap::Command; 3] {
     [
         clap::Command::new("completions")
             .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
@@ -426,6 +501,7 @@ fn helper_subcommands() -> [clap::Command; 2] {
                     .value_parser(clap::value_parser!(clap_complete::Shell)),
             ),
         clap::Command::new("man").about("Print the man page (roff)"),
+        usage_subcommand(),
     ]
 }
 
@@ -1042,7 +1118,7 @@ mod tests {
         assert_eq!(cli.kill_grace, Duration::from_secs(5));
         assert_eq!(cli.status_report_interval, Duration::from_secs(5));
         assert_eq!(cli.max_line_length, 500);
-        assert_eq!(cli.estimate, 1000);
+        assert_eq!(cli.estimate, None);
         assert_eq!(cli.color, ColorChoice::Auto);
         assert_eq!(cli.budget_enforcement_mode, None);
         assert_eq!(cli.warn_at, None);
@@ -1209,7 +1285,7 @@ mod tests {
             let cli =
                 parse_args(args(&["--overall-token-budget", text, "--estimate", text])).unwrap();
             assert_eq!(cli.overall_token_budget, Some(want), "{text}");
-            assert_eq!(cli.estimate, want, "{text}");
+            assert_eq!(cli.estimate, Some(want), "{text}");
         }
         let cli = parse_args(args(&[
             "--command-budget",

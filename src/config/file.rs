@@ -947,6 +947,7 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
             session_id: inst.session_id.clone(),
             extra_args: inst.extra_args.clone(),
             env: inst.env.clone(),
+            estimate: None,
         });
     }
 
@@ -961,7 +962,13 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         Some(p) => p.clone(),
         None => PathBuf::from("claude"),
     };
+    let project = cli
+        .project
+        .clone()
+        .unwrap_or_else(|| default_project(&workspace));
     let options = RunOptions {
+        run_id: String::new(),
+        project,
         claude_path,
         workspace,
         max_parallel: cli.max_parallel,
@@ -1241,14 +1248,46 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
         command_costs,
         mode: cli.budget_enforcement_mode.or(cfg.mode).unwrap_or_default(),
         warn_at_percent: cli.warn_at.or(cfg.warn_at_percent).unwrap_or(80.0),
-        estimate_tokens: cli.estimate,
+        estimate_tokens: cli
+            .estimate
+            .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
+        estimate_pinned: cli.estimate.is_some(),
     })
+}
+
+/// The project a run is labelled with when `--project` is not given: the name of the
+/// git top-level directory holding `workspace` (the nearest ancestor with a `.git`),
+/// else the workspace directory's own name.
+pub fn default_project(workspace: &Path) -> String {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+    };
+    workspace
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .and_then(name)
+        .or_else(|| name(workspace))
+        .unwrap_or_else(|| "/".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn the_default_project_is_the_git_top_level_else_the_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let top = dir.path().join("myrepo");
+        let sub = top.join("crates").join("inner");
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        assert_eq!(default_project(&sub), "inner");
+        std::fs::create_dir(top.join(".git")).expect("mkdir .git");
+        assert_eq!(default_project(&sub), "myrepo");
+        assert_eq!(default_project(&top), "myrepo");
+    }
 
     #[test]
     fn a_missing_pricing_file_is_named_in_the_error() {

@@ -7,6 +7,7 @@
 //! carries them out. Amounts are kept as `i128` in the budget's base unit (tokens or
 //! nanodollars) so sums are exact and cannot overflow on any realistic run.
 
+use crate::core::estimate::{Estimate, EstimateSource};
 use crate::core::plan::{BudgetConfig, InstanceId, InstanceSpec, Mode, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::usage::fmt_count;
@@ -367,14 +368,36 @@ impl InstanceBudget {
             base_command: spec.base_command().map(str::to_owned),
             max_tokens: spec.max_tokens,
             max_cost: spec.max_cost,
-            estimate_tokens: spec.max_tokens.unwrap_or(cfg.estimate_tokens),
+            estimate_tokens: Self::token_estimate_for(spec, cfg),
             estimate_cost: spec.max_cost.unwrap_or(priced_estimate),
         }
     }
 
     /// The token estimate `estimate_tokens` would be for this spec, to price it.
     pub fn token_estimate_for(spec: &InstanceSpec, cfg: &BudgetConfig) -> u64 {
-        spec.max_tokens.unwrap_or(cfg.estimate_tokens)
+        Self::estimate_for(spec, cfg).tokens
+    }
+
+    /// The estimate and its source: the cap, else the one worked out from history
+    /// (`core::estimate`), else `--estimate` (pinned or its default).
+    pub fn estimate_for(spec: &InstanceSpec, cfg: &BudgetConfig) -> Estimate {
+        if let Some(tokens) = spec.max_tokens {
+            return Estimate {
+                tokens,
+                source: EstimateSource::Cap,
+            };
+        }
+        if let Some(e) = spec.estimate {
+            return e;
+        }
+        Estimate {
+            tokens: cfg.estimate_tokens,
+            source: if cfg.estimate_pinned {
+                EstimateSource::Pinned
+            } else {
+                EstimateSource::Default
+            },
+        }
     }
 }
 
@@ -1756,6 +1779,7 @@ mod tests {
                     mode,
                     warn_at_percent: f64::from(warn),
                     estimate_tokens: 1000,
+                    estimate_pinned: false,
                 })
         }
 

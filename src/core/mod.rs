@@ -3,6 +3,8 @@
 
 pub mod accounting;
 pub mod budget;
+pub mod efficiency;
+pub mod estimate;
 pub mod exit;
 pub mod plan;
 pub mod predict;

@@ -1,6 +1,7 @@
 //! The validated plan: what the CLI and config files produce and everything downstream
 //! consumes. Values here are typed and checked, so nothing downstream re-validates.
 
+use crate::core::estimate::Estimate;
 use crate::core::usage::Usd;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -116,6 +117,9 @@ pub struct InstanceSpec {
     pub session_id: Option<String>,
     pub extra_args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// The pre-launch estimate (`core::estimate`), when the caller worked one out from
+    /// the ledger's history; `None` falls back to the cap or `--estimate`.
+    pub estimate: Option<Estimate>,
 }
 
 impl InstanceSpec {
@@ -145,6 +149,8 @@ pub struct BudgetConfig {
     pub warn_at_percent: f64,
     /// Pre-launch token estimate for instances without `max_tokens`.
     pub estimate_tokens: u64,
+    /// `--estimate` was given explicitly: it pins every estimate, history is not used.
+    pub estimate_pinned: bool,
 }
 
 /// How the run is carried out and shown.
@@ -177,6 +183,10 @@ pub struct RunOptions {
     pub report: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub pricing_file: Option<PathBuf>,
+    /// This run's id (a UUID), in the events, the report and the ledger.
+    pub run_id: String,
+    /// `--project`, else the git top-level directory's name, else the workspace's.
+    pub project: String,
     /// `--retries N`: relaunch a failed or timed-out instance up to N times (never a
     /// budget stop). 0 = no retries.
     pub retries: u32,
@@ -212,6 +222,8 @@ impl Default for RunOptions {
             report: None,
             log_dir: None,
             pricing_file: None,
+            run_id: String::new(),
+            project: String::new(),
             retries: 0,
             fail_fast: false,
             rerun_failed: None,

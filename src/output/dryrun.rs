@@ -13,7 +13,7 @@
 //! unused command budget), a budget the plan's estimates cannot fit is also a warning, so
 //! that `--dry-run --strict` in CI fails on a plan that cannot run as written.
 
-use crate::core::budget::{Amount, BudgetKey, Ledger, Scope, Unit};
+use crate::core::budget::{Amount, BudgetKey, InstanceBudget, Ledger, Scope, Unit};
 use crate::core::plan::{InstanceSpec, Mode, Plan};
 use crate::core::predict::{predict, Prediction};
 use crate::core::usage::Usd;
@@ -296,6 +296,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                     "tokens": estimates[i].0,
                     "cost_usd": estimates[i].1,
                 },
+                "estimate_source": InstanceBudget::estimate_for(inst, b).source.to_string(),
                 "argv": argvs[i],
                 "command_line": command_lines[i],
                 "env_keys": inst.env.keys().collect::<Vec<_>>(),
@@ -387,10 +388,18 @@ fn render_text(
         Mode::Warn => "warn",
         Mode::Block => "block",
     };
+    let estimate_rule = if b.estimate_pinned {
+        format!("estimate {} tokens (--estimate)", b.estimate_tokens)
+    } else {
+        format!(
+            "estimate p75 of the ledger's history, else {} tokens,",
+            b.estimate_tokens
+        )
+    };
     let _ = writeln!(
         t,
-        "  budgets:    {mode} mode, warn at {}%, estimate {} tokens per instance without a cap",
-        b.warn_at_percent, b.estimate_tokens
+        "  budgets:    {mode} mode, warn at {}%, {estimate_rule} per instance without a cap",
+        b.warn_at_percent
     );
     let parallel = if o.max_parallel == 0 {
         "no limit".to_string()
@@ -421,8 +430,10 @@ fn render_text(
         let _ = writeln!(t, "     budgets:   {keys}");
         let _ = writeln!(
             t,
-            "     estimate:  {} tokens, {}",
-            estimates[i].0, estimates[i].1
+            "     estimate:  {} tokens, {} ({})",
+            estimates[i].0,
+            estimates[i].1,
+            InstanceBudget::estimate_for(inst, b).source
         );
         let _ = writeln!(t, "     workspace: {}", inst.workspace.display());
         let _ = writeln!(t, "     argv:      {}", command_lines[i]);

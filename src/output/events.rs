@@ -7,6 +7,7 @@
 //! parser can pick events out with grep.
 
 use crate::core::budget::{Amount, Decision, Scope, Warning, WarningKind};
+use crate::core::efficiency::{efficiency, Efficiency};
 use crate::core::plan::{InstanceSpec, Plan};
 use crate::core::run::{Instance, Phase, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
@@ -373,6 +374,8 @@ impl EventSink {
             "mode": plan.budgets.mode,
             "warn_at_percent": plan.budgets.warn_at_percent,
             "simulate": plan.options.simulate,
+            "run_id": plan.options.run_id,
+            "project": plan.options.project,
         });
         self.emit("run_started", body);
     }
@@ -522,6 +525,13 @@ impl EventSink {
             over_cost += r.live_cost_over;
         }
         let outcome = run.outcome();
+        let tools: u64 = run
+            .instances
+            .iter()
+            .map(|i| i.progress.tools)
+            .fold(0, u64::saturating_add);
+        let completed = run.count(crate::core::plan::Status::Completed) as u64;
+        let eff = efficiency(&totals, cost, tools, completed);
         let budgets: Vec<Value> = run
             .ledger
             .budgets()
@@ -552,6 +562,9 @@ impl EventSink {
             "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
             "live_difference": live_difference(over_tokens, over_cost),
+            "efficiency": efficiency_json(&eff),
+            "run_id": run.plan.options.run_id,
+            "project": run.plan.options.project,
             "budgets": budgets,
             "instances": instances,
         })
@@ -599,8 +612,18 @@ fn percent(used: Amount, limit: Amount) -> f64 {
     (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
+/// `{"cache_hit_rate","tokens_per_tool_call","cost_per_completed_usd"}`, each null when
+/// its denominator is zero.
+pub fn efficiency_json(e: &Efficiency) -> Value {
+    json!({
+        "cache_hit_rate": e.cache_hit_rate,
+        "tokens_per_tool_call": e.tokens_per_tool_call,
+        "cost_per_completed_usd": e.cost_per_completed,
+    })
+}
+
 /// The budgets a plan sets, as `run_started` lists them.
-fn configured_budgets(plan: &Plan) -> Vec<Value> {
+pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     let b = &plan.budgets;
     let mut out = Vec::new();
     let entry = |scope: &str, key: Value, unit: &str, limit: Value| json!({"scope": scope, "key": key, "unit": unit, "limit": limit});

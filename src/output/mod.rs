@@ -10,6 +10,7 @@ pub mod report;
 pub mod style;
 pub mod terminal;
 pub mod trace;
+pub mod usage;
 
 use crate::core::run::{RunEvent, RunState};
 use std::time::Instant;
@@ -18,6 +19,8 @@ use std::time::Instant;
 pub struct Outputs {
     pub console: terminal::Console,
     pub events: events::EventSink,
+    /// The usage ledger, when the run is recorded (`runtime::recorder`).
+    pub recorder: Option<crate::runtime::recorder::RecorderHandle>,
 }
 
 impl Outputs {
@@ -25,6 +28,9 @@ impl Outputs {
         trace::log_event(event, run);
         self.events.on_event(event, run, now);
         self.console.on_event(event, run, now);
+        if let Some(r) = &self.recorder {
+            r.on_event(event, run, now);
+        }
     }
 
     /// The periodic status report (every `--status-report-interval`): the console's

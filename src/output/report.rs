@@ -500,6 +500,8 @@ pub fn render_summary(
     }
 
     lines.push(String::new());
+    lines.push(efficiency_line(s));
+    lines.push(String::new());
     let exit_line = format!("exit code {exit_code}: {}", sanitize(exit_reason));
     lines.push(if exit_code == 0 {
         styles.green(&exit_line)
@@ -507,6 +509,27 @@ pub fn render_summary(
         styles.red(&exit_line)
     });
     finish(lines)
+}
+
+/// `efficiency: cache hit 61.5%, 1.2K tokens per tool call, $0.0123 per completed instance`
+/// (`-` where there is nothing to divide by).
+fn efficiency_line(s: &Snapshot<'_>) -> String {
+    let tools: u64 = s.instances.iter().map(|i| i.tools).sum();
+    let completed = s
+        .instances
+        .iter()
+        .filter(|i| i.status == Status::Completed)
+        .count() as u64;
+    let e = crate::core::efficiency::efficiency(&s.totals, s.total_cost, tools, completed);
+    let dash = || "-".to_string();
+    format!(
+        "efficiency: cache hit {}, {} tokens per tool call, {} per completed instance",
+        e.cache_hit_rate
+            .map_or_else(dash, |r| fmt_percent(r * 100.0)),
+        e.tokens_per_tool_call
+            .map_or_else(dash, |t| fmt_count(t.round() as u64)),
+        e.cost_per_completed.map_or_else(dash, |c| c.to_string()),
+    )
 }
 
 /// Terminal rows `text` occupies at `width` columns, counting wrapped lines; the

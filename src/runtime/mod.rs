@@ -6,4 +6,5 @@ pub mod launch;
 pub mod limits;
 pub mod logs;
 pub mod process;
+pub mod recorder;
 pub mod watchdog;

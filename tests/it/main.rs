@@ -12,6 +12,7 @@ mod faults;
 mod fidelity;
 mod fidelity_run;
 mod hardening;
+mod ledger;
 mod process_faults;
 mod rate_limits;
 mod real_claude;

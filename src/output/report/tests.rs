@@ -309,6 +309,8 @@ BUDGETS · block mode
   overall (USD)  warned    [██████████████░░░░░░] 71.3% ($0.0713/$0.1000) · $0.0654/min · out in ~26.3s
   /test          ok        [████████░░░░░░░░░░░░] 40.0% (400/1.0K tokens) · 367/min · out in ~1m38s
 
+efficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance
+
 exit code 3: a budget blocked or terminated an instance
 ";
 
@@ -349,9 +351,7 @@ fn summary_without_budgets() {
     s.budgets.clear();
     let text = render_summary(&s, &Styles::plain(), 120, 500, 0, "all instances completed");
     assert!(
-        text.ends_with(
-            "BUDGETS · block mode\n  no budget set\n\nexit code 0: all instances completed\n"
-        ),
+        text.ends_with("BUDGETS · block mode\n  no budget set\n\nefficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance\n\nexit code 0: all instances completed\n"),
         "{text}"
     );
 }

@@ -20,6 +20,9 @@ pub fn orchestrator(dir: &Path) -> Command {
     let mut c = Command::new(bin());
     c.current_dir(dir)
         .env_remove("ORCHESTRATOR_CLAUDE_PATH")
+        // The ledger defaults under HOME; the runner's own choice must not leak in.
+        .env_remove("ORCHESTRATOR_LEDGER")
+        .env_remove("XDG_DATA_HOME")
         .env("HOME", dir)
         .env("ORCHESTRATOR_SIMULATE_PACE", "0")
         .env("NO_COLOR", "1")

@@ -1,0 +1,385 @@
+//! Writes the run into the ledger while it happens, on a thread of its own (SQLite is
+//! blocking; the run loop never waits for the disk).
+//!
+//! The recorder is one more output of the run ([`crate::output::Outputs`]): every
+//! [`RunEvent`] that changes an instance's usage or status hands that instance's state
+//! over ([`RecorderHandle::on_event`], non-blocking). The thread keeps the newest values
+//! of every instance and writes those that changed: at once when an instance ended, and
+//! otherwise at most one second after the first unwritten change — so a run killed with
+//! SIGKILL loses at most its last second. Every write renews the run's heartbeat, and the
+//! heartbeat is renewed at least every [`HEARTBEAT_EVERY`] while nothing changes; a run
+//! whose heartbeat is older than 30 s reads as `abandoned` (`store::STALE_AFTER_MS`).
+//! [`Recorder::finish`] writes what is left and the run's end.
+//!
+//! A write that fails mid-run (disk full, …) is logged once and retried with the next
+//! write; the run itself never stops for the ledger.
+
+use crate::core::plan::{InstanceId, Plan, Status};
+use crate::core::run::{Instance, RunEvent, RunState};
+use crate::core::usage::{Usage, Usd};
+use crate::store::{now_ms, InstanceRecord, RunEnd, RunRecord, StoreError, UsageStore};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Changes are written at most this long after they happen.
+pub const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// The heartbeat is renewed at least this often.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// What changes about an instance during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceUpdate {
+    pub index: u32,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub model: Option<String>,
+    pub tools: u64,
+    pub duration_ms: u64,
+    pub session_id: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+impl InstanceUpdate {
+    /// The update for instance `id` in state `s` at `now`.
+    pub fn of(id: InstanceId, s: &Instance, now: Instant) -> InstanceUpdate {
+        let p = &s.progress;
+        InstanceUpdate {
+            index: u32::try_from(id).unwrap_or(u32::MAX),
+            status: s.status(),
+            reason: s.reason(),
+            usage: p.usage,
+            cost: p.cost,
+            model: p.model.clone(),
+            tools: p.tools,
+            duration_ms: s
+                .duration(now)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            session_id: p.session_id.clone(),
+            exit_code: s.exit.and_then(|e| e.code),
+        }
+    }
+}
+
+/// What the run loop hands to the writer thread: the newest update of each instance
+/// (a newer one replaces an unwritten older one), and the end of the run.
+#[derive(Default)]
+struct Pending {
+    updates: Vec<Option<InstanceUpdate>>,
+    /// An instance ended: write now rather than at the next tick.
+    urgent: bool,
+    finish: Option<RunEnd>,
+    /// The recorder was dropped without `finish`: write what is left and stop.
+    stop: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+/// The sending side, for the run loop. An update never blocks on the disk and wakes the
+/// writer only when an instance ended: the writer's own one-second tick picks up the
+/// rest, so thousands of usage updates a second cost no thread switches.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    shared: Arc<Shared>,
+}
+
+impl RecorderHandle {
+    /// The ledger as one more output of the run: every event that changes an instance's
+    /// usage or status sends that instance's state.
+    pub fn on_event(&self, event: &RunEvent, run: &RunState, now: Instant) {
+        let id = match event {
+            RunEvent::InstanceStarted { id, .. }
+            | RunEvent::Usage { id, .. }
+            | RunEvent::InstanceBlocked { id }
+            | RunEvent::InstanceTerminated { id }
+            | RunEvent::InstanceFinished { id } => *id,
+            _ => return,
+        };
+        if let Some(s) = run.instances.get(id) {
+            self.update(InstanceUpdate::of(id, s, now));
+        }
+    }
+
+    pub fn update(&self, u: InstanceUpdate) {
+        let Ok(mut p) = self.shared.pending.lock() else {
+            return;
+        };
+        let i = u.index as usize;
+        if i >= p.updates.len() {
+            p.updates.resize_with(i + 1, || None);
+        }
+        let ended = u.status.is_final();
+        p.updates[i] = Some(u);
+        if ended {
+            p.urgent = true;
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+pub struct Recorder {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Every instance of `plan` as first recorded: pending, nothing spent. The prompt is
+/// recorded as given; `env` values never are.
+pub fn initial_records(plan: &Plan) -> Vec<InstanceRecord> {
+    plan.instances
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| InstanceRecord {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            name: spec.name.clone(),
+            command: spec.command.clone(),
+            base_command: spec.base_command().map(str::to_string),
+            configured_model: configured_model(spec.model.as_deref()),
+            model: spec.model.clone(),
+            status: Status::Pending.as_str().to_string(),
+            ..InstanceRecord::default()
+        })
+        .collect()
+}
+
+/// The estimate key's model: the configured model after alias normalisation.
+pub fn configured_model(model: Option<&str>) -> Option<String> {
+    model
+        .map(crate::core::pricing::normalize)
+        .filter(|m| !m.is_empty())
+}
+
+/// The run's own record at its start.
+pub fn run_record(plan: &Plan, budgets_json: String) -> RunRecord {
+    RunRecord {
+        run_id: plan.options.run_id.clone(),
+        project: plan.options.project.clone(),
+        host: crate::store::host_name(),
+        started_ms: now_ms(),
+        mode: match plan.budgets.mode {
+            crate::core::plan::Mode::Warn => "warn".into(),
+            crate::core::plan::Mode::Block => "block".into(),
+        },
+        budgets_json,
+        simulated: plan.options.simulate,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+impl Recorder {
+    /// Records the run's start (synchronously, so a ledger that cannot be written is
+    /// known before anything launches) and starts the writer thread.
+    pub fn start(
+        mut store: Box<dyn UsageStore>,
+        run: RunRecord,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Recorder, StoreError> {
+        store.begin_run(&run, &instances)?;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || write_loop(store, run.run_id, instances, &theirs))
+            .map_err(|e| StoreError::Unusable(format!("cannot start its writer thread: {e}")))?;
+        Ok(Recorder {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> RecorderHandle {
+        RecorderHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Writes what is left and how the run ended, and waits for the thread.
+    pub fn finish(mut self, end: RunEnd) {
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.finish = Some(end);
+        }
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if let Ok(mut p) = self.shared.pending.lock() {
+                p.stop = true;
+            }
+            self.shared.wake.notify_one();
+            let _ = t.join();
+        }
+    }
+}
+
+fn apply(rec: &mut InstanceRecord, u: InstanceUpdate) {
+    let ended = u.status.is_final();
+    rec.status = u.status.as_str().to_string();
+    rec.reason = u.reason;
+    rec.usage = u.usage;
+    rec.cost = u.cost;
+    if u.model.is_some() {
+        rec.model = u.model;
+    }
+    rec.tool_calls = u.tools;
+    rec.duration_ms = u.duration_ms;
+    if u.session_id.is_some() {
+        rec.session_id = u.session_id;
+    }
+    rec.exit_code = u.exit_code;
+    if ended && rec.ended_ms.is_none() {
+        rec.ended_ms = Some(now_ms());
+    }
+}
+
+fn write_loop(
+    mut store: Box<dyn UsageStore>,
+    run_id: String,
+    mut records: Vec<InstanceRecord>,
+    shared: &Shared,
+) {
+    let mut dirty: BTreeSet<usize> = BTreeSet::new();
+    let mut last_write = Instant::now();
+    let mut warned = false;
+    loop {
+        // Wait for the tick (or an instance's end, or the run's), then take everything.
+        let (updates, finish, stop) = {
+            let Ok(mut p) = shared.pending.lock() else {
+                return;
+            };
+            if !p.urgent && p.finish.is_none() && !p.stop {
+                p = match shared.wake.wait_timeout(p, WRITE_EVERY) {
+                    Ok((p, _)) => p,
+                    Err(_) => return,
+                };
+            }
+            p.urgent = false;
+            let updates: Vec<InstanceUpdate> =
+                p.updates.iter_mut().filter_map(Option::take).collect();
+            (updates, p.finish.take(), p.stop)
+        };
+        for u in updates {
+            let i = u.index as usize;
+            if let Some(rec) = records.get_mut(i) {
+                apply(rec, u);
+                dirty.insert(i);
+            }
+        }
+        let now = Instant::now();
+        let done = finish.is_some() || stop;
+        if dirty.is_empty() && !done && now < last_write + HEARTBEAT_EVERY {
+            continue;
+        }
+        let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
+        match store.record(&run_id, now_ms(), &batch) {
+            Ok(()) => dirty.clear(),
+            Err(e) => {
+                // Kept dirty: retried with the next write.
+                if !warned {
+                    tracing::warn!("cannot write to the ledger ({e}); will retry");
+                    warned = true;
+                }
+            }
+        }
+        last_write = now;
+        if let Some(end) = finish {
+            if let Err(e) = store.finish_run(&run_id, &end) {
+                tracing::warn!("cannot record the end of the run in the ledger: {e}");
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{GroupBy, UsageQuery};
+
+    fn plan() -> Plan {
+        let mut p = Plan::default();
+        p.options.run_id = "run-1".into();
+        p.options.project = "proj".into();
+        for i in 0..3 {
+            p.instances.push(crate::core::plan::InstanceSpec {
+                name: format!("i{i}"),
+                command: "/a".into(),
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn records_updates_and_the_end_exactly_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        let p = plan();
+        let store = SqliteStore::open(&path).expect("open");
+        let r = Recorder::start(
+            Box::new(store),
+            run_record(&p, "[]".into()),
+            initial_records(&p),
+        )
+        .expect("start");
+        let h = r.handle();
+        for step in 1..=100u64 {
+            h.update(InstanceUpdate {
+                index: 1,
+                status: if step == 100 {
+                    Status::Completed
+                } else {
+                    Status::Running
+                },
+                reason: None,
+                usage: Usage::new(step, step, 0, 0),
+                cost: Usd(i64::try_from(step).unwrap_or(0)),
+                model: None,
+                tools: step,
+                duration_ms: step,
+                session_id: Some("s".into()),
+                exit_code: None,
+            });
+        }
+        r.finish(RunEnd {
+            ended_ms: now_ms(),
+            exit_code: 0,
+            exit_reason: "ok".into(),
+        });
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        let g = s
+            .usage(&UsageQuery {
+                since_ms: 0,
+                until_ms: i64::MAX,
+                by: GroupBy::Run,
+                project: None,
+                run: None,
+            })
+            .expect("usage");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].key, "run-1");
+        assert_eq!(g[0].instances, 3);
+        assert_eq!(g[0].completed, 1);
+        assert_eq!(g[0].usage, Usage::new(100, 100, 0, 0));
+        assert_eq!(g[0].cost, Usd(100));
+        let info = g[0].run.clone().expect("run info");
+        assert!(info.ended);
+        assert_eq!(info.exit_code, Some(0));
+    }
+}

@@ -1,0 +1,307 @@
+//! Where usage is kept beyond the run: the ledger.
+//!
+//! [`UsageStore`] is the seam: the run records through it (`runtime::recorder`), the
+//! estimates read history through it and `orchestrator usage` queries it. The SQLite
+//! backend ([`sqlite::SqliteStore`]) is the default; a PostgreSQL backend can follow
+//! behind the same trait (issue 12). Every write is an upsert keyed by run id (and
+//! instance index) carrying absolute values, never increments, so a retried or repeated
+//! write never double-counts.
+//!
+//! What is recorded: the run (id, project, host, start, end, mode, configured budgets,
+//! exit code and reason, whether it was simulated, heartbeat) and each instance (name,
+//! command, base command, configured and seen model, status, reason, the four token
+//! classes, dollars in integer nanodollars, duration, tool calls, Claude's session id,
+//! exit code). Never an instance's `env` values; the command (the prompt) is recorded as
+//! given, so a prompt should not carry secrets (README, "Usage ledger").
+
+pub mod sqlite;
+
+use crate::core::usage::{Usage, Usd};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A run whose heartbeat is older than this, and that never finished, is `abandoned`.
+pub const STALE_AFTER_MS: i64 = 30_000;
+/// Hidden: overrides [`STALE_AFTER_MS`] (in milliseconds) for `orchestrator usage`, so
+/// tests can see a killed run as abandoned without waiting 30 s.
+pub const STALE_ENV: &str = "ORCHESTRATOR_LEDGER_STALE_MS";
+
+/// The run, as recorded when it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub project: String,
+    pub host: String,
+    /// Unix milliseconds (UTC).
+    pub started_ms: i64,
+    /// `warn` or `block`.
+    pub mode: String,
+    /// The configured budgets, as `run_started` lists them (JSON array).
+    pub budgets_json: String,
+    pub simulated: bool,
+    /// The orchestrator's version.
+    pub version: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    pub ended_ms: i64,
+    pub exit_code: i32,
+    pub exit_reason: String,
+}
+
+/// One instance, as recorded: absolute values at the time of the write.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstanceRecord {
+    /// Index in the plan; with the run id, the record's key.
+    pub index: u32,
+    pub name: String,
+    pub command: String,
+    /// `None` for a free-text prompt.
+    pub base_command: Option<String>,
+    /// The configured model, normalised (`core::pricing::normalize`); the estimate key.
+    pub configured_model: Option<String>,
+    /// The model Claude reported (else the configured one, as given).
+    pub model: Option<String>,
+    /// `pending`, `running`, `completed`, … (`core::plan::Status::as_str`).
+    pub status: String,
+    pub reason: Option<String>,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub duration_ms: u64,
+    pub tool_calls: u64,
+    pub session_id: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Unix milliseconds when the instance ended, once it has.
+    pub ended_ms: Option<i64>,
+}
+
+/// The key of an estimate's history: completed instances of one project, base command
+/// (`None`: free text) and configured model (normalised; `None` matches `None` only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryKey {
+    pub project: String,
+    pub base_command: Option<String>,
+    pub model: Option<String>,
+}
+
+/// How `orchestrator usage` groups instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Day,
+    Week,
+    Month,
+    Project,
+    Command,
+    Model,
+    Run,
+    Instance,
+}
+
+impl GroupBy {
+    pub const NAMES: [&'static str; 8] = [
+        "day", "week", "month", "project", "command", "model", "run", "instance",
+    ];
+
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "day" => GroupBy::Day,
+            "week" => GroupBy::Week,
+            "month" => GroupBy::Month,
+            "project" => GroupBy::Project,
+            "command" => GroupBy::Command,
+            "model" => GroupBy::Model,
+            "run" => GroupBy::Run,
+            "instance" => GroupBy::Instance,
+            _ => return None,
+        })
+    }
+}
+
+/// What `orchestrator usage` asks for. Runs are selected by their start time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageQuery {
+    /// Unix milliseconds, inclusive.
+    pub since_ms: i64,
+    /// Unix milliseconds, exclusive.
+    pub until_ms: i64,
+    pub by: GroupBy,
+    pub project: Option<String>,
+    pub run: Option<String>,
+}
+
+/// Where a recorded run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Finished,
+    Running,
+    Abandoned,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Finished => "finished",
+            RunStatus::Running => "running",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// Finished when it has an end; else abandoned when its heartbeat is older than
+    /// `stale_ms` at `now_ms`; else running.
+    pub fn of(ended: bool, heartbeat_ms: i64, now_ms: i64, stale_ms: i64) -> RunStatus {
+        if ended {
+            RunStatus::Finished
+        } else if now_ms.saturating_sub(heartbeat_ms) > stale_ms {
+            RunStatus::Abandoned
+        } else {
+            RunStatus::Running
+        }
+    }
+}
+
+/// A run's own fields, for `--by run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub started_ms: i64,
+    pub ended: bool,
+    pub heartbeat_ms: i64,
+    pub exit_code: Option<i32>,
+}
+
+/// One group of `orchestrator usage`, as the store sums it. Sums are exact (integer
+/// tokens and nanodollars).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupSums {
+    /// The group's key before display: a day number (`Day`/`Week`/`Month`: days since
+    /// 1970-01-01 UTC), a project, base command (`(prompt)` for free text), model
+    /// (`(none)`), run id or instance name.
+    pub key: String,
+    pub runs: u64,
+    pub instances: u64,
+    pub completed: u64,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub tool_calls: u64,
+    /// Total tokens of each completed instance, ascending.
+    pub completed_tokens: Vec<u64>,
+    /// With `--by run`.
+    pub run: Option<RunInfo>,
+}
+
+/// Key of free-text prompts in `--by command`.
+pub const PROMPT_KEY: &str = "(prompt)";
+/// Key of instances with no model in `--by model`.
+pub const NO_MODEL_KEY: &str = "(none)";
+
+/// Why the ledger cannot be used; the text names the problem, the caller adds the file
+/// and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Not an SQLite database (or a damaged one).
+    Corrupt(String),
+    /// Written by a newer orchestrator: its schema version is past ours.
+    Newer { found: i64, supported: i64 },
+    /// Cannot be opened or written: permissions, missing directory, full disk…
+    Unusable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Corrupt(e) => write!(f, "not a usable ledger ({e})"),
+            StoreError::Newer { found, supported } => write!(
+                f,
+                "written by a newer orchestrator (schema version {found}, this one reads up to {supported})"
+            ),
+            StoreError::Unusable(e) => write!(f, "cannot be used ({e})"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The seam between the run and where its usage is kept.
+pub trait UsageStore: Send {
+    /// Records (or re-records) the run's start, and every instance as given.
+    fn begin_run(
+        &mut self,
+        run: &RunRecord,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError>;
+    /// Upserts these instances of `run_id` and renews its heartbeat, in one transaction.
+    fn record(
+        &mut self,
+        run_id: &str,
+        heartbeat_ms: i64,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError>;
+    /// Records how the run ended.
+    fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError>;
+    /// Total tokens of the newest `limit` completed instances of `key`, newest first.
+    fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError>;
+    /// The groups of `q`, in key order.
+    fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError>;
+}
+
+/// The default ledger: `$XDG_DATA_HOME/orchestrator/ledger.sqlite`, else
+/// `~/.local/share/orchestrator/ledger.sqlite`; `None` without either variable.
+pub fn default_path(xdg_data_home: Option<&Path>, home: Option<&Path>) -> Option<PathBuf> {
+    let base = match xdg_data_home.filter(|p| p.is_absolute()) {
+        Some(x) => x.to_path_buf(),
+        None => home
+            .filter(|h| !h.as_os_str().is_empty())?
+            .join(".local/share"),
+    };
+    Some(base.join("orchestrator").join("ledger.sqlite"))
+}
+
+/// This machine's host name ("" when it cannot be read).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_prefers_an_absolute_xdg_data_home() {
+        let p = default_path(Some(Path::new("/x/data")), Some(Path::new("/home/u")));
+        assert_eq!(p, Some(PathBuf::from("/x/data/orchestrator/ledger.sqlite")));
+        let p = default_path(Some(Path::new("rel")), Some(Path::new("/home/u")));
+        assert_eq!(
+            p,
+            Some(PathBuf::from(
+                "/home/u/.local/share/orchestrator/ledger.sqlite"
+            ))
+        );
+        assert_eq!(default_path(None, None), None);
+    }
+
+    #[test]
+    fn run_status_follows_end_and_heartbeat() {
+        assert_eq!(RunStatus::of(true, 0, 100_000, 30_000), RunStatus::Finished);
+        assert_eq!(
+            RunStatus::of(false, 0, 100_000, 30_000),
+            RunStatus::Abandoned
+        );
+        assert_eq!(
+            RunStatus::of(false, 80_000, 100_000, 30_000),
+            RunStatus::Running
+        );
+    }
+}

@@ -1,0 +1,867 @@
+//! The SQLite ledger: one file, WAL mode, shared by every orchestrator on the machine.
+//!
+//! Concurrency: every write is one `BEGIN IMMEDIATE` transaction (the write lock is taken
+//! up front, so two writers never deadlock upgrading a read lock), SQLite's busy handler
+//! waits up to [`BUSY_TIMEOUT`] for the lock, and a transaction that still reports
+//! "busy" or "locked" is retried whole until [`RETRY_FOR`] has passed. Creation and
+//! migration run in such a transaction too, so several processes opening a fresh file at
+//! once create the schema exactly once.
+//!
+//! Schema versions are SQLite's `user_version`: 0 is an empty file, [`SCHEMA_VERSION`]
+//! is the newest this build knows; a file with a larger version is refused, never
+//! written.
+
+use super::{
+    GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo, RunRecord, StoreError,
+    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+};
+use crate::core::usage::{Usage, Usd};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const SCHEMA_VERSION: i64 = 1;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE runs (
+    run_key       INTEGER PRIMARY KEY,
+    run_id        TEXT NOT NULL UNIQUE,
+    project       TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    started_ms    INTEGER NOT NULL,
+    ended_ms      INTEGER,
+    heartbeat_ms  INTEGER NOT NULL,
+    mode          TEXT NOT NULL,
+    budgets       TEXT NOT NULL,
+    exit_code     INTEGER,
+    exit_reason   TEXT,
+    simulated     INTEGER NOT NULL,
+    version       TEXT NOT NULL,
+    rollup        BLOB
+);
+CREATE INDEX runs_by_start ON runs(started_ms);
+CREATE TABLE dict (
+    id            INTEGER PRIMARY KEY,
+    text          TEXT NOT NULL UNIQUE
+);
+CREATE TABLE instances (
+    run_id          TEXT NOT NULL REFERENCES runs(run_id),
+    idx             INTEGER NOT NULL,
+    project         TEXT NOT NULL,
+    run_started_ms  INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    command         TEXT NOT NULL,
+    base_command    TEXT,
+    configured_model TEXT,
+    model           TEXT,
+    status          TEXT NOT NULL,
+    reason          TEXT,
+    input_tokens    INTEGER NOT NULL,
+    output_tokens   INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    total_tokens    INTEGER NOT NULL,
+    cost_nanos      INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    tool_calls      INTEGER NOT NULL,
+    session_id      TEXT,
+    exit_code       INTEGER,
+    ended_ms        INTEGER,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX instances_history ON instances(project, base_command, configured_model, status, ended_ms);
+"#];
+
+pub struct SqliteStore {
+    conn: Connection,
+    /// `dict` ids already committed (they never change once committed).
+    dict: HashMap<String, u32>,
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unusable(e.to_string()),
+    }
+}
+
+/// Runs `f` until it does not fail with "busy"/"locked", for at most [`RETRY_FOR`].
+fn retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if is_busy(&e) && start.elapsed() < RETRY_FOR => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the ledger at `path`. The directory must
+    /// exist.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        let store = SqliteStore::setup(conn)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing ledger without ever writing to it (the dry run, `orchestrator
+    /// usage`): `Ok(None)` when there is no file or it holds no schema yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        // Queries read every selected run's rollup: through mmap rather than one read(2)
+        // per page (about 40% faster over 1,000,000 instance records).
+        let _ = conn.execute_batch("PRAGMA mmap_size = 1073741824");
+        let store = SqliteStore {
+            conn,
+            dict: HashMap::new(),
+        };
+        let v = store.user_version()?;
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok((v == SCHEMA_VERSION).then_some(store))
+    }
+
+    /// An in-memory ledger (tests and benchmarks).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(classify)?;
+        let store = SqliteStore {
+            conn,
+            dict: HashMap::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        // Reading the header here turns a file that is not a database into an error now.
+        let mode: String = retry(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::debug!(mode, "the ledger could not switch to WAL mode");
+        }
+        retry(|| conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"))?;
+        Ok(SqliteStore {
+            conn,
+            dict: HashMap::new(),
+        })
+    }
+
+    fn user_version(&self) -> Result<i64, StoreError> {
+        retry(|| self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`] inside one immediate transaction.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let v = self.user_version()?;
+        if v == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        self.immediate(|conn| {
+            // Another process may have migrated between the check and the lock.
+            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v > SCHEMA_VERSION {
+                return Ok(Some(v));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
+                conn.execute_batch(sql)?;
+                conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            }
+            Ok(None)
+        })?
+        .map_or(Ok(()), |found| {
+            Err(StoreError::Newer {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        })
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, retried whole while busy.
+    fn immediate<T>(
+        &self,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        retry(|| {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let r = f(&self.conn).and_then(|v| self.conn.execute_batch("COMMIT").map(|_| v));
+            if r.is_err() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            r
+        })
+    }
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+const UPSERT_INSTANCE: &str = "
+INSERT INTO instances (run_id, idx, project, run_started_ms, name, command, base_command,
+    configured_model, model, status, reason, input_tokens, output_tokens,
+    cache_creation_tokens, cache_read_tokens, total_tokens, cost_nanos, duration_ms,
+    tool_calls, session_id, exit_code, ended_ms)
+SELECT ?1, ?2, project, started_ms, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+    ?15, ?16, ?17, ?18, ?19, ?20 FROM runs WHERE run_id = ?1
+ON CONFLICT (run_id, idx) DO UPDATE SET
+    name = excluded.name, command = excluded.command, base_command = excluded.base_command,
+    configured_model = excluded.configured_model, model = excluded.model,
+    status = excluded.status, reason = excluded.reason,
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+    cache_creation_tokens = excluded.cache_creation_tokens,
+    cache_read_tokens = excluded.cache_read_tokens, total_tokens = excluded.total_tokens,
+    cost_nanos = excluded.cost_nanos, duration_ms = excluded.duration_ms,
+    tool_calls = excluded.tool_calls, session_id = excluded.session_id,
+    exit_code = excluded.exit_code, ended_ms = excluded.ended_ms";
+
+fn upsert_instances(
+    conn: &Connection,
+    run_id: &str,
+    instances: &[InstanceRecord],
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(UPSERT_INSTANCE)?;
+    for i in instances {
+        let u = &i.usage;
+        stmt.execute(params![
+            run_id,
+            i.index,
+            i.name,
+            i.command,
+            i.base_command,
+            i.configured_model,
+            i.model,
+            i.status,
+            i.reason,
+            i64_of(u.input_tokens),
+            i64_of(u.output_tokens),
+            i64_of(u.cache_creation_input_tokens),
+            i64_of(u.cache_read_input_tokens),
+            i64_of(u.total()),
+            i.cost.0,
+            i64_of(i.duration_ms),
+            i64_of(i.tool_calls),
+            i.session_id,
+            i.exit_code,
+            i.ended_ms,
+        ])?;
+    }
+    Ok(())
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl UsageStore for SqliteStore {
+    fn begin_run(
+        &mut self,
+        run: &RunRecord,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError> {
+        let known = std::mem::take(&mut self.dict);
+        let mut fresh = HashMap::new();
+        let r = self.immediate(|conn| {
+            let mut ids = DictIds {
+                known: &known,
+                fresh: HashMap::new(),
+            };
+            conn.execute(
+                "INSERT INTO runs (run_id, project, host, started_ms, heartbeat_ms, mode,
+                     budgets, simulated, version)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run_id) DO UPDATE SET project = excluded.project,
+                     host = excluded.host, started_ms = excluded.started_ms,
+                     mode = excluded.mode, budgets = excluded.budgets,
+                     simulated = excluded.simulated, version = excluded.version",
+                params![
+                    run.run_id,
+                    run.project,
+                    run.host,
+                    run.started_ms,
+                    run.mode,
+                    run.budgets_json,
+                    run.simulated,
+                    run.version
+                ],
+            )?;
+            upsert_instances(conn, &run.run_id, instances)?;
+            rebuild_rollup(conn, &run.run_id, &mut ids)?;
+            fresh = ids.fresh;
+            Ok(())
+        });
+        self.dict = known;
+        if r.is_ok() {
+            self.dict.extend(fresh);
+        }
+        r
+    }
+
+    fn record(
+        &mut self,
+        run_id: &str,
+        heartbeat_ms: i64,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError> {
+        let known = std::mem::take(&mut self.dict);
+        let mut fresh = HashMap::new();
+        let r = self.immediate(|conn| {
+            let mut ids = DictIds {
+                known: &known,
+                fresh: HashMap::new(),
+            };
+            conn.prepare_cached(
+                "UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, heartbeat_ms])?;
+            if instances.is_empty() {
+                return Ok(());
+            }
+            upsert_instances(conn, run_id, instances)?;
+            rebuild_rollup(conn, run_id, &mut ids)?;
+            fresh = ids.fresh;
+            Ok(())
+        });
+        self.dict = known;
+        if r.is_ok() {
+            self.dict.extend(fresh);
+        }
+        r
+    }
+
+    fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
+        self.immediate(|conn| {
+            conn.execute(
+                "UPDATE runs SET ended_ms = ?2, heartbeat_ms = max(heartbeat_ms, ?2),
+                     exit_code = ?3, exit_reason = ?4 WHERE run_id = ?1",
+                params![run_id, end.ended_ms, end.exit_code, end.exit_reason],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError> {
+        retry(|| {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT total_tokens FROM instances
+                 WHERE project = ?1 AND base_command IS ?2 AND configured_model IS ?3
+                   AND status = 'completed'
+                 ORDER BY ended_ms DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    key.project,
+                    key.base_command,
+                    key.model,
+                    i64_of(limit as u64)
+                ],
+                |r| r.get::<_, i64>(0),
+            )?;
+            rows.map(|r| r.map(u64_of)).collect()
+        })
+    }
+
+    fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError> {
+        retry(|| {
+            let tx = self.conn.unchecked_transaction()?;
+            let groups = query_rollups(&tx, q)?;
+            tx.commit()?;
+            Ok(groups)
+        })
+    }
+}
+
+/// Fields of one instance in a run's rollup, each an unsigned LEB128 varint: name, base
+/// command and model (ids in `dict`, 0 for none), flags (bit 0: completed), then input,
+/// output, cache write, cache read, nanodollars (zigzag) and tool calls. Varints make a
+/// rollup about a third of fixed-width fields, and `orchestrator usage` time is mostly
+/// reading those bytes.
+const ROLLUP_FIELDS: usize = 10;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The next varint of `b` from `*at`; `None` at the end or on a truncated one.
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        if shift < 64 {
+            v |= u64::from(byte & 0x7f) << shift;
+        }
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+        shift += 7;
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Ids of `dict` texts: those committed earlier (`known`) and those looked up or added
+/// in the current transaction (`fresh`, merged into `known` only once it commits).
+struct DictIds<'a> {
+    known: &'a HashMap<String, u32>,
+    fresh: HashMap<String, u32>,
+}
+
+impl DictIds<'_> {
+    /// The id of `text`, added when new (inside the caller's transaction); 0 for none.
+    fn id(&mut self, conn: &Connection, text: Option<&str>) -> rusqlite::Result<u32> {
+        let Some(text) = text else { return Ok(0) };
+        if let Some(&id) = self.known.get(text).or_else(|| self.fresh.get(text)) {
+            return Ok(id);
+        }
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT id FROM dict WHERE text = ?1")?
+            .query_row([text], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO dict (text) VALUES (?1)")?
+                    .execute([text])?;
+                conn.last_insert_rowid()
+            }
+        };
+        let id = u32::try_from(id).unwrap_or(0);
+        self.fresh.insert(text.to_string(), id);
+        Ok(id)
+    }
+}
+
+/// Rebuilds `run_id`'s rollup from its instance rows: the compact copy that
+/// `orchestrator usage` reads, one row per run rather than one per instance.
+fn rebuild_rollup(conn: &Connection, run_id: &str, ids: &mut DictIds) -> rusqlite::Result<()> {
+    let mut blob = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, base_command, model, status = 'completed', input_tokens,
+                 output_tokens, cache_creation_tokens, cache_read_tokens, cost_nanos,
+                 tool_calls
+             FROM instances WHERE run_id = ?1 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query([run_id])?;
+        while let Some(r) = rows.next()? {
+            let name: String = r.get(0)?;
+            let command: Option<String> = r.get(1)?;
+            let model: Option<String> = r.get(2)?;
+            let ids = [
+                ids.id(conn, Some(&name))?,
+                ids.id(conn, command.as_deref())?,
+                ids.id(conn, model.as_deref())?,
+                u32::from(r.get::<_, bool>(3)?),
+            ];
+            for id in ids {
+                put_varint(&mut blob, u64::from(id));
+            }
+            for i in 4..10 {
+                let v: i64 = r.get(i)?;
+                put_varint(&mut blob, if i == 8 { zigzag(v) } else { u64_of(v) });
+            }
+        }
+    }
+    conn.prepare_cached("UPDATE runs SET rollup = ?2 WHERE run_id = ?1")?
+        .execute(params![run_id, blob])?;
+    Ok(())
+}
+
+/// One group while it is summed.
+#[derive(Default)]
+struct Agg {
+    sums: GroupSums,
+    last_run: Option<i64>,
+}
+
+/// The instances of a rollup, one field array each; stops at a truncated item.
+fn rollup_items(blob: &[u8]) -> impl Iterator<Item = [u64; ROLLUP_FIELDS]> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let mut item = [0u64; ROLLUP_FIELDS];
+        for f in &mut item {
+            *f = get_varint(blob, &mut at)?;
+        }
+        Some(item)
+    })
+}
+
+/// Sums the rollups of the runs `q` selects into groups, in key order.
+fn query_rollups(conn: &Connection, q: &UsageQuery) -> rusqlite::Result<Vec<GroupSums>> {
+    let mut dict: HashMap<i64, String> = HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT id, text FROM dict")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            dict.insert(r.get(0)?, r.get(1)?);
+        }
+    }
+    let text_key = |id: u32, none: &str| -> String {
+        if id == 0 {
+            none.to_string()
+        } else {
+            dict.get(&i64::from(id)).cloned().unwrap_or_default()
+        }
+    };
+    // Group keys: an integer for every grouping (a dict id, a day, a run key, a
+    // project's position), turned into text at the end.
+    let mut groups: HashMap<i64, Agg> = HashMap::new();
+    let mut key_text: HashMap<i64, String> = HashMap::new();
+    let mut projects: HashMap<String, i64> = HashMap::new();
+    let mut by_id: Vec<Option<Agg>> = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT run_key, run_id, project, started_ms, ended_ms IS NOT NULL, heartbeat_ms,
+             exit_code, rollup
+         FROM runs
+         WHERE started_ms >= ?1 AND started_ms < ?2
+           AND (?3 IS NULL OR project = ?3) AND (?4 IS NULL OR run_id = ?4)
+         ORDER BY run_key",
+    )?;
+    let mut rows = stmt.query(params![q.since_ms, q.until_ms, q.project, q.run])?;
+    while let Some(r) = rows.next()? {
+        let run_key: i64 = r.get(0)?;
+        let started_ms: i64 = r.get(3)?;
+        let run_level: Option<i64> = match q.by {
+            GroupBy::Day | GroupBy::Week | GroupBy::Month => {
+                let day = started_ms.div_euclid(DAY_MS);
+                key_text.entry(day).or_insert_with(|| day.to_string());
+                Some(day)
+            }
+            GroupBy::Project => {
+                let p: String = r.get(2)?;
+                let n = projects.len() as i64;
+                let k = *projects.entry(p.clone()).or_insert(n);
+                key_text.entry(k).or_insert(p);
+                Some(k)
+            }
+            GroupBy::Run => {
+                let id: String = r.get(1)?;
+                key_text.entry(run_key).or_insert(id);
+                let agg = groups.entry(run_key).or_default();
+                agg.sums.run = Some(RunInfo {
+                    started_ms,
+                    ended: r.get(4)?,
+                    heartbeat_ms: r.get(5)?,
+                    exit_code: r.get(6)?,
+                });
+                Some(run_key)
+            }
+            GroupBy::Command | GroupBy::Model | GroupBy::Instance => None,
+        };
+        let blob = r.get_ref(7)?.as_blob_or_null()?.unwrap_or_default();
+        // A run-level key is looked up once per run; an instance-level one (a dict id,
+        // small and dense) through a vector.
+        let mut run_agg = run_level.map(|k| groups.remove(&k).unwrap_or_default());
+        for item in rollup_items(blob) {
+            let agg = match run_agg.as_mut() {
+                Some(a) => a,
+                None => {
+                    let (at, none) = match q.by {
+                        GroupBy::Command => (1, PROMPT_KEY),
+                        GroupBy::Model => (2, NO_MODEL_KEY),
+                        _ => (0, ""),
+                    };
+                    let id = u32::try_from(item[at]).unwrap_or(0);
+                    let i = id as usize;
+                    if i >= by_id.len() {
+                        by_id.resize_with(i + 1, || None);
+                    }
+                    by_id[i].get_or_insert_with(|| Agg {
+                        sums: GroupSums {
+                            key: text_key(id, none),
+                            ..GroupSums::default()
+                        },
+                        last_run: None,
+                    })
+                }
+            };
+            if agg.last_run != Some(run_key) {
+                agg.last_run = Some(run_key);
+                agg.sums.runs += 1;
+            }
+            let g = &mut agg.sums;
+            let completed = item[3] & 1 == 1;
+            let u = Usage::new(item[4], item[5], item[6], item[7]);
+            g.instances += 1;
+            g.usage += u;
+            g.cost += Usd(unzigzag(item[8]));
+            g.tool_calls += item[9];
+            if completed {
+                g.completed += 1;
+                g.completed_tokens.push(u.total());
+            }
+        }
+        if let (Some(k), Some(a)) = (run_level, run_agg) {
+            groups.insert(k, a);
+        }
+    }
+    let by_id = by_id.into_iter().flatten().map(|a| {
+        let mut g = a.sums;
+        g.completed_tokens.sort_unstable();
+        g
+    });
+    let mut out: Vec<GroupSums> = groups
+        .into_iter()
+        .filter(|(_, a)| a.sums.instances > 0)
+        .map(|(k, a)| {
+            let mut g = a.sums;
+            g.key = key_text.remove(&k).unwrap_or_default();
+            g.completed_tokens.sort_unstable();
+            g
+        })
+        .chain(by_id)
+        .collect();
+    match q.by {
+        // Day numbers sort as numbers, not as text.
+        GroupBy::Day | GroupBy::Week | GroupBy::Month => {
+            out.sort_by_key(|g| g.key.parse::<i64>().unwrap_or(0))
+        }
+        _ => out.sort_by(|a, b| a.key.cmp(&b.key)),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
+        RunRecord {
+            run_id: id.into(),
+            project: project.into(),
+            host: "h".into(),
+            started_ms,
+            mode: "warn".into(),
+            budgets_json: "[]".into(),
+            simulated: false,
+            version: "0".into(),
+        }
+    }
+
+    fn inst(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
+        InstanceRecord {
+            index,
+            name: format!("i{index}"),
+            command: command.into(),
+            base_command: crate::core::plan::base_command(command).map(str::to_string),
+            configured_model: None,
+            model: Some("claude-sonnet-4".into()),
+            status: status.into(),
+            usage: Usage::new(tokens, 1, 2, 3),
+            cost: Usd(nanos),
+            tool_calls: 2,
+            ended_ms: Some(index as i64),
+            ..Default::default()
+        }
+    }
+
+    fn all(by: GroupBy) -> UsageQuery {
+        UsageQuery {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            by,
+            project: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn repeated_writes_never_double_count() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        s.begin_run(&run("r1", "p", 1000), &[inst(0, "/a", "pending", 0, 0)])
+            .expect("begin");
+        for _ in 0..3 {
+            s.record("r1", 2000, &[inst(0, "/a", "completed", 10, 7)])
+                .expect("record");
+        }
+        s.begin_run(&run("r1", "p", 1000), &[])
+            .expect("begin again");
+        let g = s.usage(&all(GroupBy::Project)).expect("usage");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].instances, 1);
+        assert_eq!(g[0].runs, 1);
+        assert_eq!(g[0].usage, Usage::new(10, 1, 2, 3));
+        assert_eq!(g[0].cost, Usd(7));
+        assert_eq!(g[0].completed_tokens, vec![16]);
+    }
+
+    #[test]
+    fn groups_by_command_with_free_text_under_prompt() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        s.begin_run(
+            &run("r1", "p", 0),
+            &[
+                inst(0, "/a x", "completed", 10, 1),
+                inst(1, "fix it", "failed", 20, 2),
+                inst(2, "/a y", "completed", 30, 3),
+            ],
+        )
+        .expect("begin");
+        let g = s.usage(&all(GroupBy::Command)).expect("usage");
+        let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, vec![PROMPT_KEY, "/a"]);
+        assert_eq!(g[1].instances, 2);
+        assert_eq!(g[1].completed, 2);
+        assert_eq!(g[1].cost, Usd(4));
+        assert_eq!(g[0].completed, 0);
+        assert!(g[0].completed_tokens.is_empty());
+    }
+
+    #[test]
+    fn history_is_newest_completed_of_the_same_key() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        let mut list: Vec<InstanceRecord> = (0..5)
+            .map(|i| inst(i, "/a", "completed", u64::from(i) * 100, 0))
+            .collect();
+        list.push(inst(5, "/a", "failed", 9999, 0));
+        list.push(inst(6, "/b", "completed", 9999, 0));
+        s.begin_run(&run("r1", "p", 0), &list).expect("begin");
+        let key = HistoryKey {
+            project: "p".into(),
+            base_command: Some("/a".into()),
+            model: None,
+        };
+        let h = s.history(&key, 3).expect("history");
+        assert_eq!(h, vec![406, 306, 206]);
+        let other = HistoryKey {
+            project: "q".into(),
+            ..key
+        };
+        assert!(s.history(&other, 3).expect("history").is_empty());
+    }
+
+    #[test]
+    fn many_connections_creating_and_writing_one_fresh_file_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    barrier.wait();
+                    // Every thread opens (creates, migrates) the fresh file at once.
+                    let mut s = SqliteStore::open(&path)?;
+                    let id = format!("run-{t}");
+                    s.begin_run(&run(&id, "p", 0), &[])?;
+                    for step in 1..=100u64 {
+                        let list: Vec<InstanceRecord> = (0..4)
+                            .map(|i| inst(i, "/a", "running", step, i64::from(i) + 1))
+                            .collect();
+                        s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread").expect("no write may fail");
+        }
+        let mut s = SqliteStore::open(&path).expect("open");
+        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        assert_eq!(g.len(), 8);
+        for g in &g {
+            assert_eq!(g.instances, 4);
+            assert_eq!(g.usage.input_tokens, 400);
+            assert_eq!(g.cost, Usd(10));
+        }
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        let mut b = Vec::new();
+        let values = [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX];
+        for v in values {
+            put_varint(&mut b, v);
+        }
+        let mut at = 0;
+        for v in values {
+            assert_eq!(get_varint(&b, &mut at), Some(v));
+        }
+        assert_eq!(get_varint(&b, &mut at), None);
+        for v in [0i64, 1, -1, i64::MAX, i64::MIN, -123_456_789] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        drop(SqliteStore::open(&path).expect("create"));
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch("PRAGMA user_version = 99").expect("bump");
+        drop(c);
+        match SqliteStore::open(&path) {
+            Err(StoreError::Newer { found: 99, .. }) => {}
+            other => panic!("expected Newer, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        std::fs::write(&path, vec![b'x'; 4096]).expect("write");
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
