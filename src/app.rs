@@ -10,7 +10,7 @@ use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::run::RunState;
 use crate::output::dryrun;
-use crate::output::events::{self, EventSink};
+use crate::output::events::EventSink;
 use crate::output::style::Styles;
 use crate::output::terminal::Console;
 use crate::output::Outputs;
@@ -716,7 +716,8 @@ fn run(
         Some(store) => {
             let run = recorder::run_record(
                 &plan,
-                serde_json::Value::Array(events::configured_budgets(&plan)).to_string(),
+                serde_json::Value::Array(crate::output::events::configured_budgets(&plan))
+                    .to_string(),
             );
             match Recorder::start(store, run, recorder::initial_records(&plan)) {
                 Ok(r) => Some(r),

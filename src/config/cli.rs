@@ -268,23 +268,6 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub log_dir: Option<PathBuf>,
 
-    // ---------------------------------------------------------------- Ledger
-    /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "ORCHESTRATOR_LEDGER",
-        help_heading = "Ledger"
-    )]
-    pub ledger: Option<PathBuf>,
-
-    /// Record nothing (and estimate without history).
-    #[arg(long, help_heading = "Ledger")]
-    pub no_ledger: bool,
-
-    /// Label the run [default: the git top-level directory's name, else the workspace's].
-    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
-    pub project: Option<String>,
     /// Use the budgets of this profile from the config's "profiles" (e.g. testing, production).
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Budgets")]
     pub profile: Option<String>,
@@ -329,6 +312,24 @@ pub struct Cli {
     /// zen: list the example config types for --generate-example and exit.
     #[arg(long, help_heading = "zen compatibility")]
     pub list_examples: bool,
+
+    // ---------------------------------------------------------------- Ledger
+    /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ORCHESTRATOR_LEDGER",
+        help_heading = "Ledger"
+    )]
+    pub ledger: Option<PathBuf>,
+
+    /// Record nothing (and estimate without history).
+    #[arg(long, help_heading = "Ledger")]
+    pub no_ledger: bool,
+
+    /// Label the run [default: the git top-level directory's name, else the workspace's].
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
+    pub project: Option<String>,
 }
 
 /// A value parser for a flag with a fixed set of words: parses with `parse` (so its

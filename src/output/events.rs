@@ -562,10 +562,10 @@ impl EventSink {
             "duration_ms": duration_ms(now.saturating_duration_since(run.started_at)),
             "mode": run.plan.budgets.mode,
             "totals": usage_json(&totals, cost),
+            "live_difference": live_difference(over_tokens, over_cost),
             "efficiency": efficiency_json(&eff),
             "run_id": run.plan.options.run_id,
             "project": run.plan.options.project,
-            "live_difference": live_difference(over_tokens, over_cost),
             "budgets": budgets,
             "instances": instances,
         })

@@ -351,15 +351,7 @@ fn summary_without_budgets() {
     s.budgets.clear();
     let text = render_summary(&s, &Styles::plain(), 120, 500, 0, "all instances completed");
     assert!(
-        text.ends_with(
-            "BUDGETS · block mode
-  no budget set
-
-efficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance
-
-exit code 0: all instances completed
-"
-        ),
+        text.ends_with("BUDGETS · block mode\n  no budget set\n\nefficiency: cache hit 17.0%, 750 tokens per tool call, $0.0713 per completed instance\n\nexit code 0: all instances completed\n"),
         "{text}"
     );
 }
