@@ -360,6 +360,16 @@ impl EventSink {
         }
     }
 
+    /// A budget with its use: key, `limit`, `used`, `percent`, `state`.
+    fn budget_json(&self, b: &crate::core::budget::BudgetStatus) -> Value {
+        let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
+        v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
+        v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
+        v["percent"] = json!(percent(b.used, b.limit));
+        v["state"] = json!(b.state.as_str());
+        v
+    }
+
     fn run_started(&mut self, plan: &Plan) {
         self.names = plan.instances.iter().map(|i| i.name.clone()).collect();
         let instances: Vec<Value> = plan
@@ -484,11 +494,7 @@ impl EventSink {
             .budgets()
             .iter()
             .map(|b| {
-                let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
-                v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
-                v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
-                v["percent"] = json!(percent(b.used, b.limit));
-                v["state"] = json!(b.state.as_str());
+                let mut v = self.budget_json(b);
                 let burn = forecast::burn(as_f64(b.used), as_f64(b.limit), s.elapsed);
                 v["per_minute"] = match (burn, b.limit) {
                     (Some(f), Amount::Tokens(_)) => json!(f.per_minute.round() as u64),
@@ -537,14 +543,7 @@ impl EventSink {
             .ledger
             .budgets()
             .iter()
-            .map(|b| {
-                let mut v = self.budget_key(&b.key.scope, b.key.unit.as_str());
-                v["limit"] = serde_json::to_value(b.limit).unwrap_or(Value::Null);
-                v["used"] = serde_json::to_value(b.used).unwrap_or(Value::Null);
-                v["percent"] = json!(percent(b.used, b.limit));
-                v["state"] = json!(b.state.as_str());
-                v
-            })
+            .map(|b| self.budget_json(b))
             .collect();
         let instances: Vec<Value> = run
             .plan

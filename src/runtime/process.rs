@@ -226,8 +226,6 @@ struct GroupState {
     /// unreaped — running or a zombie — its pid, and so the group id, cannot be reused,
     /// which is what makes signalling the group safe.
     leader_reaped: bool,
-    terminate_sent_at: Option<Instant>,
-    kill_sent: bool,
 }
 
 /// A cloneable, thread-safe way to signal one child's process group, usable while
@@ -248,15 +246,12 @@ impl GroupHandle {
         self.pgid
     }
 
-    /// SIGTERM to the whole group. The time of the first call is kept so the caller can
-    /// escalate with [`GroupHandle::kill_due`]. Returns whether a signal was sent.
+    /// SIGTERM to the whole group (escalating to [`GroupHandle::kill`] after the grace is
+    /// the run state's decision). Returns whether a signal was sent.
     pub fn terminate(&self) -> bool {
-        let mut st = self.lock();
+        let st = self.lock();
         if st.leader_reaped {
             return false;
-        }
-        if st.terminate_sent_at.is_none() {
-            st.terminate_sent_at = Some(Instant::now());
         }
         signal_detached_descendants(self.pgid, SIGTERM);
         let sent = kill_group(self.pgid, SIGTERM).is_ok();
@@ -278,29 +273,12 @@ impl GroupHandle {
 
     /// SIGKILL to the whole group. Returns whether a signal was sent.
     pub fn kill(&self) -> bool {
-        let mut st = self.lock();
+        let st = self.lock();
         if st.leader_reaped {
             return false;
         }
-        st.kill_sent = true;
         signal_detached_descendants(self.pgid, SIGKILL);
         kill_group(self.pgid, SIGKILL).is_ok()
-    }
-
-    pub fn terminate_sent_at(&self) -> Option<Instant> {
-        self.lock().terminate_sent_at
-    }
-
-    /// True when SIGTERM went out at least `grace` before `now`, the group has not been
-    /// SIGKILLed yet and the leader is still unreaped: time to call [`GroupHandle::kill`].
-    pub fn kill_due(&self, grace: Duration, now: Instant) -> bool {
-        let st = self.lock();
-        match st.terminate_sent_at {
-            Some(t) => {
-                !st.leader_reaped && !st.kill_sent && now.saturating_duration_since(t) >= grace
-            }
-            None => false,
-        }
     }
 
     /// Called once the leader has exited but before it is reaped: whatever is left of the
@@ -476,10 +454,6 @@ impl Child {
         self.group.kill()
     }
 
-    pub fn terminate_sent_at(&self) -> Option<Instant> {
-        self.group.terminate_sent_at()
-    }
-
     /// The exit status, once [`Child::wait`] has returned.
     pub fn exit_info(&self) -> Option<ExitInfo> {
         self.exit
@@ -500,21 +474,6 @@ impl Child {
         let exit = proc.wait().await;
         self.exit = Some(exit);
         exit
-    }
-
-    /// SIGTERM, then SIGKILL if the group leader has not exited after `grace`.
-    pub async fn terminate_with_grace(&mut self, grace: Duration) -> ExitInfo {
-        if let Some(e) = self.exit {
-            return e;
-        }
-        self.terminate();
-        match tokio::time::timeout(grace, self.wait()).await {
-            Ok(e) => e,
-            Err(_) => {
-                self.kill();
-                self.wait().await
-            }
-        }
     }
 }
 

@@ -69,11 +69,8 @@ async fn terminate_kills_the_whole_group_including_grandchildren() {
     let pgid = child.pid();
     assert!(group_alive(pgid));
 
-    let exit = guarded(
-        "terminate",
-        child.terminate_with_grace(Duration::from_secs(30)),
-    )
-    .await;
+    assert!(child.terminate());
+    let exit = guarded("terminate", child.wait()).await;
 
     assert_eq!(exit.signal, Some(SIGTERM), "{exit}");
     assert!(!group_alive(pgid), "grandchild survived termination");
@@ -88,7 +85,13 @@ async fn a_child_ignoring_sigterm_is_killed_after_the_grace() {
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
     let pgid = child.pid();
 
-    let exit = guarded("terminate", child.terminate_with_grace(GRACE)).await;
+    assert!(child.terminate());
+    assert!(
+        tokio::time::timeout(GRACE, child.wait()).await.is_err(),
+        "SIGTERM is ignored"
+    );
+    assert!(child.kill());
+    let exit = guarded("kill", child.wait()).await;
 
     assert_eq!(exit.signal, Some(SIGKILL), "{exit}");
     assert!(!group_alive(pgid));
@@ -103,11 +106,6 @@ async fn dispatcher_style_escalation_through_a_group_handle() {
     let handle = child.group();
 
     assert!(handle.terminate());
-    let Some(sent) = handle.terminate_sent_at() else {
-        panic!("terminate time not recorded");
-    };
-    assert!(!handle.kill_due(GRACE, sent));
-    assert!(handle.kill_due(GRACE, sent + GRACE));
     // The child ignores SIGTERM, so only the escalation below can end it.
     let killer = tokio::spawn(async move {
         tokio::time::sleep(GRACE).await;
@@ -121,7 +119,6 @@ async fn dispatcher_style_escalation_through_a_group_handle() {
     let handle = child.group();
     assert!(!handle.terminate());
     assert!(!handle.kill());
-    assert!(!handle.kill_due(GRACE, sent + GRACE));
 }
 
 #[tokio::test]
