@@ -768,6 +768,7 @@ impl ConfigBudget {
         self.mode = over.mode.or(self.mode);
         self.warn_at_percent = over.warn_at_percent.or(self.warn_at_percent);
         self.disable_visuals = over.disable_visuals.or(self.disable_visuals);
+        self.periodic = merge_periodic(over.periodic.clone(), self.periodic);
         self
     }
 }
@@ -1885,6 +1886,32 @@ mod tests {
         assert!(e.contains("--config"), "{e}");
         let e = cfg_err(r#"{"profiles": {"t": {"overal_tokens": 5}}}"#);
         assert!(e.contains("profiles.t.overal_tokens"), "{e}");
+    }
+
+    #[test]
+    fn a_profiles_periodic_budgets_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.json"),
+            r#"{"instances": [{"command": "/test"}],
+               "budget": {"periodic": [{"period": "day", "scope": "project", "tokens": 100}]},
+               "profiles": {"nightly": {"periodic": [{"period": "day", "scope": "project", "tokens": 500},
+                                                     {"period": "month", "scope": "all", "usd": 20}]}}}"#,
+        )
+        .unwrap();
+        let b = build_plan(&cli(&["-c", "c.json", "--profile", "nightly"]), dir.path())
+            .unwrap()
+            .budgets;
+        let day = b
+            .periodic
+            .iter()
+            .find(|p| p.period == crate::core::period::Period::Day)
+            .expect("day budget");
+        assert_eq!(day.tokens, Some(500));
+        assert!(b
+            .periodic
+            .iter()
+            .any(|p| p.period == crate::core::period::Period::Month && p.usd.is_some()));
     }
 
     #[test]

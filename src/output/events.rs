@@ -643,7 +643,7 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
         if let Some(t) = p.tokens {
             out.push(entry(
                 "periodic",
-                json!(p.period.as_str()),
+                json!(p.scope.key(p.period)),
                 "tokens",
                 json!(t),
             ));
