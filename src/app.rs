@@ -9,6 +9,7 @@ use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::run::RunState;
+use crate::core::usage::{Usage, Usd};
 use crate::output::dryrun;
 use crate::output::events::EventSink;
 use crate::output::style::Styles;
@@ -173,11 +174,14 @@ fn seed_periodic(
             period::PeriodScope::Command(c) => g.key == *c,
             _ => true,
         };
-        let tokens: u64 = groups.iter().filter(counted).map(|g| g.usage.total()).sum();
-        let nanos: i64 = groups.iter().filter(counted).map(|g| g.cost.0).sum();
+        let (mut usage, mut cost) = (Usage::default(), Usd::ZERO);
+        for g in groups.iter().filter(counted) {
+            usage += g.usage;
+            cost += g.cost;
+        }
         for (unit, used) in [
-            (Unit::Tokens, Amount::Tokens(tokens)),
-            (Unit::Usd, Amount::Usd(crate::core::usage::Usd(nanos))),
+            (Unit::Tokens, Amount::Tokens(usage.total())),
+            (Unit::Usd, Amount::Usd(cost)),
         ] {
             let key = BudgetKey {
                 scope: Scope::Periodic(p.period, p.scope.clone()),

@@ -21,7 +21,8 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
         RunEvent::InstanceStarted { id, pid, argv } => {
             tracing::info!(instance = %name(*id), pid, argv = ?argv, "launched")
         }
-        RunEvent::Usage { id, tokens } => {
+        // Every usage delta comes here: build the budget list only when it is shown.
+        RunEvent::Usage { id, tokens } if tracing::enabled!(tracing::Level::DEBUG) => {
             let p = &run.instances[*id].progress;
             let budgets: Vec<String> = run
                 .ledger
@@ -38,6 +39,7 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
                 "ledger: usage counted"
             );
         }
+        RunEvent::Usage { .. } => {}
         RunEvent::Notice { id, text } => tracing::info!(instance = %name(*id), %text, "notice"),
         RunEvent::BudgetWarning { id, warning } => {
             tracing::info!(instance = %name(*id), %warning, "budget warning")

@@ -5,7 +5,7 @@
 use crate::core::efficiency::efficiency;
 use crate::core::estimate::percentile;
 use crate::core::usage::{fmt_count, Usage, Usd};
-use crate::output::report::bar;
+use crate::output::report::{bar, display_width, fmt_percent, sanitize};
 use crate::output::style::Styles;
 use crate::store::{GroupBy, GroupSums, RunStatus};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
@@ -246,7 +246,7 @@ pub fn render_table(
         done += g.completed;
         tools += g.tool_calls;
         let e = efficiency(&g.usage, g.cost, g.tool_calls, g.completed);
-        let mut r = vec![g.key.clone()];
+        let mut r = vec![sanitize(&g.key)];
         if by == GroupBy::Run {
             r.push(run_status(g, now_ms, stale_ms).map_or_else(dash, |s| s.as_str().to_string()));
             r.push(g.run.as_ref().map_or_else(dash, |i| {
@@ -264,7 +264,7 @@ pub fn render_table(
         r.extend(counts(g.runs, g.instances, g.completed, &g.usage, g.cost));
         r.push(
             e.cache_hit_rate
-                .map_or_else(dash, |h| format!("{:.1}%", h * 100.0)),
+                .map_or_else(dash, |h| fmt_percent(h * 100.0)),
         );
         r.push(
             e.tokens_per_tool_call
@@ -288,7 +288,7 @@ pub fn render_table(
     }
     t.push(
         e.cache_hit_rate
-            .map_or_else(dash, |h| format!("{:.1}%", h * 100.0)),
+            .map_or_else(dash, |h| fmt_percent(h * 100.0)),
     );
     t.push(
         e.tokens_per_tool_call
@@ -297,10 +297,10 @@ pub fn render_table(
     t.push(e.cost_per_completed.map_or_else(dash, |c| c.to_string()));
     t.extend([String::new(), String::new(), String::new()]);
 
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = head.iter().map(|h| display_width(h)).collect();
     for r in rows.iter().chain(std::iter::once(&t)) {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(display_width(c));
         }
     }
     let line = |cells: &[String]| {
@@ -309,7 +309,7 @@ pub fn render_table(
             if i > 0 {
                 l.push_str("  ");
             }
-            let pad = w.saturating_sub(c.chars().count());
+            let pad = w.saturating_sub(display_width(c));
             if i == 0 || (by == GroupBy::Run && i <= 2) {
                 let _ = write!(l, "{c}{}", " ".repeat(pad));
             } else {
