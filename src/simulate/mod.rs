@@ -254,7 +254,9 @@ fn resolve_model(model: Option<&str>) -> String {
 /// orchestrator uses, so a simulated run's live estimate and its final `total_cost_usd`
 /// agree the way a real Claude Code run's do.
 fn message_cost(u: &Usage, model: &str, x: &Extras) -> Usd {
-    let p = Pricing::builtin();
+    // Parsed once: the simulator prices every turn, twice per run.
+    static TABLE: std::sync::OnceLock<Pricing> = std::sync::OnceLock::new();
+    let p = TABLE.get_or_init(Pricing::builtin);
     let (row, _) = p.price_live(model);
     let h1 = if x.cache1h {
         u.cache_creation_input_tokens
