@@ -572,11 +572,6 @@ impl Tracker {
             ..m
         };
         self.replace(&m, &zero);
-        if m.epoch < self.results_seen {
-            // Already covered by a result: keep what was counted since that result as is.
-            self.live_at_base = sub_usage(&self.live_at_base, &m.usage);
-            self.live_cost_at_base = Usd(self.live_cost_at_base.0.saturating_sub(m.cost.0));
-        }
         self.msgs.insert(cur, zero);
     }
 
@@ -704,13 +699,22 @@ impl Tracker {
         self.msgs.insert(key, new);
     }
 
-    /// Moves the live totals (and the message's model row) from `old` to `new`.
+    /// Moves the live totals (and the message's model row) from `old` to `new`. A
+    /// message from before the last `result` is covered by that result, which is the
+    /// authority for it: the base moves with it, so what counts since the result stays.
     fn replace(&mut self, old: &Msg, new: &Msg) {
+        let moved = |total: Usd, old: Usd, new: Usd| {
+            Usd(total.0.saturating_sub(old.0).saturating_add(new.0))
+        };
         self.live = add_usage(&sub_usage(&self.live, &old.usage), &new.usage);
-        self.live_cost = Usd(self.live_cost.0 - old.cost.0 + new.cost.0);
+        self.live_cost = moved(self.live_cost, old.cost, new.cost);
+        if old.epoch < self.results_seen {
+            self.live_at_base = add_usage(&sub_usage(&self.live_at_base, &old.usage), &new.usage);
+            self.live_cost_at_base = moved(self.live_cost_at_base, old.cost, new.cost);
+        }
         if let Some(row) = self.rows.get_mut(usize::from(old.row)) {
             row.usage = add_usage(&sub_usage(&row.usage, &old.usage), &new.usage);
-            row.table_cost = Usd(row.table_cost.0 - old.table_cost.0 + new.table_cost.0);
+            row.table_cost = moved(row.table_cost, old.table_cost, new.table_cost);
             row.fast_seen |= new.fast;
         }
     }
@@ -852,6 +856,39 @@ mod tests {
     fn mu(i: u64, o: u64, cw: u64, cr: u64) -> Value {
         json!({"inputTokens": i, "outputTokens": o, "cacheCreationInputTokens": cw,
                "cacheReadInputTokens": cr, "costUSD": 0.0})
+    }
+
+    #[test]
+    fn a_late_frame_of_a_message_the_result_covers_changes_nothing() {
+        let mut t = tracker();
+        let late = json!({"type": "stream_event", "event": {"type": "message_delta",
+               "usage": {"input_tokens": 50, "output_tokens": 10}}, "parent_tool_use_id": null})
+        .to_string();
+        feed(
+            &mut t,
+            &[
+                start("m1", u(100, 1, 0, 0), None),
+                result(json!({"claude-opus-4-8": mu(100, 1, 0, 0)}), 0.000525),
+                late,
+            ],
+        );
+        assert_eq!(t.usage(), Usage::new(100, 1, 0, 0));
+        assert_eq!(t.cost(), Usd::from_dollars(0.000525));
+    }
+
+    #[test]
+    fn huge_token_counts_saturate_instead_of_wrapping() {
+        let mut t = tracker();
+        // Each message alone costs more nanodollars than an i64 holds.
+        let max = 2_000_000_000_000_000;
+        feed(
+            &mut t,
+            &[
+                assistant("a", "claude-opus-4-8", u(max, 0, 0, 0), None),
+                assistant("b", "claude-opus-4-8", u(max, 0, 0, 0), None),
+            ],
+        );
+        assert!(t.cost() > Usd::ZERO, "{:?}", t.cost());
     }
 
     /// Feeds all lines, checking the delta invariants after each one.
