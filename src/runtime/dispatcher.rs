@@ -417,58 +417,64 @@ async fn supervise(
     let mut sent_model: Option<String> = None;
     let mut exited_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            // Biased: the exit is noticed (and the group killed) even while output keeps
-            // coming, and buffered output always wins over the post-exit deadline.
-            biased;
-            e = child.wait(), if exit.is_none() => {
-                exit = Some(e);
-                let now = Instant::now();
-                exited_at = Some(now);
-                drain_until = Some(now + POST_EXIT_IDLE);
-            }
-            line = reader.next_line() => match line {
-                Ok(Some(line)) => {
-                    if let Some(f) = out_log.as_mut() {
-                        f.write(&[line, b"\n"]);
-                    }
-                    let obs = tracker.observe(line);
-                    // The model is known from the init line, before any usage.
-                    let model_changed = tracker.model() != sent_model.as_deref();
-                    if obs.tokens_delta != 0 || obs.cost_delta != Usd::ZERO || obs.activity.is_some() || obs.warning.is_some() || obs.result || model_changed {
-                        if model_changed {
-                            sent_model = tracker.model().map(str::to_string);
-                        }
-                        let (ack, acked) = oneshot::channel();
-                        let observed = Observed {
-                            line: obs,
-                            progress: Progress::of(&tracker),
-                        };
-                        let msg = Msg::Observed { id, observed, ack };
-                        if tx.send(msg).await.is_err() {
-                            break;
-                        }
-                        let _ = acked.await;
-                    }
-                    if let Some(at) = exited_at {
-                        let now = Instant::now();
-                        if now >= at + POST_EXIT_MAX {
-                            tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
-                            break;
-                        }
-                        drain_until = Some((now + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
-                    }
+    {
+        // One wait future for the whole loop: a new one per line would cost a waitid(2)
+        // and a timer on every stdout line. `Child::wait` caches the exit, so waiting again
+        // below after the loop is still right.
+        let mut wait = std::pin::pin!(child.wait());
+        loop {
+            tokio::select! {
+                // Biased: the exit is noticed (and the group killed) even while output keeps
+                // coming, and buffered output always wins over the post-exit deadline.
+                biased;
+                e = &mut wait, if exit.is_none() => {
+                    exit = Some(e);
+                    let now = Instant::now();
+                    exited_at = Some(now);
+                    drain_until = Some(now + POST_EXIT_IDLE);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    read_error = Some(e.to_string());
+                line = reader.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if let Some(f) = out_log.as_mut() {
+                            f.write(&[line, b"\n"]);
+                        }
+                        let obs = tracker.observe(line);
+                        // The model is known from the init line, before any usage.
+                        let model_changed = tracker.model() != sent_model.as_deref();
+                        if obs.tokens_delta != 0 || obs.cost_delta != Usd::ZERO || obs.activity.is_some() || obs.warning.is_some() || obs.result || model_changed {
+                            if model_changed {
+                                sent_model = tracker.model().map(str::to_string);
+                            }
+                            let (ack, acked) = oneshot::channel();
+                            let observed = Observed {
+                                line: obs,
+                                progress: Progress::of(&tracker),
+                            };
+                            let msg = Msg::Observed { id, observed, ack };
+                            if tx.send(msg).await.is_err() {
+                                break;
+                            }
+                            let _ = acked.await;
+                        }
+                        if let Some(at) = exited_at {
+                            let now = Instant::now();
+                            if now >= at + POST_EXIT_MAX {
+                                tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
+                                break;
+                            }
+                            drain_until = Some((now + POST_EXIT_IDLE).min(at + POST_EXIT_MAX));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        read_error = Some(e.to_string());
+                        break;
+                    }
+                },
+                _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
+                    tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
                     break;
                 }
-            },
-            _ = sleep_until_opt(drain_until), if drain_until.is_some() => {
-                tracing::warn!(instance = %name, "claude exited but a process outside its group still holds its stdout open; stopped reading it");
-                break;
             }
         }
     }
