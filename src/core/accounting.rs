@@ -194,7 +194,6 @@ pub struct Tracker {
     session_id: Option<String>,
     result: Option<ResultSummary>,
     malformed: u64,
-    last_activity: Option<String>,
     warned_unknown_model: bool,
     warned_malformed: bool,
     /// `resetsAt` of the last `rejected` rate-limit notice: when a usage limit ends.
@@ -233,7 +232,6 @@ impl Tracker {
             session_id: None,
             result: None,
             malformed: 0,
-            last_activity: None,
             warned_unknown_model: false,
             warned_malformed: false,
             limit_resets_at: None,
@@ -261,9 +259,6 @@ impl Tracker {
         let cost = self.effective_cost();
         obs.cost_delta = Usd(cost.0.saturating_sub(self.reported_cost.0));
         self.reported_cost = cost;
-        if let Some(a) = &obs.activity {
-            self.last_activity = Some(a.clone());
-        }
         obs
     }
 
@@ -321,10 +316,6 @@ impl Tracker {
 
     pub fn tool_uses(&self) -> u64 {
         self.tool_uses
-    }
-
-    pub fn last_activity(&self) -> Option<&str> {
-        self.last_activity.as_deref()
     }
 
     fn effective_cost(&self) -> Usd {
@@ -1185,7 +1176,6 @@ mod tests {
         assert_eq!(acts[4], None, "an allowed notice is not news");
         assert!(acts[5].is_some_and(|a| a.starts_with("rate limit rejected (five_hour)")));
         assert_eq!(t.tool_uses(), 2);
-        assert_eq!(t.last_activity(), acts[5]);
     }
 
     #[test]
