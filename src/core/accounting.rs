@@ -682,7 +682,7 @@ impl Tracker {
             new.web_search,
             new.fast,
         );
-        new.cost = match self.calibration.ratio(&row.key) {
+        new.cost = match self.calibration.ratio_of_key(&row.key) {
             Some(r) => r.apply(new.table_cost),
             None => new.table_cost,
         };

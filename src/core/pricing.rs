@@ -382,8 +382,14 @@ impl Calibration {
 
     /// The ratio to apply to `model`'s live estimate, if the table was found wrong for it.
     pub fn ratio(&self, model: &str) -> Option<Ratio> {
+        self.ratio_of_key(&normalize(model))
+    }
+
+    /// [`Calibration::ratio`] for a name already normalised (a price row's key): no
+    /// allocation on the per-frame path.
+    pub fn ratio_of_key(&self, key: &str) -> Option<Ratio> {
         let map = self.ratios.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&normalize(model)).copied()
+        map.get(key).copied()
     }
 
     /// Sets `model`'s ratio; true when the model had none (the caller warns then).
