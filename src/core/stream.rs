@@ -290,11 +290,15 @@ pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
 /// Like [`parse`], but repairs invalid UTF-8 (as U+FFFD) into `scratch` and reads that, so
 /// a stray byte inside some text never loses the usage on the same line.
 pub fn parse_with<'a>(line: &'a [u8], scratch: &'a mut String) -> Result<Event<'a>, ParseError> {
-    if std::str::from_utf8(line).is_ok() {
-        return parse(line);
+    // UTF-8 is checked only where it matters: `parse` checks the lines it decodes, and
+    // only a line that failed is scanned again to see whether repairing it helps.
+    match parse(line) {
+        Err(_) if std::str::from_utf8(line).is_err() => {
+            *scratch = String::from_utf8_lossy(line).into_owned();
+            parse(scratch.as_bytes())
+        }
+        r => r,
     }
-    *scratch = String::from_utf8_lossy(line).into_owned();
-    parse(scratch.as_bytes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
