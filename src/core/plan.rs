@@ -19,6 +19,15 @@ pub enum Mode {
     Block,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Warn => "warn",
+            Mode::Block => "block",
+        }
+    }
+}
+
 /// `--on-usage-limit`: what an instance stopped by the subscription's usage limit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -386,10 +386,7 @@ fn render_text(
         );
     }
     let _ = writeln!(t, "  workspace:  {}", o.workspace.display());
-    let mode = match b.mode {
-        Mode::Warn => "warn",
-        Mode::Block => "block",
-    };
+    let mode = b.mode.as_str();
     let estimate_rule = if b.estimate_pinned {
         format!("estimate {} tokens (--estimate)", b.estimate_tokens)
     } else {

@@ -96,13 +96,6 @@ const STATUS_ORDER: [Status; 10] = [
 /// Widest a budget label column gets before labels are cut.
 const LABEL_MAX: usize = 24;
 
-fn mode_str(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Warn => "warn",
-        Mode::Block => "block",
-    }
-}
-
 /// `2.0K/5.0K tokens` or `$0.0200/$0.0500`.
 fn amounts(b: &BudgetLine) -> String {
     if b.unit_is_usd {
@@ -205,7 +198,7 @@ fn title(text: &str, styles: &Styles, width: usize) -> String {
 
 fn budget_status_lines(s: &Snapshot<'_>, styles: &Styles, width: usize) -> Vec<String> {
     let mut out = vec![title(
-        &format!("BUDGET STATUS · {} mode", mode_str(s.mode)),
+        &format!("BUDGET STATUS · {} mode", s.mode.as_str()),
         styles,
         width,
     )];
@@ -454,7 +447,7 @@ pub fn render_summary(
 
     lines.push(String::new());
     lines.push(title(
-        &format!("BUDGETS · {} mode", mode_str(s.mode)),
+        &format!("BUDGETS · {} mode", s.mode.as_str()),
         styles,
         width,
     ));

@@ -161,10 +161,7 @@ pub fn run_record(plan: &Plan, budgets_json: String) -> RunRecord {
         project: plan.options.project.clone(),
         host: crate::store::host_name(),
         started_ms: now_ms(),
-        mode: match plan.budgets.mode {
-            crate::core::plan::Mode::Warn => "warn".into(),
-            crate::core::plan::Mode::Block => "block".into(),
-        },
+        mode: plan.budgets.mode.as_str().into(),
         budgets_json,
         simulated: plan.options.simulate,
         version: env!("CARGO_PKG_VERSION").to_string(),
