@@ -14,6 +14,8 @@
 //! exit code). Never an instance's `env` values; the command (the prompt) is recorded as
 //! given, so a prompt should not carry secrets (README, "Usage ledger").
 
+#[cfg(test)]
+pub(crate) mod contract;
 pub mod sqlite;
 
 use crate::core::usage::{Usage, Usd};
@@ -195,6 +197,99 @@ pub const PROMPT_KEY: &str = "(prompt)";
 /// Key of instances with no model in `--by model`.
 pub const NO_MODEL_KEY: &str = "(none)";
 
+/// A budget shared through the ledger by every run that counts toward it (issue 12): a
+/// periodic budget in its current window. What other runs *used* in it is summed from
+/// their recorded instances (so a run counts even when it has no periodic budget of its
+/// own); what they *reserve* is the holds they keep under `key`, each valid while its
+/// lease lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedBudget {
+    /// Names the budget and its window for every run:
+    /// `tokens day:2026-12-06@UTC project=web`.
+    pub key: String,
+    /// Runs that started in `[since_ms, until_ms)` (Unix milliseconds) count.
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// `None`: every project (scope `all`).
+    pub project: Option<String>,
+    /// Scope `command`: only instances of this base command.
+    pub base_command: Option<String>,
+    /// `true`: dollars (nanodollars); `false`: tokens.
+    pub usd: bool,
+}
+
+/// What the other runs have in a shared budget, in its base unit (tokens or nanodollars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Elsewhere {
+    /// Recorded by other runs that started in the window.
+    pub used: i64,
+    /// Held by other runs whose lease has not expired.
+    pub reserved: i64,
+}
+
+/// This run's reservation in one shared budget (base unit), written as an absolute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub key: String,
+    pub amount: i64,
+}
+
+/// A request to take more of a shared budget: granted only when every claim of the call
+/// fits at once (`Claim::fits`), and then this run's holds become `hold`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub budget: SharedBudget,
+    /// This run's own use of the budget plus everything it will hold once granted.
+    pub mine: i64,
+    /// This run's hold once granted.
+    pub hold: i64,
+    pub limit: i64,
+}
+
+impl Claim {
+    /// The one admission rule both backends apply inside their transaction.
+    pub fn fits(&self, elsewhere: Elsewhere) -> bool {
+        i128::from(elsewhere.used) + i128::from(elsewhere.reserved) + i128::from(self.mine)
+            <= i128::from(self.limit)
+    }
+}
+
+/// A launch pause that one run tells the other runs of its project about (issue 14):
+/// the API's usage limit until it resets, or a fleet backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetPause {
+    pub project: String,
+    /// `usage_limit` or `backoff`.
+    pub kind: String,
+    /// Unix milliseconds.
+    pub until_ms: i64,
+    /// What the user is told: `429 from test, lint`, `resets 4:20am`.
+    pub reason: String,
+    /// The run that saw it.
+    pub run_id: String,
+}
+
+/// What a run tells the ledger on every flush (see [`UsageStore::share`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareRequest<'a> {
+    pub run_id: &'a str,
+    pub project: &'a str,
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
+    pub holds: &'a [Hold],
+    pub pause: Option<&'a FleetPause>,
+    pub budgets: &'a [SharedBudget],
+}
+
+/// What [`UsageStore::share`] answers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Shared {
+    /// One per budget asked about, in order.
+    pub elsewhere: Vec<Elsewhere>,
+    /// The project's pauses published by other runs that have not ended yet.
+    pub pauses: Vec<FleetPause>,
+}
+
 /// Why the ledger cannot be used; the text names the problem, the caller adds the file
 /// and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,12 +332,28 @@ pub trait UsageStore: Send {
         heartbeat_ms: i64,
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError>;
-    /// Records how the run ended.
+    /// Records how the run ended and drops its holds.
     fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError>;
     /// Total tokens of the newest `limit` completed instances of `key`, newest first.
     fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError>;
     /// The groups of `q`, in key order.
     fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError>;
+    /// In one transaction: replaces this run's holds with `req.holds` (those of amount
+    /// 0 are dropped), leased until `req.lease_until_ms`; publishes `req.pause` when
+    /// given; and answers what the other runs have in each of `req.budgets` at
+    /// `req.now_ms` and the unexpired pauses of `req.project` published by other runs.
+    fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError>;
+    /// Atomically (no other run can claim between the check and the write): when every
+    /// claim fits what the other runs have at `now_ms`, sets this run's hold in each to
+    /// `claim.hold`, leased until `lease_until_ms`, and answers `true`; else changes
+    /// nothing and answers `false`. Also answers what the other runs have, per claim.
+    fn claim(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        claims: &[Claim],
+    ) -> Result<(bool, Vec<Elsewhere>), StoreError>;
 }
 
 /// The default ledger: `$XDG_DATA_HOME/orchestrator/ledger.sqlite`, else

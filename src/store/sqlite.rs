@@ -12,8 +12,9 @@
 //! written.
 
 use super::{
-    GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo, RunRecord, StoreError,
-    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo,
+    RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery, UsageStore,
+    NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
@@ -21,12 +22,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE runs (
     run_key       INTEGER PRIMARY KEY,
     run_id        TEXT NOT NULL UNIQUE,
@@ -74,7 +76,27 @@ CREATE TABLE instances (
     PRIMARY KEY (run_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX instances_history ON instances(project, base_command, configured_model, status, ended_ms);
-"#];
+"#,
+    r#"
+CREATE INDEX instances_by_start ON instances(run_started_ms, project, base_command);
+CREATE TABLE holds (
+    budget          TEXT NOT NULL,
+    run_id          TEXT NOT NULL,
+    amount          INTEGER NOT NULL,
+    lease_until_ms  INTEGER NOT NULL,
+    PRIMARY KEY (budget, run_id)
+) WITHOUT ROWID;
+CREATE INDEX holds_by_run ON holds(run_id);
+CREATE TABLE pauses (
+    project     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    until_ms    INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    PRIMARY KEY (project, kind)
+);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -292,6 +314,41 @@ fn upsert_instances(
 
 const DAY_MS: i64 = 86_400_000;
 
+const PUT_HOLD: &str = "
+INSERT INTO holds (budget, run_id, amount, lease_until_ms) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (budget, run_id) DO UPDATE SET amount = excluded.amount,
+    lease_until_ms = excluded.lease_until_ms";
+
+/// What the runs other than `run_id` have in budget `b` at `now_ms`.
+fn elsewhere_in(
+    conn: &Connection,
+    run_id: &str,
+    now_ms: i64,
+    b: &SharedBudget,
+) -> rusqlite::Result<Elsewhere> {
+    let used: i64 = conn
+        .prepare_cached(if b.usd {
+            "SELECT COALESCE(SUM(cost_nanos), 0) FROM instances
+             WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+               AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5)"
+        } else {
+            "SELECT COALESCE(SUM(total_tokens), 0) FROM instances
+             WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+               AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5)"
+        })?
+        .query_row(
+            params![b.since_ms, b.until_ms, run_id, b.project, b.base_command],
+            |r| r.get(0),
+        )?;
+    let reserved: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount), 0) FROM holds
+             WHERE budget = ?1 AND run_id != ?2 AND lease_until_ms > ?3",
+        )?
+        .query_row(params![b.key, run_id, now_ms], |r| r.get(0))?;
+    Ok(Elsewhere { used, reserved })
+}
+
 impl UsageStore for SqliteStore {
     fn begin_run(
         &mut self,
@@ -374,8 +431,75 @@ impl UsageStore for SqliteStore {
                 "UPDATE runs SET ended_ms = ?2, heartbeat_ms = max(heartbeat_ms, ?2),
                      exit_code = ?3, exit_reason = ?4 WHERE run_id = ?1",
                 params![run_id, end.ended_ms, end.exit_code, end.exit_reason],
-            )
-            .map(|_| ())
+            )?;
+            conn.execute("DELETE FROM holds WHERE run_id = ?1", [run_id])?;
+            Ok(())
+        })
+    }
+
+    fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
+        self.immediate(|conn| {
+            conn.prepare_cached("DELETE FROM holds WHERE run_id = ?1")?
+                .execute([req.run_id])?;
+            let mut put = conn.prepare_cached(PUT_HOLD)?;
+            for h in req.holds.iter().filter(|h| h.amount > 0) {
+                put.execute(params![h.key, req.run_id, h.amount, req.lease_until_ms])?;
+            }
+            if let Some(p) = req.pause {
+                conn.prepare_cached(
+                    "INSERT INTO pauses (project, kind, until_ms, reason, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (project, kind) DO UPDATE SET until_ms = excluded.until_ms,
+                         reason = excluded.reason, run_id = excluded.run_id
+                     WHERE excluded.until_ms > pauses.until_ms",
+                )?
+                .execute(params![p.project, p.kind, p.until_ms, p.reason, p.run_id])?;
+            }
+            let mut elsewhere = Vec::with_capacity(req.budgets.len());
+            for b in req.budgets {
+                elsewhere.push(elsewhere_in(conn, req.run_id, req.now_ms, b)?);
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT project, kind, until_ms, reason, run_id FROM pauses
+                 WHERE project = ?1 AND until_ms > ?2 AND run_id != ?3 ORDER BY kind",
+            )?;
+            let pauses = stmt
+                .query_map(params![req.project, req.now_ms, req.run_id], |r| {
+                    Ok(FleetPause {
+                        project: r.get(0)?,
+                        kind: r.get(1)?,
+                        until_ms: r.get(2)?,
+                        reason: r.get(3)?,
+                        run_id: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Shared { elsewhere, pauses })
+        })
+    }
+
+    fn claim(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        claims: &[Claim],
+    ) -> Result<(bool, Vec<Elsewhere>), StoreError> {
+        // BEGIN IMMEDIATE holds the write lock from the first read: no other run's claim
+        // can fall between the check and the write.
+        self.immediate(|conn| {
+            let mut elsewhere = Vec::with_capacity(claims.len());
+            for c in claims {
+                elsewhere.push(elsewhere_in(conn, run_id, now_ms, &c.budget)?);
+            }
+            let granted = claims.iter().zip(&elsewhere).all(|(c, e)| c.fits(*e));
+            if granted {
+                let mut put = conn.prepare_cached(PUT_HOLD)?;
+                for c in claims {
+                    put.execute(params![c.budget.key, run_id, c.hold, lease_until_ms])?;
+                }
+            }
+            Ok((granted, elsewhere))
         })
     }
 
@@ -717,6 +841,20 @@ mod tests {
             by,
             project: None,
             run: None,
+        }
+    }
+
+    /// The behaviour every backend shares (`store::contract`).
+    #[test]
+    fn keeps_the_store_contract() {
+        use crate::store::contract::*;
+        for case in [
+            used_elsewhere_counts_other_runs_in_the_window,
+            holds_count_while_leased_and_go_with_the_run,
+            claims_take_headroom_once,
+            pauses_reach_the_other_runs_of_the_project,
+        ] {
+            case(&mut SqliteStore::in_memory().expect("store"));
         }
     }
 

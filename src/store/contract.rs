@@ -1,0 +1,233 @@
+//! What every ledger backend must do, written once: each backend's tests call these
+//! functions with a fresh, empty store of their kind (SQLite in `sqlite.rs`, PostgreSQL
+//! in `postgres.rs`).
+
+use super::*;
+use crate::core::usage::{Usage, Usd};
+
+fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        project: project.into(),
+        host: "h".into(),
+        started_ms,
+        mode: "block".into(),
+        budgets_json: "[]".into(),
+        simulated: true,
+        version: "0".into(),
+    }
+}
+
+fn inst(index: u32, command: &str, tokens: u64, nanos: i64) -> InstanceRecord {
+    InstanceRecord {
+        index,
+        name: format!("i{index}"),
+        command: command.into(),
+        base_command: crate::core::plan::base_command(command).map(str::to_string),
+        status: "running".into(),
+        usage: Usage::new(tokens, 0, 0, 0),
+        cost: Usd(nanos),
+        ..Default::default()
+    }
+}
+
+fn budget(key: &str, project: Option<&str>, command: Option<&str>, usd: bool) -> SharedBudget {
+    SharedBudget {
+        key: key.into(),
+        since_ms: 1_000,
+        until_ms: 2_000,
+        project: project.map(str::to_string),
+        base_command: command.map(str::to_string),
+        usd,
+    }
+}
+
+fn share(
+    s: &mut dyn UsageStore,
+    run_id: &str,
+    now_ms: i64,
+    holds: &[Hold],
+    budgets: &[SharedBudget],
+) -> Shared {
+    s.share(&ShareRequest {
+        run_id,
+        project: "p",
+        now_ms,
+        lease_until_ms: now_ms + 30_000,
+        holds,
+        pause: None,
+        budgets,
+    })
+    .expect("share")
+}
+
+/// Used elsewhere: the other runs that started in the window, of the budget's project and
+/// command; never the asking run itself.
+pub fn used_elsewhere_counts_other_runs_in_the_window(s: &mut dyn UsageStore) {
+    s.begin_run(&run("me", "p", 1_500), &[inst(0, "/a", 1_000_000, 9)])
+        .expect("begin");
+    s.begin_run(
+        &run("r1", "p", 1_000),
+        &[inst(0, "/a x", 100, 1), inst(1, "/b", 20, 2)],
+    )
+    .expect("begin");
+    s.begin_run(&run("r2", "q", 1_999), &[inst(0, "/a", 3, 4)])
+        .expect("begin");
+    // Outside the window: before it, and at its (exclusive) end.
+    s.begin_run(&run("old", "p", 999), &[inst(0, "/a", 5_000, 50)])
+        .expect("begin");
+    s.begin_run(&run("next", "p", 2_000), &[inst(0, "/a", 7_000, 70)])
+        .expect("begin");
+    s.record("r1", 1_600, &[inst(1, "/b", 25, 3)])
+        .expect("record");
+    let got = share(
+        s,
+        "me",
+        1_700,
+        &[],
+        &[
+            budget("t project", Some("p"), None, false),
+            budget("c project", Some("p"), None, true),
+            budget("t all", None, None, false),
+            budget("t /a", Some("p"), Some("/a"), false),
+            budget("c /a all", None, Some("/a"), true),
+        ],
+    );
+    let used: Vec<i64> = got.elsewhere.iter().map(|e| e.used).collect();
+    assert_eq!(used, vec![125, 4, 128, 100, 5]);
+    assert!(got.elsewhere.iter().all(|e| e.reserved == 0));
+}
+
+/// Holds count for other runs while their lease lasts; a run's own holds never count for
+/// itself; every share replaces the run's holds; finishing drops them.
+pub fn holds_count_while_leased_and_go_with_the_run(s: &mut dyn UsageStore) {
+    let b = [budget("k", Some("p"), None, false)];
+    for id in ["a", "b", "me"] {
+        s.begin_run(&run(id, "p", 1_500), &[]).expect("begin");
+    }
+    let hold = |amount| {
+        [Hold {
+            key: "k".into(),
+            amount,
+        }]
+    };
+    share(s, "a", 1_000, &hold(300), &[]);
+    share(s, "b", 1_000, &hold(40), &[]);
+    share(s, "me", 1_000, &hold(5), &[]);
+    assert_eq!(
+        share(s, "me", 1_000, &hold(5), &b).elsewhere[0].reserved,
+        340
+    );
+    // `a` renews later with a smaller hold; `b` does not renew, and its lease runs out.
+    share(s, "a", 20_000, &hold(200), &[]);
+    assert_eq!(share(s, "me", 30_999, &[], &b).elsewhere[0].reserved, 240);
+    assert_eq!(share(s, "me", 31_000, &[], &b).elsewhere[0].reserved, 200);
+    s.finish_run(
+        "a",
+        &RunEnd {
+            ended_ms: 31_000,
+            exit_code: 0,
+            exit_reason: "ok".into(),
+        },
+    )
+    .expect("finish");
+    assert_eq!(share(s, "me", 31_000, &[], &b).elsewhere[0].reserved, 0);
+}
+
+/// A claim is granted only when every budget it names fits, and writes the holds only
+/// then: two runs asking for the last headroom cannot both get it.
+pub fn claims_take_headroom_once(s: &mut dyn UsageStore) {
+    let b = budget("k", Some("p"), None, false);
+    let c = budget("c", Some("p"), None, true);
+    s.begin_run(&run("u", "p", 1_500), &[inst(0, "/a", 600, 0)])
+        .expect("begin");
+    for id in ["x", "y"] {
+        s.begin_run(&run(id, "p", 1_500), &[]).expect("begin");
+    }
+    let claim = |b: &SharedBudget, hold: i64| Claim {
+        budget: b.clone(),
+        mine: hold,
+        hold,
+        limit: 1_000,
+    };
+    let (ok, e) = s
+        .claim("x", 1_000, 31_000, &[claim(&b, 300), claim(&c, 10)])
+        .expect("claim");
+    assert!(ok);
+    assert_eq!(
+        e,
+        vec![
+            Elsewhere {
+                used: 600,
+                reserved: 0
+            },
+            Elsewhere::default()
+        ]
+    );
+    // 600 used + 300 held by x: y's 200 does not fit; nothing of y's is written.
+    let (ok, e) = s
+        .claim("y", 1_000, 31_000, &[claim(&c, 10), claim(&b, 200)])
+        .expect("claim");
+    assert!(!ok);
+    assert_eq!(
+        e[1],
+        Elsewhere {
+            used: 600,
+            reserved: 300
+        }
+    );
+    let got = share(s, "u", 1_000, &[], &[b.clone(), c.clone()]);
+    assert_eq!(got.elsewhere[0].reserved, 300);
+    assert_eq!(got.elsewhere[1].reserved, 10);
+    // 100 fits exactly.
+    let (ok, _) = s
+        .claim("y", 1_000, 31_000, &[claim(&b, 100)])
+        .expect("claim");
+    assert!(ok);
+}
+
+/// A pause published by one run reaches the other runs of its project until it ends,
+/// and a later pause of the same kind extends it, never shortens it.
+pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
+    for id in ["a", "me"] {
+        s.begin_run(&run(id, "p", 1_500), &[]).expect("begin");
+    }
+    let pause = |until_ms| FleetPause {
+        project: "p".into(),
+        kind: "usage_limit".into(),
+        until_ms,
+        reason: "resets 4:20am".into(),
+        run_id: "a".into(),
+    };
+    let publish = |s: &mut dyn UsageStore, p: &FleetPause| {
+        s.share(&ShareRequest {
+            run_id: "a",
+            project: "p",
+            now_ms: 1_000,
+            lease_until_ms: 31_000,
+            holds: &[],
+            pause: Some(p),
+            budgets: &[],
+        })
+        .expect("share")
+    };
+    assert!(publish(s, &pause(9_000)).pauses.is_empty(), "not to itself");
+    publish(s, &pause(5_000));
+    assert_eq!(share(s, "me", 8_999, &[], &[]).pauses, vec![pause(9_000)]);
+    assert!(share(s, "me", 9_000, &[], &[]).pauses.is_empty());
+    let other = s
+        .share(&ShareRequest {
+            run_id: "me",
+            project: "elsewhere",
+            now_ms: 1_000,
+            lease_until_ms: 31_000,
+            holds: &[],
+            pause: None,
+            budgets: &[],
+        })
+        .expect("share");
+    assert!(
+        other.pauses.is_empty(),
+        "another project's runs are not paused"
+    );
+}
