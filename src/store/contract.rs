@@ -231,3 +231,95 @@ pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
         "another project's runs are not paused"
     );
 }
+
+/// An instance as the ledger tests before the shared budgets wrote them: a model, a
+/// status, all four token classes and an end.
+fn ended(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
+    InstanceRecord {
+        index,
+        name: format!("i{index}"),
+        command: command.into(),
+        base_command: crate::core::plan::base_command(command).map(str::to_string),
+        configured_model: None,
+        model: Some("claude-sonnet-4".into()),
+        status: status.into(),
+        usage: Usage::new(tokens, 1, 2, 3),
+        cost: Usd(nanos),
+        tool_calls: 2,
+        ended_ms: Some(i64::from(index)),
+        ..Default::default()
+    }
+}
+
+fn everything(by: GroupBy) -> UsageQuery {
+    UsageQuery {
+        since_ms: 0,
+        until_ms: i64::MAX,
+        by,
+        project: None,
+        run: None,
+    }
+}
+
+/// Writes carry absolute values: repeating one (or the run's start) never adds.
+pub fn repeated_writes_never_double_count(s: &mut dyn UsageStore) {
+    s.begin_run(&run("r1", "p", 1000), &[ended(0, "/a", "pending", 0, 0)])
+        .expect("begin");
+    for _ in 0..3 {
+        s.record("r1", 2000, &[ended(0, "/a", "completed", 10, 7)])
+            .expect("record");
+    }
+    s.begin_run(&run("r1", "p", 1000), &[])
+        .expect("begin again");
+    let g = s.usage(&everything(GroupBy::Project)).expect("usage");
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].instances, 1);
+    assert_eq!(g[0].runs, 1);
+    assert_eq!(g[0].usage, Usage::new(10, 1, 2, 3));
+    assert_eq!(g[0].cost, Usd(7));
+    assert_eq!(g[0].completed_tokens, vec![16]);
+}
+
+/// `--by command`: free text groups under `(prompt)`, which sorts first.
+pub fn groups_by_command_with_free_text_under_prompt(s: &mut dyn UsageStore) {
+    s.begin_run(
+        &run("r1", "p", 0),
+        &[
+            ended(0, "/a x", "completed", 10, 1),
+            ended(1, "fix it", "failed", 20, 2),
+            ended(2, "/a y", "completed", 30, 3),
+        ],
+    )
+    .expect("begin");
+    let g = s.usage(&everything(GroupBy::Command)).expect("usage");
+    let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, vec![PROMPT_KEY, "/a"]);
+    assert_eq!(g[1].instances, 2);
+    assert_eq!(g[1].completed, 2);
+    assert_eq!(g[1].cost, Usd(4));
+    assert_eq!(g[0].completed, 0);
+    assert!(g[0].completed_tokens.is_empty());
+}
+
+/// An estimate's history: the newest completed instances of the same project, command
+/// and model.
+pub fn history_is_newest_completed_of_the_same_key(s: &mut dyn UsageStore) {
+    let mut list: Vec<InstanceRecord> = (0..5)
+        .map(|i| ended(i, "/a", "completed", u64::from(i) * 100, 0))
+        .collect();
+    list.push(ended(5, "/a", "failed", 9999, 0));
+    list.push(ended(6, "/b", "completed", 9999, 0));
+    s.begin_run(&run("r1", "p", 0), &list).expect("begin");
+    let key = HistoryKey {
+        project: "p".into(),
+        base_command: Some("/a".into()),
+        model: None,
+    };
+    let h = s.history(&key, 3).expect("history");
+    assert_eq!(h, vec![406, 306, 206]);
+    let other = HistoryKey {
+        project: "q".into(),
+        ..key
+    };
+    assert!(s.history(&other, 3).expect("history").is_empty());
+}

@@ -2,8 +2,9 @@
 //!
 //! [`UsageStore`] is the seam: the run records through it (`runtime::recorder`), the
 //! estimates read history through it and `orchestrator usage` queries it. The SQLite
-//! backend ([`sqlite::SqliteStore`]) is the default; a PostgreSQL backend can follow
-//! behind the same trait (issue 12). Every write is an upsert keyed by run id (and
+//! backend ([`sqlite::SqliteStore`]) is the default; the PostgreSQL backend
+//! ([`postgres::PostgresStore`]) shares one ledger across machines (issue 12). [`open`]
+//! picks the backend from the `--ledger` value. Every write is an upsert keyed by run id (and
 //! instance index) carrying absolute values, never increments, so a retried or repeated
 //! write never double-counts.
 //!
@@ -16,11 +17,51 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+/// A real PostgreSQL server for the tests (shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/it/common/pg_server.rs"]
+pub(crate) mod pg_server;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Opens the ledger `spec` names for writing, creating or migrating its schema: a
+/// `postgres://` or `postgresql://` URL is a PostgreSQL database, anything else an
+/// SQLite file (whose directory must exist).
+pub fn open(spec: &Path) -> Result<Box<dyn UsageStore>, StoreError> {
+    match spec.to_str().filter(|s| postgres::is_url(s)) {
+        Some(url) => Ok(Box::new(postgres::PostgresStore::open(url)?)),
+        None => Ok(Box::new(sqlite::SqliteStore::open(spec)?)),
+    }
+}
+
+/// Opens the ledger `spec` names without ever writing to it (the dry run, `orchestrator
+/// usage`): `Ok(None)` when it holds no ledger yet.
+pub fn open_read_only(spec: &Path) -> Result<Option<Box<dyn UsageStore>>, StoreError> {
+    fn boxed<S: UsageStore + 'static>(s: Option<S>) -> Option<Box<dyn UsageStore>> {
+        s.map(|s| Box::new(s) as Box<dyn UsageStore>)
+    }
+    match spec.to_str().filter(|s| postgres::is_url(s)) {
+        Some(url) => postgres::PostgresStore::open_read_only(url).map(boxed),
+        None => sqlite::SqliteStore::open_read_only(spec).map(boxed),
+    }
+}
+
+/// Whether `spec` names a database server rather than a file.
+pub fn is_server(spec: &Path) -> bool {
+    spec.to_str().is_some_and(postgres::is_url)
+}
+
+/// `spec` as messages show it: a URL without its password.
+pub fn display(spec: &Path) -> String {
+    match spec.to_str() {
+        Some(s) if postgres::is_url(s) => postgres::redact(s),
+        _ => spec.display().to_string(),
+    }
+}
 
 /// A run whose heartbeat is older than this, and that never finished, is `abandoned`.
 pub const STALE_AFTER_MS: i64 = 30_000;
@@ -190,6 +231,17 @@ pub struct GroupSums {
     pub completed_tokens: Vec<u64>,
     /// With `--by run`.
     pub run: Option<RunInfo>,
+}
+
+/// Puts groups in the order `orchestrator usage` shows them (every backend): day numbers
+/// as numbers, other keys as text (byte order).
+pub(crate) fn sort_groups(groups: &mut [GroupSums], by: GroupBy) {
+    match by {
+        GroupBy::Day | GroupBy::Week | GroupBy::Month => {
+            groups.sort_by_key(|g| g.key.parse::<i64>().unwrap_or(0))
+        }
+        _ => groups.sort_by(|a, b| a.key.cmp(&b.key)),
+    }
 }
 
 /// Key of free-text prompts in `--by command`.

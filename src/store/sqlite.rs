@@ -790,13 +790,7 @@ fn query_rollups(conn: &Connection, q: &UsageQuery) -> rusqlite::Result<Vec<Grou
         })
         .chain(by_id)
         .collect();
-    match q.by {
-        // Day numbers sort as numbers, not as text.
-        GroupBy::Day | GroupBy::Week | GroupBy::Month => {
-            out.sort_by_key(|g| g.key.parse::<i64>().unwrap_or(0))
-        }
-        _ => out.sort_by(|a, b| a.key.cmp(&b.key)),
-    }
+    super::sort_groups(&mut out, q.by);
     Ok(out)
 }
 
@@ -853,74 +847,12 @@ mod tests {
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
             pauses_reach_the_other_runs_of_the_project,
+            repeated_writes_never_double_count,
+            groups_by_command_with_free_text_under_prompt,
+            history_is_newest_completed_of_the_same_key,
         ] {
             case(&mut SqliteStore::in_memory().expect("store"));
         }
-    }
-
-    #[test]
-    fn repeated_writes_never_double_count() {
-        let mut s = SqliteStore::in_memory().expect("store");
-        s.begin_run(&run("r1", "p", 1000), &[inst(0, "/a", "pending", 0, 0)])
-            .expect("begin");
-        for _ in 0..3 {
-            s.record("r1", 2000, &[inst(0, "/a", "completed", 10, 7)])
-                .expect("record");
-        }
-        s.begin_run(&run("r1", "p", 1000), &[])
-            .expect("begin again");
-        let g = s.usage(&all(GroupBy::Project)).expect("usage");
-        assert_eq!(g.len(), 1);
-        assert_eq!(g[0].instances, 1);
-        assert_eq!(g[0].runs, 1);
-        assert_eq!(g[0].usage, Usage::new(10, 1, 2, 3));
-        assert_eq!(g[0].cost, Usd(7));
-        assert_eq!(g[0].completed_tokens, vec![16]);
-    }
-
-    #[test]
-    fn groups_by_command_with_free_text_under_prompt() {
-        let mut s = SqliteStore::in_memory().expect("store");
-        s.begin_run(
-            &run("r1", "p", 0),
-            &[
-                inst(0, "/a x", "completed", 10, 1),
-                inst(1, "fix it", "failed", 20, 2),
-                inst(2, "/a y", "completed", 30, 3),
-            ],
-        )
-        .expect("begin");
-        let g = s.usage(&all(GroupBy::Command)).expect("usage");
-        let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
-        assert_eq!(keys, vec![PROMPT_KEY, "/a"]);
-        assert_eq!(g[1].instances, 2);
-        assert_eq!(g[1].completed, 2);
-        assert_eq!(g[1].cost, Usd(4));
-        assert_eq!(g[0].completed, 0);
-        assert!(g[0].completed_tokens.is_empty());
-    }
-
-    #[test]
-    fn history_is_newest_completed_of_the_same_key() {
-        let mut s = SqliteStore::in_memory().expect("store");
-        let mut list: Vec<InstanceRecord> = (0..5)
-            .map(|i| inst(i, "/a", "completed", u64::from(i) * 100, 0))
-            .collect();
-        list.push(inst(5, "/a", "failed", 9999, 0));
-        list.push(inst(6, "/b", "completed", 9999, 0));
-        s.begin_run(&run("r1", "p", 0), &list).expect("begin");
-        let key = HistoryKey {
-            project: "p".into(),
-            base_command: Some("/a".into()),
-            model: None,
-        };
-        let h = s.history(&key, 3).expect("history");
-        assert_eq!(h, vec![406, 306, 206]);
-        let other = HistoryKey {
-            project: "q".into(),
-            ..key
-        };
-        assert!(s.history(&other, 3).expect("history").is_empty());
     }
 
     #[test]
