@@ -19,7 +19,6 @@ use crate::runtime::dispatcher::Dispatcher;
 use crate::runtime::recorder::{self, Recorder};
 use crate::runtime::{launch, limits, logs, process, watchdog};
 use crate::simulate;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{self, HistoryKey, RunEnd, StoreError, UsageStore};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -240,6 +239,14 @@ fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn Usag
         return Ok(None);
     };
     let opened = (|| {
+        if store::is_server(path) {
+            // A database server: nothing on disk to check or create.
+            return if write {
+                store::open(path).map(Some)
+            } else {
+                store::open_read_only(path)
+            };
+        }
         if write {
             if let LedgerChoice::Default(_) = choice {
                 if let Some(dir) = path.parent() {
@@ -263,9 +270,9 @@ fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn Usag
                     parent.display()
                 )));
             }
-            SqliteStore::open(path).map(|s| Some(Box::new(s) as Box<dyn UsageStore>))
+            store::open(path).map(Some)
         } else {
-            SqliteStore::open_read_only(path).map(|s| s.map(|s| Box::new(s) as Box<dyn UsageStore>))
+            store::open_read_only(path)
         }
     })();
     opened
@@ -282,7 +289,7 @@ fn ledger_failed(choice: &LedgerChoice, e: &StoreError) -> i32 {
     match choice {
         LedgerChoice::Explicit(p) => usage_error(&format!(
             "--ledger {}: {e}; fix it, give another --ledger, or run with --no-ledger",
-            p.display()
+            store::display(p)
         )),
         LedgerChoice::Default(p) => {
             eprintln!(
@@ -389,13 +396,13 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         project: args.project.clone(),
         run: args.run.clone(),
     };
-    let groups = match SqliteStore::open_read_only(&path) {
+    let groups = match store::open_read_only(&path) {
         Ok(Some(mut s)) => match s.usage(&q) {
             Ok(g) => g,
             Err(e) => {
                 return usage_error(&format!(
                     "usage --ledger {}: {e}; fix it or give another --ledger",
-                    path.display()
+                    store::display(&path)
                 ))
             }
         },
@@ -403,7 +410,7 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         Err(e) => {
             return usage_error(&format!(
                 "usage --ledger {}: {e}; fix it or give another --ledger",
-                path.display()
+                store::display(&path)
             ))
         }
     };

@@ -314,11 +314,14 @@ pub struct Cli {
     pub list_examples: bool,
 
     // ---------------------------------------------------------------- Ledger
-    /// Record the run in this SQLite ledger [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
+    /// Record the run in this ledger: an SQLite file, or a postgres:// URL to share one
+    /// across machines [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite].
     #[arg(
         long,
         value_name = "PATH",
         env = "ORCHESTRATOR_LEDGER",
+        // A URL's password must never show in --help.
+        hide_env_values = true,
         help_heading = "Ledger"
     )]
     pub ledger: Option<PathBuf>,
@@ -513,8 +516,9 @@ fn usage_subcommand() -> clap::Command {
                 .long("ledger")
                 .value_name("PATH")
                 .env("ORCHESTRATOR_LEDGER")
+                .hide_env_values(true)
                 .value_parser(clap::value_parser!(PathBuf))
-                .help("The ledger to read [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]"),
+                .help("The ledger to read: an SQLite file or a postgres:// URL [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]"),
         )
 }
 
