@@ -22,13 +22,13 @@ const CLASSES: [&str; 5] = [
 ];
 
 /// `orchestrator usage --json` on `ledger`, with extra arguments.
-fn usage_json(dir: &Path, ledger: &Path, extra: &[&str]) -> Value {
+pub(crate) fn usage_json(dir: &Path, ledger: &Path, extra: &[&str]) -> Value {
     let o = run(orchestrator_usage(dir, ledger).args(extra).arg("--json"));
     assert_eq!(o.status.code(), Some(0), "usage failed: {}", stderr(&o));
     serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
 }
 
-fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
+pub(crate) fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
     let mut c = Command::new(crate::common::bin());
     c.current_dir(dir)
         .env("HOME", dir)
@@ -42,7 +42,7 @@ fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
 }
 
 /// A simulated run recorded in `ledger`, its report returned.
-fn simulated_run(dir: &Path, ledger: &Path, n: usize, prompts: &[&str]) -> Value {
+pub(crate) fn simulated_run(dir: &Path, ledger: &Path, n: usize, prompts: &[&str]) -> Value {
     let report = dir.join(format!("report-{n}.json"));
     let o = run(orchestrator(dir)
         .args(["--simulate", "-q", "--project", "proj", "--ledger"])
@@ -57,7 +57,7 @@ fn simulated_run(dir: &Path, ledger: &Path, n: usize, prompts: &[&str]) -> Value
     serde_json::from_str(&text).expect("report JSON")
 }
 
-fn assert_usage_eq(got: &Value, want: &Value, what: &str) {
+pub(crate) fn assert_usage_eq(got: &Value, want: &Value, what: &str) {
     for k in CLASSES {
         assert_eq!(got[k], want[k], "{what}: {k}: {got} vs {want}");
     }
@@ -211,7 +211,7 @@ fn hanging_claude(dir: &Path, lines: &[String], pidfile: &Path) -> PathBuf {
 }
 
 /// Polls `f` until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {

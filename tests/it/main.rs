@@ -14,6 +14,7 @@ mod fidelity_run;
 mod hardening;
 mod ledger;
 mod periodic;
+mod postgres;
 mod process_faults;
 mod rate_limits;
 mod real_claude;

@@ -2,6 +2,9 @@
 //! fast test defaults, output accessors and lines of a fake Claude Code transcript.
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod pg_server;
+pub use pg_server::PgServer;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
