@@ -20,3 +20,4 @@ mod real_claude;
 mod run;
 mod screen;
 mod scripting;
+mod shared;
