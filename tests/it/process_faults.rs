@@ -21,9 +21,12 @@ fn start(dir: &Path, script: FakeClaude) -> (Child, LineReader<ChildStdout>, Chi
     if let Err(e) = become_child_subreaper() {
         panic!("subreaper: {e}");
     }
+    // Run by `sh`, not exec'd: a file this (multi-threaded) process has just written can
+    // still be open for writing in a child another test forked, and exec would fail with
+    // ETXTBSY.
     let spec = LaunchSpec {
-        program: script.write(dir, "script.sh"),
-        args: vec![],
+        program: PathBuf::from("sh"),
+        args: vec![script.write(dir, "script.sh").into_os_string()],
         cwd: dir.to_path_buf(),
         env: vec![("SIM_TEST_VAR".into(), "from-spec".into())],
     };

@@ -200,7 +200,10 @@ fn fake_claude_prints_verbatim_and_shakes_hands() {
         .sleep(0.01)
         .exit(7)
         .write(dir.path(), "claude");
-    let mut child = std::process::Command::new(&claude)
+    // Through `sh`: exec'ing a file just written here can fail with ETXTBSY (see
+    // process_faults::start); the orchestrator's own exec comes much later.
+    let mut child = std::process::Command::new("sh")
+        .arg(&claude)
         .args(["-p", "two words"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
