@@ -9,7 +9,6 @@ use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::run::RunState;
-use crate::core::usage::{Usage, Usd};
 use crate::output::dryrun;
 use crate::output::events::EventSink;
 use crate::output::style::Styles;
@@ -101,7 +100,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     }
     if plan.options.dry_run {
         // Reads history for the estimates and the periodic budgets; never writes.
-        let store = match open_ledger(&ledger, false) {
+        let store = match open_ledger(&ledger, false, false) {
             Ok(s) => s,
             Err(code) => return code,
         };
@@ -115,7 +114,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         }
         return dry_run(&plan, budget_ledger);
     }
-    let store = match open_ledger(&ledger, true) {
+    let store = match open_ledger(&ledger, true, !plan.budgets.periodic.is_empty()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -129,69 +128,43 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     run(plan, pricing, store, &ledger)
 }
 
-/// Seeds each periodic budget (`--daily-token-budget`, …) with what the ledger recorded
-/// for the project in the current period (UTC unless `--budget-timezone`): every run of the project that started in
-/// the period (this run is not recorded yet). `Err` is the message for the user.
+/// Seeds each periodic budget (`--daily-token-budget`, …) with what the other runs
+/// recorded in its current period (UTC unless `--budget-timezone`) and hold in
+/// reservation now (`store::shared_budgets`). `Err` is the message for the user.
 fn seed_periodic(
     budget_ledger: &mut Ledger,
     plan: &Plan,
     store: &mut dyn UsageStore,
 ) -> Result<(), String> {
-    use crate::core::budget::{Amount, BudgetKey, Scope, Unit};
-    use crate::core::period;
-    let now = chrono::Utc::now();
-    let zone = plan.budgets.zone;
-    for p in &plan.budgets.periodic {
-        let window = match zone {
-            period::Zone::Utc => period::window_at(p.period, now, &chrono::Utc, zone.name()),
-            period::Zone::Local => period::window_at(p.period, now, &chrono::Local, zone.name()),
-            period::Zone::Named(tz) => period::window_at(p.period, now, &tz, zone.name()),
-        };
-        let (by, project) = match &p.scope {
-            period::PeriodScope::All => (store::GroupBy::Project, None),
-            period::PeriodScope::Project => {
-                (store::GroupBy::Project, Some(plan.options.project.clone()))
-            }
-            period::PeriodScope::Command(_) => {
-                (store::GroupBy::Command, Some(plan.options.project.clone()))
-            }
-        };
-        let q = store::UsageQuery {
-            since_ms: window.start.timestamp_millis(),
-            until_ms: window.end.timestamp_millis(),
-            by,
-            project,
-            run: None,
-        };
-        let groups = store.usage(&q).map_err(|e| {
-            format!(
-                "cannot read the ledger for the {} budget: {e}; fix the ledger or give another --ledger",
-                p.period.adjective()
-            )
+    use crate::core::budget::Amount;
+    let shared = store::shared_budgets(plan, chrono::Utc::now());
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let budgets: Vec<store::SharedBudget> = shared.iter().map(|(_, b)| b.clone()).collect();
+    let figures = store
+        .elsewhere(&plan.options.run_id, store::now_ms(), &budgets)
+        .map_err(|e| {
+            format!("cannot read the periodic budgets from the ledger: {e}; fix the ledger or give another --ledger")
         })?;
-        let counted = |g: &&store::GroupSums| match &p.scope {
-            period::PeriodScope::Command(c) => g.key == *c,
-            _ => true,
-        };
-        let (mut usage, mut cost) = (Usage::default(), Usd::ZERO);
-        for g in groups.iter().filter(counted) {
-            usage += g.usage;
-            cost += g.cost;
-        }
-        for (unit, used) in [
-            (Unit::Tokens, Amount::Tokens(usage.total())),
-            (Unit::Usd, Amount::Usd(cost)),
-        ] {
-            let key = BudgetKey {
-                scope: Scope::Periodic(p.period, p.scope.clone()),
-                unit,
-            };
-            // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;
-            // admission sees the use.
-            let _ = budget_ledger.set_elsewhere(&key, used, Amount::from_raw(unit, 0));
-        }
+    for ((key, _), e) in shared.iter().zip(figures) {
+        // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;
+        // admission sees the figures.
+        let _ = budget_ledger.set_elsewhere(
+            key,
+            Amount::from_raw(key.unit, i128::from(e.used)),
+            Amount::from_raw(key.unit, i128::from(e.reserved)),
+        );
     }
     Ok(())
+}
+
+/// How long this run's holds in shared budgets last past each renewal.
+fn lease() -> std::time::Duration {
+    std::env::var(recorder::LEASE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(recorder::LEASE, std::time::Duration::from_millis)
 }
 
 /// Which ledger a run records into (README, "Usage ledger").
@@ -231,10 +204,18 @@ fn ledger_choice(cli: &Cli, simulate: bool) -> LedgerChoice {
     }
 }
 
+/// A run sharing budgets counts the ledger as unreachable once a lock has been held
+/// against it this long (`--ledger-failure`).
+const SHARED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens the chosen ledger: for writing (creating it, and the default one's directory)
 /// or read-only. `Err(exit code)` after the message when an explicit ledger cannot be
 /// used; the default ledger failing is one warning and `Ok(None)`.
-fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn UsageStore>>, i32> {
+fn open_ledger(
+    choice: &LedgerChoice,
+    write: bool,
+    sharing: bool,
+) -> Result<Option<Box<dyn UsageStore>>, i32> {
     let Some(path) = choice.path() else {
         return Ok(None);
     };
@@ -242,7 +223,7 @@ fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn Usag
         if store::is_server(path) {
             // A database server: nothing on disk to check or create.
             return if write {
-                store::open(path).map(Some)
+                store::open(path, sharing.then_some(SHARED_PATIENCE)).map(Some)
             } else {
                 store::open_read_only(path)
             };
@@ -270,7 +251,7 @@ fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn Usag
                     parent.display()
                 )));
             }
-            store::open(path).map(Some)
+            store::open(path, sharing.then_some(SHARED_PATIENCE)).map(Some)
         } else {
             store::open_read_only(path)
         }
@@ -723,6 +704,9 @@ fn run(
             return 1;
         }
     };
+    let mut news = None;
+    let mut sharing = None;
+    let mut shared_keys = Vec::new();
     let recorder = match store {
         Some(store) => {
             let run = recorder::run_record(
@@ -730,7 +714,20 @@ fn run(
                 serde_json::Value::Array(crate::output::events::configured_budgets(&plan))
                     .to_string(),
             );
-            match Recorder::start(store, run, recorder::initial_records(&plan)) {
+            let shared = store::shared_budgets(&plan, chrono::Utc::now());
+            if !shared.is_empty() {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                news = Some(rx);
+                shared_keys = shared.iter().map(|(k, _)| k.clone()).collect();
+                sharing = Some(recorder::Sharing {
+                    project: plan.options.project.clone(),
+                    budgets: shared,
+                    lease: lease(),
+                    every: recorder::SHARE_EVERY,
+                    news: tx,
+                });
+            }
+            match Recorder::start(store, run, recorder::initial_records(&plan), sharing) {
                 Ok(r) => Some(r),
                 Err(e) => match ledger_failed(ledger, &e) {
                     0 => None,
@@ -747,8 +744,14 @@ fn run(
         events,
         recorder: recorder.as_ref().map(Recorder::handle),
     };
-    let state = RunState::new(plan, budget_ledger, Instant::now());
-    let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
+    let mut state = RunState::new(plan, budget_ledger, Instant::now());
+    let dispatcher = match news {
+        Some(news) => {
+            state.share_budgets(shared_keys);
+            Dispatcher::new(state, Arc::new(pricing), program, outputs).with_news(news)
+        }
+        None => Dispatcher::new(state, Arc::new(pricing), program, outputs),
+    };
     let (outcome, _report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     if let Some(r) = recorder {

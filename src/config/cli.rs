@@ -4,7 +4,7 @@
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
 use crate::config::units;
-use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
+use crate::core::plan::{ColorChoice, LedgerFailure, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
 use crate::store::GroupBy;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
@@ -329,6 +329,12 @@ pub struct Cli {
     /// Record nothing (and estimate without history).
     #[arg(long, help_heading = "Ledger")]
     pub no_ledger: bool,
+
+    /// While the ledger that shares periodic budgets cannot be reached: closed (launch
+    /// nothing new that counts toward them) or open (go on, reconcile later)
+    /// [default: closed in block mode, open in warn mode].
+    #[arg(long, value_name = "WHAT", value_parser = Choice::new(&["closed", "open"], parse_ledger_failure), help_heading = "Ledger")]
+    pub ledger_failure: Option<LedgerFailure>,
 
     /// Label the run [default: the git top-level directory's name, else the workspace's].
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
@@ -943,6 +949,14 @@ fn parse_usage_limit_policy(s: &str) -> Result<UsageLimitPolicy, String> {
         "stop" => Ok(UsageLimitPolicy::Stop),
         "wait" => Ok(UsageLimitPolicy::Wait),
         _ => Err("must be stop or wait".into()),
+    }
+}
+
+fn parse_ledger_failure(s: &str) -> Result<LedgerFailure, String> {
+    match s {
+        "closed" => Ok(LedgerFailure::Closed),
+        "open" => Ok(LedgerFailure::Open),
+        _ => Err("must be closed or open".into()),
     }
 }
 

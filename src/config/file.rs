@@ -1067,6 +1067,10 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         startup_delay: cli.startup_delay,
         kill_grace: cli.kill_grace,
         on_usage_limit: cli.on_usage_limit,
+        ledger_failure: cli.ledger_failure.unwrap_or(match budgets.mode {
+            crate::core::plan::Mode::Block => crate::core::plan::LedgerFailure::Closed,
+            crate::core::plan::Mode::Warn => crate::core::plan::LedgerFailure::Open,
+        }),
         max_wait: cli.max_wait,
         backoff_quiet: cli.backoff_quiet,
         start_at: cli.start_at.map(|s| s.resolve(chrono::Local::now())),

@@ -480,6 +480,14 @@ struct Budget {
     members: Vec<InstanceId>,
 }
 
+/// This run's part of one budget ([`Ledger::own_share`]), in the budget's base unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnShare {
+    pub used: i128,
+    pub reserved: i128,
+    pub limit: i128,
+}
+
 /// The budget ledger for one run. `InstanceId`s are indices into the `instances`
 /// given to [`Ledger::new`]; any other id is ignored.
 #[derive(Debug, Clone)]
@@ -831,6 +839,36 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Undoes an `Admit` of instance `id` that was not carried out (a budget shared with
+    /// other runs refused it): it holds nothing and waits again.
+    pub fn unadmit(&mut self, id: InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            if inst.run == RunState::Running {
+                inst.run = RunState::Pending;
+            }
+        }
+    }
+
+    /// This run's own part of budget `key`, in its base unit: what it used (without the
+    /// other runs' use) and what its running instances hold; `None` for a budget it does
+    /// not keep. What a budget shared with other runs needs from this run.
+    pub fn own_share(&self, key: &BudgetKey) -> Option<OwnShare> {
+        let b = self.budgets.iter().find(|b| &b.key == key)?;
+        let unit = key.unit;
+        let reserved = b
+            .members
+            .iter()
+            .filter_map(|&m| self.instances.get(m))
+            .filter(|m| m.run == RunState::Running)
+            .map(|m| m.reservation(unit))
+            .sum();
+        Some(OwnShare {
+            used: b.used - b.elsewhere_used,
+            reserved,
+            limit: b.limit,
+        })
     }
 
     /// The instance starts again from scratch (a retry): its next admission reserves

@@ -295,7 +295,9 @@ impl EventSink {
                 self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
             }
             RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
-            RunEvent::BudgetWarning { id, warning } => self.budget_warning(&name(*id), warning),
+            RunEvent::BudgetWarning { id, warning } => {
+                self.budget_warning(id.map(name).as_deref(), warning)
+            }
             RunEvent::BudgetExceeded { decision, reason } => self.budget_exceeded(decision, reason),
             RunEvent::InstanceWaiting { id } => self.emit(
                 "instance_waiting",
@@ -352,6 +354,10 @@ impl EventSink {
             RunEvent::LaunchesStopped { reason } => {
                 self.emit("launches_stopped", json!({"reason": reason}))
             }
+            RunEvent::Ledger {
+                unreachable: Some(error),
+            } => self.emit("ledger_unreachable", json!({"error": error})),
+            RunEvent::Ledger { unreachable: None } => self.emit("ledger_restored", json!({})),
             RunEvent::Parallelism { limit, reason } => self.emit(
                 "parallelism_changed",
                 json!({"parallelism": limit.unwrap_or(run.plan.options.max_parallel), "reduced": limit.is_some(), "reason": reason}),
@@ -428,9 +434,8 @@ impl EventSink {
     /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
     /// instance was admitted although its estimate does not fit. `name` is the instance
     /// whose usage or launch caused it.
-    fn budget_warning(&mut self, name: &str, w: &Warning) {
-        let body = json!({
-            "name": name,
+    fn budget_warning(&mut self, name: Option<&str>, w: &Warning) {
+        let mut body = json!({
             "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
             "used": w.used,
             "limit": w.limit,
@@ -442,6 +447,9 @@ impl EventSink {
             },
             "message": w.to_string(),
         });
+        if let Some(name) = name {
+            body["name"] = json!(name);
+        }
         self.emit("budget_warning", body);
     }
 
@@ -954,7 +962,7 @@ mod tests {
             unit: Unit::Tokens,
         };
         sink.budget_warning(
-            "second",
+            Some("second"),
             &Warning {
                 budget: key.clone(),
                 used: Amount::Tokens(1700),

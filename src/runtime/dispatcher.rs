@@ -74,6 +74,8 @@ pub struct Dispatcher {
     rx: mpsc::Receiver<Msg>,
     /// HOOK(hardening): `--log-dir` file stems by instance.
     log_stems: Vec<String>,
+    /// The ledger's answers about budgets shared with other runs (`runtime::recorder`).
+    news: Option<mpsc::UnboundedReceiver<Input>>,
 }
 
 impl Dispatcher {
@@ -98,7 +100,14 @@ impl Dispatcher {
             outputs,
             tx,
             rx,
+            news: None,
         }
+    }
+
+    /// The run shares budgets with other runs: the ledger's answers arrive here.
+    pub fn with_news(mut self, news: mpsc::UnboundedReceiver<Input>) -> Dispatcher {
+        self.news = Some(news);
+        self
     }
 
     /// Runs every instance to an end; returns the outcome and the `run_finished` report.
@@ -144,6 +153,12 @@ impl Dispatcher {
                 _ = recv_signal(&mut sighup) => self.step(Input::Interrupt(Interrupt::Hup)),
                 _ = recv_signal(&mut sigtstp) => self.suspend(),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
+                Some(input) = recv_news(&mut self.news) => {
+                    self.step(input);
+                    if let Some(r) = &self.outputs.recorder {
+                        r.set_holds(self.state.holds());
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => self.step(Input::Tick),
                 _ = tick.tick(), if !interval.is_zero() => {
                     self.mark_stopped();
@@ -204,6 +219,13 @@ impl Dispatcher {
                             tracing::debug!(instance = %self.state.name(id), pgid = g.pgid(), "SIGKILL sent");
                         }
                     }
+                    Effect::Claim { id, claims } => match &self.outputs.recorder {
+                        Some(r) => r.claim(id, claims),
+                        None => inputs.push_back(Input::Claimed {
+                            id,
+                            answer: Err("no ledger".into()),
+                        }),
+                    },
                     Effect::Emit(event) => {
                         if let RunEvent::InstanceFinished { id } = event {
                             self.groups[id] = None;
@@ -509,4 +531,17 @@ async fn supervise(
             },
         })
         .await;
+}
+
+/// The next answer of the ledger; never, without one.
+async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<Input> {
+    let Some(rx) = news else {
+        return std::future::pending().await;
+    };
+    let got = rx.recv().await;
+    if got.is_none() {
+        // The ledger's thread has ended: nothing more will come.
+        *news = None;
+    }
+    got
 }

@@ -96,6 +96,15 @@ pub fn used_elsewhere_counts_other_runs_in_the_window(s: &mut dyn UsageStore) {
     let used: Vec<i64> = got.elsewhere.iter().map(|e| e.used).collect();
     assert_eq!(used, vec![125, 4, 128, 100, 5]);
     assert!(got.elsewhere.iter().all(|e| e.reserved == 0));
+    // Read-only, for a run id that never ran: every run counts.
+    let all = s
+        .elsewhere(
+            "nobody",
+            1_700,
+            &[budget("t project", Some("p"), None, false)],
+        )
+        .expect("elsewhere");
+    assert_eq!(all[0].used, 1_000_125);
 }
 
 /// Holds count for other runs while their lease lasts; a run's own holds never count for
@@ -117,6 +126,10 @@ pub fn holds_count_while_leased_and_go_with_the_run(s: &mut dyn UsageStore) {
     assert_eq!(
         share(s, "me", 1_000, &hold(5), &b).elsewhere[0].reserved,
         340
+    );
+    assert_eq!(
+        s.elsewhere("nobody", 1_000, &b).expect("read")[0].reserved,
+        345
     );
     // `a` renews later with a smaller hold; `b` does not renew, and its lease runs out.
     share(s, "a", 20_000, &hold(200), &[]);

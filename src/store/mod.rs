@@ -24,17 +24,33 @@ pub(crate) mod pg_server;
 pub mod postgres;
 pub mod sqlite;
 
+use crate::core::budget::{BudgetKey, Scope, Unit};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Opens the ledger `spec` names for writing, creating or migrating its schema: a
 /// `postgres://` or `postgresql://` URL is a PostgreSQL database, anything else an
-/// SQLite file (whose directory must exist).
-pub fn open(spec: &Path) -> Result<Box<dyn UsageStore>, StoreError> {
+/// SQLite file (whose directory must exist). With `patience`, a write gives up on a lock
+/// another process holds after that long (a run sharing budgets must learn soon that
+/// the ledger is unavailable); else it waits as long as the backend's default.
+pub fn open(spec: &Path, patience: Option<Duration>) -> Result<Box<dyn UsageStore>, StoreError> {
     match spec.to_str().filter(|s| postgres::is_url(s)) {
-        Some(url) => Ok(Box::new(postgres::PostgresStore::open(url)?)),
-        None => Ok(Box::new(sqlite::SqliteStore::open(spec)?)),
+        Some(url) => {
+            let mut store = postgres::PostgresStore::open(url)?;
+            if let Some(p) = patience {
+                store.set_patience(p)?;
+            }
+            Ok(Box::new(store))
+        }
+        None => {
+            let mut store = sqlite::SqliteStore::open(spec)?;
+            if let Some(p) = patience {
+                store.set_patience(p)?;
+            }
+            Ok(Box::new(store))
+        }
     }
 }
 
@@ -270,6 +286,59 @@ pub struct SharedBudget {
     pub usd: bool,
 }
 
+/// The plan's periodic budgets as the ledger shares them, in their window at `at`: each
+/// with the run's key for it. A run counts in the periods it started in.
+pub fn shared_budgets(
+    plan: &crate::core::plan::Plan,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(BudgetKey, SharedBudget)> {
+    use crate::core::period::{window_at, PeriodScope, Zone};
+    let zone = plan.budgets.zone;
+    let project = &plan.options.project;
+    let mut out = Vec::new();
+    for p in &plan.budgets.periodic {
+        let window = match zone {
+            Zone::Utc => window_at(p.period, at, &chrono::Utc, zone.name()),
+            Zone::Local => window_at(p.period, at, &chrono::Local, zone.name()),
+            Zone::Named(tz) => window_at(p.period, at, &tz, zone.name()),
+        };
+        let (whose, project, base_command) = match &p.scope {
+            PeriodScope::All => ("all".to_string(), None, None),
+            PeriodScope::Project => (format!("project={project}"), Some(project.clone()), None),
+            PeriodScope::Command(c) => (
+                format!("project={project} command={c}"),
+                Some(project.clone()),
+                Some(c.clone()),
+            ),
+        };
+        let units = [
+            (Unit::Tokens, p.tokens.is_some()),
+            (Unit::Usd, p.usd.is_some()),
+        ];
+        for (unit, set) in units {
+            if !set {
+                continue;
+            }
+            let key = BudgetKey {
+                scope: Scope::Periodic(p.period, p.scope.clone()),
+                unit,
+            };
+            out.push((
+                key,
+                SharedBudget {
+                    key: format!("{} {} {whose}", unit.as_str(), window.key()),
+                    since_ms: window.start.timestamp_millis(),
+                    until_ms: window.end.timestamp_millis(),
+                    project: project.clone(),
+                    base_command: base_command.clone(),
+                    usd: unit == Unit::Usd,
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// What the other runs have in a shared budget, in its base unit (tokens or nanodollars).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Elsewhere {
@@ -390,6 +459,15 @@ pub trait UsageStore: Send {
     fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError>;
     /// The groups of `q`, in key order.
     fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError>;
+    /// What the runs other than `run_id` have in each of `budgets` at `now_ms`, read
+    /// without writing (the dry run, `orchestrator budget`; `run_id` may be one that
+    /// never ran, to count every run).
+    fn elsewhere(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        budgets: &[SharedBudget],
+    ) -> Result<Vec<Elsewhere>, StoreError>;
     /// In one transaction: replaces this run's holds with `req.holds` (those of amount
     /// 0 are dropped), leased until `req.lease_until_ms`; publishes `req.pause` when
     /// given; and answers what the other runs have in each of `req.budgets` at

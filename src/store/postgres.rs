@@ -29,7 +29,8 @@
 
 use super::{
     Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo,
-    RunRecord, ShareRequest, Shared, StoreError, UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery, UsageStore,
+    NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use postgres::types::ToSql;
@@ -167,6 +168,9 @@ pub fn redact(url: &str) -> String {
 pub struct PostgresStore {
     config: Config,
     read_only: bool,
+    /// How long a lock another process holds is waited for (`lock_timeout`), and a
+    /// deadlock retried; `None`: [`SESSION`]'s and [`RETRY_FOR`].
+    patience: Option<Duration>,
     conn: Option<Conn>,
 }
 
@@ -355,6 +359,7 @@ impl PostgresStore {
         let mut store = PostgresStore {
             config: config_of(url)?,
             read_only: false,
+            patience: None,
             conn: None,
         };
         store.conn = Some(store.connect()?);
@@ -367,6 +372,7 @@ impl PostgresStore {
         let mut store = PostgresStore {
             config: config_of(url)?,
             read_only: true,
+            patience: None,
             conn: None,
         };
         match store.connect() {
@@ -379,6 +385,15 @@ impl PostgresStore {
         }
     }
 
+    /// Gives up on a lock another process holds after `patience` (default 30 s), and on
+    /// retrying deadlocks: a run sharing budgets must learn soon that the ledger is
+    /// unavailable (it then counts it as unreachable and retries later).
+    pub fn set_patience(&mut self, patience: Duration) -> Result<(), StoreError> {
+        self.patience = Some(patience);
+        let sql = format!("SET lock_timeout = {}", patience.as_millis().max(1));
+        self.with(|c| c.client.batch_execute(&sql))
+    }
+
     /// A new connection, its schema checked (and, for writing, created or migrated). A
     /// read-only connection without a current schema is `Corrupt` (for `open_read_only`).
     fn connect(&self) -> Result<Conn, StoreError> {
@@ -389,6 +404,9 @@ impl PostgresStore {
             if !options.contains(name) {
                 setup.push_str(&format!("; SET {name} = '{value}'"));
             }
+        }
+        if let Some(p) = self.patience {
+            setup.push_str(&format!("; SET lock_timeout = {}", p.as_millis().max(1)));
         }
         if self.read_only {
             setup.push_str("; SET default_transaction_read_only = on");
@@ -462,7 +480,7 @@ impl PostgresStore {
                     }
                     reopened = true;
                 }
-                Failure::Transient if start.elapsed() < RETRY_FOR => {
+                Failure::Transient if start.elapsed() < self.patience.unwrap_or(RETRY_FOR) => {
                     let _ = conn.client.batch_execute("ROLLBACK");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
@@ -701,7 +719,7 @@ fn elsewhere_in<'b>(
     conn: &mut Conn,
     run_id: &str,
     now_ms: i64,
-    budgets: impl Iterator<Item = &'b super::SharedBudget>,
+    budgets: impl Iterator<Item = &'b SharedBudget>,
 ) -> Result<Vec<Elsewhere>, postgres::Error> {
     let (mut keys, mut since, mut until, mut project, mut command, mut usd) = (
         Vec::new(),
@@ -924,6 +942,16 @@ impl UsageStore for PostgresStore {
             )
         })
         .map(|_| ())
+    }
+
+    fn elsewhere(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        budgets: &[SharedBudget],
+    ) -> Result<Vec<Elsewhere>, StoreError> {
+        // One statement: one snapshot.
+        self.with(|c| elsewhere_in(c, run_id, now_ms, budgets.iter()))
     }
 
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {

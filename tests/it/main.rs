@@ -21,3 +21,4 @@ mod real_claude;
 mod run;
 mod screen;
 mod scripting;
+mod shared;

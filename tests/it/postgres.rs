@@ -2,8 +2,8 @@
 //! a real PostgreSQL server (`common::PgServer`), read back with `orchestrator usage`; a
 //! server that is not there, and one that goes away in the middle of a run.
 
-use crate::common::{orchestrator, run, stderr, stdout, tempdir, PgServer};
-use crate::ledger::{assert_usage_eq, eventually, simulated_run, usage_json};
+use crate::common::{orchestrator, run, stderr, stdout, tempdir, wait_for, PgServer};
+use crate::ledger::{assert_usage_eq, simulated_run, usage_json};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
@@ -136,12 +136,13 @@ fn a_server_that_goes_away_mid_run_loses_no_usage() {
         .spawn()
         .expect("spawn");
     // Usage is being recorded…
-    eventually(Duration::from_secs(30), || {
+    wait_for("usage recorded", &mut child, |_| {
         let v = usage_json(dir.path(), ledger, &["--by", "run"]);
         (v["groups"][0]["usage"]["total_tokens"].as_u64()? > 0).then_some(())
     });
     server.stop();
-    // …the run goes on without its ledger for a while…
+    // …the run goes on without its ledger for two seconds (the outage itself, not a
+    // wait for something)…
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         child.try_wait().expect("try_wait").is_none(),

@@ -9,9 +9,9 @@
 //! The runtime keeps a process handle only while an instance is running.
 
 use crate::core::accounting::{Observation, ResultSummary, Tracker};
-use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
+use crate::core::budget::{Admission, Amount, BudgetKey, Decision, Ledger, Scope, Warning};
 use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
-use crate::core::plan::{InstanceId, Plan, Status, UsageLimitPolicy};
+use crate::core::plan::{InstanceId, LedgerFailure, Mode, Plan, Status, UsageLimitPolicy};
 use crate::core::signal::{PauseReason, Signal};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
@@ -109,6 +109,34 @@ pub enum Input {
         ended: Ended,
     },
     Interrupt(Interrupt),
+    /// The ledger's latest figures for the budgets shared with other runs (issue 12);
+    /// `Err`: it could not be reached.
+    Shared(Result<Vec<OtherRuns>, String>),
+    /// The answer to an [`Effect::Claim`]: granted or not, and the figures it was decided
+    /// on; `Err`: the ledger could not be reached.
+    Claimed {
+        id: InstanceId,
+        answer: Result<(bool, Vec<OtherRuns>), String>,
+    },
+}
+
+/// What the other runs have in one budget shared through the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherRuns {
+    pub key: BudgetKey,
+    pub used: Amount,
+    pub reserved: Amount,
+}
+
+/// This run's request for one shared budget, in its base unit (see `store::Claim`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimOf {
+    pub key: BudgetKey,
+    /// Its own use plus everything it will hold once the instance runs.
+    pub mine: i128,
+    /// What it will hold.
+    pub hold: i128,
+    pub limit: i128,
 }
 
 #[must_use]
@@ -121,6 +149,13 @@ pub enum Effect {
     /// SIGKILL it.
     Kill(InstanceId),
     Emit(RunEvent),
+    /// Block mode: before instance `id` (admitted by this run's ledger) launches, take its
+    /// share of the budgets shared with other runs, atomically with them; then answer
+    /// `Claimed`.
+    Claim {
+        id: InstanceId,
+        claims: Vec<ClaimOf>,
+    },
 }
 
 /// Why a queued instance is not running yet.
@@ -135,6 +170,8 @@ pub enum WaitReason {
     /// The subscription's usage limit: waiting for it to reset (Unix seconds, when
     /// known) before launching or resuming.
     UsageLimit { resets_at: Option<i64> },
+    /// `--ledger-failure closed`: the ledger sharing its budgets cannot be reached.
+    Ledger,
 }
 
 impl fmt::Display for WaitReason {
@@ -152,6 +189,10 @@ impl fmt::Display for WaitReason {
                     None => write!(f, "; waiting to try again"),
                 }
             }
+            WaitReason::Ledger => write!(
+                f,
+                "waiting for the ledger, which cannot be reached (--ledger-failure closed)"
+            ),
         }
     }
 }
@@ -335,9 +376,10 @@ pub enum RunEvent {
         id: InstanceId,
         text: String,
     },
-    /// A budget warning; `id` is the instance whose usage or launch caused it.
+    /// A budget warning; `id` is the instance whose usage or launch caused it (`None`:
+    /// the use of other runs sharing the budget).
     BudgetWarning {
-        id: InstanceId,
+        id: Option<InstanceId>,
         warning: Warning,
     },
     /// Block mode: a budget was passed; `reason` names it; `decision` lists the
@@ -387,6 +429,11 @@ pub enum RunEvent {
         attempt: u32,
         reason: String,
     },
+    /// The ledger sharing budgets with other runs cannot be reached (`Some(error)`), or
+    /// can again (`None`).
+    Ledger {
+        unreachable: Option<String>,
+    },
     /// Fleet backoff changed how many instances may run at once (`None`: as configured).
     Parallelism {
         limit: Option<usize>,
@@ -426,6 +473,21 @@ pub struct RunState {
     unix_at_start: i64,
     /// When the first usage limit was hit: `--max-wait` counts from there.
     first_limit: Option<Instant>,
+    /// Budgets shared with other runs through the ledger, when there are.
+    sharing: Option<Sharing>,
+}
+
+/// The run's side of the budgets it shares with other runs (issue 12).
+#[derive(Debug, Clone, Default)]
+struct Sharing {
+    keys: Vec<BudgetKey>,
+    /// The instance whose claim is with the ledger: one at a time, so a claim always
+    /// counts every earlier one.
+    claiming: Option<InstanceId>,
+    /// A claim was refused: no new claim before the ledger's next figures.
+    refused: bool,
+    /// The ledger cannot be reached: the error.
+    down: Option<String>,
 }
 
 impl RunState {
@@ -450,7 +512,41 @@ impl RunState {
             report_error: None,
             unix_at_start: 0,
             first_limit: None,
+            sharing: None,
         }
+    }
+
+    /// These budgets (periodic ones) are shared with other runs through the ledger: in
+    /// block mode an instance counting toward one launches only once the ledger grants
+    /// its claim ([`Effect::Claim`]), and the ledger's figures arrive as
+    /// [`Input::Shared`].
+    pub fn share_budgets(&mut self, keys: Vec<BudgetKey>) {
+        self.sharing = (!keys.is_empty()).then(|| Sharing {
+            keys,
+            ..Sharing::default()
+        });
+    }
+
+    /// What this run holds in each shared budget (base unit): what the ledger must keep
+    /// for it.
+    pub fn holds(&self) -> Vec<(BudgetKey, i128)> {
+        let Some(s) = &self.sharing else {
+            return Vec::new();
+        };
+        s.keys
+            .iter()
+            .filter_map(|k| Some((k.clone(), self.ledger.own_share(k)?.reserved)))
+            .collect()
+    }
+
+    /// The shared budgets instance `id` counts toward.
+    fn shared_keys_of(&self, id: InstanceId) -> Vec<BudgetKey> {
+        let Some(s) = &self.sharing else {
+            return Vec::new();
+        };
+        let mut keys = self.ledger.keys_for(id);
+        keys.retain(|k| s.keys.contains(k));
+        keys
     }
 
     pub fn name(&self, id: InstanceId) -> &str {
@@ -553,6 +649,8 @@ impl RunState {
             Input::Observed { id, observed } => self.observed(id, observed, now, &mut fx),
             Input::Exited { id, ended } => self.exited(id, ended, now, &mut fx),
             Input::Interrupt(which) => self.interrupted(which, now, &mut fx),
+            Input::Shared(news) => self.shared(news, now, &mut fx),
+            Input::Claimed { id, answer } => self.claimed(id, answer, now, &mut fx),
         }
         if self.started && !self.finished {
             self.launch_ready(now, &mut fx);
@@ -597,13 +695,91 @@ impl RunState {
                 tokens: line.tokens_delta,
             }));
         }
-        self.apply(id, decisions, now, fx);
+        self.apply(Some(id), decisions, now, fx);
     }
 
-    /// Carries out the ledger's decisions about `id`'s usage.
-    fn apply(
+    /// The ledger's figures for the shared budgets, or that it cannot be reached.
+    fn shared(&mut self, news: Result<Vec<OtherRuns>, String>, now: Instant, fx: &mut Vec<Effect>) {
+        match news {
+            Ok(others) => {
+                self.ledger_reachable(None, fx);
+                if let Some(s) = &mut self.sharing {
+                    s.refused = false;
+                }
+                self.apply_others(others, now, fx);
+            }
+            Err(e) => self.ledger_reachable(Some(e), fx),
+        }
+    }
+
+    /// Records whether the ledger can be reached; an event when that changes.
+    fn ledger_reachable(&mut self, error: Option<String>, fx: &mut Vec<Effect>) {
+        let Some(s) = &mut self.sharing else { return };
+        if s.down.is_some() != error.is_some() {
+            fx.push(Effect::Emit(RunEvent::Ledger {
+                unreachable: error.clone(),
+            }));
+        }
+        s.down = error;
+    }
+
+    /// Other runs' use and reservations, into this run's ledger: growth elsewhere can
+    /// warn and, in block mode, stop this run's instances.
+    fn apply_others(&mut self, others: Vec<OtherRuns>, now: Instant, fx: &mut Vec<Effect>) {
+        for o in others {
+            let decisions = self.ledger.set_elsewhere(&o.key, o.used, o.reserved);
+            self.apply(None, decisions, now, fx);
+        }
+    }
+
+    /// The ledger answered instance `id`'s claim.
+    fn claimed(
         &mut self,
         id: InstanceId,
+        answer: Result<(bool, Vec<OtherRuns>), String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(s) = &mut self.sharing {
+            s.claiming = None;
+        }
+        let queued = self.queue.iter().position(|&q| q == id);
+        let granted = match answer {
+            Ok((granted, others)) => {
+                self.ledger_reachable(None, fx);
+                self.apply_others(others, now, fx);
+                granted
+            }
+            Err(e) => {
+                self.ledger_reachable(Some(e), fx);
+                self.plan.options.ledger_failure == LedgerFailure::Open
+            }
+        };
+        match queued {
+            // Ended while its claim was out (an interrupt, a stop): it holds nothing.
+            None => self.ledger.finish(id),
+            Some(at) if granted && self.interrupt.is_none() && self.gate.stopped.is_none() => {
+                self.start(at, Vec::new(), now, fx)
+            }
+            Some(_) => {
+                self.ledger.unadmit(id);
+                let why = match (&self.sharing, self.shared_keys_of(id).first()) {
+                    (Some(s), _) if s.down.is_some() => WaitReason::Ledger,
+                    (_, Some(key)) => WaitReason::Budget(key.clone()),
+                    (_, None) => WaitReason::Ledger,
+                };
+                if let Some(s) = &mut self.sharing {
+                    s.refused = s.down.is_none();
+                }
+                self.set_waiting(id, why, fx);
+            }
+        }
+    }
+
+    /// Carries out the ledger's decisions about `id`'s usage (`None`: other runs' use).
+    fn apply(
+        &mut self,
+        id: Option<InstanceId>,
         decisions: Vec<Decision>,
         now: Instant,
         fx: &mut Vec<Effect>,
@@ -837,24 +1013,47 @@ impl RunState {
                 Ok(()) => {}
             }
             let id = self.queue[i];
+            let shared = self.shared_keys_of(id);
+            let (claiming, down) = match &self.sharing {
+                Some(s) if !shared.is_empty() => {
+                    (s.claiming.is_some() || s.refused, s.down.is_some())
+                }
+                _ => (false, false),
+            };
+            if claiming {
+                // After the claim out (or the ledger's next figures, after a refusal).
+                i += 1;
+                continue;
+            }
+            let closed = self.plan.options.ledger_failure == LedgerFailure::Closed;
+            if down && closed {
+                self.set_waiting(id, WaitReason::Ledger, fx);
+                i += 1;
+                continue;
+            }
             match self.ledger.admit(id) {
                 Admission::Admit { warnings } => {
-                    self.queue.remove(i);
-                    for warning in warnings {
-                        fx.push(Effect::Emit(RunEvent::BudgetWarning { id, warning }));
+                    if !shared.is_empty() && !down && self.ledger.mode() == Mode::Block {
+                        let claims = shared
+                            .into_iter()
+                            .filter_map(|key| {
+                                let own = self.ledger.own_share(&key)?;
+                                Some(ClaimOf {
+                                    key,
+                                    mine: own.used + own.reserved,
+                                    hold: own.reserved,
+                                    limit: own.limit,
+                                })
+                            })
+                            .collect();
+                        if let Some(s) = &mut self.sharing {
+                            s.claiming = Some(id);
+                        }
+                        fx.push(Effect::Claim { id, claims });
+                        i += 1;
+                        continue;
                     }
-                    let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
-                    note_timer(&mut self.next_timer, timeout_at);
-                    let inst = &mut self.instances[id];
-                    inst.phase = Phase::Running {
-                        started: now,
-                        timeout_at,
-                        stopping: None,
-                    };
-                    inst.result_seen = false;
-                    self.running += 1;
-                    self.gate.launched(now);
-                    fx.push(Effect::Spawn(id));
+                    self.start(i, warnings, now, fx);
                 }
                 Admission::Wait { budget } => {
                     self.set_waiting(id, WaitReason::Budget(budget), fx);
@@ -874,6 +1073,29 @@ impl RunState {
                 }
             }
         }
+    }
+
+    /// Launches the admitted instance at `queue[at]`.
+    fn start(&mut self, at: usize, warnings: Vec<Warning>, now: Instant, fx: &mut Vec<Effect>) {
+        let id = self.queue.remove(at);
+        for warning in warnings {
+            fx.push(Effect::Emit(RunEvent::BudgetWarning {
+                id: Some(id),
+                warning,
+            }));
+        }
+        let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
+        note_timer(&mut self.next_timer, timeout_at);
+        let inst = &mut self.instances[id];
+        inst.phase = Phase::Running {
+            started: now,
+            timeout_at,
+            stopping: None,
+        };
+        inst.result_seen = false;
+        self.running += 1;
+        self.gate.launched(now);
+        fx.push(Effect::Spawn(id));
     }
 
     /// Marks a queued instance as waiting; an event only when the reason changes.

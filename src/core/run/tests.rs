@@ -1257,3 +1257,204 @@ fn fail_fast_waits_for_retries_to_run_out() {
     assert_eq!(s.status(0), Status::Completed);
     assert_eq!(s.status(1), Status::Running);
 }
+
+// ---------------------------------------------------------------- shared budgets (issue 12)
+
+/// A block-mode plan of `names` under a daily token budget of `limit` shared with other
+/// runs; each instance's estimate is 1000 tokens.
+fn shared_plan(names: &[&str], limit: u64) -> Sim {
+    use crate::core::period::{Period, PeriodScope};
+    let mut p = plan(names);
+    p.budgets.mode = Mode::Block;
+    p.budgets.periodic.push(crate::core::plan::PeriodicLimit {
+        period: Period::Day,
+        scope: PeriodScope::Project,
+        tokens: Some(limit),
+        usd: None,
+    });
+    let mut sim = Sim::new(p);
+    sim.run.share_budgets(vec![day_key()]);
+    sim
+}
+
+fn day_key() -> BudgetKey {
+    use crate::core::period::{Period, PeriodScope};
+    BudgetKey {
+        scope: Scope::Periodic(Period::Day, PeriodScope::Project),
+        unit: crate::core::budget::Unit::Tokens,
+    }
+}
+
+fn others(used: u64, reserved: u64) -> Vec<OtherRuns> {
+    vec![OtherRuns {
+        key: day_key(),
+        used: Amount::Tokens(used),
+        reserved: Amount::Tokens(reserved),
+    }]
+}
+
+fn claims(fx: &[Effect]) -> Vec<(InstanceId, Vec<ClaimOf>)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Claim { id, claims } => Some((*id, claims.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_shared_budget_launches_only_what_the_ledger_grants_one_claim_at_a_time() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    let fx = sim.start();
+    assert!(
+        spawns(&fx).is_empty(),
+        "nothing launches before the ledger agrees"
+    );
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1, "one claim at a time: {fx:?}");
+    assert_eq!(c[0].0, 0);
+    assert_eq!(
+        c[0].1,
+        vec![ClaimOf {
+            key: day_key(),
+            mine: 1000,
+            hold: 1000,
+            limit: 10_000
+        }]
+    );
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+    // The next claim counts what `a` holds.
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].0, c[0].1[0].mine, c[0].1[0].hold), (1, 2000, 2000));
+    assert_eq!(
+        sim.run.holds(),
+        vec![(day_key(), 2000)],
+        "b is admitted locally while its claim is out"
+    );
+}
+
+#[test]
+fn a_refused_claim_waits_for_the_ledgers_next_figures() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.start();
+    // Another run took the headroom meanwhile: 9500 held elsewhere.
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((false, others(0, 9_500))),
+    });
+    assert!(spawns(&fx).is_empty());
+    assert!(claims(&fx).is_empty(), "no new claim before new figures");
+    assert_eq!(sim.status(0), Status::Waiting);
+    assert_eq!(sim.reason(0), "waiting for daily budget");
+    assert_eq!(sim.run.holds(), vec![(day_key(), 0)], "it holds nothing");
+    // Still held elsewhere: it waits, without asking.
+    let fx = sim.input(Input::Shared(Ok(others(0, 9_500))));
+    assert!(claims(&fx).is_empty());
+    // The other run finished using little: room again, so it claims.
+    let fx = sim.input(Input::Shared(Ok(others(200, 0))));
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1);
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(200, 0))),
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn use_recorded_by_other_runs_blocks_what_does_not_fit_and_stops_what_runs() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.start();
+    sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    sim.input(Input::Claimed {
+        id: 1,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert_eq!(sim.status(1), Status::Running);
+    sim.usage(0, 600);
+    // Other runs' use passes the limit: both instances of this run are stopped.
+    let fx = sim.input(Input::Shared(Ok(others(9_500, 0))));
+    let mut t = terminates(&fx);
+    t.sort_unstable();
+    assert_eq!(t, vec![0, 1]);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::BudgetExceeded { reason, .. } if reason.starts_with("daily budget exceeded")
+    )));
+    sim.exit_with(0, 143, None);
+    sim.exit_with(1, 143, None);
+    assert_eq!(sim.run.outcome().exit, ExitCode::Budget);
+}
+
+#[test]
+fn an_unreachable_ledger_holds_new_launches_when_closed_and_not_when_open() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.start();
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Err("database is locked".into()),
+    });
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Ledger {
+            unreachable: Some(_)
+        }
+    )));
+    assert!(spawns(&fx).is_empty() && claims(&fx).is_empty());
+    assert_eq!(sim.status(0), Status::Waiting);
+    assert!(
+        sim.reason(0).contains("--ledger-failure closed"),
+        "{}",
+        sim.reason(0)
+    );
+    assert_eq!(sim.status(1), Status::Waiting);
+    // Back: it claims again.
+    let fx = sim.input(Input::Shared(Ok(others(0, 0))));
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Ledger { unreachable: None }
+    )));
+    assert_eq!(claims(&fx).len(), 1);
+
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.run.plan.options.ledger_failure = LedgerFailure::Open;
+    sim.start();
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Err("database is locked".into()),
+    });
+    // Open: it launches, and so does the next without asking the unreachable ledger.
+    assert_eq!(spawns(&fx), vec![0, 1]);
+}
+
+#[test]
+fn an_instance_interrupted_while_its_claim_is_out_never_launches() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.start();
+    sim.input(Input::Interrupt(Interrupt::Int));
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(sim.run.holds(), vec![(day_key(), 0)]);
+    assert_eq!(sim.status(0), Status::Interrupted);
+}
+
+#[test]
+fn warn_mode_shares_figures_but_never_asks_before_launching() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.run.plan.budgets.mode = Mode::Warn;
+    sim.run.ledger = Ledger::for_plan(&sim.run.plan, &Pricing::builtin());
+    let fx = sim.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert!(claims(&fx).is_empty());
+}

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests that run the binary: the orchestrator with
-//! fast test defaults, output accessors and lines of a fake Claude Code transcript.
-#![allow(dead_code)] // each test crate uses its own subset
+//! fast test defaults, output accessors, lines of a fake Claude Code transcript and the
+//! fake `claude` that prints them (with the one way to wait for it).
+#![allow(dead_code)] // each test module uses its own subset
+
+mod fake_claude;
+pub use fake_claude::{gone, proc_state, wait_exit, wait_for, wait_ready, FakeClaude, HANG_GUARD};
 
 pub mod pg_server;
 pub use pg_server::PgServer;
