@@ -165,3 +165,46 @@ fn a_server_that_goes_away_mid_run_loses_no_usage() {
     assert_eq!(g["status"], "finished");
     assert_eq!(g["completed"], 3);
 }
+
+// ------------------------------------------- the shared-budget scenarios (`shared.rs`)
+
+#[test]
+fn pg_four_runs_at_once_hold_a_shared_daily_budget() {
+    crate::shared::four_runs_at_once_hold_a_shared_daily_budget(&PgServer::shared().database());
+}
+
+#[test]
+fn pg_two_runs_racing_for_the_last_headroom_never_both_get_it() {
+    crate::shared::two_runs_racing_for_the_last_headroom_never_both_get_it(&|_| {
+        PgServer::shared().database()
+    });
+}
+
+#[test]
+fn pg_a_killed_runs_holds_expire_with_their_lease() {
+    crate::shared::a_killed_runs_holds_expire_with_their_lease(&PgServer::shared().database());
+}
+
+/// The server itself stops while the run shares its budget, and starts again.
+#[test]
+fn pg_a_ledger_that_goes_away_mid_run_loses_no_usage() {
+    let server = PgServer::new();
+    let url = server.database();
+    let mut recorded = || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let sum: i64 = c
+            .query_one(
+                "SELECT COALESCE(SUM(total_tokens), 0)::bigint FROM orchestrator.instances",
+                &[],
+            )
+            .expect("sum")
+            .get(0);
+        sum as u64
+    };
+    crate::shared::a_ledger_that_goes_away_mid_run_loses_no_usage(
+        &url,
+        &mut || server.stop(),
+        &mut || server.start(),
+        &mut recorded,
+    );
+}
