@@ -324,6 +324,8 @@ fn read_version(client: &mut Client) -> Result<i64, postgres::Error> {
 fn migrate(client: &mut Client) -> Result<Option<i64>, postgres::Error> {
     client.batch_execute(&format!(
         "BEGIN;
+         SET LOCAL statement_timeout = 0;
+         SET LOCAL lock_timeout = 0;
          SELECT pg_advisory_xact_lock({MIGRATION_LOCK}, 0);
          DO $$ BEGIN
              IF to_regnamespace('orchestrator') IS NULL THEN CREATE SCHEMA orchestrator; END IF;
@@ -362,7 +364,7 @@ impl PostgresStore {
             patience: None,
             conn: None,
         };
-        store.conn = Some(store.connect()?);
+        store.conn = store.connect()?;
         Ok(store)
     }
 
@@ -375,14 +377,8 @@ impl PostgresStore {
             patience: None,
             conn: None,
         };
-        match store.connect() {
-            Ok(conn) => {
-                store.conn = Some(conn);
-                Ok(Some(store))
-            }
-            Err(StoreError::Corrupt(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        store.conn = store.connect()?;
+        Ok(store.conn.is_some().then_some(store))
     }
 
     /// Gives up on a lock another process holds after `patience` (default 30 s), and on
@@ -394,9 +390,9 @@ impl PostgresStore {
         self.with(|c| c.client.batch_execute(&sql))
     }
 
-    /// A new connection, its schema checked (and, for writing, created or migrated). A
-    /// read-only connection without a current schema is `Corrupt` (for `open_read_only`).
-    fn connect(&self) -> Result<Conn, StoreError> {
+    /// A new connection, its schema checked (and, for writing, created or migrated):
+    /// `None` when read-only and the database holds no ledger of this version.
+    fn connect(&self) -> Result<Option<Conn>, StoreError> {
         let mut client = self.config.connect(NoTls).map_err(|e| unusable(&e))?;
         let mut setup = String::from("SET search_path TO orchestrator");
         let options = self.config.get_options().unwrap_or_default();
@@ -422,16 +418,16 @@ impl PostgresStore {
         }
         if v < SCHEMA_VERSION {
             if self.read_only {
-                return Err(StoreError::Corrupt(format!("schema version {v}")));
+                return Ok(None);
             }
             if let Some(found) = migrate(&mut client).map_err(|e| unusable(&e))? {
                 return Err(newer(found));
             }
         }
-        Ok(Conn {
+        Ok(Some(Conn {
             client,
             statements: HashMap::new(),
-        })
+        }))
     }
 
     /// Runs `op` on the connection, opening one when there is none. A connection found
@@ -463,10 +459,10 @@ impl PostgresStore {
         loop {
             let fresh = self.conn.is_none();
             if fresh {
-                self.conn = Some(self.connect()?);
+                self.conn = self.connect()?;
             }
             let Some(conn) = self.conn.as_mut() else {
-                continue;
+                return Err(StoreError::Unusable("the ledger's tables are gone".into()));
             };
             let e = match op(conn) {
                 Ok(v) => return Ok(v),
