@@ -364,7 +364,8 @@ impl PostgresStore {
             patience: None,
             conn: None,
         };
-        store.conn = store.connect()?;
+        let opening = &mut store;
+        store.conn = off_runtime(move || opening.connect())?;
         Ok(store)
     }
 
@@ -377,7 +378,8 @@ impl PostgresStore {
             patience: None,
             conn: None,
         };
-        store.conn = store.connect()?;
+        let opening = &mut store;
+        store.conn = off_runtime(move || opening.connect())?;
         Ok(store.conn.is_some().then_some(store))
     }
 
@@ -438,15 +440,7 @@ impl PostgresStore {
         &mut self,
         op: impl FnMut(&mut Conn) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // The client's own runtime cannot block inside another one.
-            return std::thread::scope(|s| {
-                s.spawn(|| self.with_here(op))
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            });
-        }
-        self.with_here(op)
+        off_runtime(|| self.with_here(op))
     }
 
     fn with_here<T>(
@@ -489,6 +483,20 @@ impl PostgresStore {
                 }
             }
         }
+    }
+}
+
+/// Runs `f` here, or on a short-lived thread when this one is inside a tokio runtime
+/// (where the client's own runtime cannot block).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    } else {
+        f()
     }
 }
 
@@ -1479,12 +1487,13 @@ mod tests {
     /// Inside a tokio runtime (where the client's own would panic), calls still work.
     #[test]
     fn works_from_inside_a_tokio_runtime() {
-        let mut s = fresh();
+        let url = PgServer::shared().database();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        // `s` moves in, and is dropped inside the runtime too.
+        // Opened, used and dropped inside the runtime.
         let h = rt.block_on(async move {
+            let mut s = PostgresStore::open(&url).expect("open");
             s.begin_run(&run("r", "p", 0), &[]).expect("begin");
             s.history(
                 &HistoryKey {
