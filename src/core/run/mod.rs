@@ -1082,9 +1082,9 @@ impl RunState {
                 _ => (false, false),
             };
             if claiming {
-                // After the claim out (or the ledger's next figures, after a refusal).
-                i += 1;
-                continue;
+                // After the claim out (or the ledger's next figures, after a refusal); the
+                // rest keep their place in plan order.
+                return;
             }
             let closed = self.plan.options.ledger_failure == LedgerFailure::Closed;
             if down && closed {
