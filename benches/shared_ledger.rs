@@ -50,7 +50,10 @@ fn budgets() -> Vec<SharedBudget> {
     [false, true]
         .into_iter()
         .map(|usd| SharedBudget {
-            key: format!("{} day:bench@UTC project=p", if usd { "usd" } else { "tokens" }),
+            key: format!(
+                "{} day:bench@UTC project=p",
+                if usd { "usd" } else { "tokens" }
+            ),
             since_ms: 0,
             until_ms: DAY_MS,
             project: Some("p".into()),
@@ -63,7 +66,9 @@ fn budgets() -> Vec<SharedBudget> {
 /// A day of history and 8 live runs holding reservations.
 fn fill(store: &mut dyn UsageStore) {
     for r in 0..200 {
-        let insts: Vec<InstanceRecord> = (0..25).map(|i| instance(i, 40_000 + u64::from(i))).collect();
+        let insts: Vec<InstanceRecord> = (0..25)
+            .map(|i| instance(i, 40_000 + u64::from(i)))
+            .collect();
         store
             .begin_run(&run(&format!("old{r}"), 1_000 + r), &insts)
             .expect("history");

@@ -11,15 +11,8 @@ use std::process::Output;
 
 /// The `--json` events, each checked against schema/events.schema.json, and the report.
 fn events(o: &Output) -> Vec<Value> {
-    let schemas = crate::scripting::schemas();
-    let ev: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    for e in &ev {
-        schemas.check_event(e);
-    }
-    schemas.check_report(report(&ev));
+    let ev = crate::common::events(o);
+    crate::scripting::schemas().check_report(report(&ev));
     ev
 }
 

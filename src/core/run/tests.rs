@@ -1466,6 +1466,14 @@ fn warn_mode_shares_figures_but_never_asks_before_launching() {
 
 // ---------------------------------------------------------------- pauses shared by runs (issue 14)
 
+fn pause(usage_limit: bool, until_unix: i64, cause: &str) -> SharedPause {
+    SharedPause {
+        usage_limit,
+        until_ms: until_unix * 1000,
+        cause: cause.into(),
+    }
+}
+
 fn published(fx: &[Effect]) -> Vec<SharedPause> {
     fx.iter()
         .filter_map(|e| match e {
@@ -1482,24 +1490,13 @@ fn a_usage_limit_and_a_retry_pause_are_published_for_the_other_runs() {
     let fx = usage_limit(&mut s, 0, Some(120));
     assert_eq!(
         published(&fx),
-        vec![SharedPause {
-            usage_limit: true,
-            until_ms: (UNIX0 + 120) * 1000,
-            cause: "usage limit reached".into(),
-        }]
+        vec![pause(true, UNIX0 + 120, "usage limit reached")]
     );
     let mut s = fleet();
     s.start();
     s.now = s.t0 + Duration::from_secs(10);
     let fx = s.signal(0, retry(429, 4000));
-    assert_eq!(
-        published(&fx),
-        vec![SharedPause {
-            usage_limit: false,
-            until_ms: (UNIX0 + 14) * 1000,
-            cause: "429".into(),
-        }]
-    );
+    assert_eq!(published(&fx), vec![pause(false, UNIX0 + 14, "429")]);
     // A usage limit without a reset time is not published: there is nothing to wait for.
     let mut s = waiting_plan(Duration::from_secs(3600));
     s.start();
@@ -1516,11 +1513,7 @@ fn another_runs_usage_limit_holds_launches_until_the_reset_with_wait() {
     let fx = s.start();
     assert_eq!(spawns(&fx), vec![0]);
     let fx = s.input(Input::Paused {
-        pauses: vec![SharedPause {
-            usage_limit: true,
-            until_ms: (UNIX0 + 60) * 1000,
-            cause: "usage limit reached".into(),
-        }],
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
         unix_now_ms: s.unix_ms(),
     });
     assert_eq!(
@@ -1543,11 +1536,7 @@ fn another_runs_usage_limit_stops_launching_with_stop() {
     let mut s = Sim::new(p);
     s.start();
     let fx = s.input(Input::Paused {
-        pauses: vec![SharedPause {
-            usage_limit: true,
-            until_ms: (UNIX0 + 60) * 1000,
-            cause: "usage limit reached".into(),
-        }],
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
         unix_now_ms: s.unix_ms(),
     });
     assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesStopped { .. })));
@@ -1563,11 +1552,7 @@ fn another_runs_usage_limit_stops_launching_with_stop() {
     s.start();
     s.at(100.0);
     let fx = s.input(Input::Paused {
-        pauses: vec![SharedPause {
-            usage_limit: true,
-            until_ms: (UNIX0 + 60) * 1000,
-            cause: "usage limit reached".into(),
-        }],
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
         unix_now_ms: s.unix_ms(),
     });
     assert!(fx.is_empty());
@@ -1580,11 +1565,7 @@ fn another_runs_backoff_pauses_launches_without_lowering_parallelism() {
     let mut s = Sim::new(p);
     s.start();
     let fx = s.input(Input::Paused {
-        pauses: vec![SharedPause {
-            usage_limit: false,
-            until_ms: (UNIX0 + 5) * 1000,
-            cause: "429".into(),
-        }],
+        pauses: vec![pause(false, UNIX0 + 5, "429")],
         unix_now_ms: s.unix_ms(),
     });
     assert_eq!(paused(&fx), vec!["429 from another run of the project"]);
@@ -1597,11 +1578,7 @@ fn another_runs_backoff_pauses_launches_without_lowering_parallelism() {
 fn news_from_the_ledger_before_the_start_acts_after_run_started_and_before_any_launch() {
     let mut s = Sim::new(plan(&["a"]));
     let early = s.input(Input::Paused {
-        pauses: vec![SharedPause {
-            usage_limit: true,
-            until_ms: (UNIX0 + 60) * 1000,
-            cause: "usage limit reached".into(),
-        }],
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
         unix_now_ms: UNIX0 * 1000,
     });
     assert!(early.is_empty(), "nothing happens before the start");
