@@ -13,6 +13,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use orchestrator::core::usage::{Usage, Usd};
+use orchestrator::store::postgres::PostgresStore;
 use orchestrator::store::sqlite::SqliteStore;
 use orchestrator::store::{
     Claim, Hold, InstanceRecord, RunRecord, ShareRequest, SharedBudget, UsageStore,
@@ -148,6 +149,13 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sqlite = SqliteStore::open(&dir.path().join("ledger.sqlite")).expect("sqlite");
     bench_store(c, "sqlite", &mut sqlite);
+    if let Some(url) = std::env::var("ORCHESTRATOR_BENCH_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let mut pg = PostgresStore::open(&url).expect("postgres");
+        bench_store(c, "postgres", &mut pg);
+    }
 }
 
 criterion_group!(benches, bench);
