@@ -119,33 +119,9 @@ pub struct Cli {
     #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, help_heading = "Budgets")]
     pub command_cost_budget: Vec<CommandCostList>,
 
-    /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub daily_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub daily_cost_budget: Option<Usd>,
-
-    /// Tokens this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub weekly_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub weekly_cost_budget: Option<Usd>,
-
-    /// Tokens this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub monthly_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub monthly_cost_budget: Option<Usd>,
-
-    /// The zone the daily, weekly and monthly budgets count in: utc, local or an IANA name such as Europe/Berlin [default: utc].
-    #[arg(long, value_name = "ZONE", value_parser = parse_zone, help_heading = "Budgets")]
-    pub budget_timezone: Option<crate::core::period::Zone>,
+    /// The daily, weekly and monthly budgets and their zone.
+    #[command(flatten)]
+    pub periodic: PeriodicFlags,
 
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
     #[arg(long, value_name = "MODE", value_parser = Choice::new(&["warn", "block"], parse_mode), help_heading = "Budgets")]
@@ -336,6 +312,69 @@ pub struct Cli {
     /// Label the run [default: the git top-level directory's name, else the workspace's].
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
     pub project: Option<String>,
+}
+
+/// The periodic budget flags (`--daily-token-budget`, …, `--budget-timezone`): a run's
+/// and `orchestrator budget`'s, parsed by the same definitions.
+#[derive(Debug, Clone, PartialEq, Default, clap::Args)]
+pub struct PeriodicFlags {
+    /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_cost_budget: Option<Usd>,
+
+    /// The zone the daily, weekly and monthly budgets count in: utc, local or an IANA name such as Europe/Berlin [default: utc].
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone, help_heading = "Budgets")]
+    pub budget_timezone: Option<crate::core::period::Zone>,
+}
+
+impl PeriodicFlags {
+    /// The periodic budgets the flags set, day, week, month in that order (all of them
+    /// project-scoped).
+    pub fn limits(&self) -> Vec<crate::core::plan::PeriodicLimit> {
+        use crate::core::period::Period;
+        [
+            (Period::Day, self.daily_token_budget, self.daily_cost_budget),
+            (
+                Period::Week,
+                self.weekly_token_budget,
+                self.weekly_cost_budget,
+            ),
+            (
+                Period::Month,
+                self.monthly_token_budget,
+                self.monthly_cost_budget,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, t, u)| t.is_some() || u.is_some())
+        .map(|(period, tokens, usd)| crate::core::plan::PeriodicLimit {
+            period,
+            scope: crate::core::period::PeriodScope::Project,
+            tokens,
+            usd,
+        })
+        .collect()
+    }
 }
 
 /// A value parser for a flag with a fixed set of words: parses with `parse` (so its

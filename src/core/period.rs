@@ -226,6 +226,15 @@ impl Zone {
             Zone::Named(tz) => tz.name(),
         }
     }
+
+    /// The period of `period` kind holding instant `at`, counted in this zone.
+    pub fn window(&self, period: Period, at: DateTime<Utc>) -> Window {
+        match self {
+            Zone::Utc => window_at(period, at, &Utc, self.name()),
+            Zone::Local => window_at(period, at, &chrono::Local, self.name()),
+            Zone::Named(tz) => window_at(period, at, tz, self.name()),
+        }
+    }
 }
 
 #[cfg(test)]

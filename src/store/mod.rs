@@ -225,22 +225,36 @@ pub fn shared_budgets(
     plan: &crate::core::plan::Plan,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(BudgetKey, SharedBudget)> {
-    use crate::core::period::{window_at, PeriodScope, Zone};
-    let zone = plan.budgets.zone;
-    let project = &plan.options.project;
+    periodic_shares(
+        &plan.budgets.periodic,
+        plan.budgets.zone,
+        &plan.options.project,
+        at,
+    )
+}
+
+/// `periodic` (counted in `zone`, for `project`) as the ledger shares them, in their
+/// window at `at`, one per limit set (tokens, dollars), in order.
+pub fn periodic_shares(
+    periodic: &[crate::core::plan::PeriodicLimit],
+    zone: crate::core::period::Zone,
+    project: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(BudgetKey, SharedBudget)> {
+    use crate::core::period::PeriodScope;
     let mut out = Vec::new();
-    for p in &plan.budgets.periodic {
-        let window = match zone {
-            Zone::Utc => window_at(p.period, at, &chrono::Utc, zone.name()),
-            Zone::Local => window_at(p.period, at, &chrono::Local, zone.name()),
-            Zone::Named(tz) => window_at(p.period, at, &tz, zone.name()),
-        };
+    for p in periodic {
+        let window = zone.window(p.period, at);
         let (whose, project, base_command) = match &p.scope {
             PeriodScope::All => ("all".to_string(), None, None),
-            PeriodScope::Project => (format!("project={project}"), Some(project.clone()), None),
+            PeriodScope::Project => (
+                format!("project={project}"),
+                Some(project.to_string()),
+                None,
+            ),
             PeriodScope::Command(c) => (
                 format!("project={project} command={c}"),
-                Some(project.clone()),
+                Some(project.to_string()),
                 Some(c.clone()),
             ),
         };
