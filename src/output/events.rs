@@ -616,7 +616,7 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// used / limit × 100, rounded to one decimal (not capped).
-fn percent(used: Amount, limit: Amount) -> f64 {
+pub(crate) fn percent(used: Amount, limit: Amount) -> f64 {
     (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
