@@ -31,16 +31,7 @@ fn usage_json(dir: &Path, ledger: &Path, extra: &[&str]) -> Value {
 }
 
 fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
-    let mut c = Command::new(crate::common::bin());
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ORCHESTRATOR_LEDGER")
-        .arg("usage")
-        .arg("--ledger")
-        .arg(ledger)
-        .stdin(Stdio::null());
-    c
+    crate::common::helper(dir, "usage", ledger)
 }
 
 /// A simulated run recorded in `ledger`, its report returned.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// A simulated run of `project` recorded in `ledger`, with `extra` flags; its exit code
 /// and report.
-fn simulated(
+pub(crate) fn simulated(
     dir: &Path,
     ledger: &Path,
     project: &str,
@@ -28,7 +28,7 @@ fn simulated(
     (o.status.code().unwrap_or(-1), v, stderr(&o))
 }
 
-fn total_tokens(report: &Value) -> u64 {
+pub(crate) fn total_tokens(report: &Value) -> u64 {
     report["totals"]["total_tokens"]
         .as_u64()
         .expect("total_tokens")

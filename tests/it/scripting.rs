@@ -33,25 +33,31 @@ fn schema(name: &str) -> Value {
 pub(crate) struct Schemas {
     report: jsonschema::Validator,
     event: jsonschema::Validator,
+    budget: jsonschema::Validator,
 }
 
 pub(crate) fn schemas() -> Schemas {
     let report = schema("report.schema.json");
     let events = schema("events.schema.json");
-    for s in [&report, &events] {
+    let budget = schema("budget.schema.json");
+    for s in [&report, &events, &budget] {
         assert!(
             jsonschema::draft202012::meta::is_valid(s),
             "not a valid draft 2020-12 schema"
         );
     }
     let report_id = report["$id"].as_str().expect("$id").to_string();
-    let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+    // The others refer to the report's definitions.
+    let with_report = |schema: &Value| {
+        let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+        jsonschema::options()
+            .with_resource(report_id.clone(), resource)
+            .build(schema)
+    };
     Schemas {
         report: jsonschema::validator_for(&report).expect("report schema"),
-        event: jsonschema::options()
-            .with_resource(report_id, resource)
-            .build(&events)
-            .expect("events schema"),
+        event: with_report(&events).expect("events schema"),
+        budget: with_report(&budget).expect("budget schema"),
     }
 }
 
@@ -64,6 +70,19 @@ impl Schemas {
             .collect();
         assert!(errors.is_empty(), "report invalid: {errors:#?}\n{report:#}");
         assert_documented(report);
+    }
+
+    /// `orchestrator budget --json`; the schema allows no undeclared field.
+    pub(crate) fn check_budget(&self, doc: &Value) {
+        let errors: Vec<String> = self
+            .budget
+            .iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "budget document invalid: {errors:#?}\n{doc:#}"
+        );
     }
 
     pub(crate) fn check_event(&self, event: &Value) {
