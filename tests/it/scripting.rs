@@ -48,16 +48,17 @@ pub(crate) fn schemas() -> Schemas {
     }
     let report_id = report["$id"].as_str().expect("$id").to_string();
     // The others refer to the report's definitions.
-    let with_report = |schema: &Value| {
+    let with_report = |schema: &Value, what: &str| {
         let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
         jsonschema::options()
             .with_resource(report_id.clone(), resource)
             .build(schema)
+            .unwrap_or_else(|e| panic!("{what} schema: {e}"))
     };
     Schemas {
         report: jsonschema::validator_for(&report).expect("report schema"),
-        event: with_report(&events).expect("events schema"),
-        budget: with_report(&budget).expect("budget schema"),
+        event: with_report(&events, "events"),
+        budget: with_report(&budget, "budget"),
     }
 }
 
