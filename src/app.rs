@@ -822,7 +822,6 @@ fn run(
         }
     };
     let mut news = None;
-    let mut sharing = None;
     let mut shared_keys = Vec::new();
     let recorder = match store {
         Some(store) => {
@@ -831,20 +830,24 @@ fn run(
                 serde_json::Value::Array(crate::output::events::configured_budgets(&plan))
                     .to_string(),
             );
+            // Periodic budgets are shared every 250 ms; without them the project's
+            // launch pauses still are, with each write.
             let shared = store::shared_budgets(&plan, chrono::Utc::now());
-            if !shared.is_empty() {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                news = Some(rx);
-                shared_keys = shared.iter().map(|(k, _)| k.clone()).collect();
-                sharing = Some(recorder::Sharing {
-                    project: plan.options.project.clone(),
-                    budgets: shared,
-                    lease: lease(),
-                    every: recorder::SHARE_EVERY,
-                    news: tx,
-                });
-            }
-            match Recorder::start(store, run, recorder::initial_records(&plan), sharing) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            news = Some(rx);
+            shared_keys = shared.iter().map(|(k, _)| k.clone()).collect();
+            let sharing = recorder::Sharing {
+                project: plan.options.project.clone(),
+                every: if shared.is_empty() {
+                    recorder::WRITE_EVERY
+                } else {
+                    recorder::SHARE_EVERY
+                },
+                budgets: shared,
+                lease: lease(),
+                news: tx,
+            };
+            match Recorder::start(store, run, recorder::initial_records(&plan), Some(sharing)) {
                 Ok(r) => Some(r),
                 Err(e) => match ledger_failed(ledger, &e) {
                     0 => None,

@@ -139,6 +139,11 @@ impl Dispatcher {
             Some(at) => (at - chrono::Local::now()).to_std().unwrap_or_default(),
             None => Duration::ZERO,
         };
+        // What the ledger said before the start (other runs' figures and pauses) counts
+        // for the first launches.
+        while let Some(input) = self.news.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            self.step(input);
+        }
         let unix_now = chrono::Utc::now().timestamp();
         self.step(Input::Start { delay, unix_now });
         while !self.state.is_finished() {
@@ -226,6 +231,11 @@ impl Dispatcher {
                             answer: Err("no ledger".into()),
                         }),
                     },
+                    Effect::Publish(pause) => {
+                        if let Some(r) = &self.outputs.recorder {
+                            r.publish_pause(pause);
+                        }
+                    }
                     Effect::Emit(event) => {
                         if let RunEvent::InstanceFinished { id } = event {
                             self.groups[id] = None;

@@ -24,7 +24,7 @@
 
 use crate::core::budget::{Amount, BudgetKey};
 use crate::core::plan::{InstanceId, Plan, Status};
-use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState};
+use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState, SharedPause};
 use crate::core::usage::{Usage, Usd};
 use crate::store::{
     now_ms, Claim, Elsewhere, FleetPause, Hold, InstanceRecord, RunEnd, RunRecord, ShareRequest,
@@ -48,10 +48,11 @@ pub const LEASE: Duration = Duration::from_secs(30);
 /// without waiting 30 s.
 pub const LEASE_ENV: &str = "ORCHESTRATOR_LEASE_MS";
 
-/// The budgets a run shares with other runs through the ledger.
+/// What a run shares with the other runs through the ledger: its periodic budgets (when
+/// it has some) and its project's launch pauses.
 pub struct Sharing {
     pub project: String,
-    /// Each shared budget: the run's key for it and the ledger's.
+    /// Each shared budget: the run's key for it and the ledger's (may be none).
     pub budgets: Vec<(BudgetKey, SharedBudget)>,
     pub lease: Duration,
     pub every: Duration,
@@ -110,7 +111,7 @@ struct Pending {
     /// Claims to carry out, in order.
     claims: Vec<(InstanceId, Vec<ClaimOf>)>,
     /// A pause to tell the project's other runs about.
-    pause: Option<FleetPause>,
+    pause: Option<SharedPause>,
 }
 
 struct Shared {
@@ -160,7 +161,7 @@ impl RecorderHandle {
     }
 
     /// Tells the project's other runs about a pause with the next share.
-    pub fn publish_pause(&self, pause: FleetPause) {
+    pub fn publish_pause(&self, pause: SharedPause) {
         if let Ok(mut p) = self.shared.pending.lock() {
             p.pause = Some(pause);
         }
@@ -238,6 +239,11 @@ impl Recorder {
         sharing: Option<Sharing>,
     ) -> Result<Recorder, StoreError> {
         store.begin_run(&run, &instances)?;
+        if let Some(sharing) = &sharing {
+            // Before anything launches, the run knows the other runs' figures and pauses.
+            let first = share(store.as_mut(), &run.run_id, sharing, &HashMap::new(), None);
+            tell(sharing, first);
+        }
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -381,12 +387,23 @@ fn write_loop(
             }
         }
         last_write = now;
-        if let (Some(sharing), false) = (&sharing, done) {
+        // At the end only a pause still needs telling; holds go with the run.
+        if let Some(sharing) = sharing.as_ref().filter(|_| !done || pause.is_some()) {
+            let pause = pause.map(|p| FleetPause {
+                project: sharing.project.clone(),
+                kind: if p.usage_limit {
+                    "usage_limit"
+                } else {
+                    "backoff"
+                }
+                .into(),
+                until_ms: p.until_ms,
+                reason: p.cause,
+                run_id: run_id.clone(),
+            });
             let news = written
                 .and_then(|()| share(store.as_mut(), &run_id, sharing, &holds, pause.as_ref()));
-            let _ = sharing
-                .news
-                .send(Input::Shared(news.map_err(|e| e.to_string())));
+            tell(sharing, news);
         }
         if let Some(end) = finish {
             if let Err(e) = store.finish_run(&run_id, &end) {
@@ -401,6 +418,24 @@ fn write_loop(
 
 fn lease_until(sharing: &Sharing) -> i64 {
     now_ms().saturating_add(i64::try_from(sharing.lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Hands the ledger's answer to a share to the run.
+fn tell(sharing: &Sharing, news: Result<(Vec<OtherRuns>, Vec<SharedPause>), StoreError>) {
+    match news {
+        Ok((others, pauses)) => {
+            let _ = sharing.news.send(Input::Shared(Ok(others)));
+            if !pauses.is_empty() {
+                let _ = sharing.news.send(Input::Paused {
+                    pauses,
+                    unix_now_ms: now_ms(),
+                });
+            }
+        }
+        Err(e) => {
+            let _ = sharing.news.send(Input::Shared(Err(e.to_string())));
+        }
+    }
 }
 
 /// The store's figures for `keys`, as the run counts them.
@@ -450,7 +485,7 @@ fn share(
     sharing: &Sharing,
     holds: &HashMap<BudgetKey, i64>,
     pause: Option<&FleetPause>,
-) -> Result<Vec<OtherRuns>, StoreError> {
+) -> Result<(Vec<OtherRuns>, Vec<SharedPause>), StoreError> {
     let held: Vec<Hold> = sharing
         .budgets
         .iter()
@@ -471,9 +506,21 @@ fn share(
         pause,
         budgets: &budgets,
     })?;
-    Ok(others(
-        sharing.budgets.iter().map(|(k, _)| k.clone()),
-        &got.elsewhere,
+    let pauses = got
+        .pauses
+        .into_iter()
+        .map(|p| SharedPause {
+            usage_limit: p.kind == "usage_limit",
+            until_ms: p.until_ms,
+            cause: p.reason,
+        })
+        .collect();
+    Ok((
+        others(
+            sharing.budgets.iter().map(|(k, _)| k.clone()),
+            &got.elsewhere,
+        ),
+        pauses,
     ))
 }
 

@@ -78,7 +78,7 @@ CREATE TABLE instances (
 CREATE INDEX instances_history ON instances(project, base_command, configured_model, status, ended_ms);
 "#,
     r#"
-CREATE INDEX instances_by_start ON instances(run_started_ms, project, base_command);
+CREATE INDEX instances_by_start ON instances(run_started_ms, project, base_command, run_id, total_tokens, cost_nanos);
 CREATE TABLE holds (
     budget          TEXT NOT NULL,
     run_id          TEXT NOT NULL,

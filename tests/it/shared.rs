@@ -6,7 +6,7 @@
 //! Each test takes the ledger as a string (`--ledger` value), so the same scenarios run
 //! on SQLite here and on PostgreSQL in `postgres.rs`.
 
-use crate::common::{orchestrator, stderr, tempdir};
+use crate::common::{checked_event, events, orchestrator, stderr, tempdir};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,19 +33,6 @@ pub fn shared_run(dir: &Path, ledger: &str, limit: u64, extra: &[&str]) -> Comma
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
-}
-
-/// The `--json` events of a finished run, each checked against the events schema.
-pub fn events(o: &Output) -> Vec<Value> {
-    let schemas = crate::scripting::schemas();
-    let ev: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    for e in &ev {
-        schemas.check_event(e);
-    }
-    ev
 }
 
 pub fn report(events: &[Value]) -> &Value {
@@ -209,8 +196,7 @@ pub fn two_runs_racing_for_the_last_headroom_never_both_get_it(ledger: &dyn Fn(&
 fn wait_for_event(lines: &mut impl Iterator<Item = String>, want: &str) -> Value {
     let schemas = crate::scripting::schemas();
     for line in lines {
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        schemas.check_event(&v);
+        let v = checked_event(&schemas, &line);
         if v["event"] == want {
             return v;
         }

@@ -118,6 +118,24 @@ pub enum Input {
         id: InstanceId,
         answer: Result<(bool, Vec<OtherRuns>), String>,
     },
+    /// Pauses other runs of the project published and that have not ended, read when
+    /// the wall clock was `unix_now_ms` (so this may come before `Start`).
+    Paused {
+        pauses: Vec<SharedPause>,
+        unix_now_ms: i64,
+    },
+}
+
+/// A launch pause shared by the runs of a project through the ledger (issue 14): one
+/// run meets the usage limit or a 429/529 storm, and the others do not rediscover it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedPause {
+    /// The usage limit (until its reset); else a fleet backoff (until the retry delay).
+    pub usage_limit: bool,
+    /// Unix milliseconds.
+    pub until_ms: i64,
+    /// What caused it: `429`, `529`, `usage limit reached`.
+    pub cause: String,
 }
 
 /// What the other runs have in one budget shared through the ledger.
@@ -156,6 +174,8 @@ pub enum Effect {
         id: InstanceId,
         claims: Vec<ClaimOf>,
     },
+    /// Tell the project's other runs about this pause (through the ledger).
+    Publish(SharedPause),
 }
 
 /// Why a queued instance is not running yet.
@@ -475,6 +495,8 @@ pub struct RunState {
     first_limit: Option<Instant>,
     /// Budgets shared with other runs through the ledger, when there are.
     sharing: Option<Sharing>,
+    /// The ledger's news that came before the start.
+    early: Vec<Input>,
 }
 
 /// The run's side of the budgets it shares with other runs (issue 12).
@@ -513,6 +535,7 @@ impl RunState {
             unix_at_start: 0,
             first_limit: None,
             sharing: None,
+            early: Vec::new(),
         }
     }
 
@@ -590,9 +613,22 @@ impl RunState {
 
     /// Unix seconds → the run's clock (now, if already past).
     fn instant_of(&self, unix: i64, now: Instant) -> Instant {
-        let secs = unix.saturating_sub(self.unix_at_start);
-        let at = self.started_at + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        self.instant_of_ms(unix.saturating_mul(1000), now)
+    }
+
+    /// Unix milliseconds → the run's clock (now, if already past).
+    fn instant_of_ms(&self, unix_ms: i64, now: Instant) -> Instant {
+        let ms = unix_ms.saturating_sub(self.unix_at_start.saturating_mul(1000));
+        let at = self.started_at + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         at.max(now)
+    }
+
+    /// The run's clock → Unix milliseconds.
+    fn unix_ms_of(&self, at: Instant) -> i64 {
+        let since = at.saturating_duration_since(self.started_at).as_millis();
+        self.unix_at_start
+            .saturating_mul(1000)
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
     }
 
     /// Tokens and dollars of every instance: the one place run totals are summed.
@@ -617,12 +653,21 @@ impl RunState {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
+            // The ledger's news before the start acts right after `RunStarted`, before
+            // the first launch.
+            news @ (Input::Shared(_) | Input::Paused { .. }) if !self.started => {
+                self.early.push(news);
+                return fx;
+            }
             Input::Start { delay, unix_now } => {
                 self.started = true;
                 self.started_at = now;
                 self.unix_at_start = unix_now;
                 self.gate.next_launch_at = now + delay;
                 fx.push(Effect::Emit(RunEvent::RunStarted { delay }));
+                for news in std::mem::take(&mut self.early) {
+                    self.news(news, now, &mut fx);
+                }
             }
             Input::Tick => {
                 self.fire_timers(now, &mut fx);
@@ -649,7 +694,7 @@ impl RunState {
             Input::Observed { id, observed } => self.observed(id, observed, now, &mut fx),
             Input::Exited { id, ended } => self.exited(id, ended, now, &mut fx),
             Input::Interrupt(which) => self.interrupted(which, now, &mut fx),
-            Input::Shared(news) => self.shared(news, now, &mut fx),
+            news @ (Input::Shared(_) | Input::Paused { .. }) => self.news(news, now, &mut fx),
             Input::Claimed { id, answer } => self.claimed(id, answer, now, &mut fx),
         }
         if self.started && !self.finished {
@@ -696,6 +741,22 @@ impl RunState {
             }));
         }
         self.apply(Some(id), decisions, now, fx);
+    }
+
+    /// What the ledger tells about the other runs: their figures, their pauses.
+    fn news(&mut self, news: Input, now: Instant, fx: &mut Vec<Effect>) {
+        match news {
+            Input::Shared(figures) => self.shared(figures, now, fx),
+            Input::Paused {
+                pauses,
+                unix_now_ms,
+            } => {
+                for p in pauses {
+                    self.paused_elsewhere(p, unix_now_ms, now, fx);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The ledger's figures for the shared budgets, or that it cannot be reached.
@@ -1021,9 +1082,9 @@ impl RunState {
                 _ => (false, false),
             };
             if claiming {
-                // After the claim out (or the ledger's next figures, after a refusal).
-                i += 1;
-                continue;
+                // After the claim out (or the ledger's next figures, after a refusal); the
+                // rest keep their place in plan order.
+                return;
             }
             let closed = self.plan.options.ledger_failure == LedgerFailure::Closed;
             if down && closed {
@@ -1155,8 +1216,85 @@ impl RunState {
         fx: &mut Vec<Effect>,
     ) {
         let name = self.name(id).to_string();
-        let events = self.gate.backoff(&name, cause, delay, self.running, now);
+        let before = self.gate.pause.as_ref().map(|p| p.0);
+        let events = self
+            .gate
+            .backoff(&name, cause.clone(), delay, self.running, now);
         fx.extend(events.into_iter().map(Effect::Emit));
+        match self.gate.pause.as_ref().map(|p| p.0) {
+            Some(until) if Some(until) != before => fx.push(Effect::Publish(SharedPause {
+                usage_limit: false,
+                until_ms: self.unix_ms_of(until),
+                cause,
+            })),
+            _ => {}
+        }
+    }
+
+    /// A pause another run of the project published. A backoff holds launches until it
+    /// ends. The usage limit, with `--on-usage-limit wait`, holds them until its reset
+    /// (within `--max-wait`); with `stop` nothing more is launched, as if an instance of
+    /// this run had met it.
+    fn paused_elsewhere(
+        &mut self,
+        p: SharedPause,
+        unix_now_ms: i64,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let ahead = u64::try_from(p.until_ms.saturating_sub(unix_now_ms)).unwrap_or(0);
+        let until = now + Duration::from_millis(ahead);
+        if until <= now || self.gate.stopped.is_some() {
+            return;
+        }
+        if !p.usage_limit {
+            if self.gate.pause.as_ref().is_some_and(|(t, _)| *t >= until) {
+                return;
+            }
+            let reason = PauseReason {
+                cause: p.cause,
+                from: vec!["another run of the project".into()],
+            };
+            if self.gate.pause.as_ref().is_none_or(|(t, _)| *t <= now) {
+                fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                    reason: reason.to_string(),
+                    until,
+                }));
+            }
+            self.gate.pause = Some((until, reason));
+            return;
+        }
+        let resets_at = p.until_ms.div_euclid(1000);
+        let resets = fmt_unix(resets_at)
+            .map(|t| format!("; resets {t}"))
+            .unwrap_or_default();
+        let first = *self.first_limit.get_or_insert(now);
+        let waits = self.plan.options.on_usage_limit == UsageLimitPolicy::Wait;
+        if !waits || until > first + self.plan.options.max_wait {
+            let later = if waits {
+                ", later than --max-wait allows"
+            } else {
+                ""
+            };
+            self.stop_launching(
+                format!("usage limit reached by another run of the project{resets}{later}"),
+                Status::RateLimited,
+                now,
+                fx,
+            );
+            return;
+        }
+        let until = until + RESET_MARGIN;
+        if self.gate.hold.is_some_and(|(t, _)| t >= until) {
+            return;
+        }
+        if self.gate.hold.is_none() {
+            fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                reason: format!("usage limit reached by another run of the project{resets}"),
+                until,
+            }));
+        }
+        self.gate.hold = Some((until, Some(resets_at)));
     }
 
     /// An instance's process ended on the usage limit. With `wait` (and a reset within
@@ -1170,6 +1308,13 @@ impl RunState {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        if let Some(t) = resets_at {
+            fx.push(Effect::Publish(SharedPause {
+                usage_limit: true,
+                until_ms: t.saturating_mul(1000),
+                cause: "usage limit reached".into(),
+            }));
+        }
         let first = *self.first_limit.get_or_insert(now);
         let deadline = first + self.plan.options.max_wait;
         let until = match resets_at {

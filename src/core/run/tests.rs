@@ -66,6 +66,11 @@ impl Sim {
         self.spawn_all(fx)
     }
 
+    /// The wall clock now, in Unix milliseconds (`UNIX0` at the start).
+    fn unix_ms(&self) -> i64 {
+        UNIX0 * 1000 + (self.now - self.t0).as_millis() as i64
+    }
+
     fn input(&mut self, input: Input) -> Vec<Effect> {
         self.run.handle(input, self.now)
     }
@@ -1457,4 +1462,130 @@ fn warn_mode_shares_figures_but_never_asks_before_launching() {
     let fx = sim.start();
     assert_eq!(spawns(&fx), vec![0]);
     assert!(claims(&fx).is_empty());
+}
+
+// ---------------------------------------------------------------- pauses shared by runs (issue 14)
+
+fn pause(usage_limit: bool, until_unix: i64, cause: &str) -> SharedPause {
+    SharedPause {
+        usage_limit,
+        until_ms: until_unix * 1000,
+        cause: cause.into(),
+    }
+}
+
+fn published(fx: &[Effect]) -> Vec<SharedPause> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_usage_limit_and_a_retry_pause_are_published_for_the_other_runs() {
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    let fx = usage_limit(&mut s, 0, Some(120));
+    assert_eq!(
+        published(&fx),
+        vec![pause(true, UNIX0 + 120, "usage limit reached")]
+    );
+    let mut s = fleet();
+    s.start();
+    s.now = s.t0 + Duration::from_secs(10);
+    let fx = s.signal(0, retry(429, 4000));
+    assert_eq!(published(&fx), vec![pause(false, UNIX0 + 14, "429")]);
+    // A usage limit without a reset time is not published: there is nothing to wait for.
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    assert!(published(&usage_limit(&mut s, 0, None)).is_empty());
+}
+
+#[test]
+fn another_runs_usage_limit_holds_launches_until_the_reset_with_wait() {
+    let mut p = plan(&["a", "b"]);
+    p.options.on_usage_limit = UsageLimitPolicy::Wait;
+    p.options.max_wait = Duration::from_secs(3600);
+    p.options.startup_delay = Duration::from_secs(1);
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert_eq!(
+        paused(&fx),
+        vec![format!(
+            "usage limit reached by another run of the project; resets {}",
+            fmt_unix(UNIX0 + 60).unwrap()
+        )]
+    );
+    assert!(spawns(&s.at(30.0)).is_empty());
+    assert_eq!(s.status(1), Status::Waiting);
+    assert_eq!(s.status(0), Status::Running, "what runs goes on");
+    assert_eq!(spawns(&s.at(62.0)), vec![1]);
+}
+
+#[test]
+fn another_runs_usage_limit_stops_launching_with_stop() {
+    let mut p = plan(&["a", "b"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesStopped { .. })));
+    assert_eq!(s.status(1), Status::RateLimited);
+    assert!(
+        s.reason(1)
+            .contains("usage limit reached by another run of the project"),
+        "{}",
+        s.reason(1)
+    );
+    // A pause already over changes nothing.
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.at(100.0);
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn another_runs_backoff_pauses_launches_without_lowering_parallelism() {
+    let mut p = plan(&["a", "b"]);
+    p.options.startup_delay = Duration::from_secs(1);
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(false, UNIX0 + 5, "429")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert_eq!(paused(&fx), vec!["429 from another run of the project"]);
+    assert!(spawns(&s.at(2.0)).is_empty());
+    assert_eq!(s.run.parallelism(), (0, false));
+    assert_eq!(spawns(&s.at(5.0)), vec![1]);
+}
+
+#[test]
+fn news_from_the_ledger_before_the_start_acts_after_run_started_and_before_any_launch() {
+    let mut s = Sim::new(plan(&["a"]));
+    let early = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: UNIX0 * 1000,
+    });
+    assert!(early.is_empty(), "nothing happens before the start");
+    let fx = s.start();
+    let ev = events(&fx);
+    assert!(matches!(ev[0], RunEvent::RunStarted { .. }), "{ev:?}");
+    assert!(matches!(ev[1], RunEvent::LaunchesStopped { .. }), "{ev:?}");
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.status(0), Status::RateLimited);
 }

@@ -63,6 +63,23 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The `--json` events of a finished run, each checked against
+/// schema/events.schema.json.
+pub fn events(o: &Output) -> Vec<Value> {
+    let schemas = crate::scripting::schemas();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| checked_event(&schemas, l))
+        .collect()
+}
+
+/// One `--json` line, parsed and checked against the events schema.
+pub fn checked_event(schemas: &crate::scripting::Schemas, line: &str) -> Value {
+    let v = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    schemas.check_event(&v);
+    v
+}
+
 /// The instance called `name` in a `run_finished` object.
 pub fn instance<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["instances"]
