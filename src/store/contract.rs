@@ -259,32 +259,18 @@ pub fn the_newest_periodic_budgets_of_a_project_are_read_back(s: &mut dyn UsageS
         {"scope":"periodic","key":"day","unit":"tokens","limit":100,"zone":"Europe/Berlin"},
         {"scope":"periodic","key":"day","unit":"usd","limit":2.5,"zone":"Europe/Berlin"},
         {"scope":"periodic","key":"month /review","unit":"usd","limit":40,"zone":"Europe/Berlin"}]"#;
-    s.begin_run(
-        &with(
-            "old",
-            "p",
-            1_000,
-            r#"[{"scope":"periodic","key":"week","unit":"tokens","limit":5}]"#,
-        ),
-        &[],
-    )
-    .expect("begin");
-    s.begin_run(&with("mine", "p", 2_000, day), &[])
-        .expect("begin");
-    s.begin_run(&with("later", "p", 3_000, "[]"), &[])
-        .expect("begin");
-    s.begin_run(
-        &with(
-            "named",
-            "p",
-            4_000,
-            r#"[{"scope":"instance","key":"periodic","unit":"tokens","limit":5}]"#,
-        ),
-        &[],
-    )
-    .expect("begin");
-    s.begin_run(&with("other", "q", 5_000, day), &[])
-        .expect("begin");
+    let week = r#"[{"scope":"periodic","key":"week","unit":"tokens","limit":5}]"#;
+    let instance = r#"[{"scope":"instance","key":"periodic","unit":"tokens","limit":5}]"#;
+    for (id, project, started_ms, budgets) in [
+        ("old", "p", 1_000, week),
+        ("mine", "p", 2_000, day),
+        ("later", "p", 3_000, "[]"),
+        ("named", "p", 4_000, instance),
+        ("other", "q", 5_000, day),
+    ] {
+        s.begin_run(&with(id, project, started_ms, budgets), &[])
+            .expect("begin");
+    }
     let got = s.newest_periodic("p").expect("read").expect("found");
     assert_eq!(got.run_id, "mine");
     assert_eq!(got.started_ms, 2_000);

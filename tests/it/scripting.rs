@@ -64,36 +64,27 @@ pub(crate) fn schemas() -> Schemas {
 
 impl Schemas {
     pub(crate) fn check_report(&self, report: &Value) {
-        let errors: Vec<String> = self
-            .report
-            .iter_errors(report)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "report invalid: {errors:#?}\n{report:#}");
+        valid(&self.report, report, "report");
         assert_documented(report);
     }
 
     /// `orchestrator budget --json`; the schema allows no undeclared field.
     pub(crate) fn check_budget(&self, doc: &Value) {
-        let errors: Vec<String> = self
-            .budget
-            .iter_errors(doc)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "budget document invalid: {errors:#?}\n{doc:#}"
-        );
+        valid(&self.budget, doc, "budget document");
     }
 
     pub(crate) fn check_event(&self, event: &Value) {
-        let errors: Vec<String> = self
-            .event
-            .iter_errors(event)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "event invalid: {errors:#?}\n{event}");
+        valid(&self.event, event, "event");
     }
+}
+
+/// Fails naming every way `doc` breaks `schema`.
+fn valid(schema: &jsonschema::Validator, doc: &Value, what: &str) {
+    let errors: Vec<String> = schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what} invalid: {errors:#?}\n{doc:#}");
 }
 
 /// Every field the program writes into a report is declared in the schema (the schema
