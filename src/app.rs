@@ -315,6 +315,7 @@ fn fill_estimates(plan: &mut Plan, store: &mut dyn UsageStore) {
 fn run_helper(helper: cli::Helper) -> i32 {
     let text = match helper {
         cli::Helper::Usage(args) => return usage_report(&args),
+        cli::Helper::Budget(args) => return budget_report(&args),
         cli::Helper::Completions(shell) => cli::completions(shell),
         cli::Helper::Man => match cli::man_page() {
             Ok(t) => t,
@@ -324,16 +325,7 @@ fn run_helper(helper: cli::Helper) -> i32 {
             }
         },
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&text).and_then(|_| out.flush()) {
-        Ok(()) => 0,
-        // A reader that stopped early (`| head`) is not an error of ours.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("orchestrator: error: cannot write to stdout: {e}");
-            1
-        }
-    }
+    print_out(&text)
 }
 
 /// `orchestrator usage`: the ledger's groups as a table or JSON on stdout.
@@ -356,19 +348,9 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         // Past now: a run that starts while this reads is not cut off by rounding.
         None => now_ms + 1,
     };
-    let path = match &args.ledger {
-        Some(p) => p.clone(),
-        None => {
-            let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
-            match store::default_path(xdg.as_deref(), home_dir().as_deref()) {
-                Some(p) => p,
-                None => {
-                    return usage_error(
-                        "usage: no default ledger (neither XDG_DATA_HOME nor HOME is set); give --ledger PATH",
-                    )
-                }
-            }
-        }
+    let path = match helper_ledger(args.ledger.as_ref(), "usage") {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let q = store::UsageQuery {
         since_ms: since,
@@ -404,24 +386,156 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         report::to_json(&groups, args.by, now_ms, stale_ms) + "\n"
     } else {
         let tty = std::io::stdout().is_terminal();
-        let styles = Styles::resolve(
-            ColorChoice::Auto,
-            tty,
-            std::env::var_os("NO_COLOR").as_deref(),
-            std::env::var_os("CLICOLOR_FORCE").as_deref(),
-            std::env::var_os("TERM").as_deref(),
-        );
-        report::render_table(&groups, args.by, &styles, tty, now_ms, stale_ms)
+        report::render_table(&groups, args.by, &stdout_styles(), tty, now_ms, stale_ms)
     };
+    print_out(text.as_bytes())
+}
+
+/// The ledger a helper reads: `--ledger PATH` (or `ORCHESTRATOR_LEDGER`), else the
+/// default one. `Err(exit code)` after the message when there is no default.
+fn helper_ledger(given: Option<&PathBuf>, helper: &str) -> Result<PathBuf, i32> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+    store::default_path(xdg.as_deref(), home_dir().as_deref()).ok_or_else(|| {
+        usage_error(&format!(
+            "{helper}: no default ledger (neither XDG_DATA_HOME nor HOME is set); give --ledger PATH"
+        ))
+    })
+}
+
+/// A helper's whole output on stdout: 0, also when the reader stopped early (`| head`);
+/// 1 when it cannot be written.
+fn print_out(text: &[u8]) -> i32 {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    match out.write_all(text).and_then(|_| out.flush()) {
         Ok(()) => 0,
+        // A reader that stopped early is not an error of ours.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             eprintln!("orchestrator: error: cannot write to stdout: {e}");
             1
         }
     }
+}
+
+/// Colour for a helper's table on stdout: only on a terminal (honours NO_COLOR and
+/// CLICOLOR_FORCE); ASCII bars where the locale is not UTF-8.
+fn stdout_styles() -> Styles {
+    styles_for(ColorChoice::Auto, std::io::stdout().is_terminal())
+}
+
+/// `orchestrator budget`: the project's periodic budgets as a table or JSON on stdout.
+/// The budgets are the periodic flags' and `--config`'s, else those the project's newest
+/// run recorded; with none of them, one line and exit 2.
+fn budget_report(args: &cli::BudgetArgs) -> i32 {
+    use crate::core::budget::{Amount, Scope};
+    use crate::output::budget as report;
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
+    };
+    let project = args
+        .project
+        .clone()
+        .unwrap_or_else(|| config::default_project(&cwd));
+    let given = match config::periodic_budgets(
+        &args.periodic,
+        args.config.as_deref(),
+        args.profile.as_deref(),
+        &cwd,
+    ) {
+        Ok(g) => g,
+        Err(e) => return usage_error(&format!("budget: {e}")),
+    };
+    let path = match helper_ledger(args.ledger.as_ref(), "budget") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let unusable = |e: &StoreError| {
+        usage_error(&format!(
+            "budget --ledger {}: {e}; fix it or give another --ledger",
+            store::display(&path)
+        ))
+    };
+    let mut store = match store::open_read_only(&path) {
+        Ok(s) => s,
+        Err(e) => return unusable(&e),
+    };
+    let recorded = match (&mut store, given.is_empty()) {
+        (Some(s), true) => match s.newest_periodic(&project) {
+            Ok(r) => r,
+            Err(e) => return unusable(&e),
+        },
+        _ => None,
+    };
+    let (periodic, zone, source) = match recorded {
+        _ if !given.is_empty() => (
+            given,
+            args.periodic.budget_timezone.unwrap_or_default(),
+            report::Source::Given,
+        ),
+        Some(r) => (
+            r.periodic,
+            args.periodic.budget_timezone.unwrap_or(r.zone),
+            report::Source::Run {
+                run_id: r.run_id,
+                started_ms: r.started_ms,
+            },
+        ),
+        None => {
+            return usage_error(&format!(
+                "budget: no periodic budget is configured for project {project}: give one (--daily-token-budget N, --monthly-cost-budget USD, …, or --config FILE with budget.periodic), or --project NAME of a project whose runs set one"
+            ))
+        }
+    };
+    let now = chrono::Utc::now();
+    let shares = store::periodic_shares(&periodic, zone, &project, now);
+    let budgets: Vec<store::SharedBudget> = shares.iter().map(|(_, b)| b.clone()).collect();
+    // No run has this id: every run counts.
+    let figures = match &mut store {
+        Some(s) => match s.elsewhere("", now.timestamp_millis(), &budgets) {
+            Ok(f) => f,
+            Err(e) => return unusable(&e),
+        },
+        None => vec![store::Elsewhere::default(); budgets.len()],
+    };
+    let rows = shares
+        .into_iter()
+        .zip(figures)
+        .filter_map(|((key, _), e)| {
+            let Scope::Periodic(period, scope) = &key.scope else {
+                return None;
+            };
+            let limit = periodic
+                .iter()
+                .find(|p| p.period == *period && p.scope == *scope)?
+                .limit(key.unit)?;
+            let unit = key.unit;
+            Some(report::Row {
+                window: zone.window(*period, now),
+                limit,
+                used: Amount::from_raw(unit, i128::from(e.used)),
+                reserved: Amount::from_raw(unit, i128::from(e.reserved)),
+                key,
+            })
+        })
+        .collect();
+    let view = report::View {
+        project,
+        zone: zone.name().to_string(),
+        now,
+        source,
+        ledger_found: store.is_some(),
+        rows,
+    };
+    let text = if args.json {
+        report::to_json(&view) + "\n"
+    } else {
+        report::render_table(&view, &stdout_styles())
+    };
+    print_out(text.as_bytes())
 }
 
 /// Where the report and logs go must be usable before anything is spent (and a dry run
@@ -534,9 +648,15 @@ fn init_tracing(cli: &Cli) {
 
 /// Colour for human output on stderr, resolved once from `--color` and the environment.
 fn stderr_styles(choice: ColorChoice) -> Styles {
+    styles_for(choice, std::io::stderr().is_terminal())
+}
+
+/// Colour from `choice`, whether the stream is a terminal and the environment; ASCII
+/// where the locale is not UTF-8.
+fn styles_for(choice: ColorChoice, tty: bool) -> Styles {
     Styles::resolve(
         choice,
-        std::io::stderr().is_terminal(),
+        tty,
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("CLICOLOR_FORCE").as_deref(),
         std::env::var_os("TERM").as_deref(),

@@ -191,6 +191,17 @@ pub struct PeriodicLimit {
     pub usd: Option<Usd>,
 }
 
+impl PeriodicLimit {
+    /// Its limit in `unit`, when it sets one.
+    pub fn limit(&self, unit: crate::core::budget::Unit) -> Option<crate::core::budget::Amount> {
+        use crate::core::budget::{Amount, Unit};
+        match unit {
+            Unit::Tokens => self.tokens.map(Amount::Tokens),
+            Unit::Usd => self.usd.map(Amount::Usd),
+        }
+    }
+}
+
 /// How the run is carried out and shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {

@@ -616,7 +616,7 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// used / limit × 100, rounded to one decimal (not capped).
-fn percent(used: Amount, limit: Amount) -> f64 {
+pub(crate) fn percent(used: Amount, limit: Amount) -> f64 {
     (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
@@ -630,7 +630,9 @@ pub fn efficiency_json(e: &Efficiency) -> Value {
     })
 }
 
-/// The budgets a plan sets, as `run_started` lists them.
+/// The budgets a plan sets, as `run_started` lists them (and the ledger records them:
+/// `store::recorded_periodic` reads the periodic ones back). A periodic budget also
+/// names the zone its periods count in.
 pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     let b = &plan.budgets;
     let mut out = Vec::new();
@@ -648,21 +650,16 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
         out.push(entry("command", json!(cmd), "usd", json!(c)));
     }
     for p in &b.periodic {
-        if let Some(t) = p.tokens {
-            out.push(entry(
-                "periodic",
-                json!(p.scope.key(p.period)),
-                "tokens",
-                json!(t),
-            ));
-        }
-        if let Some(c) = p.usd {
-            out.push(entry(
-                "periodic",
-                json!(p.scope.key(p.period)),
-                "usd",
-                json!(c),
-            ));
+        let limits = [
+            ("tokens", p.tokens.map(|t| json!(t))),
+            ("usd", p.usd.map(|c| json!(c))),
+        ];
+        for (unit, limit) in limits {
+            if let Some(limit) = limit {
+                let mut e = entry("periodic", json!(p.scope.key(p.period)), unit, limit);
+                e["zone"] = json!(b.zone.name());
+                out.push(e);
+            }
         }
     }
     for i in &plan.instances {

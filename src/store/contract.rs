@@ -336,3 +336,60 @@ pub fn history_is_newest_completed_of_the_same_key(s: &mut dyn UsageStore) {
     };
     assert!(s.history(&other, 3).expect("history").is_empty());
 }
+
+/// `newest_periodic`: the newest run of the project whose recorded budgets hold a
+/// periodic one (a later run without one, another project's run, an instance named
+/// "periodic" do not count), read back with its zone.
+pub fn the_newest_periodic_budgets_of_a_project_are_read_back(s: &mut dyn UsageStore) {
+    use crate::core::period::{Period, PeriodScope, Zone};
+    assert_eq!(s.newest_periodic("p").expect("read"), None);
+    let with = |id: &str, project: &str, started_ms: i64, budgets: &str| RunRecord {
+        budgets_json: budgets.into(),
+        ..run(id, project, started_ms)
+    };
+    let day = r#"[{"scope":"overall","key":null,"unit":"tokens","limit":9},
+        {"scope":"periodic","key":"day","unit":"tokens","limit":100,"zone":"Europe/Berlin"},
+        {"scope":"periodic","key":"day","unit":"usd","limit":2.5,"zone":"Europe/Berlin"},
+        {"scope":"periodic","key":"month /review","unit":"usd","limit":40,"zone":"Europe/Berlin"}]"#;
+    let week = r#"[{"scope":"periodic","key":"week","unit":"tokens","limit":5}]"#;
+    let instance = r#"[{"scope":"instance","key":"periodic","unit":"tokens","limit":5}]"#;
+    for (id, project, started_ms, budgets) in [
+        ("old", "p", 1_000, week),
+        ("mine", "p", 2_000, day),
+        ("later", "p", 3_000, "[]"),
+        ("named", "p", 4_000, instance),
+        ("other", "q", 5_000, day),
+    ] {
+        s.begin_run(&with(id, project, started_ms, budgets), &[])
+            .expect("begin");
+    }
+    let got = s.newest_periodic("p").expect("read").expect("found");
+    assert_eq!(got.run_id, "mine");
+    assert_eq!(got.started_ms, 2_000);
+    assert_eq!(got.zone, Zone::parse("Europe/Berlin").expect("zone"));
+    assert_eq!(got.periodic.len(), 2, "{got:?}");
+    assert_eq!(got.periodic[0].period, Period::Day);
+    assert_eq!(got.periodic[0].scope, PeriodScope::Project);
+    assert_eq!(got.periodic[0].tokens, Some(100));
+    assert_eq!(got.periodic[0].usd, Some(Usd::from_dollars(2.5)));
+    assert_eq!(got.periodic[1].period, Period::Month);
+    assert_eq!(
+        got.periodic[1].scope,
+        PeriodScope::Command("/review".into())
+    );
+    assert_eq!(got.periodic[1].usd, Some(Usd::from_dollars(40.0)));
+    // A run that recorded no zone counts in UTC.
+    s.begin_run(
+        &with(
+            "newest",
+            "p",
+            6_000,
+            r#"[{"scope":"periodic","key":"week all","unit":"tokens","limit":5}]"#,
+        ),
+        &[],
+    )
+    .expect("begin");
+    let got = s.newest_periodic("p").expect("read").expect("found");
+    assert_eq!((got.run_id.as_str(), got.zone), ("newest", Zone::Utc));
+    assert_eq!(got.periodic[0].scope, PeriodScope::All);
+}

@@ -28,9 +28,9 @@
 //! shown: messages name the ledger through [`redact`].
 
 use super::{
-    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo,
-    RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery, UsageStore,
-    NO_MODEL_KEY, PROMPT_KEY,
+    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
+    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery,
+    UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use postgres::types::ToSql;
@@ -68,6 +68,7 @@ const MIGRATION_LOCK: i32 = 0x4f52_4349;
 const MIGRATIONS: [&str; 2] = [
     r#"
 CREATE TABLE runs (
+    run_key       BIGSERIAL UNIQUE,
     run_id        TEXT PRIMARY KEY,
     project       TEXT NOT NULL,
     host          TEXT NOT NULL,
@@ -958,6 +959,39 @@ impl UsageStore for PostgresStore {
         self.with(|c| elsewhere_in(c, run_id, now_ms, budgets.iter()))
     }
 
+    fn newest_periodic(&mut self, project: &str) -> Result<Option<RecordedBudgets>, StoreError> {
+        const PAGE: i64 = 50;
+        let project = text(project);
+        self.with(|c| {
+            let mut offset = 0i64;
+            loop {
+                // The text filter only narrows; `recorded_periodic` decides. Ties of the
+                // start go to the run recorded last, as in SQLite.
+                let rows = c.query(
+                    "SELECT run_id, started_ms, budgets FROM runs
+                     WHERE project = $1 AND budgets ILIKE '%periodic%'
+                     ORDER BY started_ms DESC, run_key DESC LIMIT $2 OFFSET $3",
+                    &[&project, &PAGE, &offset],
+                )?;
+                for r in &rows {
+                    let budgets: String = r.get(2);
+                    if let Some((periodic, zone)) = super::recorded_periodic(&budgets) {
+                        return Ok(Some(RecordedBudgets {
+                            run_id: r.get(0),
+                            started_ms: r.get(1),
+                            periodic,
+                            zone,
+                        }));
+                    }
+                }
+                if (rows.len() as i64) < PAGE {
+                    return Ok(None);
+                }
+                offset += PAGE;
+            }
+        })
+    }
+
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
         let (keys, amounts) = hold_arrays(
             req.holds
@@ -1139,6 +1173,7 @@ mod tests {
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,
             history_is_newest_completed_of_the_same_key,
+            the_newest_periodic_budgets_of_a_project_are_read_back,
         ] {
             case(&mut fresh());
         }

@@ -12,9 +12,9 @@
 //! written.
 
 use super::{
-    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo,
-    RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery, UsageStore,
-    NO_MODEL_KEY, PROMPT_KEY,
+    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
+    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery,
+    UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
@@ -477,6 +477,30 @@ impl UsageStore for SqliteStore {
         })
     }
 
+    fn newest_periodic(&mut self, project: &str) -> Result<Option<RecordedBudgets>, StoreError> {
+        retry(self.patience, || {
+            // The text filter only narrows; `recorded_periodic` decides.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT run_id, started_ms, budgets FROM runs
+                 WHERE project = ?1 AND budgets LIKE '%periodic%'
+                 ORDER BY started_ms DESC, run_key DESC",
+            )?;
+            let mut rows = stmt.query([project])?;
+            while let Some(r) = rows.next()? {
+                let budgets: String = r.get(2)?;
+                if let Some((periodic, zone)) = super::recorded_periodic(&budgets) {
+                    return Ok(Some(RecordedBudgets {
+                        run_id: r.get(0)?,
+                        started_ms: r.get(1)?,
+                        periodic,
+                        zone,
+                    }));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
         self.immediate(|conn| {
             conn.prepare_cached("DELETE FROM holds WHERE run_id = ?1")?
@@ -890,6 +914,7 @@ mod tests {
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,
             history_is_newest_completed_of_the_same_key,
+            the_newest_periodic_budgets_of_a_project_are_read_back,
         ] {
             case(&mut SqliteStore::in_memory().expect("store"));
         }

@@ -30,17 +30,8 @@ pub(crate) fn usage_json(dir: &Path, ledger: &Path, extra: &[&str]) -> Value {
     serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
 }
 
-pub(crate) fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
-    let mut c = Command::new(crate::common::bin());
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ORCHESTRATOR_LEDGER")
-        .arg("usage")
-        .arg("--ledger")
-        .arg(ledger)
-        .stdin(Stdio::null());
-    c
+fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
+    crate::common::helper(dir, "usage", ledger)
 }
 
 /// A simulated run recorded in `ledger`, its report returned.

@@ -6,6 +6,7 @@ mod common;
 
 mod accounting_fixtures;
 mod batch;
+mod budget;
 mod cli;
 mod cli_errors;
 mod faults;

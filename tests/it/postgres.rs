@@ -2,7 +2,7 @@
 //! a real PostgreSQL server (`common::PgServer`), read back with `orchestrator usage`; a
 //! server that is not there, and one that goes away in the middle of a run.
 
-use crate::common::{orchestrator, run, stderr, stdout, tempdir, wait_for, PgServer};
+use crate::common::{helper, orchestrator, run, stderr, stdout, tempdir, wait_for, PgServer};
 use crate::ledger::{assert_usage_eq, simulated_run, usage_json};
 use serde_json::Value;
 use std::path::Path;
@@ -66,6 +66,22 @@ fn usage_sees_exactly_what_simulated_runs_recorded() {
         by_command["totals"]["output_tokens"].as_u64(),
         Some(want[1])
     );
+    // `orchestrator budget` reads the same: the day's use of the project.
+    let tokens: u64 = reports
+        .iter()
+        .map(|r| r["totals"]["total_tokens"].as_u64().expect("total"))
+        .sum();
+    let o = run(helper(dir.path(), "budget", ledger).args([
+        "--project",
+        "proj",
+        "--daily-token-budget",
+        "100000000",
+        "--json",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["budgets"][0]["used"], tokens, "{v}");
+    assert_eq!(v["budgets"][0]["reserved"], 0, "{v}");
     // ORCHESTRATOR_LEDGER selects it too, for the run and for `orchestrator usage`.
     let o = run(orchestrator(dir.path())
         .env("ORCHESTRATOR_LEDGER", &url)

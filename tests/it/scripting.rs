@@ -33,47 +33,58 @@ fn schema(name: &str) -> Value {
 pub(crate) struct Schemas {
     report: jsonschema::Validator,
     event: jsonschema::Validator,
+    budget: jsonschema::Validator,
 }
 
 pub(crate) fn schemas() -> Schemas {
     let report = schema("report.schema.json");
     let events = schema("events.schema.json");
-    for s in [&report, &events] {
+    let budget = schema("budget.schema.json");
+    for s in [&report, &events, &budget] {
         assert!(
             jsonschema::draft202012::meta::is_valid(s),
             "not a valid draft 2020-12 schema"
         );
     }
     let report_id = report["$id"].as_str().expect("$id").to_string();
-    let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+    // The others refer to the report's definitions.
+    let with_report = |schema: &Value, what: &str| {
+        let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+        jsonschema::options()
+            .with_resource(report_id.clone(), resource)
+            .build(schema)
+            .unwrap_or_else(|e| panic!("{what} schema: {e}"))
+    };
     Schemas {
         report: jsonschema::validator_for(&report).expect("report schema"),
-        event: jsonschema::options()
-            .with_resource(report_id, resource)
-            .build(&events)
-            .expect("events schema"),
+        event: with_report(&events, "events"),
+        budget: with_report(&budget, "budget"),
     }
 }
 
 impl Schemas {
     pub(crate) fn check_report(&self, report: &Value) {
-        let errors: Vec<String> = self
-            .report
-            .iter_errors(report)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "report invalid: {errors:#?}\n{report:#}");
+        valid(&self.report, report, "report");
         assert_documented(report);
     }
 
-    pub(crate) fn check_event(&self, event: &Value) {
-        let errors: Vec<String> = self
-            .event
-            .iter_errors(event)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "event invalid: {errors:#?}\n{event}");
+    /// `orchestrator budget --json`; the schema allows no undeclared field.
+    pub(crate) fn check_budget(&self, doc: &Value) {
+        valid(&self.budget, doc, "budget document");
     }
+
+    pub(crate) fn check_event(&self, event: &Value) {
+        valid(&self.event, event, "event");
+    }
+}
+
+/// Fails naming every way `doc` breaks `schema`.
+fn valid(schema: &jsonschema::Validator, doc: &Value, what: &str) {
+    let errors: Vec<String> = schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what} invalid: {errors:#?}\n{doc:#}");
 }
 
 /// Every field the program writes into a report is declared in the schema (the schema

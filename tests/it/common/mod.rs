@@ -38,6 +38,22 @@ pub fn orchestrator(dir: &Path) -> Command {
     c
 }
 
+/// A helper command (`orchestrator usage`, `orchestrator budget`) run in `dir` on
+/// `ledger`, with `dir` as HOME and neither a ledger nor colour from the environment.
+pub fn helper(dir: &Path, name: &str, ledger: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("ORCHESTRATOR_LEDGER")
+        .env("NO_COLOR", "1")
+        .arg(name)
+        .arg("--ledger")
+        .arg(ledger)
+        .stdin(Stdio::null());
+    c
+}
+
 pub fn run(c: &mut Command) -> Output {
     c.output().expect("run orchestrator")
 }
