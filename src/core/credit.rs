@@ -230,13 +230,13 @@ mod tests {
         let mut stopped = vec![false; n];
         let mut queue: VecDeque<(usize, Delta, bool)> = VecDeque::new();
         let mut out = Outcome::default();
-        for id in 0..n {
+        for (id, cell) in cells.iter_mut().enumerate() {
             assert!(matches!(
                 ledger.admit(id),
                 crate::core::budget::Admission::Admit { .. }
             ));
             if credit {
-                cells[id] = cells[id].plus(credits.grant(ledger, id));
+                *cell = cell.plus(credits.grant(ledger, id));
             }
         }
         let mut steps = schedule.iter().cycle();

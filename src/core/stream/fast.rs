@@ -64,13 +64,12 @@ pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
     })
 }
 
+/// A reader of one value: the value and the index after it.
+type Read<'a, T> = fn(&'a [u8], usize) -> Scan<(T, usize)>;
+
 /// Reads the top-level object at `start` with `read`; nothing but whitespace may follow.
 #[inline]
-fn whole<'a, T>(
-    line: &'a [u8],
-    start: usize,
-    read: fn(&'a [u8], usize) -> Scan<(T, usize)>,
-) -> Scan<T> {
+fn whole<'a, T>(line: &'a [u8], start: usize, read: Read<'a, T>) -> Scan<T> {
     let (v, end) = read(line, start)?;
     if ws(line, end) == line.len() {
         Ok(v)
@@ -530,32 +529,32 @@ fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {
 
 /// A tool call's `input` read for its hint in the same pass (`tool_hint`).
 fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
-    let fast = (s.get(i) == Some(&b'{'))
-        .then(|| {
-            let mut t = ToolInput::default();
-            let mut seen = 0u32;
-            let end = object(s, i, |k, v| {
-                let (slot, bit) = match k {
-                    b"command" => (&mut t.command, 1),
-                    b"file_path" => (&mut t.file_path, 2),
-                    b"notebook_path" => (&mut t.notebook_path, 4),
-                    b"path" => (&mut t.path, 8),
-                    b"pattern" => (&mut t.pattern, 16),
-                    b"url" => (&mut t.url, 32),
-                    b"query" => (&mut t.query, 64),
-                    b"skill" => (&mut t.skill, 128),
-                    b"description" => (&mut t.description, 256),
-                    b"prompt" => (&mut t.prompt, 512),
-                    _ => return skip_value(s, v),
-                };
-                once(&mut seen, bit)?;
-                let (x, e) = snippet(s, v)?;
-                *slot = x;
-                Ok(e)
-            })?;
-            Ok((t, end))
+    let fast = if s.get(i) == Some(&b'{') {
+        let mut t = ToolInput::default();
+        let mut seen = 0u32;
+        object(s, i, |k, v| {
+            let (slot, bit) = match k {
+                b"command" => (&mut t.command, 1),
+                b"file_path" => (&mut t.file_path, 2),
+                b"notebook_path" => (&mut t.notebook_path, 4),
+                b"path" => (&mut t.path, 8),
+                b"pattern" => (&mut t.pattern, 16),
+                b"url" => (&mut t.url, 32),
+                b"query" => (&mut t.query, 64),
+                b"skill" => (&mut t.skill, 128),
+                b"description" => (&mut t.description, 256),
+                b"prompt" => (&mut t.prompt, 512),
+                _ => return skip_value(s, v),
+            };
+            once(&mut seen, bit)?;
+            let (x, e) = snippet(s, v)?;
+            *slot = x;
+            Ok(e)
         })
-        .unwrap_or(Err(Bail));
+        .map(|end| (t, end))
+    } else {
+        Err(Bail)
+    };
     match fast {
         Ok((t, end)) => Ok((t.hint(), end)),
         // Not an object, or odd inside: serde_json's reading of the input alone (a
