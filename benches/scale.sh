@@ -11,8 +11,11 @@
 # Keeps its files in $SCALE_DIR (default: a fresh temporary directory) for inspection.
 # ORCHESTRATOR_BIN=path runs another build of the orchestrator (to compare versions).
 # SCALE_LEDGER=path records the run in that usage ledger (default: --no-ledger), to
-# measure what recording costs. SCALE_JSON=1 adds --json (events to a file) and
-# SCALE_LOGS=1 adds --log-dir (raw output of every instance under $SCALE_DIR/logs).
+# measure what recording costs; with SCALE_PERIODIC=1 the run also has a daily token
+# budget (never reached), shared through that ledger (flushes every 250 ms, a claim per
+# launch), to measure the shared path (issue 12). SCALE_JSON=1 adds --json (events to a
+# file) and SCALE_LOGS=1 adds --log-dir (raw output of every instance under
+# $SCALE_DIR/logs).
 set -euo pipefail
 
 n=${1:-500}
@@ -46,6 +49,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ -n "${SCALE_LEDGER:-}" ]; then
     ledger_args=(--ledger "$SCALE_LEDGER")
+    if [ -n "${SCALE_PERIODIC:-}" ]; then
+        ledger_args+=(--daily-token-budget 100000000000)
+    fi
 else
     ledger_args=(--no-ledger)
 fi

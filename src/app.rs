@@ -9,7 +9,6 @@ use crate::core::estimate::{self, Estimate};
 use crate::core::plan::{ColorChoice, Plan};
 use crate::core::pricing::Pricing;
 use crate::core::run::RunState;
-use crate::core::usage::{Usage, Usd};
 use crate::output::dryrun;
 use crate::output::events::EventSink;
 use crate::output::style::Styles;
@@ -102,7 +101,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     }
     if plan.options.dry_run {
         // Reads history for the estimates and the periodic budgets; never writes.
-        let store = match open_ledger(&ledger, false) {
+        let store = match open_ledger(&ledger, false, false) {
             Ok(s) => s,
             Err(code) => return code,
         };
@@ -116,7 +115,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         }
         return dry_run(&plan, budget_ledger);
     }
-    let store = match open_ledger(&ledger, true) {
+    let store = match open_ledger(&ledger, true, !plan.budgets.periodic.is_empty()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -130,69 +129,43 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     run(plan, pricing, store, &ledger)
 }
 
-/// Seeds each periodic budget (`--daily-token-budget`, …) with what the ledger recorded
-/// for the project in the current period (UTC unless `--budget-timezone`): every run of the project that started in
-/// the period (this run is not recorded yet). `Err` is the message for the user.
+/// Seeds each periodic budget (`--daily-token-budget`, …) with what the other runs
+/// recorded in its current period (UTC unless `--budget-timezone`) and hold in
+/// reservation now (`store::shared_budgets`). `Err` is the message for the user.
 fn seed_periodic(
     budget_ledger: &mut Ledger,
     plan: &Plan,
     store: &mut dyn UsageStore,
 ) -> Result<(), String> {
-    use crate::core::budget::{Amount, BudgetKey, Scope, Unit};
-    use crate::core::period;
-    let now = chrono::Utc::now();
-    let zone = plan.budgets.zone;
-    for p in &plan.budgets.periodic {
-        let window = match zone {
-            period::Zone::Utc => period::window_at(p.period, now, &chrono::Utc, zone.name()),
-            period::Zone::Local => period::window_at(p.period, now, &chrono::Local, zone.name()),
-            period::Zone::Named(tz) => period::window_at(p.period, now, &tz, zone.name()),
-        };
-        let (by, project) = match &p.scope {
-            period::PeriodScope::All => (store::GroupBy::Project, None),
-            period::PeriodScope::Project => {
-                (store::GroupBy::Project, Some(plan.options.project.clone()))
-            }
-            period::PeriodScope::Command(_) => {
-                (store::GroupBy::Command, Some(plan.options.project.clone()))
-            }
-        };
-        let q = store::UsageQuery {
-            since_ms: window.start.timestamp_millis(),
-            until_ms: window.end.timestamp_millis(),
-            by,
-            project,
-            run: None,
-        };
-        let groups = store.usage(&q).map_err(|e| {
-            format!(
-                "cannot read the ledger for the {} budget: {e}; fix the ledger or give another --ledger",
-                p.period.adjective()
-            )
+    use crate::core::budget::Amount;
+    let shared = store::shared_budgets(plan, chrono::Utc::now());
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let budgets: Vec<store::SharedBudget> = shared.iter().map(|(_, b)| b.clone()).collect();
+    let figures = store
+        .elsewhere(&plan.options.run_id, store::now_ms(), &budgets)
+        .map_err(|e| {
+            format!("cannot read the periodic budgets from the ledger: {e}; fix the ledger or give another --ledger")
         })?;
-        let counted = |g: &&store::GroupSums| match &p.scope {
-            period::PeriodScope::Command(c) => g.key == *c,
-            _ => true,
-        };
-        let (mut usage, mut cost) = (Usage::default(), Usd::ZERO);
-        for g in groups.iter().filter(counted) {
-            usage += g.usage;
-            cost += g.cost;
-        }
-        for (unit, used) in [
-            (Unit::Tokens, Amount::Tokens(usage.total())),
-            (Unit::Usd, Amount::Usd(cost)),
-        ] {
-            let key = BudgetKey {
-                scope: Scope::Periodic(p.period, p.scope.clone()),
-                unit,
-            };
-            // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;
-            // admission sees the use.
-            let _ = budget_ledger.set_elsewhere(&key, used, Amount::from_raw(unit, 0));
-        }
+    for ((key, _), e) in shared.iter().zip(figures) {
+        // Nothing runs yet, so the decisions (warnings, stops) have nobody to act on;
+        // admission sees the figures.
+        let _ = budget_ledger.set_elsewhere(
+            key,
+            Amount::from_raw(key.unit, i128::from(e.used)),
+            Amount::from_raw(key.unit, i128::from(e.reserved)),
+        );
     }
     Ok(())
+}
+
+/// How long this run's holds in shared budgets last past each renewal.
+fn lease() -> std::time::Duration {
+    std::env::var(recorder::LEASE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(recorder::LEASE, std::time::Duration::from_millis)
 }
 
 /// Which ledger a run records into (README, "Usage ledger").
@@ -232,10 +205,18 @@ fn ledger_choice(cli: &Cli, simulate: bool) -> LedgerChoice {
     }
 }
 
+/// A run sharing budgets counts the ledger as unreachable once a lock has been held
+/// against it this long (`--ledger-failure`).
+const SHARED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens the chosen ledger: for writing (creating it, and the default one's directory)
 /// or read-only. `Err(exit code)` after the message when an explicit ledger cannot be
 /// used; the default ledger failing is one warning and `Ok(None)`.
-fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn UsageStore>>, i32> {
+fn open_ledger(
+    choice: &LedgerChoice,
+    write: bool,
+    sharing: bool,
+) -> Result<Option<Box<dyn UsageStore>>, i32> {
     let Some(path) = choice.path() else {
         return Ok(None);
     };
@@ -263,7 +244,11 @@ fn open_ledger(choice: &LedgerChoice, write: bool) -> Result<Option<Box<dyn Usag
                     parent.display()
                 )));
             }
-            SqliteStore::open(path).map(|s| Some(Box::new(s) as Box<dyn UsageStore>))
+            let mut store = SqliteStore::open(path)?;
+            if sharing {
+                store.set_patience(SHARED_PATIENCE)?;
+            }
+            Ok(Some(Box::new(store) as Box<dyn UsageStore>))
         } else {
             SqliteStore::open_read_only(path).map(|s| s.map(|s| Box::new(s) as Box<dyn UsageStore>))
         }
@@ -327,6 +312,7 @@ fn fill_estimates(plan: &mut Plan, store: &mut dyn UsageStore) {
 fn run_helper(helper: cli::Helper) -> i32 {
     let text = match helper {
         cli::Helper::Usage(args) => return usage_report(&args),
+        cli::Helper::Budget(args) => return budget_report(&args),
         cli::Helper::Completions(shell) => cli::completions(shell),
         cli::Helper::Man => match cli::man_page() {
             Ok(t) => t,
@@ -336,16 +322,7 @@ fn run_helper(helper: cli::Helper) -> i32 {
             }
         },
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&text).and_then(|_| out.flush()) {
-        Ok(()) => 0,
-        // A reader that stopped early (`| head`) is not an error of ours.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("orchestrator: error: cannot write to stdout: {e}");
-            1
-        }
-    }
+    print_out(&text)
 }
 
 /// `orchestrator usage`: the ledger's groups as a table or JSON on stdout.
@@ -368,19 +345,9 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         // Past now: a run that starts while this reads is not cut off by rounding.
         None => now_ms + 1,
     };
-    let path = match &args.ledger {
-        Some(p) => p.clone(),
-        None => {
-            let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
-            match store::default_path(xdg.as_deref(), home_dir().as_deref()) {
-                Some(p) => p,
-                None => {
-                    return usage_error(
-                        "usage: no default ledger (neither XDG_DATA_HOME nor HOME is set); give --ledger PATH",
-                    )
-                }
-            }
-        }
+    let path = match helper_ledger(args.ledger.as_ref(), "usage") {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let q = store::UsageQuery {
         since_ms: since,
@@ -416,24 +383,156 @@ fn usage_report(args: &cli::UsageArgs) -> i32 {
         report::to_json(&groups, args.by, now_ms, stale_ms) + "\n"
     } else {
         let tty = std::io::stdout().is_terminal();
-        let styles = Styles::resolve(
-            ColorChoice::Auto,
-            tty,
-            std::env::var_os("NO_COLOR").as_deref(),
-            std::env::var_os("CLICOLOR_FORCE").as_deref(),
-            std::env::var_os("TERM").as_deref(),
-        );
-        report::render_table(&groups, args.by, &styles, tty, now_ms, stale_ms)
+        report::render_table(&groups, args.by, &stdout_styles(), tty, now_ms, stale_ms)
     };
+    print_out(text.as_bytes())
+}
+
+/// The ledger a helper reads: `--ledger PATH` (or `ORCHESTRATOR_LEDGER`), else the
+/// default one. `Err(exit code)` after the message when there is no default.
+fn helper_ledger(given: Option<&PathBuf>, helper: &str) -> Result<PathBuf, i32> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+    store::default_path(xdg.as_deref(), home_dir().as_deref()).ok_or_else(|| {
+        usage_error(&format!(
+            "{helper}: no default ledger (neither XDG_DATA_HOME nor HOME is set); give --ledger PATH"
+        ))
+    })
+}
+
+/// A helper's whole output on stdout: 0, also when the reader stopped early (`| head`);
+/// 1 when it cannot be written.
+fn print_out(text: &[u8]) -> i32 {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    match out.write_all(text).and_then(|_| out.flush()) {
         Ok(()) => 0,
+        // A reader that stopped early is not an error of ours.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             eprintln!("orchestrator: error: cannot write to stdout: {e}");
             1
         }
     }
+}
+
+/// Colour for a helper's table on stdout: only on a terminal (honours NO_COLOR and
+/// CLICOLOR_FORCE); ASCII bars where the locale is not UTF-8.
+fn stdout_styles() -> Styles {
+    styles_for(ColorChoice::Auto, std::io::stdout().is_terminal())
+}
+
+/// `orchestrator budget`: the project's periodic budgets as a table or JSON on stdout.
+/// The budgets are the periodic flags' and `--config`'s, else those the project's newest
+/// run recorded; with none of them, one line and exit 2.
+fn budget_report(args: &cli::BudgetArgs) -> i32 {
+    use crate::core::budget::{Amount, Scope};
+    use crate::output::budget as report;
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => return usage_error(&format!("cannot read the current directory: {e}")),
+    };
+    let project = args
+        .project
+        .clone()
+        .unwrap_or_else(|| config::default_project(&cwd));
+    let given = match config::periodic_budgets(
+        &args.periodic,
+        args.config.as_deref(),
+        args.profile.as_deref(),
+        &cwd,
+    ) {
+        Ok(g) => g,
+        Err(e) => return usage_error(&format!("budget: {e}")),
+    };
+    let path = match helper_ledger(args.ledger.as_ref(), "budget") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let unusable = |e: &StoreError| {
+        usage_error(&format!(
+            "budget --ledger {}: {e}; fix it or give another --ledger",
+            path.display()
+        ))
+    };
+    let mut store = match SqliteStore::open_read_only(&path) {
+        Ok(s) => s,
+        Err(e) => return unusable(&e),
+    };
+    let recorded = match (&mut store, given.is_empty()) {
+        (Some(s), true) => match s.newest_periodic(&project) {
+            Ok(r) => r,
+            Err(e) => return unusable(&e),
+        },
+        _ => None,
+    };
+    let (periodic, zone, source) = match recorded {
+        _ if !given.is_empty() => (
+            given,
+            args.periodic.budget_timezone.unwrap_or_default(),
+            report::Source::Given,
+        ),
+        Some(r) => (
+            r.periodic,
+            args.periodic.budget_timezone.unwrap_or(r.zone),
+            report::Source::Run {
+                run_id: r.run_id,
+                started_ms: r.started_ms,
+            },
+        ),
+        None => {
+            return usage_error(&format!(
+                "budget: no periodic budget is configured for project {project}: give one (--daily-token-budget N, --monthly-cost-budget USD, …, or --config FILE with budget.periodic), or --project NAME of a project whose runs set one"
+            ))
+        }
+    };
+    let now = chrono::Utc::now();
+    let shares = store::periodic_shares(&periodic, zone, &project, now);
+    let budgets: Vec<store::SharedBudget> = shares.iter().map(|(_, b)| b.clone()).collect();
+    // No run has this id: every run counts.
+    let figures = match &mut store {
+        Some(s) => match s.elsewhere("", now.timestamp_millis(), &budgets) {
+            Ok(f) => f,
+            Err(e) => return unusable(&e),
+        },
+        None => vec![store::Elsewhere::default(); budgets.len()],
+    };
+    let rows = shares
+        .into_iter()
+        .zip(figures)
+        .filter_map(|((key, _), e)| {
+            let Scope::Periodic(period, scope) = &key.scope else {
+                return None;
+            };
+            let limit = periodic
+                .iter()
+                .find(|p| p.period == *period && p.scope == *scope)?
+                .limit(key.unit)?;
+            let unit = key.unit;
+            Some(report::Row {
+                window: zone.window(*period, now),
+                limit,
+                used: Amount::from_raw(unit, i128::from(e.used)),
+                reserved: Amount::from_raw(unit, i128::from(e.reserved)),
+                key,
+            })
+        })
+        .collect();
+    let view = report::View {
+        project,
+        zone: zone.name().to_string(),
+        now,
+        source,
+        ledger_found: store.is_some(),
+        rows,
+    };
+    let text = if args.json {
+        report::to_json(&view) + "\n"
+    } else {
+        report::render_table(&view, &stdout_styles())
+    };
+    print_out(text.as_bytes())
 }
 
 /// Where the report and logs go must be usable before anything is spent (and a dry run
@@ -546,9 +645,15 @@ fn init_tracing(cli: &Cli) {
 
 /// Colour for human output on stderr, resolved once from `--color` and the environment.
 fn stderr_styles(choice: ColorChoice) -> Styles {
+    styles_for(choice, std::io::stderr().is_terminal())
+}
+
+/// Colour from `choice`, whether the stream is a terminal and the environment; ASCII
+/// where the locale is not UTF-8.
+fn styles_for(choice: ColorChoice, tty: bool) -> Styles {
     Styles::resolve(
         choice,
-        std::io::stderr().is_terminal(),
+        tty,
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("CLICOLOR_FORCE").as_deref(),
         std::env::var_os("TERM").as_deref(),
@@ -716,6 +821,8 @@ fn run(
             return 1;
         }
     };
+    let mut news = None;
+    let mut shared_keys = Vec::new();
     let recorder = match store {
         Some(store) => {
             let run = recorder::run_record(
@@ -723,7 +830,24 @@ fn run(
                 serde_json::Value::Array(crate::output::events::configured_budgets(&plan))
                     .to_string(),
             );
-            match Recorder::start(store, run, recorder::initial_records(&plan)) {
+            // Periodic budgets are shared every 250 ms; without them the project's
+            // launch pauses still are, with each write.
+            let shared = store::shared_budgets(&plan, chrono::Utc::now());
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            news = Some(rx);
+            shared_keys = shared.iter().map(|(k, _)| k.clone()).collect();
+            let sharing = recorder::Sharing {
+                project: plan.options.project.clone(),
+                every: if shared.is_empty() {
+                    recorder::WRITE_EVERY
+                } else {
+                    recorder::SHARE_EVERY
+                },
+                budgets: shared,
+                lease: lease(),
+                news: tx,
+            };
+            match Recorder::start(store, run, recorder::initial_records(&plan), Some(sharing)) {
                 Ok(r) => Some(r),
                 Err(e) => match ledger_failed(ledger, &e) {
                     0 => None,
@@ -740,8 +864,14 @@ fn run(
         events,
         recorder: recorder.as_ref().map(Recorder::handle),
     };
-    let state = RunState::new(plan, budget_ledger, Instant::now());
-    let dispatcher = Dispatcher::new(state, Arc::new(pricing), program, outputs);
+    let mut state = RunState::new(plan, budget_ledger, Instant::now());
+    let dispatcher = match news {
+        Some(news) => {
+            state.share_budgets(shared_keys);
+            Dispatcher::new(state, Arc::new(pricing), program, outputs).with_news(news)
+        }
+        None => Dispatcher::new(state, Arc::new(pricing), program, outputs),
+    };
     let (outcome, _report) = runtime.block_on(dispatcher.run());
     drop(runtime);
     if let Some(r) = recorder {

@@ -4,7 +4,7 @@
 //! `config::build_plan` turns a `Cli` into a validated `Plan`.
 
 use crate::config::units;
-use crate::core::plan::{ColorChoice, Mode, OutputFormat, UsageLimitPolicy};
+use crate::core::plan::{ColorChoice, LedgerFailure, Mode, OutputFormat, UsageLimitPolicy};
 use crate::core::usage::Usd;
 use crate::store::GroupBy;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, NaiveTime, TimeZone};
@@ -47,7 +47,10 @@ Other commands (only as the very first argument):
   orchestrator completions SHELL   print a completion script: bash, zsh, fish, ...
   orchestrator man                 print the man page (roff)
   orchestrator usage [--by KEY]    what the ledger recorded (orchestrator usage --help)
-  A prompt that is just \"man\", \"usage\" or \"completions\" goes after '--': orchestrator -- man
+  orchestrator budget [--json]     the project's daily, weekly and monthly budgets: used,
+                                   reserved, when the period ends, burn rate (budget --help)
+  A prompt that is just \"man\", \"usage\", \"budget\" or \"completions\" goes after '--':
+  orchestrator -- man
 
 Exit codes: 0 all completed, 1 an instance failed or timed out, 2 usage or config error,
 3 a budget blocked or stopped an instance, 130/143 interrupted.";
@@ -119,33 +122,9 @@ pub struct Cli {
     #[arg(long, value_name = "CMD=USD", value_parser = parse_command_cost, help_heading = "Budgets")]
     pub command_cost_budget: Vec<CommandCostList>,
 
-    /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub daily_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub daily_cost_budget: Option<Usd>,
-
-    /// Tokens this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub weekly_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub weekly_cost_budget: Option<Usd>,
-
-    /// Tokens this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub monthly_token_budget: Option<u64>,
-
-    /// US dollars this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
-    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
-    pub monthly_cost_budget: Option<Usd>,
-
-    /// The zone the daily, weekly and monthly budgets count in: utc, local or an IANA name such as Europe/Berlin [default: utc].
-    #[arg(long, value_name = "ZONE", value_parser = parse_zone, help_heading = "Budgets")]
-    pub budget_timezone: Option<crate::core::period::Zone>,
+    /// The daily, weekly and monthly budgets and their zone.
+    #[command(flatten)]
+    pub periodic: PeriodicFlags,
 
     /// warn: report overruns and go on; block: never spend past a budget [default: warn].
     #[arg(long, value_name = "MODE", value_parser = Choice::new(&["warn", "block"], parse_mode), help_heading = "Budgets")]
@@ -327,9 +306,78 @@ pub struct Cli {
     #[arg(long, help_heading = "Ledger")]
     pub no_ledger: bool,
 
+    /// While the ledger that shares periodic budgets cannot be reached: closed (launch
+    /// nothing new that counts toward them) or open (go on, reconcile later)
+    /// [default: closed in block mode, open in warn mode].
+    #[arg(long, value_name = "WHAT", value_parser = Choice::new(&["closed", "open"], parse_ledger_failure), help_heading = "Ledger")]
+    pub ledger_failure: Option<LedgerFailure>,
+
     /// Label the run [default: the git top-level directory's name, else the workspace's].
     #[arg(long, value_name = "NAME", value_parser = parse_non_empty, help_heading = "Ledger")]
     pub project: Option<String>,
+}
+
+/// The periodic budget flags (`--daily-token-budget`, …, `--budget-timezone`): a run's
+/// and `orchestrator budget`'s, parsed by the same definitions.
+#[derive(Debug, Clone, PartialEq, Eq, Default, clap::Args)]
+pub struct PeriodicFlags {
+    /// Tokens this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per day (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub daily_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per week (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub weekly_cost_budget: Option<Usd>,
+
+    /// Tokens this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "N", value_parser = parse_token_count, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_token_budget: Option<u64>,
+
+    /// US dollars this project (--project) may spend per month (UTC), across all runs recorded in the ledger.
+    #[arg(long, value_name = "USD", value_parser = parse_usd, allow_negative_numbers = true, help_heading = "Budgets")]
+    pub monthly_cost_budget: Option<Usd>,
+
+    /// The zone the daily, weekly and monthly budgets count in: utc, local or an IANA name such as Europe/Berlin [default: utc].
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone, help_heading = "Budgets")]
+    pub budget_timezone: Option<crate::core::period::Zone>,
+}
+
+impl PeriodicFlags {
+    /// The periodic budgets the flags set, day, week, month in that order (all of them
+    /// project-scoped).
+    pub fn limits(&self) -> Vec<crate::core::plan::PeriodicLimit> {
+        use crate::core::period::Period;
+        [
+            (Period::Day, self.daily_token_budget, self.daily_cost_budget),
+            (
+                Period::Week,
+                self.weekly_token_budget,
+                self.weekly_cost_budget,
+            ),
+            (
+                Period::Month,
+                self.monthly_token_budget,
+                self.monthly_cost_budget,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, t, u)| t.is_some() || u.is_some())
+        .map(|(period, tokens, usd)| crate::core::plan::PeriodicLimit {
+            period,
+            scope: crate::core::period::PeriodScope::Project,
+            tokens,
+            usd,
+        })
+        .collect()
+    }
 }
 
 /// A value parser for a flag with a fixed set of words: parses with `parse` (so its
@@ -438,6 +486,7 @@ pub enum Helper {
     Completions(clap_complete::Shell),
     Man,
     Usage(UsageArgs),
+    Budget(BudgetArgs),
 }
 
 /// `orchestrator usage`: what to report from the ledger.
@@ -452,11 +501,24 @@ pub struct UsageArgs {
     pub ledger: Option<PathBuf>,
 }
 
+/// `orchestrator budget`: which periodic budgets to show, of which project, from which
+/// ledger. With no periodic flag and no `--config`, those the project's newest run
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetArgs {
+    pub periodic: PeriodicFlags,
+    pub config: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub project: Option<String>,
+    pub json: bool,
+    pub ledger: Option<PathBuf>,
+}
+
 /// The helper command named by the first argument, if it names one; `Err` for a bad
 /// shell name or a stray argument (one line, as every usage error), or help output.
 pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
     let first = args.get(1)?.to_str()?;
-    if first != "completions" && first != "man" && first != "usage" {
+    if !["completions", "man", "usage", "budget"].contains(&first) {
         return None;
     }
     let parsed = helper_parser().try_get_matches_from(args).map_err(one_line);
@@ -482,11 +544,19 @@ pub fn parse_helper(args: &[OsString]) -> Option<Result<Helper, clap::Error>> {
                 project: sub.get_one::<String>("project").cloned(),
                 run: sub.get_one::<String>("run").cloned(),
                 json: sub.get_flag("json"),
-                ledger: sub
-                    .get_one::<PathBuf>("ledger")
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .cloned(),
+                ledger: ledger_given(sub),
             })),
+            Some(("budget", sub)) => {
+                use clap::FromArgMatches;
+                Ok(Helper::Budget(BudgetArgs {
+                    periodic: PeriodicFlags::from_arg_matches(sub).map_err(one_line)?,
+                    config: sub.get_one::<PathBuf>("config").cloned(),
+                    profile: sub.get_one::<String>("profile").cloned(),
+                    project: sub.get_one::<String>("project").cloned(),
+                    json: sub.get_flag("json"),
+                    ledger: ledger_given(sub),
+                }))
+            }
             _ => Ok(Helper::Man),
         }
     }))
@@ -508,17 +578,61 @@ fn usage_subcommand() -> clap::Command {
         .arg(Arg::new("project").long("project").value_name("NAME").help("Only this project's runs"))
         .arg(Arg::new("run").long("run").value_name("ID").help("Only this run"))
         .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("One JSON object on stdout"))
-        .arg(
-            Arg::new("ledger")
-                .long("ledger")
-                .value_name("PATH")
-                .env("ORCHESTRATOR_LEDGER")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("The ledger to read [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]"),
-        )
+        .arg(ledger_arg())
 }
 
-fn helper_subcommands() -> [clap::Command; 3] {
+/// `--ledger` of the helpers that read the ledger.
+fn ledger_arg() -> clap::Arg {
+    clap::Arg::new("ledger")
+        .long("ledger")
+        .value_name("PATH")
+        .env("ORCHESTRATOR_LEDGER")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("The ledger to read [default: $XDG_DATA_HOME/orchestrator/ledger.sqlite]")
+}
+
+/// `--ledger PATH` (or `ORCHESTRATOR_LEDGER`) when given and not empty.
+fn ledger_given(m: &clap::ArgMatches) -> Option<PathBuf> {
+    m.get_one::<PathBuf>("ledger")
+        .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
+}
+
+/// `orchestrator budget`: the run's periodic budget flags (the same definitions, so the
+/// same parsing and messages), `--config`/`--profile` for `budget.periodic`, `--project`.
+fn budget_subcommand() -> clap::Command {
+    use clap::{Arg, ArgAction, Args};
+    // The flags first: `augment_args` also sets the command's about from the struct's
+    // doc comment, which the next lines replace.
+    PeriodicFlags::augment_args(clap::Command::new("budget"))
+        .about("Show a project's daily, weekly and monthly budgets: used, reserved by live runs, limit, when the period ends and the burn rate. Which budgets: those the periodic flags and --config FILE (budget.periodic) set, as a run takes them; with neither, those of the project's newest run that set one")
+        .arg(
+            Arg::new("config")
+                .short('c')
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Take budget.periodic from this JSON config file, as a run would"),
+        )
+        .arg(
+            Arg::new("profile")
+                .long("profile")
+                .value_name("NAME")
+                .value_parser(parse_non_empty)
+                .help("With --config: apply this profile of its \"profiles\""),
+        )
+        .arg(
+            Arg::new("project")
+                .long("project")
+                .value_name("NAME")
+                .value_parser(parse_non_empty)
+                .help("The project [default: the git top-level directory's name, else the current directory's]"),
+        )
+        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("One JSON object on stdout"))
+        .arg(ledger_arg())
+}
+
+fn helper_subcommands() -> [clap::Command; 4] {
     [
         clap::Command::new("completions")
             .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
@@ -530,6 +644,7 @@ fn helper_subcommands() -> [clap::Command; 3] {
             ),
         clap::Command::new("man").about("Print the man page (roff)"),
         usage_subcommand(),
+        budget_subcommand(),
     ]
 }
 
@@ -939,6 +1054,14 @@ fn parse_usage_limit_policy(s: &str) -> Result<UsageLimitPolicy, String> {
         "stop" => Ok(UsageLimitPolicy::Stop),
         "wait" => Ok(UsageLimitPolicy::Wait),
         _ => Err("must be stop or wait".into()),
+    }
+}
+
+fn parse_ledger_failure(s: &str) -> Result<LedgerFailure, String> {
+    match s {
+        "closed" => Ok(LedgerFailure::Closed),
+        "open" => Ok(LedgerFailure::Open),
+        _ => Err("must be closed or open".into()),
     }
 }
 
@@ -1580,15 +1703,70 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_helper_takes_the_runs_periodic_flags() {
+        let helper = |a: &[&str]| parse_helper(&args(a)).map(|r| r.map_err(|e| e.to_string()));
+        let Some(Ok(Helper::Budget(b))) = helper(&[
+            "budget",
+            "--daily-token-budget",
+            "2M",
+            "--monthly-cost-budget",
+            "$500",
+            "--budget-timezone",
+            "Europe/Berlin",
+            "--project",
+            "api",
+            "-c",
+            "ci.json",
+            "--json",
+            "--ledger",
+            "l.sqlite",
+        ]) else {
+            panic!("not the budget helper");
+        };
+        // The very values a run parses from the same flags.
+        let run = parse_args(args(&[
+            "--daily-token-budget",
+            "2M",
+            "--monthly-cost-budget",
+            "$500",
+            "--budget-timezone",
+            "Europe/Berlin",
+            "/x",
+        ]))
+        .unwrap();
+        assert_eq!(b.periodic, run.periodic);
+        assert_eq!(b.periodic.limits().len(), 2);
+        assert_eq!(b.project.as_deref(), Some("api"));
+        assert_eq!(b.config, Some(PathBuf::from("ci.json")));
+        assert!(b.json);
+        assert_eq!(b.ledger, Some(PathBuf::from("l.sqlite")));
+        // Bad values are the run's one-line messages.
+        match helper(&["budget", "--weekly-token-budget", "0"]) {
+            Some(Err(e)) => assert_one_line_naming(&e, &["--weekly-token-budget", "'0'"]),
+            other => panic!("{other:?}"),
+        }
+        match helper(&["budget", "--budget-timezone", "Mars/Olympus"]) {
+            Some(Err(e)) => assert_one_line_naming(&e, &["--budget-timezone", "Europe/Berlin"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(helper(&["budget", "/review"]), Some(Err(_))));
+        // Only as the first argument.
+        assert_eq!(helper(&["--", "budget"]), None);
+        assert_eq!(
+            parse_args(args(&["--", "budget"])).unwrap().prompts,
+            ["budget"]
+        );
+    }
+
+    #[test]
     fn completions_and_man_page_describe_the_flags() {
         use clap_complete::Shell;
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let text = String::from_utf8(completions(shell)).unwrap();
             assert!(text.contains("overall-token-budget"), "{shell}");
-            assert!(
-                text.contains("completions"),
-                "{shell}: helper commands missing"
-            );
+            for helper in ["completions", "usage", "budget"] {
+                assert!(text.contains(helper), "{shell}: {helper} missing");
+            }
         }
         let man = String::from_utf8(man_page().unwrap()).unwrap();
         assert!(man.contains(".TH orchestrator 1"));

@@ -774,15 +774,19 @@ impl ConfigBudget {
 }
 
 /// The config's budget with `--profile NAME` applied.
-fn select_profile(cli: &Cli, file: &ConfigFile, origin: &str) -> Result<ConfigBudget, UsageError> {
-    let Some(name) = cli.profile.as_deref() else {
-        return Ok(file.budget.clone());
+fn select_profile(
+    profile: Option<&str>,
+    file: Option<&ConfigFile>,
+    origin: &str,
+) -> Result<ConfigBudget, UsageError> {
+    let Some(name) = profile else {
+        return Ok(file.map(|f| f.budget.clone()).unwrap_or_default());
     };
-    if cli.config.is_none() {
+    let Some(file) = file else {
         return Err(UsageError(format!(
             "--profile {name}: profiles come from a config file; add --config FILE with \"profiles\": {{\"{name}\": {{…}}}}"
         )));
-    }
+    };
     match file.profiles.get(name) {
         Some(p) => Ok(file.budget.clone().overlay(p)),
         None if file.profiles.is_empty() => Err(UsageError(format!(
@@ -953,8 +957,8 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
     };
 
     let file = match &cli.config {
-        Some(p) => load_config(p, cwd)?,
-        None => ConfigFile::default(),
+        Some(p) => Some(load_config(p, cwd)?),
+        None => None,
     };
     let origin = cli
         .config
@@ -962,7 +966,8 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
 
-    let cfg_budget = select_profile(cli, &file, &origin)?;
+    let cfg_budget = select_profile(cli.profile.as_deref(), file.as_ref(), &origin)?;
+    let file = file.unwrap_or_default();
     let n_config = file.instances.len();
     let mut raw: Vec<ConfigInstance> = file.instances;
     for (i, p) in cli.prompts.iter().enumerate() {
@@ -1067,6 +1072,10 @@ pub fn build_plan(cli: &Cli, cwd: &Path) -> Result<Plan, UsageError> {
         startup_delay: cli.startup_delay,
         kill_grace: cli.kill_grace,
         on_usage_limit: cli.on_usage_limit,
+        ledger_failure: cli.ledger_failure.unwrap_or(match budgets.mode {
+            crate::core::plan::Mode::Block => crate::core::plan::LedgerFailure::Closed,
+            crate::core::plan::Mode::Warn => crate::core::plan::LedgerFailure::Open,
+        }),
         max_wait: cli.max_wait,
         backoff_quiet: cli.backoff_quiet,
         start_at: cli.start_at.map(|s| s.resolve(chrono::Local::now())),
@@ -1344,8 +1353,8 @@ fn merge_budgets(cli: &Cli, cfg: ConfigBudget) -> Result<BudgetConfig, UsageErro
             .estimate
             .unwrap_or(crate::core::estimate::DEFAULT_ESTIMATE),
         estimate_pinned: cli.estimate.is_some(),
-        periodic: merge_periodic(periodic_limits(cli), cfg.periodic),
-        zone: cli.budget_timezone.unwrap_or_default(),
+        periodic: merge_periodic(cli.periodic.limits(), cfg.periodic),
+        zone: cli.periodic.budget_timezone.unwrap_or_default(),
     })
 }
 
@@ -1364,6 +1373,20 @@ pub fn default_project(workspace: &Path) -> String {
         .and_then(name)
         .or_else(|| name(workspace))
         .unwrap_or_else(|| "/".to_string())
+}
+
+/// The periodic budgets `orchestrator budget` is asked about: the flags', then those of
+/// `--config FILE` (with `--profile NAME` applied), merged exactly as a run merges them.
+pub fn periodic_budgets(
+    flags: &cli::PeriodicFlags,
+    config: Option<&Path>,
+    profile: Option<&str>,
+    cwd: &Path,
+) -> Result<Vec<crate::core::plan::PeriodicLimit>, UsageError> {
+    let file = config.map(|p| load_config(p, cwd)).transpose()?;
+    let origin = config.map(|p| p.display().to_string()).unwrap_or_default();
+    let cfg = select_profile(profile, file.as_ref(), &origin)?;
+    Ok(merge_periodic(flags.limits(), cfg.periodic))
 }
 
 /// The flags' periodic budgets, then the config file's; a flag replaces the config's limit
@@ -1386,33 +1409,6 @@ fn merge_periodic(
         }
     }
     out
-}
-
-/// The periodic budgets the flags set, day, week, month in that order.
-fn periodic_limits(cli: &Cli) -> Vec<crate::core::plan::PeriodicLimit> {
-    use crate::core::period::Period;
-    [
-        (Period::Day, cli.daily_token_budget, cli.daily_cost_budget),
-        (
-            Period::Week,
-            cli.weekly_token_budget,
-            cli.weekly_cost_budget,
-        ),
-        (
-            Period::Month,
-            cli.monthly_token_budget,
-            cli.monthly_cost_budget,
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, t, u)| t.is_some() || u.is_some())
-    .map(|(period, tokens, usd)| crate::core::plan::PeriodicLimit {
-        period,
-        scope: crate::core::period::PeriodScope::Project,
-        tokens,
-        usd,
-    })
-    .collect()
 }
 
 #[cfg(test)]

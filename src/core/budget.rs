@@ -480,6 +480,14 @@ struct Budget {
     members: Vec<InstanceId>,
 }
 
+/// This run's part of one budget ([`Ledger::own_share`]), in the budget's base unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnShare {
+    pub used: i128,
+    pub reserved: i128,
+    pub limit: i128,
+}
+
 /// The budget ledger for one run. `InstanceId`s are indices into the `instances`
 /// given to [`Ledger::new`]; any other id is ignored.
 #[derive(Debug, Clone)]
@@ -488,7 +496,7 @@ pub struct Ledger {
     warn_at_percent: f64,
     budgets: Vec<Budget>,
     instances: Vec<Inst>,
-    /// How many times `set_elsewhere` changed a budget: credits handed out before such a
+    /// How many times `set_elsewhere` changed a budget's figures: credits handed out before such a
     /// change are recomputed (`core::credit`).
     elsewhere_changes: u64,
 }
@@ -793,8 +801,11 @@ impl Ledger {
         let Some(b) = self.budgets.iter().position(|b| &b.key == key) else {
             return decisions;
         };
-        self.elsewhere_changes += 1;
         let budget = &mut self.budgets[b];
+        if used.raw() != budget.elsewhere_used || reserved.raw().max(0) != budget.elsewhere_reserved
+        {
+            self.elsewhere_changes += 1;
+        }
         let delta = used.raw() - budget.elsewhere_used;
         budget.elsewhere_used = used.raw();
         budget.elsewhere_reserved = reserved.raw().max(0);
@@ -899,6 +910,36 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Undoes an `Admit` of instance `id` that was not carried out (a budget shared with
+    /// other runs refused it): it holds nothing and waits again.
+    pub fn unadmit(&mut self, id: InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            if inst.run == RunState::Running {
+                inst.run = RunState::Pending;
+            }
+        }
+    }
+
+    /// This run's own part of budget `key`, in its base unit: what it used (without the
+    /// other runs' use) and what its running instances hold; `None` for a budget it does
+    /// not keep. What a budget shared with other runs needs from this run.
+    pub fn own_share(&self, key: &BudgetKey) -> Option<OwnShare> {
+        let b = self.budgets.iter().find(|b| &b.key == key)?;
+        let unit = key.unit;
+        let reserved = b
+            .members
+            .iter()
+            .filter_map(|&m| self.instances.get(m))
+            .filter(|m| m.run == RunState::Running)
+            .map(|m| m.reservation(unit))
+            .sum();
+        Some(OwnShare {
+            used: b.used - b.elsewhere_used,
+            reserved,
+            limit: b.limit,
+        })
     }
 
     /// The instance starts again from scratch (a retry): its next admission reserves

@@ -195,6 +195,22 @@ impl PeriodScope {
             PeriodScope::Command(c) => format!("{period} {c}"),
         }
     }
+
+    /// The inverse of [`PeriodScope::key`]: `day`, `week all`, `month /review`.
+    pub fn parse_key(key: &str) -> Option<(Period, PeriodScope)> {
+        let (period, rest) = match key.split_once(' ') {
+            Some((p, rest)) => (p, Some(rest)),
+            None => (key, None),
+        };
+        let period = Period::parse(period)?;
+        let scope = match rest {
+            None => PeriodScope::Project,
+            Some("all") => PeriodScope::All,
+            Some(c) if c.starts_with('/') && c.len() > 1 => PeriodScope::Command(c.to_string()),
+            Some(_) => return None,
+        };
+        Some((period, scope))
+    }
 }
 
 /// The zone periods are counted in (`--budget-timezone`): UTC by default, the machine's
@@ -226,6 +242,15 @@ impl Zone {
             Zone::Named(tz) => tz.name(),
         }
     }
+
+    /// The period of `period` kind holding instant `at`, counted in this zone.
+    pub fn window(&self, period: Period, at: DateTime<Utc>) -> Window {
+        match self {
+            Zone::Utc => window_at(period, at, &Utc, self.name()),
+            Zone::Local => window_at(period, at, &chrono::Local, self.name()),
+            Zone::Named(tz) => window_at(period, at, tz, self.name()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +265,25 @@ mod tests {
 
     fn w<Tz: TimeZone>(p: Period, at: &str, tz: &Tz) -> Window {
         window_at(p, utc(at), tz, "z")
+    }
+
+    #[test]
+    fn scope_keys_parse_back() {
+        for scope in [
+            PeriodScope::Project,
+            PeriodScope::All,
+            PeriodScope::Command("/review".into()),
+        ] {
+            for p in [Period::Day, Period::Week, Period::Month] {
+                assert_eq!(
+                    PeriodScope::parse_key(&scope.key(p)),
+                    Some((p, scope.clone()))
+                );
+            }
+        }
+        for bad in ["", "year", "day everything", "day /", "day  all"] {
+            assert_eq!(PeriodScope::parse_key(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

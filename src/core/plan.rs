@@ -39,6 +39,20 @@ pub enum UsageLimitPolicy {
     Wait,
 }
 
+/// `--ledger-failure`: what a run does while the ledger that shares its budgets with other
+/// runs cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerFailure {
+    /// Launch nothing new that counts toward a shared budget until the ledger is back;
+    /// what runs goes on under this run's own view of the budgets (block mode's default).
+    #[default]
+    Closed,
+    /// Go on as if the other runs spent nothing more, and reconcile when the ledger is
+    /// back (warn mode's default).
+    Open,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub enum OutputFormat {
     #[default]
@@ -177,6 +191,17 @@ pub struct PeriodicLimit {
     pub usd: Option<Usd>,
 }
 
+impl PeriodicLimit {
+    /// Its limit in `unit`, when it sets one.
+    pub fn limit(&self, unit: crate::core::budget::Unit) -> Option<crate::core::budget::Amount> {
+        use crate::core::budget::{Amount, Unit};
+        match unit {
+            Unit::Tokens => self.tokens.map(Amount::Tokens),
+            Unit::Usd => self.usd.map(Amount::Usd),
+        }
+    }
+}
+
 /// How the run is carried out and shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
@@ -187,6 +212,8 @@ pub struct RunOptions {
     pub startup_delay: Duration,
     pub kill_grace: Duration,
     pub on_usage_limit: UsageLimitPolicy,
+    /// While the ledger sharing the periodic budgets cannot be reached.
+    pub ledger_failure: LedgerFailure,
     /// `--max-wait`: the longest a usage limit is waited out.
     pub max_wait: Duration,
     /// `--backoff-quiet`: how long without a 429/529 before parallelism goes up a step.
@@ -230,6 +257,7 @@ impl Default for RunOptions {
             startup_delay: Duration::from_secs(1),
             kill_grace: Duration::from_secs(5),
             on_usage_limit: UsageLimitPolicy::Stop,
+            ledger_failure: LedgerFailure::Closed,
             max_wait: Duration::from_secs(6 * 3600),
             backoff_quiet: Duration::from_secs(10),
             start_at: None,

@@ -9,6 +9,10 @@
 //! the estimates of the (not blocked) instances before it would wait for headroom — and
 //! would then be blocked if those spend their whole estimates.
 //!
+//! A periodic budget (`--daily-token-budget`, …) starts with what other runs recorded in
+//! its current period and hold in reservation now (the ledger is seeded from the usage
+//! ledger before the dry run): its `fits` and its instances' admission both count them.
+//!
 //! Beyond the three warnings of SPEC section 8 (claude not found, slash command not found,
 //! unused command budget), a budget the plan's estimates cannot fit is also a warning, so
 //! that `--dry-run --strict` in CI fails on a plan that cannot run as written.
@@ -42,10 +46,15 @@ pub struct DryRun {
     pub warnings: Vec<String>,
 }
 
-/// One run-level budget (overall or per command) and what the plan puts on it.
+/// One run-level budget (overall, per command or periodic) and what the plan puts on it.
 struct BudgetRow {
     key: BudgetKey,
     limit: Amount,
+    /// What other runs recorded in a periodic budget's current period (zero for the
+    /// run's own budgets: nothing has run yet).
+    used: Amount,
+    /// What live runs hold in it in reservation now.
+    reserved: Amount,
     /// The sum of the estimates of every instance that counts toward it.
     estimated: Amount,
     waiting: Vec<usize>,
@@ -63,8 +72,15 @@ impl BudgetRow {
         format!("{key} {}", self.key.unit.as_str())
     }
 
+    /// The plan's estimates fit in what is left of the limit: for a periodic budget,
+    /// on top of what other runs used in the period and hold now.
     fn fits(&self) -> bool {
-        self.estimated.raw() <= self.limit.raw()
+        self.taken().saturating_add(self.estimated.raw()) <= self.limit.raw()
+    }
+
+    /// Used and held by other runs.
+    fn taken(&self) -> i128 {
+        self.used.raw().saturating_add(self.reserved.raw())
     }
 }
 
@@ -132,6 +148,8 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
             estimated: Amount::from_raw(bs.key.unit, 0),
             key: bs.key,
             limit: bs.limit,
+            used: bs.used,
+            reserved: bs.reserved,
             waiting: Vec::new(),
             blocked: Vec::new(),
         })
@@ -223,8 +241,17 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                 }
                 Mode::Warn => "warn mode: it will be exceeded with a warning".to_string(),
             };
+            let elsewhere = if bud.taken() > 0 {
+                format!(
+                    " on top of {} used and {} reserved by other runs this period",
+                    exact(bud.used),
+                    exact(bud.reserved)
+                )
+            } else {
+                String::new()
+            };
             warnings.push(format!(
-                "the {} budget ({}) cannot fit the plan's estimate of {}; {consequence}",
+                "the {} budget ({}) cannot fit the plan's estimate of {}{elsewhere}; {consequence}",
                 bud.label(),
                 exact(bud.limit),
                 exact(bud.estimated)
@@ -321,6 +348,8 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
                 "key": key,
                 "unit": bud.key.unit.as_str(),
                 "limit": bud.limit,
+                "used": bud.used,
+                "reserved": bud.reserved,
                 "estimated": bud.estimated,
                 "fits": bud.fits(),
                 "waiting": bud.waiting.iter().map(|&i| &plan.instances[i].name).collect::<Vec<_>>(),
@@ -457,7 +486,10 @@ fn render_text(
         let verdict = if bud.fits() {
             "fits".to_string()
         } else {
-            let over = Amount::from_raw(bud.key.unit, bud.estimated.raw() - bud.limit.raw());
+            let over = Amount::from_raw(
+                bud.key.unit,
+                bud.taken() + bud.estimated.raw() - bud.limit.raw(),
+            );
             let mut v = format!("CANNOT FIT (over by {})", plain(over));
             if !bud.waiting.is_empty() {
                 let _ = write!(v, "; would wait: {}", names_line(plan, &bud.waiting));
@@ -467,9 +499,19 @@ fn render_text(
             }
             v
         };
+        // A periodic budget also shows what the period already holds.
+        let period = if matches!(bud.key.scope, Scope::Periodic(..)) {
+            format!(
+                "  used {} + reserved {} by other runs",
+                plain(bud.used),
+                plain(bud.reserved)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             t,
-            "  {:<20} limit {:>12}  estimated {:>12}  {verdict}",
+            "  {:<20} limit {:>12}  estimated {:>12}{period}  {verdict}",
             bud.label(),
             plain(bud.limit),
             plain(bud.estimated)
@@ -683,6 +725,70 @@ mod tests {
         let d = run(&p, &known_all, None);
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         assert!(d.text.contains("[NO BUDGET SET]"));
+    }
+
+    #[test]
+    fn a_periodic_budget_fits_on_top_of_what_other_runs_used_and_hold() {
+        use crate::core::period::{Period, PeriodScope};
+        use crate::core::plan::PeriodicLimit;
+        let mut bc = budgets(Mode::Block);
+        bc.periodic = vec![PeriodicLimit {
+            period: Period::Day,
+            scope: PeriodScope::Project,
+            tokens: Some(5000),
+            usd: None,
+        }];
+        let p = plan(vec![inst("a", "/x"), inst("b", "/y")], bc);
+        let day = BudgetKey {
+            scope: Scope::Periodic(Period::Day, PeriodScope::Project),
+            unit: Unit::Tokens,
+        };
+        let render_with = |used: u64, reserved: u64| {
+            let mut ledger = Ledger::for_plan(&p, &pricing());
+            let _ = ledger.set_elsewhere(&day, Amount::Tokens(used), Amount::Tokens(reserved));
+            render(
+                &p,
+                &DryRunEnv {
+                    claude_found: Some(PathBuf::from("/c")),
+                    command_known: &known_all,
+                    ledger,
+                },
+            )
+        };
+        // 2000 estimated on top of 2500 used and 500 held: exactly the limit.
+        let d = render_with(2500, 500);
+        let bud = &d.json["budgets"][0];
+        assert_eq!(bud["key"], "day");
+        assert_eq!(bud["used"], 2500);
+        assert_eq!(bud["reserved"], 500);
+        assert_eq!(bud["estimated"], 2000);
+        assert_eq!(bud["fits"], true, "{bud}");
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert!(
+            d.text
+                .contains("used 2500 + reserved 500 by other runs  fits"),
+            "{}",
+            d.text
+        );
+        // One token more held elsewhere: b would wait for it.
+        let d = render_with(2500, 501);
+        let bud = &d.json["budgets"][0];
+        assert_eq!(bud["fits"], false, "{bud}");
+        assert_eq!(bud["waiting"], json!(["b"]));
+        assert!(d.text.contains("CANNOT FIT (over by 1)"), "{}", d.text);
+        assert!(
+            d.warnings.iter().any(|w| w.contains(
+                "the day tokens budget (5000 tokens) cannot fit the plan's estimate of 2000 tokens on top of 2500 tokens used and 501 tokens reserved by other runs this period"
+            )),
+            "{:?}",
+            d.warnings
+        );
+        // The run's own budgets have nothing used or held before it starts.
+        let mut bc = budgets(Mode::Warn);
+        bc.overall_tokens = Some(10);
+        let d = run(&plan(vec![inst("a", "/x")], bc), &known_all, Some("/c"));
+        assert_eq!(d.json["budgets"][0]["used"], 0);
+        assert_eq!(d.json["budgets"][0]["reserved"], 0);
     }
 
     #[test]

@@ -295,7 +295,9 @@ impl EventSink {
                 self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
             }
             RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
-            RunEvent::BudgetWarning { id, warning } => self.budget_warning(&name(*id), warning),
+            RunEvent::BudgetWarning { id, warning } => {
+                self.budget_warning(id.map(name).as_deref(), warning)
+            }
             RunEvent::BudgetExceeded { decision, reason } => self.budget_exceeded(decision, reason),
             RunEvent::InstanceWaiting { id } => self.emit(
                 "instance_waiting",
@@ -352,6 +354,10 @@ impl EventSink {
             RunEvent::LaunchesStopped { reason } => {
                 self.emit("launches_stopped", json!({"reason": reason}))
             }
+            RunEvent::Ledger {
+                unreachable: Some(error),
+            } => self.emit("ledger_unreachable", json!({"error": error})),
+            RunEvent::Ledger { unreachable: None } => self.emit("ledger_restored", json!({})),
             RunEvent::Parallelism { limit, reason } => self.emit(
                 "parallelism_changed",
                 json!({"parallelism": limit.unwrap_or(run.plan.options.max_parallel), "reduced": limit.is_some(), "reason": reason}),
@@ -428,9 +434,8 @@ impl EventSink {
     /// A budget crossed its warning threshold (or, in warn mode, its limit), or an
     /// instance was admitted although its estimate does not fit. `name` is the instance
     /// whose usage or launch caused it.
-    fn budget_warning(&mut self, name: &str, w: &Warning) {
-        let body = json!({
-            "name": name,
+    fn budget_warning(&mut self, name: Option<&str>, w: &Warning) {
+        let mut body = json!({
             "budget": self.budget_key(&w.budget.scope, w.budget.unit.as_str()),
             "used": w.used,
             "limit": w.limit,
@@ -442,6 +447,9 @@ impl EventSink {
             },
             "message": w.to_string(),
         });
+        if let Some(name) = name {
+            body["name"] = json!(name);
+        }
         self.emit("budget_warning", body);
     }
 
@@ -608,7 +616,7 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// used / limit × 100, rounded to one decimal (not capped).
-fn percent(used: Amount, limit: Amount) -> f64 {
+pub(crate) fn percent(used: Amount, limit: Amount) -> f64 {
     (used.percent_of(limit) * 10.0).round() / 10.0
 }
 
@@ -622,7 +630,9 @@ pub fn efficiency_json(e: &Efficiency) -> Value {
     })
 }
 
-/// The budgets a plan sets, as `run_started` lists them.
+/// The budgets a plan sets, as `run_started` lists them (and the ledger records them:
+/// `store::recorded_periodic` reads the periodic ones back). A periodic budget also
+/// names the zone its periods count in.
 pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     let b = &plan.budgets;
     let mut out = Vec::new();
@@ -640,21 +650,16 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
         out.push(entry("command", json!(cmd), "usd", json!(c)));
     }
     for p in &b.periodic {
-        if let Some(t) = p.tokens {
-            out.push(entry(
-                "periodic",
-                json!(p.scope.key(p.period)),
-                "tokens",
-                json!(t),
-            ));
-        }
-        if let Some(c) = p.usd {
-            out.push(entry(
-                "periodic",
-                json!(p.scope.key(p.period)),
-                "usd",
-                json!(c),
-            ));
+        let limits = [
+            ("tokens", p.tokens.map(|t| json!(t))),
+            ("usd", p.usd.map(|c| json!(c))),
+        ];
+        for (unit, limit) in limits {
+            if let Some(limit) = limit {
+                let mut e = entry("periodic", json!(p.scope.key(p.period)), unit, limit);
+                e["zone"] = json!(b.zone.name());
+                out.push(e);
+            }
         }
     }
     for i in &plan.instances {
@@ -954,7 +959,7 @@ mod tests {
             unit: Unit::Tokens,
         };
         sink.budget_warning(
-            "second",
+            Some("second"),
             &Warning {
                 budget: key.clone(),
                 used: Amount::Tokens(1700),

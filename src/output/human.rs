@@ -33,7 +33,8 @@ impl Console {
                     warning.kind,
                     crate::core::budget::WarningKind::WontFit { .. }
                 ) {
-                    self.warn(&format!("{}: {warning}", name(*id)));
+                    let who = id.map(name).unwrap_or_else(|| "another run");
+                    self.warn(&format!("{who}: {warning}"));
                 } else {
                     self.warn(&warning.to_string());
                 }
@@ -91,6 +92,20 @@ impl Console {
             }
             RunEvent::LaunchesStopped { reason } => {
                 self.warn(&format!("launching nothing more: {reason}"));
+            }
+            RunEvent::Ledger {
+                unreachable: Some(error),
+            } => self.warn(&format!(
+                "the ledger cannot be reached ({error}); {}",
+                match run.plan.options.ledger_failure {
+                    crate::core::plan::LedgerFailure::Closed =>
+                        "launching nothing that counts toward a shared budget until it is back (--ledger-failure closed)",
+                    crate::core::plan::LedgerFailure::Open =>
+                        "going on without the other runs' figures (--ledger-failure open)",
+                }
+            )),
+            RunEvent::Ledger { unreachable: None } => {
+                self.line("the ledger can be reached again; its figures are up to date")
             }
             RunEvent::Parallelism { limit, reason } => match limit {
                 Some(n) => self.warn(&format!("at most {n} at once for now: {reason}")),

@@ -3,6 +3,7 @@
 //! and the `--json` events and report file ([`events`]). The dry run ([`dryrun`]) renders
 //! a plan instead of a run.
 
+pub mod budget;
 pub mod dryrun;
 pub mod events;
 pub mod human;

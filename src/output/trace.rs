@@ -42,7 +42,8 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
         RunEvent::Usage { .. } => {}
         RunEvent::Notice { id, text } => tracing::info!(instance = %name(*id), %text, "notice"),
         RunEvent::BudgetWarning { id, warning } => {
-            tracing::info!(instance = %name(*id), %warning, "budget warning")
+            let who = id.map(name).unwrap_or_else(|| "(other runs)".into());
+            tracing::info!(instance = %who, %warning, "budget warning")
         }
         RunEvent::BudgetExceeded { reason, .. } => {
             tracing::info!(%reason, "budget exceeded: stopping instances")
@@ -93,6 +94,9 @@ pub fn log_event(event: &RunEvent, run: &RunState) {
         }
         RunEvent::LaunchesStopped { reason } => {
             tracing::info!(%reason, "admission: launches stopped")
+        }
+        RunEvent::Ledger { unreachable } => {
+            tracing::info!(error = ?unreachable, "ledger: reachable changed")
         }
         RunEvent::Parallelism { limit, reason } => {
             tracing::info!(limit = ?limit, %reason, "admission: parallelism changed")

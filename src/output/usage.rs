@@ -109,7 +109,8 @@ fn run_status(g: &GroupSums, now_ms: i64, stale_ms: i64) -> Option<RunStatus> {
         .map(|r| RunStatus::of(r.ended, r.heartbeat_ms, now_ms, stale_ms))
 }
 
-fn ts(ms: i64) -> String {
+/// UTC, RFC 3339 with milliseconds, as every JSON output writes times.
+pub(crate) fn ts(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()

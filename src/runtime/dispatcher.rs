@@ -85,6 +85,8 @@ pub struct Dispatcher {
     cells: Vec<Option<Arc<CreditCell>>>,
     /// `Ledger::elsewhere_changes` when credit was last recomputed.
     credits_elsewhere: u64,
+    /// The ledger's answers about budgets shared with other runs (`runtime::recorder`).
+    news: Option<mpsc::UnboundedReceiver<Input>>,
 }
 
 /// The credit one supervising task holds: it pays from it, the dispatcher adds to it and
@@ -138,7 +140,14 @@ impl Dispatcher {
             outputs,
             tx,
             rx,
+            news: None,
         }
+    }
+
+    /// The run shares budgets with other runs: the ledger's answers arrive here.
+    pub fn with_news(mut self, news: mpsc::UnboundedReceiver<Input>) -> Dispatcher {
+        self.news = Some(news);
+        self
     }
 
     /// Runs every instance to an end; returns the outcome and the `run_finished` report.
@@ -170,6 +179,11 @@ impl Dispatcher {
             Some(at) => (at - chrono::Local::now()).to_std().unwrap_or_default(),
             None => Duration::ZERO,
         };
+        // What the ledger said before the start (other runs' figures and pauses) counts
+        // for the first launches.
+        while let Some(input) = self.news.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            self.step(input);
+        }
         let unix_now = chrono::Utc::now().timestamp();
         self.step(Input::Start { delay, unix_now });
         while !self.state.is_finished() {
@@ -184,6 +198,12 @@ impl Dispatcher {
                 _ = recv_signal(&mut sighup) => self.step(Input::Interrupt(Interrupt::Hup)),
                 _ = recv_signal(&mut sigtstp) => self.suspend(),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
+                Some(input) = recv_news(&mut self.news) => {
+                    self.step(input);
+                    if let Some(r) = &self.outputs.recorder {
+                        r.set_holds(self.state.holds());
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => self.step(Input::Tick),
                 _ = tick.tick(), if !interval.is_zero() => {
                     self.mark_stopped();
@@ -242,6 +262,18 @@ impl Dispatcher {
                         if let Some(g) = &self.groups[id] {
                             g.kill();
                             tracing::debug!(instance = %self.state.name(id), pgid = g.pgid(), "SIGKILL sent");
+                        }
+                    }
+                    Effect::Claim { id, claims } => match &self.outputs.recorder {
+                        Some(r) => r.claim(id, claims),
+                        None => inputs.push_back(Input::Claimed {
+                            id,
+                            answer: Err("no ledger".into()),
+                        }),
+                    },
+                    Effect::Publish(pause) => {
+                        if let Some(r) = &self.outputs.recorder {
+                            r.publish_pause(pause);
                         }
                     }
                     Effect::Emit(event) => {
@@ -633,4 +665,17 @@ async fn supervise(
             },
         })
         .await;
+}
+
+/// The next answer of the ledger; never, without one.
+async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<Input> {
+    let Some(rx) = news else {
+        return std::future::pending().await;
+    };
+    let got = rx.recv().await;
+    if got.is_none() {
+        // The ledger's thread has ended: nothing more will come.
+        *news = None;
+    }
+    got
 }

@@ -13,12 +13,24 @@
 //!
 //! A write that fails mid-run (disk full, …) is logged once and retried with the next
 //! write; the run itself never stops for the ledger.
+//!
+//! With budgets shared with other runs ([`Sharing`], issue 12) the thread is also the
+//! run's link to them: every [`Sharing::every`] it writes what changed, renews this run's
+//! holds (its instances' reservations, leased for [`Sharing::lease`]) and sends the
+//! other runs' figures back to the run as [`Input::Shared`]; a claim
+//! ([`RecorderHandle::claim`]) is carried out at once and answered as
+//! [`Input::Claimed`]. While the ledger cannot be reached the run is told so and every
+//! change stays pending (values are absolute), so nothing is lost when it comes back.
 
+use crate::core::budget::{Amount, BudgetKey};
 use crate::core::plan::{InstanceId, Plan, Status};
-use crate::core::run::{Instance, RunEvent, RunState};
+use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState, SharedPause};
 use crate::core::usage::{Usage, Usd};
-use crate::store::{now_ms, InstanceRecord, RunEnd, RunRecord, StoreError, UsageStore};
-use std::collections::BTreeSet;
+use crate::store::{
+    now_ms, Claim, Elsewhere, FleetPause, Hold, InstanceRecord, RunEnd, RunRecord, ShareRequest,
+    SharedBudget, StoreError, UsageStore,
+};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +39,26 @@ use std::time::{Duration, Instant};
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// The heartbeat is renewed at least this often.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// With budgets shared with other runs, their figures are exchanged this often.
+pub const SHARE_EVERY: Duration = Duration::from_millis(250);
+/// A run's holds expire this long after their last renewal.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Hidden: overrides [`LEASE`] (milliseconds), so tests see a killed run's holds expire
+/// without waiting 30 s.
+pub const LEASE_ENV: &str = "ORCHESTRATOR_LEASE_MS";
+
+/// What a run shares with the other runs through the ledger: its periodic budgets (when
+/// it has some) and its project's launch pauses.
+pub struct Sharing {
+    pub project: String,
+    /// Each shared budget: the run's key for it and the ledger's (may be none).
+    pub budgets: Vec<(BudgetKey, SharedBudget)>,
+    pub lease: Duration,
+    pub every: Duration,
+    /// Where the run hears the ledger's answers.
+    pub news: tokio::sync::mpsc::UnboundedSender<Input>,
+}
 
 /// What changes about an instance during a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +106,12 @@ struct Pending {
     finish: Option<RunEnd>,
     /// The recorder was dropped without `finish`: write what is left and stop.
     stop: bool,
+    /// This run's newest holds in the shared budgets.
+    holds: Option<Vec<(BudgetKey, i128)>>,
+    /// Claims to carry out, in order.
+    claims: Vec<(InstanceId, Vec<ClaimOf>)>,
+    /// A pause to tell the project's other runs about.
+    pause: Option<SharedPause>,
 }
 
 struct Shared {
@@ -103,6 +141,29 @@ impl RecorderHandle {
         };
         if let Some(s) = run.instances.get(id) {
             self.update(InstanceUpdate::of(id, s, now));
+        }
+    }
+
+    /// This run's holds in the shared budgets, renewed with every share.
+    pub fn set_holds(&self, holds: Vec<(BudgetKey, i128)>) {
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.holds = Some(holds);
+        }
+    }
+
+    /// Carries out a claim now; the answer comes back as [`Input::Claimed`].
+    pub fn claim(&self, id: InstanceId, claims: Vec<ClaimOf>) {
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.claims.push((id, claims));
+            p.urgent = true;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Tells the project's other runs about a pause with the next share.
+    pub fn publish_pause(&self, pause: SharedPause) {
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.pause = Some(pause);
         }
     }
 
@@ -175,8 +236,14 @@ impl Recorder {
         mut store: Box<dyn UsageStore>,
         run: RunRecord,
         instances: Vec<InstanceRecord>,
+        sharing: Option<Sharing>,
     ) -> Result<Recorder, StoreError> {
         store.begin_run(&run, &instances)?;
+        if let Some(sharing) = &sharing {
+            // Before anything launches, the run knows the other runs' figures and pauses.
+            let first = share(store.as_mut(), &run.run_id, sharing, &HashMap::new(), None);
+            tell(sharing, first);
+        }
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -184,7 +251,7 @@ impl Recorder {
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || write_loop(store, run.run_id, instances, &theirs))
+            .spawn(move || write_loop(store, run.run_id, instances, sharing, &theirs))
             .map_err(|e| StoreError::Unusable(format!("cannot start its writer thread: {e}")))?;
         Ok(Recorder {
             shared,
@@ -246,19 +313,23 @@ fn write_loop(
     mut store: Box<dyn UsageStore>,
     run_id: String,
     mut records: Vec<InstanceRecord>,
+    sharing: Option<Sharing>,
     shared: &Shared,
 ) {
+    let every = sharing.as_ref().map_or(WRITE_EVERY, |s| s.every);
     let mut dirty: BTreeSet<usize> = BTreeSet::new();
+    let mut holds: HashMap<BudgetKey, i64> = HashMap::new();
     let mut last_write = Instant::now();
     let mut warned = false;
     loop {
-        // Wait for the tick (or an instance's end, or the run's), then take everything.
-        let (updates, finish, stop) = {
+        // Wait for the tick (or a claim, an instance's end, the run's), then take
+        // everything.
+        let (updates, new_holds, claims, pause, finish, stop) = {
             let Ok(mut p) = shared.pending.lock() else {
                 return;
             };
             if !p.urgent && p.finish.is_none() && !p.stop {
-                p = match shared.wake.wait_timeout(p, WRITE_EVERY) {
+                p = match shared.wake.wait_timeout(p, every) {
                     Ok((p, _)) => p,
                     Err(_) => return,
                 };
@@ -266,7 +337,14 @@ fn write_loop(
             p.urgent = false;
             let updates: Vec<InstanceUpdate> =
                 p.updates.iter_mut().filter_map(Option::take).collect();
-            (updates, p.finish.take(), p.stop)
+            (
+                updates,
+                p.holds.take(),
+                std::mem::take(&mut p.claims),
+                p.pause.take(),
+                p.finish.take(),
+                p.stop,
+            )
         };
         for u in updates {
             let i = u.index as usize;
@@ -275,13 +353,30 @@ fn write_loop(
                 dirty.insert(i);
             }
         }
+        // Holds handed over before a claim are older than it: the claim's hold wins.
+        for (key, amount) in new_holds.into_iter().flatten() {
+            holds.insert(key, i64::try_from(amount).unwrap_or(i64::MAX));
+        }
+        if let Some(sharing) = &sharing {
+            for (id, claims) in claims {
+                let answer = claim(store.as_mut(), &run_id, sharing, &claims);
+                if let Ok((true, _)) = &answer {
+                    for c in &claims {
+                        holds.insert(c.key.clone(), i64::try_from(c.hold).unwrap_or(i64::MAX));
+                    }
+                }
+                let _ = sharing.news.send(Input::Claimed { id, answer });
+            }
+        }
         let now = Instant::now();
         let done = finish.is_some() || stop;
-        if dirty.is_empty() && !done && now < last_write + HEARTBEAT_EVERY {
+        let due = sharing.is_some() || !dirty.is_empty() || now >= last_write + HEARTBEAT_EVERY;
+        if !due && !done {
             continue;
         }
         let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
-        match store.record(&run_id, now_ms(), &batch) {
+        let written = store.record(&run_id, now_ms(), &batch);
+        match &written {
             Ok(()) => dirty.clear(),
             Err(e) => {
                 // Kept dirty: retried with the next write.
@@ -292,6 +387,24 @@ fn write_loop(
             }
         }
         last_write = now;
+        // At the end only a pause still needs telling; holds go with the run.
+        if let Some(sharing) = sharing.as_ref().filter(|_| !done || pause.is_some()) {
+            let pause = pause.map(|p| FleetPause {
+                project: sharing.project.clone(),
+                kind: if p.usage_limit {
+                    "usage_limit"
+                } else {
+                    "backoff"
+                }
+                .into(),
+                until_ms: p.until_ms,
+                reason: p.cause,
+                run_id: run_id.clone(),
+            });
+            let news = written
+                .and_then(|()| share(store.as_mut(), &run_id, sharing, &holds, pause.as_ref()));
+            tell(sharing, news);
+        }
         if let Some(end) = finish {
             if let Err(e) = store.finish_run(&run_id, &end) {
                 tracing::warn!("cannot record the end of the run in the ledger: {e}");
@@ -301,6 +414,114 @@ fn write_loop(
             return;
         }
     }
+}
+
+fn lease_until(sharing: &Sharing) -> i64 {
+    now_ms().saturating_add(i64::try_from(sharing.lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Hands the ledger's answer to a share to the run.
+fn tell(sharing: &Sharing, news: Result<(Vec<OtherRuns>, Vec<SharedPause>), StoreError>) {
+    match news {
+        Ok((others, pauses)) => {
+            let _ = sharing.news.send(Input::Shared(Ok(others)));
+            if !pauses.is_empty() {
+                let _ = sharing.news.send(Input::Paused {
+                    pauses,
+                    unix_now_ms: now_ms(),
+                });
+            }
+        }
+        Err(e) => {
+            let _ = sharing.news.send(Input::Shared(Err(e.to_string())));
+        }
+    }
+}
+
+/// The store's figures for `keys`, as the run counts them.
+fn others(keys: impl Iterator<Item = BudgetKey>, e: &[Elsewhere]) -> Vec<OtherRuns> {
+    keys.zip(e)
+        .map(|(key, e)| OtherRuns {
+            used: Amount::from_raw(key.unit, i128::from(e.used)),
+            reserved: Amount::from_raw(key.unit, i128::from(e.reserved)),
+            key,
+        })
+        .collect()
+}
+
+fn claim(
+    store: &mut dyn UsageStore,
+    run_id: &str,
+    sharing: &Sharing,
+    claims: &[ClaimOf],
+) -> Result<(bool, Vec<OtherRuns>), String> {
+    let to_i64 = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+    let asked: Vec<Claim> = claims
+        .iter()
+        .filter_map(|c| {
+            let (_, budget) = sharing.budgets.iter().find(|(k, _)| *k == c.key)?;
+            Some(Claim {
+                budget: budget.clone(),
+                mine: to_i64(c.mine),
+                hold: to_i64(c.hold),
+                limit: to_i64(c.limit),
+            })
+        })
+        .collect();
+    let (granted, e) = store
+        .claim(run_id, now_ms(), lease_until(sharing), &asked)
+        .map_err(|e| e.to_string())?;
+    // Only the claims the ledger knows were asked, in order.
+    let keys = claims
+        .iter()
+        .map(|c| c.key.clone())
+        .filter(|k| sharing.budgets.iter().any(|(b, _)| b == k));
+    Ok((granted, others(keys, &e)))
+}
+
+fn share(
+    store: &mut dyn UsageStore,
+    run_id: &str,
+    sharing: &Sharing,
+    holds: &HashMap<BudgetKey, i64>,
+    pause: Option<&FleetPause>,
+) -> Result<(Vec<OtherRuns>, Vec<SharedPause>), StoreError> {
+    let held: Vec<Hold> = sharing
+        .budgets
+        .iter()
+        .filter_map(|(k, b)| {
+            Some(Hold {
+                key: b.key.clone(),
+                amount: *holds.get(k)?,
+            })
+        })
+        .collect();
+    let budgets: Vec<SharedBudget> = sharing.budgets.iter().map(|(_, b)| b.clone()).collect();
+    let got = store.share(&ShareRequest {
+        run_id,
+        project: &sharing.project,
+        now_ms: now_ms(),
+        lease_until_ms: lease_until(sharing),
+        holds: &held,
+        pause,
+        budgets: &budgets,
+    })?;
+    let pauses = got
+        .pauses
+        .into_iter()
+        .map(|p| SharedPause {
+            usage_limit: p.kind == "usage_limit",
+            until_ms: p.until_ms,
+            cause: p.reason,
+        })
+        .collect();
+    Ok((
+        others(
+            sharing.budgets.iter().map(|(k, _)| k.clone()),
+            &got.elsewhere,
+        ),
+        pauses,
+    ))
 }
 
 #[cfg(test)]
@@ -333,6 +554,7 @@ mod tests {
             Box::new(store),
             run_record(&p, "[]".into()),
             initial_records(&p),
+            None,
         )
         .expect("start");
         let h = r.handle();

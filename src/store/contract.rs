@@ -96,6 +96,15 @@ pub fn used_elsewhere_counts_other_runs_in_the_window(s: &mut dyn UsageStore) {
     let used: Vec<i64> = got.elsewhere.iter().map(|e| e.used).collect();
     assert_eq!(used, vec![125, 4, 128, 100, 5]);
     assert!(got.elsewhere.iter().all(|e| e.reserved == 0));
+    // Read-only, for a run id that never ran: every run counts.
+    let all = s
+        .elsewhere(
+            "nobody",
+            1_700,
+            &[budget("t project", Some("p"), None, false)],
+        )
+        .expect("elsewhere");
+    assert_eq!(all[0].used, 1_000_125);
 }
 
 /// Holds count for other runs while their lease lasts; a run's own holds never count for
@@ -117,6 +126,10 @@ pub fn holds_count_while_leased_and_go_with_the_run(s: &mut dyn UsageStore) {
     assert_eq!(
         share(s, "me", 1_000, &hold(5), &b).elsewhere[0].reserved,
         340
+    );
+    assert_eq!(
+        s.elsewhere("nobody", 1_000, &b).expect("read")[0].reserved,
+        345
     );
     // `a` renews later with a smaller hold; `b` does not renew, and its lease runs out.
     share(s, "a", 20_000, &hold(200), &[]);
@@ -230,4 +243,61 @@ pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
         other.pauses.is_empty(),
         "another project's runs are not paused"
     );
+}
+
+/// `newest_periodic`: the newest run of the project whose recorded budgets hold a
+/// periodic one (a later run without one, another project's run, an instance named
+/// "periodic" do not count), read back with its zone.
+pub fn the_newest_periodic_budgets_of_a_project_are_read_back(s: &mut dyn UsageStore) {
+    use crate::core::period::{Period, PeriodScope, Zone};
+    assert_eq!(s.newest_periodic("p").expect("read"), None);
+    let with = |id: &str, project: &str, started_ms: i64, budgets: &str| RunRecord {
+        budgets_json: budgets.into(),
+        ..run(id, project, started_ms)
+    };
+    let day = r#"[{"scope":"overall","key":null,"unit":"tokens","limit":9},
+        {"scope":"periodic","key":"day","unit":"tokens","limit":100,"zone":"Europe/Berlin"},
+        {"scope":"periodic","key":"day","unit":"usd","limit":2.5,"zone":"Europe/Berlin"},
+        {"scope":"periodic","key":"month /review","unit":"usd","limit":40,"zone":"Europe/Berlin"}]"#;
+    let week = r#"[{"scope":"periodic","key":"week","unit":"tokens","limit":5}]"#;
+    let instance = r#"[{"scope":"instance","key":"periodic","unit":"tokens","limit":5}]"#;
+    for (id, project, started_ms, budgets) in [
+        ("old", "p", 1_000, week),
+        ("mine", "p", 2_000, day),
+        ("later", "p", 3_000, "[]"),
+        ("named", "p", 4_000, instance),
+        ("other", "q", 5_000, day),
+    ] {
+        s.begin_run(&with(id, project, started_ms, budgets), &[])
+            .expect("begin");
+    }
+    let got = s.newest_periodic("p").expect("read").expect("found");
+    assert_eq!(got.run_id, "mine");
+    assert_eq!(got.started_ms, 2_000);
+    assert_eq!(got.zone, Zone::parse("Europe/Berlin").expect("zone"));
+    assert_eq!(got.periodic.len(), 2, "{got:?}");
+    assert_eq!(got.periodic[0].period, Period::Day);
+    assert_eq!(got.periodic[0].scope, PeriodScope::Project);
+    assert_eq!(got.periodic[0].tokens, Some(100));
+    assert_eq!(got.periodic[0].usd, Some(Usd::from_dollars(2.5)));
+    assert_eq!(got.periodic[1].period, Period::Month);
+    assert_eq!(
+        got.periodic[1].scope,
+        PeriodScope::Command("/review".into())
+    );
+    assert_eq!(got.periodic[1].usd, Some(Usd::from_dollars(40.0)));
+    // A run that recorded no zone counts in UTC.
+    s.begin_run(
+        &with(
+            "newest",
+            "p",
+            6_000,
+            r#"[{"scope":"periodic","key":"week all","unit":"tokens","limit":5}]"#,
+        ),
+        &[],
+    )
+    .expect("begin");
+    let got = s.newest_periodic("p").expect("read").expect("found");
+    assert_eq!((got.run_id.as_str(), got.zone), ("newest", Zone::Utc));
+    assert_eq!(got.periodic[0].scope, PeriodScope::All);
 }

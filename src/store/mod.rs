@@ -18,6 +18,7 @@
 pub(crate) mod contract;
 pub mod sqlite;
 
+use crate::core::budget::{BudgetKey, Scope, Unit};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -218,6 +219,140 @@ pub struct SharedBudget {
     pub usd: bool,
 }
 
+/// The plan's periodic budgets as the ledger shares them, in their window at `at`: each
+/// with the run's key for it. A run counts in the periods it started in.
+pub fn shared_budgets(
+    plan: &crate::core::plan::Plan,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(BudgetKey, SharedBudget)> {
+    periodic_shares(
+        &plan.budgets.periodic,
+        plan.budgets.zone,
+        &plan.options.project,
+        at,
+    )
+}
+
+/// `periodic` (counted in `zone`, for `project`) as the ledger shares them, in their
+/// window at `at`, one per limit set (tokens, dollars), in order.
+pub fn periodic_shares(
+    periodic: &[crate::core::plan::PeriodicLimit],
+    zone: crate::core::period::Zone,
+    project: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(BudgetKey, SharedBudget)> {
+    use crate::core::period::PeriodScope;
+    let mut out = Vec::new();
+    for p in periodic {
+        let window = zone.window(p.period, at);
+        let (whose, project, base_command) = match &p.scope {
+            PeriodScope::All => ("all".to_string(), None, None),
+            PeriodScope::Project => (
+                format!("project={project}"),
+                Some(project.to_string()),
+                None,
+            ),
+            PeriodScope::Command(c) => (
+                format!("project={project} command={c}"),
+                Some(project.to_string()),
+                Some(c.clone()),
+            ),
+        };
+        let units = [
+            (Unit::Tokens, p.tokens.is_some()),
+            (Unit::Usd, p.usd.is_some()),
+        ];
+        for (unit, set) in units {
+            if !set {
+                continue;
+            }
+            let key = BudgetKey {
+                scope: Scope::Periodic(p.period, p.scope.clone()),
+                unit,
+            };
+            out.push((
+                key,
+                SharedBudget {
+                    key: format!("{} {} {whose}", unit.as_str(), window.key()),
+                    since_ms: window.start.timestamp_millis(),
+                    until_ms: window.end.timestamp_millis(),
+                    project: project.clone(),
+                    base_command: base_command.clone(),
+                    usd: unit == Unit::Usd,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The periodic budgets a run configured, read back from the ledger
+/// ([`UsageStore::newest_periodic`]): what `orchestrator budget` shows when it is given
+/// none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedBudgets {
+    pub run_id: String,
+    /// Unix milliseconds.
+    pub started_ms: i64,
+    pub periodic: Vec<crate::core::plan::PeriodicLimit>,
+    /// The zone they count in (UTC for a run that recorded none).
+    pub zone: crate::core::period::Zone,
+}
+
+/// The periodic budgets in a run's recorded budgets (`output::events::configured_budgets`,
+/// the JSON array `RunRecord::budgets_json` holds), in order, and the zone they count in.
+/// Entries that are not periodic budgets, or that cannot be read, are left out; `None`
+/// when none is left.
+pub fn recorded_periodic(
+    budgets_json: &str,
+) -> Option<(
+    Vec<crate::core::plan::PeriodicLimit>,
+    crate::core::period::Zone,
+)> {
+    use crate::core::period::{PeriodScope, Zone};
+    use crate::core::plan::PeriodicLimit;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(budgets_json).ok()?;
+    let mut out: Vec<PeriodicLimit> = Vec::new();
+    let mut zone = Zone::Utc;
+    for e in entries.iter().filter(|e| e["scope"] == "periodic") {
+        let Some((period, scope)) = e["key"].as_str().and_then(PeriodScope::parse_key) else {
+            continue;
+        };
+        let (tokens, usd) = match e["unit"].as_str() {
+            Some("tokens") => (e["limit"].as_u64().filter(|&t| t > 0), None),
+            Some("usd") => (
+                None,
+                e["limit"]
+                    .as_f64()
+                    .and_then(crate::config::cli::usd_from_f64),
+            ),
+            _ => (None, None),
+        };
+        if tokens.is_none() && usd.is_none() {
+            continue;
+        }
+        if let Some(z) = e["zone"].as_str().and_then(Zone::parse) {
+            zone = z;
+        }
+        match out
+            .iter_mut()
+            .find(|o| o.period == period && o.scope == scope)
+        {
+            Some(o) => {
+                o.tokens = o.tokens.or(tokens);
+                o.usd = o.usd.or(usd);
+            }
+            None => out.push(PeriodicLimit {
+                period,
+                scope,
+                tokens,
+                usd,
+            }),
+        }
+    }
+    (!out.is_empty()).then_some((out, zone))
+}
+
 /// What the other runs have in a shared budget, in its base unit (tokens or nanodollars).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Elsewhere {
@@ -338,6 +473,19 @@ pub trait UsageStore: Send {
     fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError>;
     /// The groups of `q`, in key order.
     fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError>;
+    /// What the runs other than `run_id` have in each of `budgets` at `now_ms`, read
+    /// without writing (the dry run, `orchestrator budget`; `run_id` may be one that
+    /// never ran, to count every run).
+    fn elsewhere(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        budgets: &[SharedBudget],
+    ) -> Result<Vec<Elsewhere>, StoreError>;
+    /// The newest run of `project` (by start) whose recorded budgets hold a periodic one
+    /// ([`recorded_periodic`]), with those budgets; `None` when no run of the project
+    /// recorded one. Read without writing (`orchestrator budget`).
+    fn newest_periodic(&mut self, project: &str) -> Result<Option<RecordedBudgets>, StoreError>;
     /// In one transaction: replaces this run's holds with `req.holds` (those of amount
     /// 0 are dropped), leased until `req.lease_until_ms`; publishes `req.pause` when
     /// given; and answers what the other runs have in each of `req.budgets` at
@@ -401,6 +549,41 @@ mod tests {
             ))
         );
         assert_eq!(default_path(None, None), None);
+    }
+
+    #[test]
+    fn recorded_periodic_reads_back_what_a_run_records() {
+        use crate::core::period::{Period, PeriodScope, Zone};
+        use crate::core::plan::{PeriodicLimit, Plan};
+        let mut plan = Plan::default();
+        plan.budgets.overall_tokens = Some(7);
+        plan.budgets.zone = Zone::parse("America/New_York").expect("zone");
+        plan.budgets.periodic = vec![
+            PeriodicLimit {
+                period: Period::Day,
+                scope: PeriodScope::Project,
+                tokens: Some(2_000_000),
+                usd: Some(Usd::from_dollars(40.25)),
+            },
+            PeriodicLimit {
+                period: Period::Week,
+                scope: PeriodScope::Command("/review".into()),
+                tokens: Some(5),
+                usd: None,
+            },
+        ];
+        let json =
+            serde_json::Value::Array(crate::output::events::configured_budgets(&plan)).to_string();
+        assert_eq!(
+            recorded_periodic(&json),
+            Some((plan.budgets.periodic.clone(), plan.budgets.zone))
+        );
+        assert_eq!(recorded_periodic("[]"), None);
+        assert_eq!(recorded_periodic("not json"), None);
+        assert_eq!(
+            recorded_periodic(r#"[{"scope":"periodic","key":"year","unit":"tokens","limit":1}]"#),
+            None
+        );
     }
 
     #[test]

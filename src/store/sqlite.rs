@@ -12,9 +12,9 @@
 //! written.
 
 use super::{
-    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RunEnd, RunInfo,
-    RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery, UsageStore,
-    NO_MODEL_KEY, PROMPT_KEY,
+    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
+    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery,
+    UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
@@ -78,7 +78,7 @@ CREATE TABLE instances (
 CREATE INDEX instances_history ON instances(project, base_command, configured_model, status, ended_ms);
 "#,
     r#"
-CREATE INDEX instances_by_start ON instances(run_started_ms, project, base_command);
+CREATE INDEX instances_by_start ON instances(run_started_ms, project, base_command, run_id, total_tokens, cost_nanos);
 CREATE TABLE holds (
     budget          TEXT NOT NULL,
     run_id          TEXT NOT NULL,
@@ -102,6 +102,8 @@ pub struct SqliteStore {
     conn: Connection,
     /// `dict` ids already committed (they never change once committed).
     dict: HashMap<String, u32>,
+    /// How long a transaction is retried while another process holds the lock.
+    patience: Duration,
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -120,14 +122,17 @@ fn classify(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Runs `f` until it does not fail with "busy"/"locked", for at most [`RETRY_FOR`].
-fn retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> Result<T, StoreError> {
+/// Runs `f` until it does not fail with "busy"/"locked", for at most `patience`.
+fn retry<T>(
+    patience: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e) if is_busy(&e) && start.elapsed() < RETRY_FOR => {
+            Err(e) if is_busy(&e) && start.elapsed() < patience => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
@@ -164,6 +169,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn,
             dict: HashMap::new(),
+            patience: RETRY_FOR,
         };
         let v = store.user_version()?;
         if v > SCHEMA_VERSION {
@@ -175,12 +181,22 @@ impl SqliteStore {
         Ok((v == SCHEMA_VERSION).then_some(store))
     }
 
+    /// Gives up on a lock held by another process after `patience` (default two
+    /// minutes): a run sharing budgets must learn soon that the ledger is unavailable.
+    pub fn set_patience(&mut self, patience: Duration) -> Result<(), StoreError> {
+        self.patience = patience;
+        self.conn
+            .busy_timeout(patience.min(BUSY_TIMEOUT))
+            .map_err(classify)
+    }
+
     /// An in-memory ledger (tests and benchmarks).
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(classify)?;
         let store = SqliteStore {
             conn,
             dict: HashMap::new(),
+            patience: RETRY_FOR,
         };
         store.migrate()?;
         Ok(store)
@@ -189,19 +205,26 @@ impl SqliteStore {
     fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
         // Reading the header here turns a file that is not a database into an error now.
-        let mode: String = retry(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))?;
+        let mode: String = retry(RETRY_FOR, || {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        })?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::debug!(mode, "the ledger could not switch to WAL mode");
         }
-        retry(|| conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"))?;
+        retry(RETRY_FOR, || {
+            conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        })?;
         Ok(SqliteStore {
             conn,
             dict: HashMap::new(),
+            patience: RETRY_FOR,
         })
     }
 
     fn user_version(&self) -> Result<i64, StoreError> {
-        retry(|| self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        retry(self.patience, || {
+            self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        })
     }
 
     /// Brings the schema to [`SCHEMA_VERSION`] inside one immediate transaction.
@@ -241,7 +264,7 @@ impl SqliteStore {
         &self,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        retry(|| {
+        retry(self.patience, || {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             let r = f(&self.conn).and_then(|v| self.conn.execute_batch("COMMIT").map(|_| v));
             if r.is_err() {
@@ -437,6 +460,47 @@ impl UsageStore for SqliteStore {
         })
     }
 
+    fn elsewhere(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        budgets: &[SharedBudget],
+    ) -> Result<Vec<Elsewhere>, StoreError> {
+        retry(self.patience, || {
+            let tx = self.conn.unchecked_transaction()?;
+            let out = budgets
+                .iter()
+                .map(|b| elsewhere_in(&tx, run_id, now_ms, b))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn newest_periodic(&mut self, project: &str) -> Result<Option<RecordedBudgets>, StoreError> {
+        retry(self.patience, || {
+            // The text filter only narrows; `recorded_periodic` decides.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT run_id, started_ms, budgets FROM runs
+                 WHERE project = ?1 AND budgets LIKE '%periodic%'
+                 ORDER BY started_ms DESC, run_key DESC",
+            )?;
+            let mut rows = stmt.query([project])?;
+            while let Some(r) = rows.next()? {
+                let budgets: String = r.get(2)?;
+                if let Some((periodic, zone)) = super::recorded_periodic(&budgets) {
+                    return Ok(Some(RecordedBudgets {
+                        run_id: r.get(0)?,
+                        started_ms: r.get(1)?,
+                        periodic,
+                        zone,
+                    }));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
         self.immediate(|conn| {
             conn.prepare_cached("DELETE FROM holds WHERE run_id = ?1")?
@@ -504,7 +568,7 @@ impl UsageStore for SqliteStore {
     }
 
     fn history(&mut self, key: &HistoryKey, limit: usize) -> Result<Vec<u64>, StoreError> {
-        retry(|| {
+        retry(self.patience, || {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT total_tokens FROM instances
                  WHERE project = ?1 AND base_command IS ?2 AND configured_model IS ?3
@@ -525,7 +589,7 @@ impl UsageStore for SqliteStore {
     }
 
     fn usage(&mut self, q: &UsageQuery) -> Result<Vec<GroupSums>, StoreError> {
-        retry(|| {
+        retry(self.patience, || {
             let tx = self.conn.unchecked_transaction()?;
             let groups = query_rollups(&tx, q)?;
             tx.commit()?;
@@ -853,9 +917,54 @@ mod tests {
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
             pauses_reach_the_other_runs_of_the_project,
+            the_newest_periodic_budgets_of_a_project_are_read_back,
         ] {
             case(&mut SqliteStore::in_memory().expect("store"));
         }
+    }
+
+    /// Eight processes' worth of connections claiming one token at a time from a
+    /// 20-token budget: exactly 20 claims are granted, never more.
+    #[test]
+    fn concurrent_claims_never_take_more_than_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        SqliteStore::open(&path).expect("create");
+        let budget = SharedBudget {
+            key: "k".into(),
+            since_ms: 0,
+            until_ms: i64::MAX,
+            project: Some("p".into()),
+            base_command: None,
+            usd: false,
+        };
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                let budget = budget.clone();
+                std::thread::spawn(move || {
+                    let mut s = SqliteStore::open(&path).expect("open");
+                    let run_id = format!("run{t}");
+                    s.begin_run(&run(&run_id, "p", 1), &[]).expect("begin");
+                    let mut held = 0;
+                    for _ in 0..10 {
+                        let claim = Claim {
+                            budget: budget.clone(),
+                            mine: held + 1,
+                            hold: held + 1,
+                            limit: 20,
+                        };
+                        let (ok, _) = s.claim(&run_id, 0, i64::MAX, &[claim]).expect("claim");
+                        if ok {
+                            held += 1;
+                        }
+                    }
+                    held
+                })
+            })
+            .collect();
+        let granted: i64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert_eq!(granted, 20);
     }
 
     #[test]

@@ -2,22 +2,10 @@
 //! instance (its spend adding up over the attempts), `--fail-fast` launches nothing more
 //! after the first failure.
 
-use crate::common::{instance, orchestrator, run, stderr, tempdir};
+use crate::common::{events, instance, orchestrator, run, stderr, tempdir};
 use orchestrator::core::usage::Usd;
 use orchestrator::simulate::expected_totals;
 use serde_json::Value;
-
-fn events(out: &std::process::Output) -> Vec<Value> {
-    let schemas = crate::scripting::schemas();
-    let ev: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    for e in &ev {
-        schemas.check_event(e);
-    }
-    ev
-}
 
 #[test]
 fn retries_relaunch_a_failing_instance_and_count_every_attempt() {

@@ -2,27 +2,23 @@
 //! real binary: each must exit 2 with exactly one line on stderr that names the offending
 //! flag, key or path, never panic, and never launch anything.
 
+use crate::common::FakeClaude;
 use orchestrator::config::cli::parse_args;
 use orchestrator::config::file::build_plan;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// A fake claude that leaves a marker if it is ever started.
-fn marker_claude(dir: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("claude-marker");
-    std::fs::write(&path, "#!/bin/sh\ntouch \"$(dirname \"$0\")/launched\"\n").expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
 /// Runs the binary in `dir`; returns its stderr after checking exit code 2, no panic and
 /// nothing launched.
 fn error_for(dir: &Path, args: &[&str]) -> String {
+    // A fake claude that leaves a marker if it is ever started.
+    let claude = FakeClaude::new()
+        .marker("launched")
+        .write(dir, "claude-marker");
     let out = Command::new(assert_cmd::cargo::cargo_bin("orchestrator"))
         .current_dir(dir)
-        .env("ORCHESTRATOR_CLAUDE_PATH", marker_claude(dir))
+        .env("ORCHESTRATOR_CLAUDE_PATH", claude)
         .env("NO_COLOR", "1")
         .args(args)
         .stdin(Stdio::null())

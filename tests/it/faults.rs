@@ -9,16 +9,13 @@
 //!    (`kill(-pgid, 0)` fails with ESRCH — zombies would still count);
 //! 4. the `--report` file is written, is valid JSON and matches the `run_finished` event.
 
-use crate::common::{call, init, tempdir};
+use crate::common::{call, init, tempdir, wait_ready, FakeClaude, HANG_GUARD};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Only catches hangs; every scenario normally ends in a few seconds.
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// The orchestrator with fast, quiet defaults, a fake claude, `--json` and a report file.
 fn orchestrator(dir: &Path, claude: &Path) -> Command {
@@ -39,64 +36,6 @@ fn report_path(dir: &Path) -> PathBuf {
 
 fn result(input: u64, output: u64, cost: f64, text: &str) -> String {
     crate::common::result(input, output, cost, false, text)
-}
-
-/// A fake `claude`: a shell script of JSON lines (printed verbatim) and raw shell.
-struct Script(String);
-
-impl Script {
-    fn new() -> Script {
-        Script("#!/bin/sh\n".into())
-    }
-
-    fn line(mut self, l: &str) -> Script {
-        assert!(!l.contains('\''), "single quote in {l}");
-        self.0.push_str(&format!("printf '%s\\n' '{l}'\n"));
-        self
-    }
-
-    fn lines(self, ls: &[String]) -> Script {
-        ls.iter().fold(self, |s, l| s.line(l))
-    }
-
-    fn sh(mut self, raw: &str) -> Script {
-        self.0.push_str(raw);
-        self.0.push('\n');
-        self
-    }
-
-    /// Signals the test that everything before this point has been written.
-    fn ready(self) -> Script {
-        self.sh("touch \"$(dirname \"$0\")/ready-$$\"")
-    }
-
-    fn write(self, dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, self.0).expect("write fake claude");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path
-    }
-}
-
-/// Polls (to let a scenario reach its state; never asserted on) until `n` fake claudes
-/// have passed their `ready()` point.
-fn wait_ready(dir: &Path, n: usize) {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let ready = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("ready-"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if ready >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "fake claudes never got ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------- running and checking
@@ -271,9 +210,9 @@ fn tokens(inst: &Value) -> u64 {
 #[test]
 fn child_crashing_mid_line() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh(r#"printf '{"type":"assistant","message":{"id":"m2","model":"claude-sonnet-4-5","usage":{"input_tokens":5000,"outp'"#)
         .sh("kill -9 $$")
         .write(dir.path(), "claude-crash");
@@ -298,11 +237,11 @@ fn child_crashing_mid_line() {
 #[test]
 fn child_closing_stdout_but_running_on_is_ended_by_the_timeout() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh("exec 1>&-")
-        .sh("sleep 30")
+        .hang()
         .write(dir.path(), "claude-mute");
     let run = Run::start(orchestrator(dir.path(), &claude).args([
         "--timeout",
@@ -324,12 +263,12 @@ fn child_closing_stdout_but_running_on_is_ended_by_the_timeout() {
 #[test]
 fn child_closing_stdout_is_waited_for_without_a_timeout() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh("exec 1>&-")
-        .sh("sleep 0.5")
-        .sh("echo 'finished late' >&2")
+        .sleep(0.5)
+        .stderr("finished late")
         .write(dir.path(), "claude-mute");
     let f = Run::start(orchestrator(dir.path(), &claude).arg("/mute")).finish();
     assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
@@ -350,13 +289,13 @@ fn child_closing_stdout_is_waited_for_without_a_timeout() {
 #[test]
 fn child_ignoring_sigterm_after_a_budget_crossing() {
     let dir = tempdir();
-    let claude = Script::new()
-        .sh("trap '' TERM")
+    let claude = FakeClaude::new()
+        .ignore_sigterm()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
-        .lines(&call("m2", 1000, 200))
-        .lines(&call("m3", 1000, 200))
-        .sh("while :; do sleep 1; done")
+        .lines(call("m1", 1000, 200))
+        .lines(call("m2", 1000, 200))
+        .lines(call("m3", 1000, 200))
+        .hang()
         .write(dir.path(), "claude-stubborn");
     let f = Run::start(orchestrator(dir.path(), &claude).args([
         "--budget-enforcement-mode",
@@ -385,13 +324,13 @@ fn child_ignoring_sigterm_after_a_budget_crossing() {
 #[test]
 fn grandchildren_holding_the_pipes_after_the_child_exits() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .line(&result(1000, 200, 0.006, "done"))
         .sh("sleep 1000 &")
         .sh("(sleep 1000; echo never) &")
-        .sh("exit 0")
+        .exit(0)
         .write(dir.path(), "claude-forks");
     let f = Run::start(orchestrator(dir.path(), &claude).args(["/a", "/b"])).finish();
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
@@ -411,16 +350,16 @@ fn grandchildren_holding_the_pipes_after_the_child_exits() {
 fn grandchild_escaping_the_group_with_the_pipes_open() {
     let dir = tempdir();
     let pidfile = dir.path().join("escaped.pid");
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .line(&result(1000, 200, 0.006, "done"))
         .sh(&format!(
             "setsid sh -c 'sleep 1000 & echo $! > {}; wait' &",
             pidfile.display()
         ))
         .sh("while [ ! -s \"$(dirname \"$0\")/escaped.pid\" ]; do sleep 0.05; done")
-        .sh("exit 0")
+        .exit(0)
         .write(dir.path(), "claude-escapes");
     let f = Run::start(orchestrator(dir.path(), &claude).arg("/escape")).finish();
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
@@ -443,13 +382,13 @@ fn grandchild_escaping_the_group_with_the_pipes_open() {
 #[test]
 fn grandchild_escaping_the_group_and_writing_on() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .line(&result(1000, 200, 0.006, "done"))
         .sh("setsid sh -c 'echo $$ > noisy.pid; while :; do echo noise; sleep 0.1; done' &")
-        .sh("sleep 0.3")
-        .sh("exit 0")
+        .sleep(0.3)
+        .exit(0)
         .write(dir.path(), "claude-noisy");
     let f = Run::start(orchestrator(dir.path(), &claude).arg("/noisy")).finish();
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
@@ -476,9 +415,9 @@ fn grandchild_escaping_the_group_and_writing_on() {
 #[test]
 fn hundred_megabyte_line_with_usage() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh(r#"printf '{"type":"assistant","message":{"id":"m2","model":"claude-sonnet-4-5","usage":{"input_tokens":300,"output_tokens":7},"content":[{"type":"text","text":"'"#)
         .sh("head -c 100000000 /dev/zero | tr '\\0' a")
         .sh(r#"printf '"}]}}\n'"#)
@@ -499,9 +438,9 @@ fn hundred_megabyte_line_with_usage() {
 #[test]
 fn invalid_utf8_everywhere() {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh(r#"printf '{"type":"assistant","message":{"id":"m2","model":"claude-sonnet-4-5","content":[{"type":"text","text":"bad \377\376 bytes"}],"usage":{"input_tokens":10,"output_tokens":5}}}\n'"#)
         .sh(r#"printf '\377\376\375 not json at all \300\n'"#)
         .sh(r#"printf '\377 stderr garbage\n' >&2"#)
@@ -523,15 +462,15 @@ fn invalid_utf8_everywhere() {
 fn stderr_flood_while_writing_stdout() {
     let dir = tempdir();
     let logs = dir.path().join("logs");
-    let mut s = Script::new()
+    let mut s = FakeClaude::new()
         .line(&init())
         .sh("head -c 50000000 /dev/zero | tr '\\0' e >&2 &");
     for i in 0..20 {
-        s = s.lines(&call(&format!("m{i}"), 100, 20));
+        s = s.lines(call(&format!("m{i}"), 100, 20));
     }
     let claude = s
         .sh("wait")
-        .sh("echo 'last words' >&2")
+        .stderr("last words")
         .line(&result(2000, 400, 0.01, "loud"))
         .write(dir.path(), "claude-loud");
     let f = Run::start(
@@ -569,21 +508,21 @@ fn stderr_flood_while_writing_stdout() {
 /// queued behind `--max-parallel 2`; the orchestrator gets `sig`.
 fn signalled_mid_run(sig: i32, code: i32, describe: &str) {
     let dir = tempdir();
-    let claude = Script::new()
+    let claude = FakeClaude::new()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .sh("sleep 1000 &")
         .ready()
         .sh("wait")
         .write(dir.path(), "claude-long");
-    let run = Run::start(orchestrator(dir.path(), &claude).args([
+    let mut run = Run::start(orchestrator(dir.path(), &claude).args([
         "--max-parallel",
         "2",
         "/one",
         "/two",
         "/three",
     ]));
-    wait_ready(dir.path(), 2);
+    wait_ready(dir.path(), 2, &mut run.child);
     run.signal(sig);
     let f = run.finish();
     assert_eq!(f.status.code(), Some(code), "{}", f.stderr);
@@ -637,16 +576,16 @@ fn sighup_mid_run_exits_129() {
 #[test]
 fn second_sigint_kills_at_once() {
     let dir = tempdir();
-    let claude = Script::new()
-        .sh("trap '' TERM")
+    let claude = FakeClaude::new()
+        .ignore_sigterm()
         .line(&init())
-        .lines(&call("m1", 1000, 200))
+        .lines(call("m1", 1000, 200))
         .ready()
-        .sh("while :; do sleep 1; done")
+        .hang()
         .write(dir.path(), "claude-stubborn");
     let mut run =
         Run::start(orchestrator(dir.path(), &claude).args(["--kill-grace", "3600", "/stubborn"]));
-    wait_ready(dir.path(), 1);
+    wait_ready(dir.path(), 1, &mut run.child);
     run.signal(libc::SIGINT);
     run.wait_for("the first SIGINT handled", |e| {
         e["event"] == "instance_terminated" && e["reason"] == "interrupt"

@@ -3,7 +3,7 @@
 //! not turn its success into `terminated`, and eight parallel instances under a block-mode
 //! cost budget overshoot it by at most one API call each, at Claude's own prices.
 
-use crate::common::{instance, orchestrator, run, stderr, tempdir};
+use crate::common::{instance, orchestrator, run, stderr, tempdir, FakeClaude};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -18,19 +18,9 @@ fn finished(o: &Output) -> Value {
     last
 }
 
-/// A fake `claude` running `body` (sh), which records that it ran in `ran-NAME`.
-fn fake(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    let script = format!("#!/bin/sh\ntouch \"$(dirname \"$0\")/ran-{name}\"\n{body}\n");
-    std::fs::write(&path, script).expect("write fake claude");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
-fn echo(line: &str) -> String {
-    assert!(!line.contains('\''));
-    format!("printf '%s\\n' '{line}'\n")
+/// A fake `claude` that records that it ran in `ran-claude`.
+fn fake() -> FakeClaude {
+    FakeClaude::new().marker("ran-claude")
 }
 
 /// Claude Code's one-object `--output-format json` answer: $0.225 at Sonnet 5's $3/$15.
@@ -55,7 +45,7 @@ fn config(dir: &Path, instance: Value) -> PathBuf {
 #[test]
 fn json_instance_without_its_own_cap_is_refused_under_a_block_cost_budget() {
     let dir = tempdir();
-    let claude = fake(dir.path(), "claude", &echo(&json_answer()));
+    let claude = fake().line(&json_answer()).write(dir.path(), "claude");
     for (inst, names) in [
         (
             json!({"command": "/fix x", "output_format": "json"}),
@@ -111,7 +101,7 @@ fn json_instance_without_its_own_cap_is_refused_under_a_block_cost_budget() {
 #[test]
 fn json_instance_whose_result_crosses_the_budget_is_completed() {
     let dir = tempdir();
-    let claude = fake(dir.path(), "claude", &echo(&json_answer()));
+    let claude = fake().line(&json_answer()).write(dir.path(), "claude");
     let cfg = config(
         dir.path(),
         json!({"name": "fix", "command": "/fix x", "output_format": "json", "max_cost_usd": 0.05}),
@@ -138,13 +128,9 @@ fn result_is_the_authority_downward_and_the_difference_is_reported() {
     // The real Claude Code transcript of a streamed call that failed and was re-issued.
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/fidelity/sse-retry-sonnet.jsonl");
-    let mut body = String::new();
     let text = std::fs::read_to_string(&fixture).expect("fixture");
     let lines: Vec<&str> = text.lines().collect();
     let (result_line, stream) = lines.split_last().expect("lines");
-    for l in stream {
-        body.push_str(&format!("cat <<'EOF'\n{l}\nEOF\n"));
-    }
     // A result that counts fewer tokens than the stream showed (as after an interrupted
     // call), at a price the table does not know (Claude charges $0.02 for what the table
     // prices at $0.015).
@@ -152,8 +138,10 @@ fn result_is_the_authority_downward_and_the_difference_is_reported() {
     r["modelUsage"]["claude-sonnet-5"]["inputTokens"] = json!(3000);
     r["modelUsage"]["claude-sonnet-5"]["costUSD"] = json!(0.02);
     r["total_cost_usd"] = json!(0.02);
-    body.push_str(&format!("cat <<'EOF'\n{r}\nEOF\n"));
-    let claude = fake(dir.path(), "claude", &body);
+    let claude = fake()
+        .lines(stream)
+        .line(&r.to_string())
+        .write(dir.path(), "claude");
     let out = run(orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -187,11 +175,7 @@ fn eight_parallel_instances_overshoot_a_block_cost_budget_by_at_most_one_call_ea
     let dir = tempdir();
     // Each instance: up to 12 calls of 2000 in / 200 out on Sonnet 5, one every 0.3 s
     // (the API's latency); $0.009 each at Claude's $3/$15.
-    let mut body = echo(
-        &json!({"type":"system","subtype":"init","model":"claude-sonnet-5","session_id":"s"})
-            .to_string(),
-    );
-    body.push_str("i=0\nwhile [ $i -lt 12 ]; do\n  i=$((i+1))\n");
+    let mut body = String::from("i=0\nwhile [ $i -lt 12 ]; do\n  i=$((i+1))\n");
     let u = |o: u64| json!({"input_tokens":2000,"output_tokens":o,"cache_creation_input_tokens":0,"cache_read_input_tokens":0});
     for l in [
         json!({"type":"stream_event","event":{"type":"message_start","message":{"id":"IDm","model":"claude-sonnet-5","usage":u(1)}},"parent_tool_use_id":null}),
@@ -204,11 +188,17 @@ fn eight_parallel_instances_overshoot_a_block_cost_budget_by_at_most_one_call_ea
             l.replace('"', "\\\"")
         ));
     }
-    body.push_str("  sleep 0.3\ndone\n");
-    body.push_str(&echo(&json!({"type":"result","subtype":"success","is_error":false,"result":"done",
-        "total_cost_usd":0.108,"modelUsage":{"claude-sonnet-5":{"inputTokens":24000,"outputTokens":2400,
-        "cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":0.108}}}).to_string()));
-    let claude = fake(dir.path(), "claude", &body);
+    body.push_str("  sleep 0.3\ndone");
+    let claude = fake()
+        .line(
+            &json!({"type":"system","subtype":"init","model":"claude-sonnet-5","session_id":"s"})
+                .to_string(),
+        )
+        .sh(&body)
+        .line(&json!({"type":"result","subtype":"success","is_error":false,"result":"done",
+            "total_cost_usd":0.108,"modelUsage":{"claude-sonnet-5":{"inputTokens":24000,"outputTokens":2400,
+            "cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":0.108}}}).to_string())
+        .write(dir.path(), "claude");
     let limit = 0.30;
     let call = 2000.0 * 3e-6 + 200.0 * 15e-6;
     let prompts: Vec<String> = (0..8).map(|i| format!("/fix part {i}")).collect();

@@ -1,81 +1,15 @@
 //! Issue 13 ("Hardening"): one binary-level test (or a few) per fault, each failing
 //! before its fix. See docs/hardening.md for the fault table.
 
-use crate::common::{orchestrator, stderr, tempdir};
+use crate::common::{
+    call, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for, wait_ready,
+    FakeClaude, HANG_GUARD,
+};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Only catches hangs; it never asserts speed.
-const HANG_GUARD: Duration = Duration::from_secs(90);
-
-fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
-/// Waits for a file `prefix*` in `dir` and returns the number after the prefix (a pid).
-fn wait_for_pid_file(dir: &Path, prefix: &str, child: &mut Child) -> i32 {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse().ok()) {
-                    return pid;
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("no {prefix}* file appeared in {}", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The state letter of `/proc/PID/stat` (`None`: no such process).
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// A process that exited and is at most a zombie waiting for its parent counts as gone.
-fn gone(pid: i32) -> bool {
-    matches!(proc_state(pid), None | Some('Z') | Some('X'))
-}
-
-/// Polls until `pid` is gone; false past the hang guard.
-fn wait_gone(pid: i32) -> bool {
-    let deadline = Instant::now() + HANG_GUARD;
-    while Instant::now() < deadline {
-        if gone(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("orchestrator hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn read_all(r: Option<impl Read>) -> String {
     let mut s = Vec::new();
@@ -188,13 +122,12 @@ fn failed_report_write_is_an_error_in_exit_code_summary_and_event() {
 
 // ---------------------------------------------------------------- 7: a stalled --json reader
 
-/// A fake claude that records its pid and then sleeps (as a single process).
+/// A fake claude that gets ready and then sleeps (as a single process).
 fn sleeping_claude(dir: &Path) -> PathBuf {
-    write_script(
-        dir,
-        "claude-sleeper",
-        "touch \"$(dirname \"$0\")/pid-$$\"\nexec sleep 1000",
-    )
+    FakeClaude::new()
+        .ready()
+        .hang()
+        .write(dir, "claude-sleeper")
 }
 
 /// A prompt long enough that the first events alone overflow a pipe's buffer.
@@ -217,12 +150,12 @@ fn stalled_json_reader_does_not_stop_the_timeout() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let pid = wait_for_pid_file(dir.path(), "pid-", &mut child);
-    let ended = wait_gone(pid);
-    if !ended {
-        let _ = child.kill();
-    }
-    assert!(ended, "the timed-out instance {pid} is still running");
+    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    wait_for(
+        &format!("the timed-out instance {pid} ended"),
+        &mut child,
+        |_| gone(pid).then_some(()),
+    );
     // Still nobody reads stdout: the run ends anyway.
     let status = wait_exit(&mut child);
     let err = read_all(child.stderr.take());
@@ -252,14 +185,14 @@ fn stalled_json_reader_does_not_stop_sigint() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let pid = wait_for_pid_file(dir.path(), "pid-", &mut child);
+    let pid = wait_ready(dir.path(), 1, &mut child)[0];
     // SAFETY: plain syscall on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let ended = wait_gone(pid);
-    if !ended {
-        let _ = child.kill();
-    }
-    assert!(ended, "SIGINT was not acted on: instance {pid} still runs");
+    wait_for(
+        &format!("SIGINT acted on: instance {pid} ended"),
+        &mut child,
+        |_| gone(pid).then_some(()),
+    );
     // Now read: everything arrives, ending with run_finished.
     let out = read_all(child.stdout.take());
     let status = wait_exit(&mut child);
@@ -357,14 +290,10 @@ fn instances_have_no_controlling_terminal() {
         return;
     }
     let dir = tempdir();
-    let result = crate::common::result(10, 5, 0.0, false, "ok");
-    let claude = write_script(
-        dir.path(),
-        "claude-tty",
-        &format!(
-            "if (exec 3</dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi > \"$(dirname \"$0\")/tty-result\"\nprintf '%s\\n' '{result}'"
-        ),
-    );
+    let claude = FakeClaude::new()
+        .sh("if (exec 3</dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi > \"$(dirname \"$0\")/tty-result\"")
+        .line(&result(10, 5, 0.0, false, "ok"))
+        .write(dir.path(), "claude-tty");
     let orch = crate::common::bin();
     let cmd = format!(
         "'{}' --startup-delay 0 --status-report-interval 0 --claude-path '{}' --report r.json /x",
@@ -400,13 +329,12 @@ fn command_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A fake claude that stops itself with SIGSTOP after recording its pid.
+/// A fake claude that stops itself with SIGSTOP.
 fn self_stopping_claude(dir: &Path) -> PathBuf {
-    write_script(
-        dir,
-        "claude-stopper",
-        "touch \"$(dirname \"$0\")/pid-$$\"\nkill -STOP $$\nsleep 1000",
-    )
+    FakeClaude::new()
+        .sh("kill -STOP $$")
+        .hang()
+        .write(dir, "claude-stopper")
 }
 
 /// A stopped instance is ended by `--timeout` with SIGTERM (it is continued so that it
@@ -488,26 +416,18 @@ fn stopped_instance_is_shown_as_stopped() {
 #[test]
 fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
     let dir = tempdir();
-    let mut body = format!("printf '%s\\n' '{}'\n", crate::common::init());
-    body.push_str(
-        "printf '%s' '{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"content\":\"'\n\
-         head -c 1073741824 /dev/zero | tr '\\0' x\n\
-         printf '%s\\n' '\"}]}}'\n",
-    );
-    // An assistant line of 8 MB (over LINE_CAP) whose usage must count.
-    body.push_str(
-        "printf '%s' '{\"type\":\"assistant\",\"message\":{\"id\":\"big\",\"model\":\"claude-sonnet-4-5\",\"content\":[{\"type\":\"text\",\"text\":\"'\n\
-         head -c 8000000 /dev/zero | tr '\\0' y\n\
-         printf '%s\\n' '\"}],\"usage\":{\"input_tokens\":300,\"output_tokens\":7,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0}}}'\n",
-    );
-    for l in crate::common::call("m1", 1000, 200) {
-        body.push_str(&format!("printf '%s\\n' '{l}'\n"));
-    }
-    body.push_str(&format!(
-        "printf '%s\\n' '{}'\n",
-        crate::common::result(1300, 207, 0.01, false, "done")
-    ));
-    let claude = write_script(dir.path(), "claude-huge", &body);
+    let claude = FakeClaude::new()
+        .line(&init())
+        .sh(r#"printf '%s' '{"type":"user","message":{"role":"user","content":[{"type":"tool_result","content":"'"#)
+        .sh(r"head -c 1073741824 /dev/zero | tr '\0' x")
+        .sh(r#"printf '%s\n' '"}]}}'"#)
+        // An assistant line of 8 MB (over LINE_CAP) whose usage must count.
+        .sh(r#"printf '%s' '{"type":"assistant","message":{"id":"big","model":"claude-sonnet-4-5","content":[{"type":"text","text":"'"#)
+        .sh(r"head -c 8000000 /dev/zero | tr '\0' y")
+        .sh(r#"printf '%s\n' '"}],"usage":{"input_tokens":300,"output_tokens":7,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}}'"#)
+        .lines(call("m1", 1000, 200))
+        .line(&result(1300, 207, 0.01, false, "done"))
+        .write(dir.path(), "claude-huge");
     let out = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -723,11 +643,12 @@ fn full_log_disk_is_reported_once_per_instance() {
     std::fs::write(logs.join("x.jsonl"), "STALE from an earlier run\n").expect("stale");
     // ~300 KB of stdout: 300 lines of 1 KB, then a result.
     let pad = "p".repeat(1000);
-    let body = format!(
-        "i=0\nwhile [ $i -lt 300 ]; do printf '%s\\n' '{{\"type\":\"system\",\"subtype\":\"note\",\"pad\":\"{pad}\"}}'; i=$((i+1)); done\nprintf '%s\\n' '{}'",
-        crate::common::result(10, 5, 0.0, false, "ok")
-    );
-    let claude = write_script(dir.path(), "claude-loud", &body);
+    let claude = FakeClaude::new()
+        .sh(&format!(
+            "i=0\nwhile [ $i -lt 300 ]; do printf '%s\\n' '{{\"type\":\"system\",\"subtype\":\"note\",\"pad\":\"{pad}\"}}'; i=$((i+1)); done"
+        ))
+        .line(&result(10, 5, 0.0, false, "ok"))
+        .write(dir.path(), "claude-loud");
     let out = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -793,34 +714,32 @@ fn live_with_marker(marker: &str) -> Vec<i32> {
 fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
     let dir = tempdir();
     let marker = format!("9{}", std::process::id());
-    let ready = "touch \"$(dirname \"$0\")/ready-$$\"";
-    let plain = write_script(
-        dir.path(),
-        "claude-plain",
-        &format!("sleep {marker}1 &\nsleep {marker}2 &\n{ready}\nwait"),
-    );
-    let stubborn = write_script(
-        dir.path(),
-        "claude-stubborn",
-        &format!("trap '' TERM\nsh -c \"trap '' TERM; sleep {marker}3\" &\n{ready}\nwhile :; do sleep {marker}4; done"),
-    );
-    let escaper = write_script(
-        dir.path(),
-        "claude-escaper",
-        &format!(
-            "setsid sleep {marker}5 &\nsetsid sh -c 'sleep {marker}6 & wait' &\n{ready}\nwait"
-        ),
-    );
-    let dispatch = write_script(
-        dir.path(),
-        "claude",
-        &format!(
+    let plain = FakeClaude::new()
+        .sh(&format!("sleep {marker}1 &\nsleep {marker}2 &"))
+        .ready()
+        .sh("wait")
+        .write(dir.path(), "claude-plain");
+    let stubborn = FakeClaude::new()
+        .ignore_sigterm()
+        .sh(&format!("sh -c \"trap '' TERM; sleep {marker}3\" &"))
+        .ready()
+        .sh(&format!("while :; do sleep {marker}4; done"))
+        .write(dir.path(), "claude-stubborn");
+    let escaper = FakeClaude::new()
+        .sh(&format!(
+            "setsid sleep {marker}5 &\nsetsid sh -c 'sleep {marker}6 & wait' &"
+        ))
+        .ready()
+        .sh("wait")
+        .write(dir.path(), "claude-escaper");
+    let dispatch = FakeClaude::new()
+        .sh(&format!(
             "case \"$*\" in *plain*) exec '{}';; *stubborn*) exec '{}';; *) exec '{}';; esac",
             plain.display(),
             stubborn.display(),
             escaper.display()
-        ),
-    );
+        ))
+        .write(dir.path(), "claude");
     let mut child = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&dispatch)
@@ -829,24 +748,7 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let n = std::fs::read_dir(dir.path())
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("ready-"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if n >= 3 {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("the fake claudes never got ready");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(dir.path(), 3, &mut child);
     assert!(live_with_marker(&marker).len() >= 6, "tools not running");
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
@@ -899,11 +801,10 @@ fn env_values_are_redacted_from_captured_text() {
         ),
     )
     .expect("config");
-    let claude = write_script(
-        dir.path(),
-        "claude-leaky",
-        "echo \"auth failed for token $MY_TOKEN\" >&2\nexit 1",
-    );
+    let claude = FakeClaude::new()
+        .sh("echo \"auth failed for token $MY_TOKEN\" >&2")
+        .exit(1)
+        .write(dir.path(), "claude-leaky");
     let out = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -975,13 +876,13 @@ fn duplicate_config_keys_are_an_error_with_the_path() {
 #[test]
 fn warnings_name_the_instance() {
     let dir = tempdir();
-    let result = crate::common::result(10, 5, 0.0, false, "ok");
-    let claude = write_script(
-        dir.path(),
-        "claude-escape",
+    let claude = FakeClaude::new()
+        .line(&result(10, 5, 0.0, false, "ok"))
         // The escaped process holds stdout; the script waits until it has left the group.
-        &format!("printf '%s\\n' '{result}'\nd=\"$(dirname \"$0\")\"\nsetsid sh -c \"touch '$d/escaped'; exec sleep 30\" &\nwhile [ ! -e \"$d/escaped\" ]; do sleep 0.01; done\nexit 0"),
-    );
+        .sh("d=\"$(dirname \"$0\")\"\nsetsid sh -c \"touch '$d/escaped'; exec sleep 30\" &")
+        .sh("while [ ! -e \"$d/escaped\" ]; do sleep 0.01; done")
+        .exit(0)
+        .write(dir.path(), "claude-escape");
     let out = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)

@@ -2,12 +2,14 @@
 //! processes, read back with `orchestrator usage`; crashes, concurrent writers, history
 //! estimates and every kind of bad ledger.
 
-use crate::common::{call, init, orchestrator, result, run, stderr, stdout, tempdir};
+use crate::common::{
+    call, init, orchestrator, result, run, stderr, stdout, tempdir, wait_for, wait_ready,
+    FakeClaude,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn nanos(dollars: &Value) -> i64 {
     (dollars.as_f64().expect("dollars") * 1e9).round() as i64
@@ -29,16 +31,7 @@ fn usage_json(dir: &Path, ledger: &Path, extra: &[&str]) -> Value {
 }
 
 fn orchestrator_usage(dir: &Path, ledger: &Path) -> Command {
-    let mut c = Command::new(crate::common::bin());
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("ORCHESTRATOR_LEDGER")
-        .arg("usage")
-        .arg("--ledger")
-        .arg(ledger)
-        .stdin(Stdio::null());
-    c
+    crate::common::helper(dir, "usage", ledger)
 }
 
 /// A simulated run recorded in `ledger`, its report returned.
@@ -192,47 +185,16 @@ fn run_id_project_and_efficiency_are_in_the_events_and_the_report() {
     );
 }
 
-/// A fake `claude` that prints `lines`, then writes its pid to `pidfile` and sleeps.
-fn hanging_claude(dir: &Path, lines: &[String], pidfile: &Path) -> PathBuf {
-    let mut s = String::from("#!/bin/sh\n");
-    for l in lines {
-        assert!(!l.contains('\''));
-        s.push_str(&format!("printf '%s\\n' '{l}'\n"));
-    }
-    s.push_str(&format!(
-        "echo $$ > '{}'\nexec sleep 60\n",
-        pidfile.display()
-    ));
-    let path = dir.join("claude-hang");
-    std::fs::write(&path, s).expect("write fake claude");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
-/// Polls `f` until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "condition not reached in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_sigkilled_run_shows_as_abandoned_with_its_usage() {
     let dir = tempdir();
     let ledger = dir.path().join("ledger.sqlite");
-    let pidfile = dir.path().join("claude.pid");
-    let mut lines = vec![init()];
-    lines.extend(call("m1", 1000, 200));
-    let claude = hanging_claude(dir.path(), &lines, &pidfile);
+    let claude = FakeClaude::new()
+        .line(&init())
+        .lines(call("m1", 1000, 200))
+        .ready()
+        .hang()
+        .write(dir.path(), "claude-hang");
     let mut child = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -243,12 +205,10 @@ fn a_sigkilled_run_shows_as_abandoned_with_its_usage() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    // Claude has printed its usage once its pid file exists; the ledger has it within
-    // a second after that.
-    let claude_pid: i32 = eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
-    });
-    let recorded = eventually(Duration::from_secs(30), || {
+    // Claude has printed its usage once it is ready; the ledger has it within a second
+    // after that.
+    let claude_pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let recorded = wait_for("the usage recorded in the ledger", &mut child, |_| {
         let v = usage_json(dir.path(), &ledger, &["--by", "run"]);
         let g = v["groups"].get(0)?.clone();
         (g["usage"]["total_tokens"].as_u64()? > 0).then_some(g)
@@ -465,18 +425,11 @@ fn an_explicit_ledger_that_cannot_be_used_is_a_usage_error() {
 
 /// A fake `claude` that completes at once with a little usage.
 fn quick_claude(dir: &Path) -> PathBuf {
-    let mut s = String::from("#!/bin/sh\n");
-    let mut lines = vec![init()];
-    lines.extend(call("m1", 300, 50));
-    lines.push(result(300, 50, 0.002, false, "ok"));
-    for l in lines {
-        s.push_str(&format!("printf '%s\\n' '{l}'\n"));
-    }
-    let path = dir.join("claude-quick");
-    std::fs::write(&path, s).expect("write fake claude");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
+    FakeClaude::new()
+        .line(&init())
+        .lines(call("m1", 300, 50))
+        .line(&result(300, 50, 0.002, false, "ok"))
+        .write(dir, "claude-quick")
 }
 
 #[test]

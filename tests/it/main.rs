@@ -6,6 +6,7 @@ mod common;
 
 mod accounting_fixtures;
 mod batch;
+mod budget;
 mod cli;
 mod cli_errors;
 mod faults;
@@ -20,3 +21,4 @@ mod real_claude;
 mod run;
 mod screen;
 mod scripting;
+mod shared;

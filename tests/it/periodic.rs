@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// A simulated run of `project` recorded in `ledger`, with `extra` flags; its exit code
 /// and report.
-fn simulated(
+pub(crate) fn simulated(
     dir: &Path,
     ledger: &Path,
     project: &str,
@@ -28,7 +28,7 @@ fn simulated(
     (o.status.code().unwrap_or(-1), v, stderr(&o))
 }
 
-fn total_tokens(report: &Value) -> u64 {
+pub(crate) fn total_tokens(report: &Value) -> u64 {
     report["totals"]["total_tokens"]
         .as_u64()
         .expect("total_tokens")
@@ -124,12 +124,34 @@ fn a_daily_budget_counts_earlier_runs_of_the_project() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let dry: Value = serde_json::from_str(&stdout(&o)).expect("dry run JSON");
     assert_eq!(dry["budgets"][0]["key"], "day");
+    // Its `fits` counts the day's use (runs 1 and 4): the estimate no longer fits.
+    let today = spent + total_tokens(&fourth);
+    assert_eq!(dry["budgets"][0]["used"], today, "{dry}");
+    assert_eq!(dry["budgets"][0]["reserved"], 0, "{dry}");
+    assert_eq!(dry["budgets"][0]["fits"], false, "{dry}");
+    assert!(
+        dry["warnings"]
+            .to_string()
+            .contains("used and 0 tokens reserved by other runs this period"),
+        "{dry}"
+    );
     assert_eq!(dry["budgets"][0]["blocked"][0], "review", "{dry}");
     assert_eq!(dry["instances"][0]["admission"], "blocked", "{dry}");
     let why = dry["instances"][0]["admission_reason"]
         .as_str()
         .unwrap_or("");
     assert!(why.contains("daily budget exceeded"), "{why}");
+
+    // With room for the estimate on top of the day's use, it fits.
+    let room = (today + 1000).to_string();
+    let o = run(orchestrator(dir.path())
+        .args(["--simulate", "--dry-run", "--json", "--project", "proj"])
+        .args(["--estimate", "1000", "--ledger"])
+        .arg(&ledger)
+        .args(["--daily-token-budget", &room, "/review"]));
+    let dry: Value = serde_json::from_str(&stdout(&o)).expect("dry run JSON");
+    assert_eq!(dry["budgets"][0]["used"], today, "{dry}");
+    assert_eq!(dry["budgets"][0]["fits"], true, "{dry}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::FakeClaude;
 use orchestrator::runtime::process::{
     become_child_subreaper, drain_to_tail, group_alive, spawn, Child, LaunchSpec, LineReader,
     SIGKILL, SIGTERM,
@@ -14,26 +15,22 @@ use tokio::process::{ChildStderr, ChildStdout};
 const HANG_GUARD: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_millis(200);
 
-fn script(dir: &Path, body: &str) -> LaunchSpec {
-    let path = dir.join("script.sh");
-    if let Err(e) = std::fs::write(&path, body) {
-        panic!("writing test script: {e}");
-    }
-    LaunchSpec {
-        program: PathBuf::from("sh"),
-        args: vec![path.into_os_string()],
-        cwd: dir.to_path_buf(),
-        env: vec![("SIM_TEST_VAR".into(), "from-spec".into())],
-    }
-}
-
-fn start(dir: &Path, body: &str) -> (Child, LineReader<ChildStdout>, ChildStderr) {
+fn start(dir: &Path, script: FakeClaude) -> (Child, LineReader<ChildStdout>, ChildStderr) {
     // Without it, killed grandchildren stay zombies under a non-reaping pid 1 and their
     // group never disappears.
     if let Err(e) = become_child_subreaper() {
         panic!("subreaper: {e}");
     }
-    match spawn(&script(dir, body)) {
+    // Run by `sh`, not exec'd: a file this (multi-threaded) process has just written can
+    // still be open for writing in a child another test forked, and exec would fail with
+    // ETXTBSY.
+    let spec = LaunchSpec {
+        program: PathBuf::from("sh"),
+        args: vec![script.write(dir, "script.sh").into_os_string()],
+        cwd: dir.to_path_buf(),
+        env: vec![("SIM_TEST_VAR".into(), "from-spec".into())],
+    };
+    match spawn(&spec) {
         Ok((child, out, err)) => (child, LineReader::new(out), err),
         Err(e) => panic!("spawn failed: {e}"),
     }
@@ -61,10 +58,20 @@ async fn guarded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     }
 }
 
+/// Starts a grandchild, says `ready` on stdout (the handshake) and runs on.
+fn grandchild_then_ready() -> FakeClaude {
+    FakeClaude::new().sh("sleep 1000 &").line("ready").hang()
+}
+
+/// Ignores SIGTERM, says `ready` on stdout (the handshake) and runs on.
+fn stubborn_then_ready() -> FakeClaude {
+    FakeClaude::new().ignore_sigterm().line("ready").hang()
+}
+
 #[tokio::test]
 async fn terminate_kills_the_whole_group_including_grandchildren() {
     let dir = tempdir();
-    let (mut child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho ready\nsleep 1000\n");
+    let (mut child, mut out, _err) = start(dir.path(), grandchild_then_ready());
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
     let pgid = child.pid();
     assert!(group_alive(pgid));
@@ -80,8 +87,7 @@ async fn terminate_kills_the_whole_group_including_grandchildren() {
 #[tokio::test]
 async fn a_child_ignoring_sigterm_is_killed_after_the_grace() {
     let dir = tempdir();
-    let body = "trap '' TERM\necho ready\nwhile :; do sleep 1; done\n";
-    let (mut child, mut out, _err) = start(dir.path(), body);
+    let (mut child, mut out, _err) = start(dir.path(), stubborn_then_ready());
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
     let pgid = child.pid();
 
@@ -100,8 +106,7 @@ async fn a_child_ignoring_sigterm_is_killed_after_the_grace() {
 #[tokio::test]
 async fn dispatcher_style_escalation_through_a_group_handle() {
     let dir = tempdir();
-    let body = "trap '' TERM\necho ready\nwhile :; do sleep 1; done\n";
-    let (mut child, mut out, _err) = start(dir.path(), body);
+    let (mut child, mut out, _err) = start(dir.path(), stubborn_then_ready());
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
     let handle = child.group();
 
@@ -125,7 +130,8 @@ async fn dispatcher_style_escalation_through_a_group_handle() {
 async fn grandchild_holding_stdout_is_cleaned_up_when_the_child_exits() {
     let dir = tempdir();
     // The background sleep inherits stdout; without cleanup the reader never sees EOF.
-    let (mut child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho done\nexit 4\n");
+    let script = FakeClaude::new().sh("sleep 1000 &").line("done").exit(4);
+    let (mut child, mut out, _err) = start(dir.path(), script);
     let pgid = child.pid();
     let reader = async {
         let mut lines = Vec::new();
@@ -144,7 +150,11 @@ async fn grandchild_holding_stdout_is_cleaned_up_when_the_child_exits() {
 #[tokio::test]
 async fn exit_code_and_environment_pass_through_and_nothing_is_left_to_reap() {
     let dir = tempdir();
-    let (mut child, mut out, _err) = start(dir.path(), "echo \"$SIM_TEST_VAR\"\npwd\nexit 3\n");
+    let script = FakeClaude::new()
+        .sh("echo \"$SIM_TEST_VAR\"")
+        .sh("pwd")
+        .exit(3);
+    let (mut child, mut out, _err) = start(dir.path(), script);
     let pid = child.pid();
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"from-spec"[..]));
     let cwd = next(&mut out).await.unwrap_or_default();
@@ -166,8 +176,12 @@ async fn exit_code_and_environment_pass_through_and_nothing_is_left_to_reap() {
 async fn a_100_mb_line_is_read_in_bounded_memory_and_the_buffer_shrinks_afterwards() {
     use orchestrator::runtime::process::{LINE_CAP, LONG_LINE_CAP};
     let dir = tempdir();
-    let body = "head -c 100000000 /dev/zero | tr '\\0' a\necho\nprintf 'small\\n'\nprintf 'last-without-newline'\n";
-    let (mut child, mut out, _err) = start(dir.path(), body);
+    let script = FakeClaude::new()
+        .sh(r"head -c 100000000 /dev/zero | tr '\0' a")
+        .sh("echo")
+        .line("small")
+        .sh("printf 'last-without-newline'");
+    let (mut child, mut out, _err) = start(dir.path(), script);
 
     // Not JSON and over LINE_CAP: only its first LONG_LINE_CAP bytes come back.
     let huge = guarded("huge line", out.next_line()).await;
@@ -200,7 +214,8 @@ async fn a_100_mb_line_is_read_in_bounded_memory_and_the_buffer_shrinks_afterwar
 #[tokio::test]
 async fn invalid_utf8_from_a_real_child_passes_through() {
     let dir = tempdir();
-    let (mut child, mut out, _err) = start(dir.path(), "printf '\\377\\376ok\\303\\n'\n");
+    let script = FakeClaude::new().sh(r"printf '\377\376ok\303\n'");
+    let (mut child, mut out, _err) = start(dir.path(), script);
     assert_eq!(
         next(&mut out).await.as_deref(),
         Some(&b"\xff\xfeok\xc3"[..])
@@ -212,15 +227,13 @@ async fn invalid_utf8_from_a_real_child_passes_through() {
 #[tokio::test]
 async fn stderr_flood_while_writing_stdout_does_not_deadlock() {
     let dir = tempdir();
-    let body = "\
-head -c 3000000 /dev/zero | tr '\\0' e >&2
-i=0
-while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done
-head -c 3000000 /dev/zero | tr '\\0' f >&2
-echo >&2
-echo STDERR-END >&2
-";
-    let (mut child, mut out, err) = start(dir.path(), body);
+    let script = FakeClaude::new()
+        .sh(r"head -c 3000000 /dev/zero | tr '\0' e >&2")
+        .sh(r#"i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done"#)
+        .sh(r"head -c 3000000 /dev/zero | tr '\0' f >&2")
+        .sh("echo >&2")
+        .stderr("STDERR-END");
+    let (mut child, mut out, err) = start(dir.path(), script);
     let drain = tokio::spawn(drain_to_tail(err, 8 * 1024));
     let mut count = 0;
     while let Some(line) = next(&mut out).await {
@@ -241,7 +254,7 @@ echo STDERR-END >&2
 #[tokio::test]
 async fn dropping_an_unwaited_child_still_kills_its_group() {
     let dir = tempdir();
-    let (child, mut out, _err) = start(dir.path(), "sleep 1000 &\necho ready\nsleep 1000\n");
+    let (child, mut out, _err) = start(dir.path(), grandchild_then_ready());
     assert_eq!(next(&mut out).await.as_deref(), Some(&b"ready"[..]));
     drop(child);
     // The group was SIGKILLed, so the inherited stdout closes.

@@ -11,15 +11,8 @@ use std::process::Output;
 
 /// The `--json` events, each checked against schema/events.schema.json, and the report.
 fn events(o: &Output) -> Vec<Value> {
-    let schemas = crate::scripting::schemas();
-    let ev: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    for e in &ev {
-        schemas.check_event(e);
-    }
-    schemas.check_report(report(&ev));
+    let ev = crate::common::events(o);
+    crate::scripting::schemas().check_report(report(&ev));
     ev
 }
 
@@ -250,4 +243,88 @@ fn a_spend_cap_stops_launching_and_lets_the_others_finish() {
     assert!(of(&ev, "launches_stopped")[0]["reason"]
         .as_str()
         .is_some_and(|s| s.contains("enforced_spend_limit_reached")));
+}
+
+/// A simulated run of project `p` recorded in `ledger`, with `--json` events.
+fn in_project(dir: &std::path::Path, ledger: &std::path::Path) -> std::process::Command {
+    let mut c = orchestrator(dir);
+    c.args(["--simulate", "--json", "--project", "p", "--ledger"])
+        .arg(ledger);
+    c
+}
+
+/// The pauses the ledger holds (what other runs of the project will read).
+fn published_pauses(ledger: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(ledger)
+        .and_then(|c| c.query_row("SELECT count(*) FROM pauses", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_usage_limit_met_by_one_run_stops_the_next_run_of_the_project_before_it_launches() {
+    let dir = tempdir();
+    let ledger = dir.path().join("ledger.sqlite");
+    let first = run(in_project(dir.path(), &ledger).arg("/test #usage-limit=3600"));
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    assert_eq!(published_pauses(&ledger), 1);
+    let out = run(in_project(dir.path(), &ledger).args(["/lint", "/review"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    assert!(of(&ev, "instance_started").is_empty(), "nothing launched");
+    let r = report(&ev);
+    for name in ["lint", "review"] {
+        let i = instance(r, name);
+        assert_eq!(i["status"], "rate_limited");
+        assert!(
+            i["reason"].as_str().is_some_and(
+                |s| s.contains("usage limit reached by another run of the project; resets ")
+            ),
+            "{i}"
+        );
+    }
+    // Another project's runs are not held.
+    let other = run(orchestrator(dir.path())
+        .args(["--simulate", "--json", "--project", "q", "--ledger"])
+        .arg(&ledger)
+        .arg("/lint"));
+    assert_eq!(other.status.code(), Some(0), "{}", stderr(&other));
+}
+
+#[test]
+fn with_wait_the_next_run_of_the_project_waits_for_the_reset_another_run_met() {
+    let dir = tempdir();
+    let ledger = dir.path().join("ledger.sqlite");
+    let mut first = in_project(dir.path(), &ledger)
+        .args(["--on-usage-limit", "wait", "--max-wait", "60"])
+        .arg("/test #usage-limit=4")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    crate::common::wait_for(
+        "the first run published its usage limit",
+        &mut first,
+        |_| (published_pauses(&ledger) > 0).then_some(()),
+    );
+    let out = run(in_project(dir.path(), &ledger)
+        .args(["--on-usage-limit", "wait", "--max-wait", "60"])
+        .arg("/lint"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ev = events(&out);
+    let paused = of(&ev, "launches_paused");
+    assert_eq!(paused.len(), 1, "{ev:?}");
+    assert!(
+        paused[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("usage limit reached by another run of the project")),
+        "{}",
+        paused[0]
+    );
+    // It launched only once the pause was over.
+    let ts = |e: &Value| e["ts"].as_str().unwrap_or("").to_string();
+    let started = of(&ev, "instance_started");
+    assert_eq!(started.len(), 1);
+    assert!(ts(started[0]) >= ts(of(&ev, "launches_resumed")[0]));
+    assert_eq!(instance(report(&ev), "lint")["status"], "completed");
+    assert_eq!(crate::common::wait_exit(&mut first).code(), Some(0));
 }

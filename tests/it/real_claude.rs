@@ -7,10 +7,10 @@
 //! ORCHESTRATOR_REAL_CLAUDE=/path/to/node_modules/.bin/claude cargo test --test it real_claude -- --ignored
 //! ```
 
+use crate::common::wait_for;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 struct Server {
     child: Child,
@@ -37,14 +37,13 @@ fn start_server(dir: &Path, args: &[&str]) -> Server {
         .expect("start fake API server");
     // Owned from here on, so Drop stops and reaps it whatever happens below.
     let mut server = Server { child, port: 0 };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.port == 0 {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            server.port = p.trim().parse().unwrap_or(0);
-        }
-        assert!(Instant::now() < deadline, "fake API server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.port = wait_for("the fake API server's port", &mut server.child, |_| {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
     server
 }
 

@@ -1,11 +1,13 @@
 //! The binary as a user runs it: real child processes (the simulated Claude and small fake
 //! `claude` scripts), budgets enforced, exit codes, reports and no process left behind.
 
-use crate::common::{call, init, instance, orchestrator, result, run, stderr, stdout, tempdir};
+use crate::common::{
+    call, gone, init, instance, orchestrator, proc_state, result, run, stderr, stdout, tempdir,
+    wait_for, wait_ready, FakeClaude,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 fn events(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -28,46 +30,23 @@ fn with_claude(dir: &Path, claude: &Path) -> Command {
     c
 }
 
-enum Step {
-    Line(String),
-    Sleep(f64),
-    Raw(&'static str),
-}
-
-/// A fake `claude` executable: records its argv (one per line) in `argv.txt`, then plays
-/// `steps`. JSON lines never contain single quotes, so single-quoting them is safe.
-fn fake_claude(dir: &Path, name: &str, steps: &[Step]) -> PathBuf {
-    let mut s = String::from("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$(dirname \"$0\")/argv-$(basename \"$0\").txt\"\n");
-    for step in steps {
-        match step {
-            Step::Line(l) => {
-                assert!(!l.contains('\''));
-                s.push_str(&format!("printf '%s\\n' '{l}'\n"));
-            }
-            Step::Sleep(secs) => s.push_str(&format!("sleep {secs}\n")),
-            Step::Raw(sh) => {
-                s.push_str(sh);
-                s.push('\n');
-            }
-        }
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, s).expect("write fake claude");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
-fn lines(v: Vec<String>) -> Vec<Step> {
-    v.into_iter().map(Step::Line).collect()
-}
-
-/// A complete, well-behaved run: one call of 1000 in / 200 out.
+/// A complete, well-behaved run: one call of 1000 in / 200 out. It records its argv (one
+/// per line) in `argv.txt`.
 fn good_claude(dir: &Path) -> PathBuf {
-    let mut steps = vec![Step::Line(init())];
-    steps.extend(lines(call("m1", 1000, 200)));
-    steps.push(Step::Line(result(1000, 200, 0.006, false, "all good")));
-    fake_claude(dir, "claude-good", &steps)
+    FakeClaude::new()
+        .record_argv("argv.txt")
+        .line(&init())
+        .lines(call("m1", 1000, 200))
+        .line(&result(1000, 200, 0.006, false, "all good"))
+        .write(dir, "claude-good")
+}
+
+/// `calls` calls of 1000 in / 200 out, 0.2 s apart (as the API paces them).
+fn paced_calls(mut claude: FakeClaude, calls: usize) -> FakeClaude {
+    for i in 0..calls {
+        claude = claude.lines(call(&format!("m{i}"), 1000, 200)).sleep(0.2);
+    }
+    claude
 }
 
 // ---------------------------------------------------------------- simulated runs
@@ -184,13 +163,9 @@ fn block_mode_terminates_simulated_instance_within_one_turn() {
 fn command_budget_terminates_only_its_instances_and_caps_one_call() {
     let dir = tempdir();
     // Each call spends 1000 + 200 tokens; ten calls with pauses between.
-    let mut steps = vec![Step::Line(init())];
-    for i in 0..10 {
-        steps.extend(lines(call(&format!("m{i}"), 1000, 200)));
-        steps.push(Step::Sleep(0.2));
-    }
-    steps.push(Step::Line(result(10_000, 2000, 0.06, false, "done")));
-    let slow = fake_claude(dir.path(), "claude-slow", &steps);
+    let slow = paced_calls(FakeClaude::new().line(&init()), 10)
+        .line(&result(10_000, 2000, 0.06, false, "done"))
+        .write(dir.path(), "claude-slow");
     let out = run(with_claude(dir.path(), &slow)
         .args([
             "--json",
@@ -220,12 +195,7 @@ fn command_budget_terminates_only_its_instances_and_caps_one_call() {
 #[test]
 fn instance_cap_terminates_that_instance() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init())];
-    for i in 0..10 {
-        steps.extend(lines(call(&format!("m{i}"), 1000, 200)));
-        steps.push(Step::Sleep(0.2));
-    }
-    let slow = fake_claude(dir.path(), "claude-slow", &steps);
+    let slow = paced_calls(FakeClaude::new().line(&init()), 10).write(dir.path(), "claude-slow");
     let config = dir.path().join("c.json");
     std::fs::write(
         &config,
@@ -249,12 +219,13 @@ fn instance_cap_terminates_that_instance() {
 #[test]
 fn warn_mode_never_stops_and_warns_once_per_threshold() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init())];
+    let mut claude = FakeClaude::new().line(&init());
     for i in 0..5 {
-        steps.extend(lines(call(&format!("m{i}"), 1000, 200)));
+        claude = claude.lines(call(&format!("m{i}"), 1000, 200));
     }
-    steps.push(Step::Line(result(5000, 1000, 0.03, false, "done")));
-    let claude = fake_claude(dir.path(), "claude-five", &steps);
+    let claude = claude
+        .line(&result(5000, 1000, 0.03, false, "done"))
+        .write(dir.path(), "claude-five");
     let out = run(with_claude(dir.path(), &claude).args([
         "--json",
         "--overall-token-budget",
@@ -303,11 +274,9 @@ fn admission_makes_an_instance_wait_then_run() {
 #[test]
 fn blocked_instance_is_never_spawned() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-marker",
-        &[Step::Raw("touch \"$(dirname \"$0\")/was-run\"")],
-    );
+    let claude = FakeClaude::new()
+        .marker("was-run")
+        .write(dir.path(), "claude-marker");
     let out = run(with_claude(dir.path(), &claude)
         .args(["--json", "--budget-enforcement-mode", "block"])
         .args([
@@ -331,11 +300,10 @@ fn blocked_instance_is_never_spawned() {
 #[test]
 fn timeout_terminates_and_exit_code_is_1() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-hang",
-        &[Step::Line(init()), Step::Raw("exec sleep 30")],
-    );
+    let claude = FakeClaude::new()
+        .line(&init())
+        .hang()
+        .write(dir.path(), "claude-hang");
     let out = run(with_claude(dir.path(), &claude).args([
         "--json",
         "--timeout",
@@ -353,15 +321,11 @@ fn timeout_terminates_and_exit_code_is_1() {
 #[test]
 fn child_ignoring_sigterm_is_killed_after_the_grace() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-stubborn",
-        &[
-            Step::Raw("trap '' TERM"),
-            Step::Line(init()),
-            Step::Raw("while :; do sleep 1; done"),
-        ],
-    );
+    let claude = FakeClaude::new()
+        .ignore_sigterm()
+        .line(&init())
+        .hang()
+        .write(dir.path(), "claude-stubborn");
     let out = run(with_claude(dir.path(), &claude).args([
         "--json",
         "--timeout",
@@ -380,9 +344,10 @@ fn child_ignoring_sigterm_is_killed_after_the_grace() {
 #[test]
 fn child_without_result_fails_with_a_reason() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init())];
-    steps.extend(lines(call("m1", 500, 50)));
-    let claude = fake_claude(dir.path(), "claude-noresult", &steps);
+    let claude = FakeClaude::new()
+        .line(&init())
+        .lines(call("m1", 500, 50))
+        .write(dir.path(), "claude-noresult");
     let out = run(with_claude(dir.path(), &claude).args(["--json", "/x"]));
     assert_eq!(out.status.code(), Some(1));
     let report = finished(&out);
@@ -399,14 +364,10 @@ fn child_without_result_fails_with_a_reason() {
 #[test]
 fn error_result_and_unknown_command_fail() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-unknown",
-        &[
-            Step::Line(init()),
-            Step::Line(result(0, 0, 0.0, false, "Unknown command: /nosuch")),
-        ],
-    );
+    let claude = FakeClaude::new()
+        .line(&init())
+        .line(&result(0, 0, 0.0, false, "Unknown command: /nosuch"))
+        .write(dir.path(), "claude-unknown");
     let out = run(with_claude(dir.path(), &claude).args(["--json", "/nosuch"]));
     assert_eq!(out.status.code(), Some(1));
     let report = finished(&out);
@@ -418,17 +379,14 @@ fn error_result_and_unknown_command_fail() {
 #[test]
 fn hundred_megabyte_line_and_invalid_utf8_are_survived() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init())];
-    steps.extend(lines(call("m1", 1000, 200)));
-    // A user event carrying a 100 MB tool result, then a line with invalid UTF-8.
-    steps.push(Step::Raw(
-        "printf '{\"type\":\"user\",\"message\":{\"content\":[{\"type\":\"tool_result\",\"content\":\"'; head -c 100000000 /dev/zero | tr '\\0' a; printf '\"}]}}\\n'",
-    ));
-    steps.push(Step::Raw(
-        "printf '{\"type\":\"assistant\",\"message\":{\"id\":\"m2\",\"model\":\"claude-sonnet-4-5\",\"content\":[{\"type\":\"text\",\"text\":\"bad \\377\\376 bytes\"}],\"usage\":{\"input_tokens\":10,\"output_tokens\":5}}}\\n'",
-    ));
-    steps.push(Step::Line(result(1010, 205, 0.01, false, "survived")));
-    let claude = fake_claude(dir.path(), "claude-huge", &steps);
+    let claude = FakeClaude::new()
+        .line(&init())
+        .lines(call("m1", 1000, 200))
+        // A user event carrying a 100 MB tool result, then a line with invalid UTF-8.
+        .sh("printf '{\"type\":\"user\",\"message\":{\"content\":[{\"type\":\"tool_result\",\"content\":\"'; head -c 100000000 /dev/zero | tr '\\0' a; printf '\"}]}}\\n'")
+        .sh("printf '{\"type\":\"assistant\",\"message\":{\"id\":\"m2\",\"model\":\"claude-sonnet-4-5\",\"content\":[{\"type\":\"text\",\"text\":\"bad \\377\\376 bytes\"}],\"usage\":{\"input_tokens\":10,\"output_tokens\":5}}}\\n'")
+        .line(&result(1010, 205, 0.01, false, "survived"))
+        .write(dir.path(), "claude-huge");
     let out = run(with_claude(dir.path(), &claude).args(["--json", "/huge"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let report = finished(&out);
@@ -483,7 +441,7 @@ fn prompt_starting_with_dashes_stays_a_prompt() {
         "--version please",
     ]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    let argv = std::fs::read_to_string(dir.path().join("argv-claude-good.txt")).unwrap();
+    let argv = std::fs::read_to_string(dir.path().join("argv.txt")).unwrap();
     let argv: Vec<&str> = argv.lines().collect();
     assert_eq!(
         argv,
@@ -546,28 +504,16 @@ fn max_parallel_runs_one_at_a_time_and_shows_the_rest_waiting() {
 #[test]
 fn tool_processes_in_their_own_session_do_not_survive() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init())];
     // A "tool" in a new session, like Claude Code's Bash tool, recording its pid.
-    steps.push(Step::Raw(
-        "setsid sleep 1000 & echo $! > \"$(dirname \"$0\")/tool-$(basename \"$0\").pid\"",
-    ));
-    for i in 0..10 {
-        steps.extend(lines(call(&format!("m{i}"), 1000, 200)));
-        steps.push(Step::Sleep(0.2));
-    }
-    let stopped = fake_claude(dir.path(), "claude-stopped", &steps);
+    let tool = "setsid sleep 1000 & echo $! > \"$(dirname \"$0\")/tool-$(basename \"$0\").pid\"";
+    let stopped = paced_calls(FakeClaude::new().line(&init()).sh(tool), 10)
+        .write(dir.path(), "claude-stopped");
     // The same, but the claude exits normally and leaves its tool behind.
-    let leaky = fake_claude(
-        dir.path(),
-        "claude-leaky",
-        &[
-            Step::Line(init()),
-            Step::Raw(
-                "setsid sleep 1000 & echo $! > \"$(dirname \"$0\")/tool-$(basename \"$0\").pid\"",
-            ),
-            Step::Line(result(10, 10, 0.0001, false, "done")),
-        ],
-    );
+    let leaky = FakeClaude::new()
+        .line(&init())
+        .sh(tool)
+        .line(&result(10, 10, 0.0001, false, "done"))
+        .write(dir.path(), "claude-leaky");
     let out = run(with_claude(dir.path(), &stopped)
         .args([
             "--json",
@@ -596,55 +542,27 @@ fn tool_processes_in_their_own_session_do_not_survive() {
 #[test]
 fn claude_dies_with_a_killed_orchestrator() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-forever",
-        &[
-            Step::Line(init()),
-            Step::Raw("echo $$ > \"$(dirname \"$0\")/claude.pid\""),
-            Step::Raw("exec sleep 1000"),
-        ],
-    );
+    let claude = FakeClaude::new()
+        .line(&init())
+        .ready()
+        .hang()
+        .write(dir.path(), "claude-forever");
     let mut child = with_claude(dir.path(), &claude)
         .args(["--json", "/x"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid_file = dir.path().join("claude.pid");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let pid: i32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(std::time::Instant::now() < deadline, "claude never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let pid = wait_ready(dir.path(), 1, &mut child)[0];
     child.kill().unwrap();
     child.wait().unwrap();
-    // The watchdog's SIGKILL is asynchronous; poll (bounded) for the process to go. A
-    // zombie counts as gone: `kill(pid, 0)` succeeds on one, and whoever inherited it
-    // (pid 1 in a container may never reap) decides when it disappears.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let running = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = &s[s.rfind(')')? + 1..];
-                rest.trim_start().chars().next()
-            })
-            .is_some_and(|state| state != 'Z' && state != 'X')
-    };
-    while running(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "claude {pid} outlived its orchestrator"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The watchdog's SIGKILL is asynchronous: wait (bounded) for the process to go. A
+    // zombie counts as gone (`kill(pid, 0)` would still succeed on one).
+    wait_for(
+        &format!("claude {pid} ended with its orchestrator"),
+        &mut child,
+        |_| gone(pid).then_some(()),
+    );
 }
 
 /// Instances waiting for a slot or for budget headroom cost nothing while they wait: the
@@ -653,9 +571,11 @@ fn claude_dies_with_a_killed_orchestrator() {
 #[test]
 fn waiting_instances_do_not_spin_the_cpu() {
     let dir = tempdir();
-    let mut steps = vec![Step::Line(init()), Step::Sleep(2.0)];
-    steps.push(Step::Line(result(100, 10, 0.001, false, "ok")));
-    let claude = fake_claude(dir.path(), "claude-sleepy", &steps);
+    let claude = FakeClaude::new()
+        .line(&init())
+        .sleep(2.0)
+        .line(&result(100, 10, 0.001, false, "ok"))
+        .write(dir.path(), "claude-sleepy");
     let out = run(orchestrator(dir.path())
         .env("ORCHESTRATOR_RUSAGE", "1")
         .arg("--claude-path")
@@ -679,46 +599,16 @@ fn waiting_instances_do_not_spin_the_cpu() {
     assert!(cpu < 1.0, "{cpu:.3} s of CPU over a 4 s mostly idle run");
 }
 
-/// The state letter of a process in /proc (`T` stopped, `S` sleeping, `Z` zombie …).
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: the state follows it.
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
-/// Polls (bounded; only to let the scenario reach its state) until `pred` holds.
-fn wait_until(what: &str, pred: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !pred() {
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn read_pid(path: &Path) -> i32 {
-    let read = || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-    };
-    wait_until("claude wrote its pid", || read().is_some());
-    read().unwrap_or_default()
-}
-
 /// Ctrl-Z stops the instances with the orchestrator, as a shell stops a job, so nothing
 /// spends while budgets cannot be enforced; SIGCONT continues them all.
 #[test]
 fn ctrl_z_stops_every_instance_and_sigcont_continues_them() {
     let dir = tempdir();
-    let claude = fake_claude(
-        dir.path(),
-        "claude-busy",
-        &[
-            Step::Line(init()),
-            Step::Raw("echo $$ > \"$(dirname \"$0\")/claude.pid\""),
-            Step::Raw("while :; do sleep 0.05; done"),
-        ],
-    );
+    let claude = FakeClaude::new()
+        .line(&init())
+        .ready()
+        .sh("while :; do sleep 0.05; done")
+        .write(dir.path(), "claude-busy");
     let mut child = with_claude(dir.path(), &claude)
         .args(["--kill-grace", "1s", "/x"])
         .stdout(Stdio::null())
@@ -726,13 +616,17 @@ fn ctrl_z_stops_every_instance_and_sigcont_continues_them() {
         .spawn()
         .unwrap();
     let orch = child.id() as i32;
-    let pid = read_pid(&dir.path().join("claude.pid"));
+    let pid = wait_ready(dir.path(), 1, &mut child)[0];
     unsafe { libc::kill(orch, libc::SIGTSTP) };
-    wait_until("the orchestrator stopped", || proc_state(orch) == Some('T'));
-    wait_until("claude stopped", || proc_state(pid) == Some('T'));
+    wait_for("the orchestrator stopped", &mut child, |_| {
+        proc_state(orch).filter(|&s| s == 'T')
+    });
+    wait_for("claude stopped", &mut child, |_| {
+        proc_state(pid).filter(|&s| s == 'T')
+    });
     unsafe { libc::kill(orch, libc::SIGCONT) };
-    wait_until("claude continued", || {
-        matches!(proc_state(pid), Some('S') | Some('R'))
+    wait_for("claude continued", &mut child, |_| {
+        proc_state(pid).filter(|&s| s == 'S' || s == 'R')
     });
     unsafe { libc::kill(orch, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -768,17 +662,11 @@ fn a_run_under_a_tiny_process_limit_ends_instead_of_hanging() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run hung under a tiny process limit");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for(
+        "the run under a tiny process limit ended",
+        &mut child,
+        |c| c.try_wait().unwrap(),
+    );
     let mut err = String::new();
     use std::io::Read;
     child

@@ -4,7 +4,9 @@
 //! and never half-written), `--log-dir` files, slash-command listing, completions and
 //! the man page, and every file in examples/.
 
-use crate::common::{bin, instance, orchestrator, run, stderr, stdout, tempdir};
+use crate::common::{
+    bin, call, init, instance, orchestrator, result, run, stderr, stdout, tempdir, FakeClaude,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -31,47 +33,58 @@ fn schema(name: &str) -> Value {
 pub(crate) struct Schemas {
     report: jsonschema::Validator,
     event: jsonschema::Validator,
+    budget: jsonschema::Validator,
 }
 
 pub(crate) fn schemas() -> Schemas {
     let report = schema("report.schema.json");
     let events = schema("events.schema.json");
-    for s in [&report, &events] {
+    let budget = schema("budget.schema.json");
+    for s in [&report, &events, &budget] {
         assert!(
             jsonschema::draft202012::meta::is_valid(s),
             "not a valid draft 2020-12 schema"
         );
     }
     let report_id = report["$id"].as_str().expect("$id").to_string();
-    let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+    // The others refer to the report's definitions.
+    let with_report = |schema: &Value, what: &str| {
+        let resource = jsonschema::Resource::from_contents(report.clone()).expect("resource");
+        jsonschema::options()
+            .with_resource(report_id.clone(), resource)
+            .build(schema)
+            .unwrap_or_else(|e| panic!("{what} schema: {e}"))
+    };
     Schemas {
         report: jsonschema::validator_for(&report).expect("report schema"),
-        event: jsonschema::options()
-            .with_resource(report_id, resource)
-            .build(&events)
-            .expect("events schema"),
+        event: with_report(&events, "events"),
+        budget: with_report(&budget, "budget"),
     }
 }
 
 impl Schemas {
     pub(crate) fn check_report(&self, report: &Value) {
-        let errors: Vec<String> = self
-            .report
-            .iter_errors(report)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "report invalid: {errors:#?}\n{report:#}");
+        valid(&self.report, report, "report");
         assert_documented(report);
     }
 
-    pub(crate) fn check_event(&self, event: &Value) {
-        let errors: Vec<String> = self
-            .event
-            .iter_errors(event)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "event invalid: {errors:#?}\n{event}");
+    /// `orchestrator budget --json`; the schema allows no undeclared field.
+    pub(crate) fn check_budget(&self, doc: &Value) {
+        valid(&self.budget, doc, "budget document");
     }
+
+    pub(crate) fn check_event(&self, event: &Value) {
+        valid(&self.event, event, "event");
+    }
+}
+
+/// Fails naming every way `doc` breaks `schema`.
+fn valid(schema: &jsonschema::Validator, doc: &Value, what: &str) {
+    let errors: Vec<String> = schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what} invalid: {errors:#?}\n{doc:#}");
 }
 
 /// Every field the program writes into a report is declared in the schema (the schema
@@ -239,33 +252,14 @@ fn without_json_stdout_stays_free_of_events_and_the_report_is_still_written() {
 /// A fake `claude` in `dir`: `calls` API calls of 1000 in / 200 out each, `pause`
 /// seconds apart, then a result.
 fn slow_claude(dir: &Path, calls: usize, pause: f64) -> PathBuf {
-    let mut s = String::from("#!/bin/sh\n");
-    let init = r#"{"type":"system","subtype":"init","model":"claude-sonnet-4-5","session_id":"s"}"#;
-    s.push_str(&format!("printf '%s\\n' '{init}'\n"));
+    let mut claude = FakeClaude::new().line(&init());
     for i in 0..calls {
-        for l in [
-            format!(r#"{{"type":"stream_event","event":{{"type":"message_start","message":{{"id":"m{i}","model":"claude-sonnet-4-5","usage":{{"input_tokens":1000,"output_tokens":1}}}}}},"parent_tool_use_id":null}}"#),
-            format!(r#"{{"type":"assistant","message":{{"id":"m{i}","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"working"}}],"usage":{{"input_tokens":1000,"output_tokens":1}}}},"parent_tool_use_id":null}}"#),
-            r#"{"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":200}},"parent_tool_use_id":null}"#.to_string(),
-        ] {
-            s.push_str(&format!("printf '%s\\n' '{l}'\n"));
-        }
-        s.push_str(&format!("sleep {pause}\n"));
+        claude = claude.lines(call(&format!("m{i}"), 1000, 200)).sleep(pause);
     }
     let n = calls as u64;
-    s.push_str(&format!(
-        "printf '%s\\n' '{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"total_cost_usd\":0.01,\"modelUsage\":{{\"claude-sonnet-4-5\":{{\"inputTokens\":{},\"outputTokens\":{},\"costUSD\":0.01}}}}}}'\n",
-        1000 * n,
-        200 * n
-    ));
-    write_script(dir, "claude-slow", &s)
-}
-
-fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
+    claude
+        .line(&result(1000 * n, 200 * n, 0.01, false, "done"))
+        .write(dir, "claude-slow")
 }
 
 // ---------------------------------------------------------------- --report
@@ -578,15 +572,12 @@ fn log_dir_keeps_stderr_and_odd_bytes_and_leaves_an_existing_dir_alone() {
     .expect("chmod");
     // stdout: a result line, a line of invalid UTF-8 and CRLF; stderr: bytes with no
     // trailing newline.
-    let claude = write_script(
-        dir.path(),
-        "claude-noisy",
-        "#!/bin/sh\n\
-         printf 'warming up\\n\\377\\376 not utf-8\\r\\n' >&2\n\
-         printf '\\377\\376 odd\\r\\n'\n\
-         printf '%s\\n' '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":0.0,\"modelUsage\":{}}'\n\
-         printf 'last words' >&2\n",
-    );
+    let claude = FakeClaude::new()
+        .sh(r"printf 'warming up\n\377\376 not utf-8\r\n' >&2")
+        .sh(r"printf '\377\376 odd\r\n'")
+        .line(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0.0,"modelUsage":{}}"#)
+        .sh("printf 'last words' >&2")
+        .write(dir.path(), "claude-noisy");
     let out = run(orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
@@ -866,9 +857,10 @@ fn work_items_script_runs_with_and_without_jq() {
         assert_eq!(report["exit_code"], 3);
     }
     // A failing item makes the script fail.
-    let failing = dir.path().join("failing-claude");
-    std::fs::write(&failing, "#!/bin/sh\necho 'claude: exploded' >&2\nexit 1\n").expect("write");
-    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let failing = FakeClaude::new()
+        .stderr("claude: exploded")
+        .exit(1)
+        .write(dir.path(), "failing-claude");
     let out = Command::new("sh")
         .arg(&script)
         .arg("/x")
@@ -923,14 +915,12 @@ fn docs_examples_run() {
     std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
     std::fs::create_dir(&bin_dir).expect("mkdir");
     std::os::unix::fs::symlink(bin(), bin_dir.join("orchestrator")).expect("symlink");
-    write_script(
-        &bin_dir,
-        "claude",
-        &format!(
-            "#!/bin/sh\nexec '{}' __simulated-claude \"$@\"\n",
+    FakeClaude::new()
+        .sh(&format!(
+            "exec '{}' __simulated-claude \"$@\"",
             bin().display()
-        ),
-    );
+        ))
+        .write(&bin_dir, "claude");
     for f in ["ci-dry-run.json", "work-items.sh"] {
         std::fs::copy(
             repo().join("examples").join(f),

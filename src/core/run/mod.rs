@@ -9,9 +9,9 @@
 //! The runtime keeps a process handle only while an instance is running.
 
 use crate::core::accounting::{Observation, ResultSummary, Tracker};
-use crate::core::budget::{Admission, BudgetKey, Decision, Ledger, Scope, Warning};
+use crate::core::budget::{Admission, Amount, BudgetKey, Decision, Ledger, Scope, Warning};
 use crate::core::exit::{ExitCode, ExitInfo, Interrupt};
-use crate::core::plan::{InstanceId, Plan, Status, UsageLimitPolicy};
+use crate::core::plan::{InstanceId, LedgerFailure, Mode, Plan, Status, UsageLimitPolicy};
 use crate::core::signal::{PauseReason, Signal};
 use crate::core::usage::{Usage, Usd};
 use std::fmt;
@@ -109,6 +109,52 @@ pub enum Input {
         ended: Ended,
     },
     Interrupt(Interrupt),
+    /// The ledger's latest figures for the budgets shared with other runs (issue 12);
+    /// `Err`: it could not be reached.
+    Shared(Result<Vec<OtherRuns>, String>),
+    /// The answer to an [`Effect::Claim`]: granted or not, and the figures it was decided
+    /// on; `Err`: the ledger could not be reached.
+    Claimed {
+        id: InstanceId,
+        answer: Result<(bool, Vec<OtherRuns>), String>,
+    },
+    /// Pauses other runs of the project published and that have not ended, read when
+    /// the wall clock was `unix_now_ms` (so this may come before `Start`).
+    Paused {
+        pauses: Vec<SharedPause>,
+        unix_now_ms: i64,
+    },
+}
+
+/// A launch pause shared by the runs of a project through the ledger (issue 14): one
+/// run meets the usage limit or a 429/529 storm, and the others do not rediscover it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedPause {
+    /// The usage limit (until its reset); else a fleet backoff (until the retry delay).
+    pub usage_limit: bool,
+    /// Unix milliseconds.
+    pub until_ms: i64,
+    /// What caused it: `429`, `529`, `usage limit reached`.
+    pub cause: String,
+}
+
+/// What the other runs have in one budget shared through the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherRuns {
+    pub key: BudgetKey,
+    pub used: Amount,
+    pub reserved: Amount,
+}
+
+/// This run's request for one shared budget, in its base unit (see `store::Claim`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimOf {
+    pub key: BudgetKey,
+    /// Its own use plus everything it will hold once the instance runs.
+    pub mine: i128,
+    /// What it will hold.
+    pub hold: i128,
+    pub limit: i128,
 }
 
 #[must_use]
@@ -121,6 +167,15 @@ pub enum Effect {
     /// SIGKILL it.
     Kill(InstanceId),
     Emit(RunEvent),
+    /// Block mode: before instance `id` (admitted by this run's ledger) launches, take its
+    /// share of the budgets shared with other runs, atomically with them; then answer
+    /// `Claimed`.
+    Claim {
+        id: InstanceId,
+        claims: Vec<ClaimOf>,
+    },
+    /// Tell the project's other runs about this pause (through the ledger).
+    Publish(SharedPause),
 }
 
 /// Why a queued instance is not running yet.
@@ -135,6 +190,8 @@ pub enum WaitReason {
     /// The subscription's usage limit: waiting for it to reset (Unix seconds, when
     /// known) before launching or resuming.
     UsageLimit { resets_at: Option<i64> },
+    /// `--ledger-failure closed`: the ledger sharing its budgets cannot be reached.
+    Ledger,
 }
 
 impl fmt::Display for WaitReason {
@@ -152,6 +209,10 @@ impl fmt::Display for WaitReason {
                     None => write!(f, "; waiting to try again"),
                 }
             }
+            WaitReason::Ledger => write!(
+                f,
+                "waiting for the ledger, which cannot be reached (--ledger-failure closed)"
+            ),
         }
     }
 }
@@ -335,9 +396,10 @@ pub enum RunEvent {
         id: InstanceId,
         text: String,
     },
-    /// A budget warning; `id` is the instance whose usage or launch caused it.
+    /// A budget warning; `id` is the instance whose usage or launch caused it (`None`:
+    /// the use of other runs sharing the budget).
     BudgetWarning {
-        id: InstanceId,
+        id: Option<InstanceId>,
         warning: Warning,
     },
     /// Block mode: a budget was passed; `reason` names it; `decision` lists the
@@ -387,6 +449,11 @@ pub enum RunEvent {
         attempt: u32,
         reason: String,
     },
+    /// The ledger sharing budgets with other runs cannot be reached (`Some(error)`), or
+    /// can again (`None`).
+    Ledger {
+        unreachable: Option<String>,
+    },
     /// Fleet backoff changed how many instances may run at once (`None`: as configured).
     Parallelism {
         limit: Option<usize>,
@@ -426,6 +493,23 @@ pub struct RunState {
     unix_at_start: i64,
     /// When the first usage limit was hit: `--max-wait` counts from there.
     first_limit: Option<Instant>,
+    /// Budgets shared with other runs through the ledger, when there are.
+    sharing: Option<Sharing>,
+    /// The ledger's news that came before the start.
+    early: Vec<Input>,
+}
+
+/// The run's side of the budgets it shares with other runs (issue 12).
+#[derive(Debug, Clone, Default)]
+struct Sharing {
+    keys: Vec<BudgetKey>,
+    /// The instance whose claim is with the ledger: one at a time, so a claim always
+    /// counts every earlier one.
+    claiming: Option<InstanceId>,
+    /// A claim was refused: no new claim before the ledger's next figures.
+    refused: bool,
+    /// The ledger cannot be reached: the error.
+    down: Option<String>,
 }
 
 impl RunState {
@@ -450,7 +534,42 @@ impl RunState {
             report_error: None,
             unix_at_start: 0,
             first_limit: None,
+            sharing: None,
+            early: Vec::new(),
         }
+    }
+
+    /// These budgets (periodic ones) are shared with other runs through the ledger: in
+    /// block mode an instance counting toward one launches only once the ledger grants
+    /// its claim ([`Effect::Claim`]), and the ledger's figures arrive as
+    /// [`Input::Shared`].
+    pub fn share_budgets(&mut self, keys: Vec<BudgetKey>) {
+        self.sharing = (!keys.is_empty()).then(|| Sharing {
+            keys,
+            ..Sharing::default()
+        });
+    }
+
+    /// What this run holds in each shared budget (base unit): what the ledger must keep
+    /// for it.
+    pub fn holds(&self) -> Vec<(BudgetKey, i128)> {
+        let Some(s) = &self.sharing else {
+            return Vec::new();
+        };
+        s.keys
+            .iter()
+            .filter_map(|k| Some((k.clone(), self.ledger.own_share(k)?.reserved)))
+            .collect()
+    }
+
+    /// The shared budgets instance `id` counts toward.
+    fn shared_keys_of(&self, id: InstanceId) -> Vec<BudgetKey> {
+        let Some(s) = &self.sharing else {
+            return Vec::new();
+        };
+        let mut keys = self.ledger.keys_for(id);
+        keys.retain(|k| s.keys.contains(k));
+        keys
     }
 
     pub fn name(&self, id: InstanceId) -> &str {
@@ -494,9 +613,22 @@ impl RunState {
 
     /// Unix seconds → the run's clock (now, if already past).
     fn instant_of(&self, unix: i64, now: Instant) -> Instant {
-        let secs = unix.saturating_sub(self.unix_at_start);
-        let at = self.started_at + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        self.instant_of_ms(unix.saturating_mul(1000), now)
+    }
+
+    /// Unix milliseconds → the run's clock (now, if already past).
+    fn instant_of_ms(&self, unix_ms: i64, now: Instant) -> Instant {
+        let ms = unix_ms.saturating_sub(self.unix_at_start.saturating_mul(1000));
+        let at = self.started_at + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         at.max(now)
+    }
+
+    /// The run's clock → Unix milliseconds.
+    fn unix_ms_of(&self, at: Instant) -> i64 {
+        let since = at.saturating_duration_since(self.started_at).as_millis();
+        self.unix_at_start
+            .saturating_mul(1000)
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
     }
 
     /// Tokens and dollars of every instance: the one place run totals are summed.
@@ -521,12 +653,21 @@ impl RunState {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         match input {
+            // The ledger's news before the start acts right after `RunStarted`, before
+            // the first launch.
+            news @ (Input::Shared(_) | Input::Paused { .. }) if !self.started => {
+                self.early.push(news);
+                return fx;
+            }
             Input::Start { delay, unix_now } => {
                 self.started = true;
                 self.started_at = now;
                 self.unix_at_start = unix_now;
                 self.gate.next_launch_at = now + delay;
                 fx.push(Effect::Emit(RunEvent::RunStarted { delay }));
+                for news in std::mem::take(&mut self.early) {
+                    self.news(news, now, &mut fx);
+                }
             }
             Input::Tick => {
                 self.fire_timers(now, &mut fx);
@@ -553,6 +694,8 @@ impl RunState {
             Input::Observed { id, observed } => self.observed(id, observed, now, &mut fx),
             Input::Exited { id, ended } => self.exited(id, ended, now, &mut fx),
             Input::Interrupt(which) => self.interrupted(which, now, &mut fx),
+            news @ (Input::Shared(_) | Input::Paused { .. }) => self.news(news, now, &mut fx),
+            Input::Claimed { id, answer } => self.claimed(id, answer, now, &mut fx),
         }
         if self.started && !self.finished {
             self.launch_ready(now, &mut fx);
@@ -597,13 +740,107 @@ impl RunState {
                 tokens: line.tokens_delta,
             }));
         }
-        self.apply(id, decisions, now, fx);
+        self.apply(Some(id), decisions, now, fx);
     }
 
-    /// Carries out the ledger's decisions about `id`'s usage.
-    fn apply(
+    /// What the ledger tells about the other runs: their figures, their pauses.
+    fn news(&mut self, news: Input, now: Instant, fx: &mut Vec<Effect>) {
+        match news {
+            Input::Shared(figures) => self.shared(figures, now, fx),
+            Input::Paused {
+                pauses,
+                unix_now_ms,
+            } => {
+                for p in pauses {
+                    self.paused_elsewhere(p, unix_now_ms, now, fx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The ledger's figures for the shared budgets, or that it cannot be reached.
+    fn shared(&mut self, news: Result<Vec<OtherRuns>, String>, now: Instant, fx: &mut Vec<Effect>) {
+        match news {
+            Ok(others) => {
+                self.ledger_reachable(None, fx);
+                if let Some(s) = &mut self.sharing {
+                    s.refused = false;
+                }
+                self.apply_others(others, now, fx);
+            }
+            Err(e) => self.ledger_reachable(Some(e), fx),
+        }
+    }
+
+    /// Records whether the ledger can be reached; an event when that changes.
+    fn ledger_reachable(&mut self, error: Option<String>, fx: &mut Vec<Effect>) {
+        let Some(s) = &mut self.sharing else { return };
+        if s.down.is_some() != error.is_some() {
+            fx.push(Effect::Emit(RunEvent::Ledger {
+                unreachable: error.clone(),
+            }));
+        }
+        s.down = error;
+    }
+
+    /// Other runs' use and reservations, into this run's ledger: growth elsewhere can
+    /// warn and, in block mode, stop this run's instances.
+    fn apply_others(&mut self, others: Vec<OtherRuns>, now: Instant, fx: &mut Vec<Effect>) {
+        for o in others {
+            let decisions = self.ledger.set_elsewhere(&o.key, o.used, o.reserved);
+            self.apply(None, decisions, now, fx);
+        }
+    }
+
+    /// The ledger answered instance `id`'s claim.
+    fn claimed(
         &mut self,
         id: InstanceId,
+        answer: Result<(bool, Vec<OtherRuns>), String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(s) = &mut self.sharing {
+            s.claiming = None;
+        }
+        let queued = self.queue.iter().position(|&q| q == id);
+        let granted = match answer {
+            Ok((granted, others)) => {
+                self.ledger_reachable(None, fx);
+                self.apply_others(others, now, fx);
+                granted
+            }
+            Err(e) => {
+                self.ledger_reachable(Some(e), fx);
+                self.plan.options.ledger_failure == LedgerFailure::Open
+            }
+        };
+        match queued {
+            // Ended while its claim was out (an interrupt, a stop): it holds nothing.
+            None => self.ledger.finish(id),
+            Some(at) if granted && self.interrupt.is_none() && self.gate.stopped.is_none() => {
+                self.start(at, Vec::new(), now, fx)
+            }
+            Some(_) => {
+                self.ledger.unadmit(id);
+                let why = match (&self.sharing, self.shared_keys_of(id).first()) {
+                    (Some(s), _) if s.down.is_some() => WaitReason::Ledger,
+                    (_, Some(key)) => WaitReason::Budget(key.clone()),
+                    (_, None) => WaitReason::Ledger,
+                };
+                if let Some(s) = &mut self.sharing {
+                    s.refused = s.down.is_none();
+                }
+                self.set_waiting(id, why, fx);
+            }
+        }
+    }
+
+    /// Carries out the ledger's decisions about `id`'s usage (`None`: other runs' use).
+    fn apply(
+        &mut self,
+        id: Option<InstanceId>,
         decisions: Vec<Decision>,
         now: Instant,
         fx: &mut Vec<Effect>,
@@ -837,24 +1074,47 @@ impl RunState {
                 Ok(()) => {}
             }
             let id = self.queue[i];
+            let shared = self.shared_keys_of(id);
+            let (claiming, down) = match &self.sharing {
+                Some(s) if !shared.is_empty() => {
+                    (s.claiming.is_some() || s.refused, s.down.is_some())
+                }
+                _ => (false, false),
+            };
+            if claiming {
+                // After the claim out (or the ledger's next figures, after a refusal); the
+                // rest keep their place in plan order.
+                return;
+            }
+            let closed = self.plan.options.ledger_failure == LedgerFailure::Closed;
+            if down && closed {
+                self.set_waiting(id, WaitReason::Ledger, fx);
+                i += 1;
+                continue;
+            }
             match self.ledger.admit(id) {
                 Admission::Admit { warnings } => {
-                    self.queue.remove(i);
-                    for warning in warnings {
-                        fx.push(Effect::Emit(RunEvent::BudgetWarning { id, warning }));
+                    if !shared.is_empty() && !down && self.ledger.mode() == Mode::Block {
+                        let claims = shared
+                            .into_iter()
+                            .filter_map(|key| {
+                                let own = self.ledger.own_share(&key)?;
+                                Some(ClaimOf {
+                                    key,
+                                    mine: own.used + own.reserved,
+                                    hold: own.reserved,
+                                    limit: own.limit,
+                                })
+                            })
+                            .collect();
+                        if let Some(s) = &mut self.sharing {
+                            s.claiming = Some(id);
+                        }
+                        fx.push(Effect::Claim { id, claims });
+                        i += 1;
+                        continue;
                     }
-                    let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
-                    note_timer(&mut self.next_timer, timeout_at);
-                    let inst = &mut self.instances[id];
-                    inst.phase = Phase::Running {
-                        started: now,
-                        timeout_at,
-                        stopping: None,
-                    };
-                    inst.result_seen = false;
-                    self.running += 1;
-                    self.gate.launched(now);
-                    fx.push(Effect::Spawn(id));
+                    self.start(i, warnings, now, fx);
                 }
                 Admission::Wait { budget } => {
                     self.set_waiting(id, WaitReason::Budget(budget), fx);
@@ -874,6 +1134,29 @@ impl RunState {
                 }
             }
         }
+    }
+
+    /// Launches the admitted instance at `queue[at]`.
+    fn start(&mut self, at: usize, warnings: Vec<Warning>, now: Instant, fx: &mut Vec<Effect>) {
+        let id = self.queue.remove(at);
+        for warning in warnings {
+            fx.push(Effect::Emit(RunEvent::BudgetWarning {
+                id: Some(id),
+                warning,
+            }));
+        }
+        let timeout_at = self.plan.instances[id].timeout.map(|t| now + t);
+        note_timer(&mut self.next_timer, timeout_at);
+        let inst = &mut self.instances[id];
+        inst.phase = Phase::Running {
+            started: now,
+            timeout_at,
+            stopping: None,
+        };
+        inst.result_seen = false;
+        self.running += 1;
+        self.gate.launched(now);
+        fx.push(Effect::Spawn(id));
     }
 
     /// Marks a queued instance as waiting; an event only when the reason changes.
@@ -933,8 +1216,85 @@ impl RunState {
         fx: &mut Vec<Effect>,
     ) {
         let name = self.name(id).to_string();
-        let events = self.gate.backoff(&name, cause, delay, self.running, now);
+        let before = self.gate.pause.as_ref().map(|p| p.0);
+        let events = self
+            .gate
+            .backoff(&name, cause.clone(), delay, self.running, now);
         fx.extend(events.into_iter().map(Effect::Emit));
+        match self.gate.pause.as_ref().map(|p| p.0) {
+            Some(until) if Some(until) != before => fx.push(Effect::Publish(SharedPause {
+                usage_limit: false,
+                until_ms: self.unix_ms_of(until),
+                cause,
+            })),
+            _ => {}
+        }
+    }
+
+    /// A pause another run of the project published. A backoff holds launches until it
+    /// ends. The usage limit, with `--on-usage-limit wait`, holds them until its reset
+    /// (within `--max-wait`); with `stop` nothing more is launched, as if an instance of
+    /// this run had met it.
+    fn paused_elsewhere(
+        &mut self,
+        p: SharedPause,
+        unix_now_ms: i64,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let ahead = u64::try_from(p.until_ms.saturating_sub(unix_now_ms)).unwrap_or(0);
+        let until = now + Duration::from_millis(ahead);
+        if until <= now || self.gate.stopped.is_some() {
+            return;
+        }
+        if !p.usage_limit {
+            if self.gate.pause.as_ref().is_some_and(|(t, _)| *t >= until) {
+                return;
+            }
+            let reason = PauseReason {
+                cause: p.cause,
+                from: vec!["another run of the project".into()],
+            };
+            if self.gate.pause.as_ref().is_none_or(|(t, _)| *t <= now) {
+                fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                    reason: reason.to_string(),
+                    until,
+                }));
+            }
+            self.gate.pause = Some((until, reason));
+            return;
+        }
+        let resets_at = p.until_ms.div_euclid(1000);
+        let resets = fmt_unix(resets_at)
+            .map(|t| format!("; resets {t}"))
+            .unwrap_or_default();
+        let first = *self.first_limit.get_or_insert(now);
+        let waits = self.plan.options.on_usage_limit == UsageLimitPolicy::Wait;
+        if !waits || until > first + self.plan.options.max_wait {
+            let later = if waits {
+                ", later than --max-wait allows"
+            } else {
+                ""
+            };
+            self.stop_launching(
+                format!("usage limit reached by another run of the project{resets}{later}"),
+                Status::RateLimited,
+                now,
+                fx,
+            );
+            return;
+        }
+        let until = until + RESET_MARGIN;
+        if self.gate.hold.is_some_and(|(t, _)| t >= until) {
+            return;
+        }
+        if self.gate.hold.is_none() {
+            fx.push(Effect::Emit(RunEvent::LaunchesPaused {
+                reason: format!("usage limit reached by another run of the project{resets}"),
+                until,
+            }));
+        }
+        self.gate.hold = Some((until, Some(resets_at)));
     }
 
     /// An instance's process ended on the usage limit. With `wait` (and a reset within
@@ -948,6 +1308,13 @@ impl RunState {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        if let Some(t) = resets_at {
+            fx.push(Effect::Publish(SharedPause {
+                usage_limit: true,
+                until_ms: t.saturating_mul(1000),
+                cause: "usage limit reached".into(),
+            }));
+        }
         let first = *self.first_limit.get_or_insert(now);
         let deadline = first + self.plan.options.max_wait;
         let until = match resets_at {

@@ -66,6 +66,11 @@ impl Sim {
         self.spawn_all(fx)
     }
 
+    /// The wall clock now, in Unix milliseconds (`UNIX0` at the start).
+    fn unix_ms(&self) -> i64 {
+        UNIX0 * 1000 + (self.now - self.t0).as_millis() as i64
+    }
+
     fn input(&mut self, input: Input) -> Vec<Effect> {
         self.run.handle(input, self.now)
     }
@@ -1256,4 +1261,331 @@ fn fail_fast_waits_for_retries_to_run_out() {
     s.complete(0);
     assert_eq!(s.status(0), Status::Completed);
     assert_eq!(s.status(1), Status::Running);
+}
+
+// ---------------------------------------------------------------- shared budgets (issue 12)
+
+/// A block-mode plan of `names` under a daily token budget of `limit` shared with other
+/// runs; each instance's estimate is 1000 tokens.
+fn shared_plan(names: &[&str], limit: u64) -> Sim {
+    use crate::core::period::{Period, PeriodScope};
+    let mut p = plan(names);
+    p.budgets.mode = Mode::Block;
+    p.budgets.periodic.push(crate::core::plan::PeriodicLimit {
+        period: Period::Day,
+        scope: PeriodScope::Project,
+        tokens: Some(limit),
+        usd: None,
+    });
+    let mut sim = Sim::new(p);
+    sim.run.share_budgets(vec![day_key()]);
+    sim
+}
+
+fn day_key() -> BudgetKey {
+    use crate::core::period::{Period, PeriodScope};
+    BudgetKey {
+        scope: Scope::Periodic(Period::Day, PeriodScope::Project),
+        unit: crate::core::budget::Unit::Tokens,
+    }
+}
+
+fn others(used: u64, reserved: u64) -> Vec<OtherRuns> {
+    vec![OtherRuns {
+        key: day_key(),
+        used: Amount::Tokens(used),
+        reserved: Amount::Tokens(reserved),
+    }]
+}
+
+fn claims(fx: &[Effect]) -> Vec<(InstanceId, Vec<ClaimOf>)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Claim { id, claims } => Some((*id, claims.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_shared_budget_launches_only_what_the_ledger_grants_one_claim_at_a_time() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    let fx = sim.start();
+    assert!(
+        spawns(&fx).is_empty(),
+        "nothing launches before the ledger agrees"
+    );
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1, "one claim at a time: {fx:?}");
+    assert_eq!(c[0].0, 0);
+    assert_eq!(
+        c[0].1,
+        vec![ClaimOf {
+            key: day_key(),
+            mine: 1000,
+            hold: 1000,
+            limit: 10_000
+        }]
+    );
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+    // The next claim counts what `a` holds.
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].0, c[0].1[0].mine, c[0].1[0].hold), (1, 2000, 2000));
+    assert_eq!(
+        sim.run.holds(),
+        vec![(day_key(), 2000)],
+        "b is admitted locally while its claim is out"
+    );
+}
+
+#[test]
+fn a_refused_claim_waits_for_the_ledgers_next_figures() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.start();
+    // Another run took the headroom meanwhile: 9500 held elsewhere.
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((false, others(0, 9_500))),
+    });
+    assert!(spawns(&fx).is_empty());
+    assert!(claims(&fx).is_empty(), "no new claim before new figures");
+    assert_eq!(sim.status(0), Status::Waiting);
+    assert_eq!(sim.reason(0), "waiting for daily budget");
+    assert_eq!(sim.run.holds(), vec![(day_key(), 0)], "it holds nothing");
+    // Still held elsewhere: it waits, without asking.
+    let fx = sim.input(Input::Shared(Ok(others(0, 9_500))));
+    assert!(claims(&fx).is_empty());
+    // The other run finished using little: room again, so it claims.
+    let fx = sim.input(Input::Shared(Ok(others(200, 0))));
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1);
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(200, 0))),
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn use_recorded_by_other_runs_blocks_what_does_not_fit_and_stops_what_runs() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.start();
+    sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    sim.input(Input::Claimed {
+        id: 1,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert_eq!(sim.status(1), Status::Running);
+    sim.usage(0, 600);
+    // Other runs' use passes the limit: both instances of this run are stopped.
+    let fx = sim.input(Input::Shared(Ok(others(9_500, 0))));
+    let mut t = terminates(&fx);
+    t.sort_unstable();
+    assert_eq!(t, vec![0, 1]);
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::BudgetExceeded { reason, .. } if reason.starts_with("daily budget exceeded")
+    )));
+    sim.exit_with(0, 143, None);
+    sim.exit_with(1, 143, None);
+    assert_eq!(sim.run.outcome().exit, ExitCode::Budget);
+}
+
+#[test]
+fn an_unreachable_ledger_holds_new_launches_when_closed_and_not_when_open() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.start();
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Err("database is locked".into()),
+    });
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Ledger {
+            unreachable: Some(_)
+        }
+    )));
+    assert!(spawns(&fx).is_empty() && claims(&fx).is_empty());
+    assert_eq!(sim.status(0), Status::Waiting);
+    assert!(
+        sim.reason(0).contains("--ledger-failure closed"),
+        "{}",
+        sim.reason(0)
+    );
+    assert_eq!(sim.status(1), Status::Waiting);
+    // Back: it claims again.
+    let fx = sim.input(Input::Shared(Ok(others(0, 0))));
+    assert!(has(&fx, |e| matches!(
+        e,
+        RunEvent::Ledger { unreachable: None }
+    )));
+    assert_eq!(claims(&fx).len(), 1);
+
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    sim.run.plan.options.ledger_failure = LedgerFailure::Open;
+    sim.start();
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Err("database is locked".into()),
+    });
+    // Open: it launches, and so does the next without asking the unreachable ledger.
+    assert_eq!(spawns(&fx), vec![0, 1]);
+}
+
+#[test]
+fn an_instance_interrupted_while_its_claim_is_out_never_launches() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.start();
+    sim.input(Input::Interrupt(Interrupt::Int));
+    let fx = sim.input(Input::Claimed {
+        id: 0,
+        answer: Ok((true, others(0, 0))),
+    });
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(sim.run.holds(), vec![(day_key(), 0)]);
+    assert_eq!(sim.status(0), Status::Interrupted);
+}
+
+#[test]
+fn warn_mode_shares_figures_but_never_asks_before_launching() {
+    let mut sim = shared_plan(&["a"], 10_000);
+    sim.run.plan.budgets.mode = Mode::Warn;
+    sim.run.ledger = Ledger::for_plan(&sim.run.plan, &Pricing::builtin());
+    let fx = sim.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert!(claims(&fx).is_empty());
+}
+
+// ---------------------------------------------------------------- pauses shared by runs (issue 14)
+
+fn pause(usage_limit: bool, until_unix: i64, cause: &str) -> SharedPause {
+    SharedPause {
+        usage_limit,
+        until_ms: until_unix * 1000,
+        cause: cause.into(),
+    }
+}
+
+fn published(fx: &[Effect]) -> Vec<SharedPause> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_usage_limit_and_a_retry_pause_are_published_for_the_other_runs() {
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    let fx = usage_limit(&mut s, 0, Some(120));
+    assert_eq!(
+        published(&fx),
+        vec![pause(true, UNIX0 + 120, "usage limit reached")]
+    );
+    let mut s = fleet();
+    s.start();
+    s.now = s.t0 + Duration::from_secs(10);
+    let fx = s.signal(0, retry(429, 4000));
+    assert_eq!(published(&fx), vec![pause(false, UNIX0 + 14, "429")]);
+    // A usage limit without a reset time is not published: there is nothing to wait for.
+    let mut s = waiting_plan(Duration::from_secs(3600));
+    s.start();
+    assert!(published(&usage_limit(&mut s, 0, None)).is_empty());
+}
+
+#[test]
+fn another_runs_usage_limit_holds_launches_until_the_reset_with_wait() {
+    let mut p = plan(&["a", "b"]);
+    p.options.on_usage_limit = UsageLimitPolicy::Wait;
+    p.options.max_wait = Duration::from_secs(3600);
+    p.options.startup_delay = Duration::from_secs(1);
+    let mut s = Sim::new(p);
+    let fx = s.start();
+    assert_eq!(spawns(&fx), vec![0]);
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert_eq!(
+        paused(&fx),
+        vec![format!(
+            "usage limit reached by another run of the project; resets {}",
+            fmt_unix(UNIX0 + 60).unwrap()
+        )]
+    );
+    assert!(spawns(&s.at(30.0)).is_empty());
+    assert_eq!(s.status(1), Status::Waiting);
+    assert_eq!(s.status(0), Status::Running, "what runs goes on");
+    assert_eq!(spawns(&s.at(62.0)), vec![1]);
+}
+
+#[test]
+fn another_runs_usage_limit_stops_launching_with_stop() {
+    let mut p = plan(&["a", "b"]);
+    p.options.max_parallel = 1;
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert!(has(&fx, |e| matches!(e, RunEvent::LaunchesStopped { .. })));
+    assert_eq!(s.status(1), Status::RateLimited);
+    assert!(
+        s.reason(1)
+            .contains("usage limit reached by another run of the project"),
+        "{}",
+        s.reason(1)
+    );
+    // A pause already over changes nothing.
+    let mut s = Sim::new(plan(&["a"]));
+    s.start();
+    s.at(100.0);
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn another_runs_backoff_pauses_launches_without_lowering_parallelism() {
+    let mut p = plan(&["a", "b"]);
+    p.options.startup_delay = Duration::from_secs(1);
+    let mut s = Sim::new(p);
+    s.start();
+    let fx = s.input(Input::Paused {
+        pauses: vec![pause(false, UNIX0 + 5, "429")],
+        unix_now_ms: s.unix_ms(),
+    });
+    assert_eq!(paused(&fx), vec!["429 from another run of the project"]);
+    assert!(spawns(&s.at(2.0)).is_empty());
+    assert_eq!(s.run.parallelism(), (0, false));
+    assert_eq!(spawns(&s.at(5.0)), vec![1]);
+}
+
+#[test]
+fn news_from_the_ledger_before_the_start_acts_after_run_started_and_before_any_launch() {
+    let mut s = Sim::new(plan(&["a"]));
+    let early = s.input(Input::Paused {
+        pauses: vec![pause(true, UNIX0 + 60, "usage limit reached")],
+        unix_now_ms: UNIX0 * 1000,
+    });
+    assert!(early.is_empty(), "nothing happens before the start");
+    let fx = s.start();
+    let ev = events(&fx);
+    assert!(matches!(ev[0], RunEvent::RunStarted { .. }), "{ev:?}");
+    assert!(matches!(ev[1], RunEvent::LaunchesStopped { .. }), "{ev:?}");
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.status(0), Status::RateLimited);
 }

@@ -119,15 +119,6 @@ pub struct CacheCreation {
 }
 
 impl RawUsage {
-    pub fn usage(&self) -> crate::core::usage::Usage {
-        crate::core::usage::Usage::new(
-            self.input_tokens.unwrap_or(0),
-            self.output_tokens.unwrap_or(0),
-            self.cache_creation_input_tokens.unwrap_or(0),
-            self.cache_read_input_tokens.unwrap_or(0),
-        )
-    }
-
     /// Tokens written to the 1-hour cache (a subset of `cache_creation_input_tokens`).
     pub fn cache_write_1h(&self) -> u64 {
         self.cache_creation
@@ -205,16 +196,23 @@ pub struct ModelUsage {
     pub web_search_requests: Option<u64>,
 }
 
-impl ModelUsage {
-    pub fn usage(&self) -> crate::core::usage::Usage {
-        crate::core::usage::Usage::new(
-            self.input_tokens.unwrap_or(0),
-            self.output_tokens.unwrap_or(0),
-            self.cache_creation_input_tokens.unwrap_or(0),
-            self.cache_read_input_tokens.unwrap_or(0),
-        )
-    }
+/// `usage()`, the four token counts as a `Usage` (an absent one as 0), written once for
+/// the wire structs that carry them under the same names.
+macro_rules! impl_usage {
+    ($($wire:ty),+) => {$(
+        impl $wire {
+            pub fn usage(&self) -> crate::core::usage::Usage {
+                crate::core::usage::Usage::new(
+                    self.input_tokens.unwrap_or(0),
+                    self.output_tokens.unwrap_or(0),
+                    self.cache_creation_input_tokens.unwrap_or(0),
+                    self.cache_read_input_tokens.unwrap_or(0),
+                )
+            }
+        }
+    )+};
 }
+impl_usage!(RawUsage, ModelUsage);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultEvent<'a> {

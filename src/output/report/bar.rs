@@ -35,10 +35,6 @@ pub(crate) fn level_paint(percent: f64) -> Paint {
     }
 }
 
-pub(crate) fn push_bar(line: &mut Line, used: f64, limit: f64) {
-    push_bar_cells(line, used, limit, BAR_CELLS, false);
-}
-
 /// A bar of `cells` cells; `ascii` draws `#`/`-` for terminals whose locale is not UTF-8.
 pub(crate) fn push_bar_cells(line: &mut Line, used: f64, limit: f64, cells: usize, ascii: bool) {
     let Some(pct) = shown_percent(used, limit) else {
@@ -56,11 +52,12 @@ pub(crate) fn push_bar_cells(line: &mut Line, used: f64, limit: f64, cells: usiz
         .push(&fmt_percent(pct), paint);
 }
 
-/// `[████████░░░░░░░░░░░░] 40.0%`, or `[NO BUDGET SET]` when `limit` is not positive.
-/// Used cells and the percentage are painted green/yellow/red; free cells never are.
+/// `[████████░░░░░░░░░░░░] 40.0%` (`#`/`-` with ASCII styles), or `[NO BUDGET SET]`
+/// when `limit` is not positive. Used cells and the percentage are painted
+/// green/yellow/red; free cells never are.
 pub fn bar(used: f64, limit: f64, styles: &Styles) -> String {
     let mut line = Line::new();
-    push_bar(&mut line, used, limit);
+    push_bar_cells(&mut line, used, limit, BAR_CELLS, styles.is_ascii());
     line.render(styles, usize::MAX)
 }
 

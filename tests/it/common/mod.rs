@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests that run the binary: the orchestrator with
-//! fast test defaults, output accessors and lines of a fake Claude Code transcript.
-#![allow(dead_code)] // each test crate uses its own subset
+//! fast test defaults, output accessors, lines of a fake Claude Code transcript and the
+//! fake `claude` that prints them (with the one way to wait for it).
+#![allow(dead_code)] // each test module uses its own subset
+
+mod fake_claude;
+pub use fake_claude::{gone, proc_state, wait_exit, wait_for, wait_ready, FakeClaude, HANG_GUARD};
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,22 @@ pub fn orchestrator(dir: &Path) -> Command {
     c
 }
 
+/// A helper command (`orchestrator usage`, `orchestrator budget`) run in `dir` on
+/// `ledger`, with `dir` as HOME and neither a ledger nor colour from the environment.
+pub fn helper(dir: &Path, name: &str, ledger: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("ORCHESTRATOR_LEDGER")
+        .env("NO_COLOR", "1")
+        .arg(name)
+        .arg("--ledger")
+        .arg(ledger)
+        .stdin(Stdio::null());
+    c
+}
+
 pub fn run(c: &mut Command) -> Output {
     c.output().expect("run orchestrator")
 }
@@ -41,6 +61,23 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `--json` events of a finished run, each checked against
+/// schema/events.schema.json.
+pub fn events(o: &Output) -> Vec<Value> {
+    let schemas = crate::scripting::schemas();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| checked_event(&schemas, l))
+        .collect()
+}
+
+/// One `--json` line, parsed and checked against the events schema.
+pub fn checked_event(schemas: &crate::scripting::Schemas, line: &str) -> Value {
+    let v = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    schemas.check_event(&v);
+    v
 }
 
 /// The instance called `name` in a `run_finished` object.
