@@ -13,7 +13,9 @@
 # SCALE_LEDGER=path records the run in that usage ledger (default: --no-ledger), to
 # measure what recording costs; with SCALE_PERIODIC=1 the run also has a daily token
 # budget (never reached), shared through that ledger (flushes every 250 ms, a claim per
-# launch), to measure the shared path (issue 12).
+# launch), to measure the shared path (issue 12). SCALE_JSON=1 adds --json (events to a
+# file) and SCALE_LOGS=1 adds --log-dir (raw output of every instance under
+# $SCALE_DIR/logs).
 set -euo pipefail
 
 n=${1:-500}
@@ -53,13 +55,22 @@ if [ -n "${SCALE_LEDGER:-}" ]; then
 else
     ledger_args=(--no-ledger)
 fi
+extra_args=()
+if [ -n "${SCALE_JSON:-}" ]; then
+    extra_args+=(--json)
+fi
+if [ -n "${SCALE_LOGS:-}" ]; then
+    rm -rf "$dir/logs"
+    extra_args+=(--log-dir "$dir/logs")
+fi
 echo "scale run: $n instances x ~${mb} MiB over ~${secs} s; files in $dir"
+echo "options: ${ledger_args[*]} ${extra_args[*]+${extra_args[*]}}"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s.%N)
 set +e
 ORCHESTRATOR_RUSAGE=1 ORCHESTRATOR_SIMULATE_PACE=1 "$bin" --config "$cfg" --simulate \
-    --max-parallel 0 --startup-delay 0 --json --report "$dir/report.json" \
-    "${ledger_args[@]}" \
+    --max-parallel 0 --startup-delay 0 --report "$dir/report.json" \
+    "${ledger_args[@]}" ${extra_args[@]+"${extra_args[@]}"} \
     >"$dir/events.jsonl" 2>"$dir/stderr.txt"
 code=$?
 set -e
@@ -85,5 +96,10 @@ awk -v u="$user" -v s="$sys" -v w="$wall" -v r="$rss" -v c="$code" -v m="$bytes"
     printf "peak RSS:       %.1f MiB (target < 64 MB)\n", r / 1024
     printf "stream read:    ~%d MiB, %.1f MiB/s\n", m, m / w
 }'
-grep -c '"event":"usage"' "$dir/events.jsonl" | sed 's/^/usage events:   /'
+if [ -n "${SCALE_JSON:-}" ]; then
+    grep -c '"event":"usage"' "$dir/events.jsonl" | sed 's/^/usage events:   /'
+fi
+if [ -n "${SCALE_LOGS:-}" ]; then
+    du -sm "$dir/logs" | awk '{ print "raw logs:       " $1 " MiB" }'
+fi
 "$check" "$dir/report.json"

@@ -165,7 +165,7 @@ pub struct Tracker {
     pricing: Arc<Pricing>,
     calibration: Calibration,
 
-    msgs: HashMap<u64, Msg>,
+    msgs: HashMap<u64, Msg, KeyHash>,
     msg_order: VecDeque<u64>,
     rows: Vec<Row>,
     /// Sum over every message ever seen (including ones evicted from `msgs`).
@@ -185,7 +185,7 @@ pub struct Tracker {
 
     /// Message most recently started per `parent_tool_use_id` (hashed; `None` = main).
     current: VecDeque<(Option<u64>, u64)>,
-    tool_ids: HashSet<u64>,
+    tool_ids: HashSet<u64, KeyHash>,
     tool_order: VecDeque<u64>,
     tool_uses: u64,
 
@@ -211,7 +211,7 @@ impl Tracker {
         Tracker {
             pricing,
             calibration,
-            msgs: HashMap::new(),
+            msgs: HashMap::default(),
             msg_order: VecDeque::new(),
             rows: Vec::new(),
             live: Usage::default(),
@@ -224,7 +224,7 @@ impl Tracker {
             reported_tokens: 0,
             reported_cost: Usd::ZERO,
             current: VecDeque::new(),
-            tool_ids: HashSet::new(),
+            tool_ids: HashSet::default(),
             tool_order: VecDeque::new(),
             tool_uses: 0,
             init_model: None,
@@ -786,6 +786,28 @@ fn sub_usage(a: &Usage, b: &Usage) -> Usage {
 
 fn add_usage(a: &Usage, b: &Usage) -> Usage {
     *a + *b
+}
+
+/// The maps are keyed by [`hash`]es already: hashing them again (SipHash, per lookup)
+/// only cost time on every usage line.
+type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else still spreads.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 fn hash<T: Hash + ?Sized>(v: &T) -> u64 {

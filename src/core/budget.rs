@@ -496,6 +496,22 @@ pub struct Ledger {
     warn_at_percent: f64,
     budgets: Vec<Budget>,
     instances: Vec<Inst>,
+    /// How many times `set_elsewhere` changed a budget's figures: credits handed out before such a
+    /// change are recomputed (`core::credit`).
+    elsewhere_changes: u64,
+}
+
+/// How far one budget's use may still grow before the ledger must decide something
+/// (a warning or a stop), for sharing that room out as credit (`core::credit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headroom {
+    /// The budget's index, stable for the ledger's life.
+    pub budget: usize,
+    pub unit: Unit,
+    /// The largest growth that decides nothing; `None` when nothing is left to decide.
+    pub room: Option<i128>,
+    /// Running instances that count toward it.
+    pub running: usize,
 }
 
 impl Ledger {
@@ -653,6 +669,7 @@ impl Ledger {
             warn_at_percent,
             budgets,
             instances: insts,
+            elsewhere_changes: 0,
         }
     }
 
@@ -785,6 +802,10 @@ impl Ledger {
             return decisions;
         };
         let budget = &mut self.budgets[b];
+        if used.raw() != budget.elsewhere_used || reserved.raw().max(0) != budget.elsewhere_reserved
+        {
+            self.elsewhere_changes += 1;
+        }
         let delta = used.raw() - budget.elsewhere_used;
         budget.elsewhere_used = used.raw();
         budget.elsewhere_reserved = reserved.raw().max(0);
@@ -793,6 +814,56 @@ impl Ledger {
             self.crossings(b, &mut decisions);
         }
         decisions
+    }
+
+    /// Number of budgets; [`Headroom::budget`] indices are below it.
+    pub fn budget_count(&self) -> usize {
+        self.budgets.len()
+    }
+
+    /// How many times use recorded elsewhere changed ([`Ledger::set_elsewhere`]).
+    pub fn elsewhere_changes(&self) -> u64 {
+        self.elsewhere_changes
+    }
+
+    /// The headroom of every budget instance `id` counts toward (none for an unknown id).
+    pub fn headroom(&self, id: InstanceId) -> impl Iterator<Item = Headroom> + '_ {
+        self.instances
+            .get(id)
+            .map(|i| i.budgets.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|&b| self.headroom_of(b))
+    }
+
+    /// The headroom of budget `b` (see [`Headroom`]); a growth of `room + 1` would cross
+    /// the warning threshold (`used >= warn_threshold`) or the limit (`used > limit`).
+    pub fn headroom_of(&self, b: usize) -> Headroom {
+        let budget = &self.budgets[b];
+        let to_limit = budget.limit.saturating_sub(budget.used);
+        let room = if budget.exceeded {
+            None
+        } else if !budget.warned {
+            let to_warning = budget.warn_threshold.saturating_sub(budget.used) - 1;
+            Some(to_warning.min(to_limit))
+        } else {
+            Some(to_limit)
+        };
+        Headroom {
+            budget: b,
+            unit: budget.key.unit,
+            room: room.map(|r| r.max(0)),
+            running: self.running_members(b).count(),
+        }
+    }
+
+    /// Running instances that count toward budget `b`.
+    pub fn running_members(&self, b: usize) -> impl Iterator<Item = InstanceId> + '_ {
+        self.budgets[b]
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| self.instances.get(m).map(|i| i.run) == Some(RunState::Running))
     }
 
     /// The warnings and stops due now that budget `b`'s use grew.

@@ -3,6 +3,7 @@
 
 pub mod accounting;
 pub mod budget;
+pub mod credit;
 pub mod efficiency;
 pub mod estimate;
 pub mod exit;

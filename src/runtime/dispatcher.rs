@@ -5,11 +5,15 @@
 //!
 //! Each running instance has a supervising task (`supervise`) that reads its stdout,
 //! feeds every line to its own `accounting::Tracker` and sends the resulting usage
-//! deltas here. A task waits for this loop to acknowledge each delta before it reads
-//! the next line, so a budget decision is taken — and a terminate signal sent straight
-//! to the process group — before anything else of that instance is read.
+//! deltas here. A delta that could reach a budget threshold waits for this loop's
+//! acknowledgement before the task reads the next line, so the budget decision is taken
+//! — and a terminate signal sent straight to the process group — before anything else
+//! of that instance is read. Deltas far from any threshold do not wait: each task holds
+//! a credit (`core::credit`), its share of the room left below its budgets' nearest
+//! thresholds, and passes on without waiting what that credit covers.
 
 use crate::core::accounting::Tracker;
+use crate::core::credit::{Credit, Credits};
 use crate::core::exit::Interrupt;
 use crate::core::plan::InstanceId;
 use crate::core::pricing::{Calibration, Pricing};
@@ -20,7 +24,7 @@ use crate::runtime::process::{self, GroupHandle, LaunchSpec, LineReader};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -45,7 +49,8 @@ enum Msg {
     Observed {
         id: InstanceId,
         observed: Observed,
-        ack: oneshot::Sender<()>,
+        /// `None`: the delta was paid from the task's credit and nobody waits for it.
+        ack: Option<oneshot::Sender<()>>,
     },
     Exited {
         id: InstanceId,
@@ -74,8 +79,40 @@ pub struct Dispatcher {
     rx: mpsc::Receiver<Msg>,
     /// HOOK(hardening): `--log-dir` file stems by instance.
     log_stems: Vec<String>,
+    /// The book of credit handed to supervising tasks, and the credit each running
+    /// instance's task holds (shared with it).
+    credits: Credits,
+    cells: Vec<Option<Arc<CreditCell>>>,
+    /// `Ledger::elsewhere_changes` when credit was last recomputed.
+    credits_elsewhere: u64,
     /// The ledger's answers about budgets shared with other runs (`runtime::recorder`).
     news: Option<mpsc::UnboundedReceiver<Input>>,
+}
+
+/// The credit one supervising task holds: it pays from it, the dispatcher adds to it and
+/// takes it back. A lock held for a few instructions, never across an await.
+#[derive(Debug, Default)]
+pub struct CreditCell(Mutex<Credit>);
+
+impl CreditCell {
+    /// Pays `delta` when the credit covers it (the task then need not wait).
+    fn pay(&self, delta: Credit) -> bool {
+        self.0.lock().map(|mut c| c.pay(delta)).unwrap_or(false)
+    }
+
+    fn add(&self, more: Credit) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = c.plus(more);
+        }
+    }
+
+    /// Takes back what is left unspent.
+    fn take(&self) -> Credit {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
 }
 
 impl Dispatcher {
@@ -92,6 +129,9 @@ impl Dispatcher {
         );
         Dispatcher {
             log_stems,
+            credits: Credits::new(&state.ledger, n),
+            cells: (0..n).map(|_| None).collect(),
+            credits_elsewhere: state.ledger.elsewhere_changes(),
             state,
             pricing,
             calibration: Calibration::new(),
@@ -255,6 +295,64 @@ impl Dispatcher {
                 }
             }
         }
+        if self.state.ledger.elsewhere_changes() != self.credits_elsewhere {
+            self.recompute_credits();
+        }
+    }
+
+    /// Takes back the credit of every running instance and shares out the room again.
+    /// Needed whenever the ledger's use changes for reasons other than the instances'
+    /// own deltas (use recorded elsewhere: `Ledger::set_elsewhere`); `step` calls it
+    /// when it sees such a change.
+    pub fn recompute_credits(&mut self) {
+        self.credits_elsewhere = self.state.ledger.elsewhere_changes();
+        let ids: Vec<InstanceId> = (0..self.cells.len())
+            .filter(|&id| self.cells[id].is_some())
+            .collect();
+        for &id in &ids {
+            self.revoke(id);
+        }
+        for &id in &ids {
+            self.grant(id);
+        }
+    }
+
+    /// A delta that was not paid from credit is in the ledger: the credit still held
+    /// toward its budgets may no longer fit below their thresholds. Takes it back where
+    /// it does not, and gives `id` its new share.
+    fn rebalance(&mut self, id: InstanceId) {
+        let over = self.credits.overdrawn(&self.state.ledger, Some(id));
+        for &other in &over {
+            self.revoke(other);
+        }
+        for &other in &over {
+            if other != id {
+                self.grant(other);
+            }
+        }
+        self.grant(id);
+    }
+
+    fn grant(&mut self, id: InstanceId) {
+        if let Some(cell) = &self.cells[id] {
+            cell.add(self.credits.grant(&self.state.ledger, id));
+        }
+    }
+
+    fn revoke(&mut self, id: InstanceId) {
+        if let Some(cell) = &self.cells[id] {
+            let unspent = cell.take();
+            self.credits.returned(&self.state.ledger, id, unspent);
+        }
+    }
+
+    /// The instance's task is gone: nothing it holds can be spent any more.
+    fn end_credit(&mut self, id: InstanceId) {
+        if let Some(cell) = self.cells[id].take() {
+            drop(cell);
+            let held = self.credits.held(id);
+            self.credits.returned(&self.state.ledger, id, held);
+        }
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -268,8 +366,15 @@ impl Dispatcher {
                 let spec = &self.state.plan.instances[id];
                 observed.line.activity = observed.line.activity.map(|a| redact_env(spec, &a));
                 observed.line.warning = observed.line.warning.map(|w| redact_env(spec, &w));
+                let delta = Credit::of(observed.line.tokens_delta, observed.line.cost_delta);
                 self.step(Input::Observed { id, observed });
-                let _ = ack.send(());
+                match ack {
+                    None => self.credits.paid(&self.state.ledger, id, delta),
+                    Some(ack) => {
+                        self.rebalance(id);
+                        let _ = ack.send(());
+                    }
+                }
             }
             Msg::Exited { id, mut ended } => {
                 // HOOK(hardening): configured `env` values are redacted from every text
@@ -284,6 +389,7 @@ impl Dispatcher {
                     let msg = format!("{}: its log is incomplete: {e}", spec.name);
                     self.outputs.console.warn(&msg);
                 }
+                self.end_credit(id);
                 self.step(Input::Exited { id, ended })
             }
             Msg::TaskFailed { id, reason } => {
@@ -295,6 +401,7 @@ impl Dispatcher {
                     error: Some(format!("its supervising task failed: {reason}")),
                     ..Ended::default()
                 };
+                self.end_credit(id);
                 self.step(Input::Exited { id, ended });
             }
         }
@@ -358,14 +465,19 @@ impl Dispatcher {
                 let logs = self.log_paths(id);
                 let tracker =
                     Tracker::with_calibration(self.pricing.clone(), self.calibration.clone());
+                let cell = Arc::new(CreditCell::default());
+                let name = spec.name.clone();
+                // A previous process of the instance (a retry) has ended: its credit too.
+                self.end_credit(id);
+                self.cells[id] = Some(cell.clone());
+                self.grant(id);
                 let task = tokio::spawn(supervise(
                     id,
-                    spec.name.clone(),
+                    name,
                     child,
-                    stdout,
-                    stderr,
+                    (stdout, stderr),
                     tracker,
-                    self.tx.clone(),
+                    (self.tx.clone(), cell),
                     logs,
                 ));
                 let tx = self.tx.clone();
@@ -427,10 +539,9 @@ async fn supervise(
     id: InstanceId,
     name: String,
     mut child: process::Child,
-    stdout: tokio::process::ChildStdout,
-    stderr: tokio::process::ChildStderr,
+    (stdout, stderr): (tokio::process::ChildStdout, tokio::process::ChildStderr),
     mut tracker: Tracker,
-    tx: mpsc::Sender<Msg>,
+    (tx, credit): (mpsc::Sender<Msg>, Arc<CreditCell>),
     logs: Option<(PathBuf, PathBuf)>,
 ) {
     // HOOK(hardening): log files are created exclusively with plain calls (no
@@ -477,7 +588,18 @@ async fn supervise(
                             if model_changed {
                                 sent_model = tracker.model().map(str::to_string);
                             }
-                            let (ack, acked) = oneshot::channel();
+                            // Only a delta the credit does not cover waits for the
+                            // decision; so do results and API signals, which the run
+                            // acts on at once.
+                            let urgent = obs.result || obs.signal.is_some();
+                            let paid = !urgent
+                                && credit.pay(Credit::of(obs.tokens_delta, obs.cost_delta));
+                            let (ack, acked) = if paid {
+                                (None, None)
+                            } else {
+                                let (ack, acked) = oneshot::channel();
+                                (Some(ack), Some(acked))
+                            };
                             let observed = Observed {
                                 line: obs,
                                 progress: Progress::of(&tracker),
@@ -486,7 +608,9 @@ async fn supervise(
                             if tx.send(msg).await.is_err() {
                                 break;
                             }
-                            let _ = acked.await;
+                            if let Some(acked) = acked {
+                                let _ = acked.await;
+                            }
                         }
                         if let Some(at) = exited_at {
                             let now = Instant::now();

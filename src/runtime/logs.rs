@@ -153,6 +153,28 @@ pub fn remove_stale(dir: &Path, stems: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes all of `parts` with as few `writev` calls as the file accepts.
+fn write_all_vectored(f: &mut std::fs::File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<io::IoSlice<'_>> =
+            parts[first..].iter().map(|p| io::IoSlice::new(p)).collect();
+        let mut n = f.write_vectored(&slices)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && n >= parts[first].len() {
+            n -= parts[first].len();
+            first += 1;
+        }
+        if first < parts.len() {
+            parts[first] = &parts[first][n..];
+        }
+    }
+    Ok(())
+}
+
 /// One log file being written. Creation and write errors are kept (the first one), the
 /// file is dropped after an error, and [`LogFile::finish`] reports it once.
 #[derive(Debug)]
@@ -187,16 +209,22 @@ impl LogFile {
         }
     }
 
-    /// Appends `parts`; after the first error nothing more is written.
+    /// Appends `parts`; after the first error nothing more is written. Small lines are
+    /// gathered in the buffer; a line larger than what it has free goes to the file
+    /// with its newline in one `writev`, never split into a write per part.
     pub fn write(&mut self, parts: &[&[u8]]) {
         let Some(f) = self.file.as_mut() else {
             return;
         };
-        for p in parts {
-            if let Err(e) = f.write_all(p) {
-                self.fail(e);
-                return;
-            }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let result = if total <= f.capacity() - f.buffer().len() {
+            parts.iter().try_for_each(|p| f.write_all(p))
+        } else {
+            f.flush()
+                .and_then(|()| write_all_vectored(f.get_mut(), parts))
+        };
+        if let Err(e) = result {
+            self.fail(e);
         }
     }
 

@@ -12,7 +12,8 @@
 //! - `#big`: the first tool result is a line of several megabytes;
 //! - `#noresult`: all turns, then exit code 1 without a `result` line;
 //! - `#mb=N`: about N MiB of stdout in all, as tool results of about 100 KB per line
-//!   (more turns when needed, so line size stays the same however big N is);
+//!   (more turns when needed, so line size stays the same however big N is); with
+//!   `#kb=K`, lines of about 2K KiB instead (K from 1 to 48);
 //! - `#secs=S`: pauses scaled so the run lasts about S seconds at pace 1.
 //! - `#429=N` / `#529=N`: N `api_retry` events (rate limited / overloaded, 1 s apart at
 //!   pace 1) before the first call;
@@ -428,8 +429,13 @@ impl Plan {
         // Extra turns rather than bigger lines, so `#mb=N` scales the line count.
         let stream_bytes =
             tag_value(prompt, "#mb=").map(|mb| (mb.min(STREAM_MAX_MB) * 1048576.0) as usize);
+        // `#kb=K`: tool results of K KiB per turn instead (lines of about 2K KiB), for
+        // readers with a line limit (zen reads at most 64 KiB per line).
+        let per_turn = tag_value(prompt, "#kb=")
+            .map(|kb| ((kb * 1024.0) as usize).clamp(1024, STREAM_RESULT_BYTES))
+            .unwrap_or(STREAM_RESULT_BYTES);
         if let Some(bytes) = stream_bytes {
-            planned = planned.max(bytes.div_ceil(2 * STREAM_RESULT_BYTES) + 1);
+            planned = planned.max(bytes.div_ceil(2 * per_turn) + 1);
         }
         let fail = prompt.contains("#fail");
         // Drawn after the turns so that tags do not change the turns' numbers.

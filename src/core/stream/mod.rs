@@ -16,6 +16,9 @@
 //!   do not rely on never turns a line with real usage into a "malformed" one.
 //! - Invalid UTF-8 is tolerated: such a line is re-read after lossy conversion.
 
+mod fast;
+mod scan;
+
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -256,8 +259,19 @@ impl From<serde_json::Error> for ParseError {
 /// Reads one line (without its newline). Blank lines are [`Event::Ignored`].
 ///
 /// Lines with invalid UTF-8 are handled by [`parse_with`], which can own a repaired copy;
-/// this function reports them as errors when their event is one we read.
+/// this function reports them as errors when a string it decodes is not valid UTF-8.
+#[inline]
 pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
+    // The skimmer answers almost every line; what it is unsure of (and every malformed
+    // line, for its error message) goes through serde_json, the reference.
+    match fast::parse(line) {
+        Ok(event) => Ok(event),
+        Err(scan::Bail) => parse_reference(line),
+    }
+}
+
+/// [`parse`] by serde_json alone: the reference the fast path must agree with.
+fn parse_reference(line: &[u8]) -> Result<Event<'_>, ParseError> {
     let ty = match top_level_type(line)? {
         Some(ty) => ty,
         None => return Ok(Event::Ignored),
@@ -287,8 +301,9 @@ pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
 
 /// Like [`parse`], but repairs invalid UTF-8 (as U+FFFD) into `scratch` and reads that, so
 /// a stray byte inside some text never loses the usage on the same line.
+#[inline]
 pub fn parse_with<'a>(line: &'a [u8], scratch: &'a mut String) -> Result<Event<'a>, ParseError> {
-    // UTF-8 is checked only where it matters: `parse` checks the lines it decodes, and
+    // UTF-8 is checked only where it matters: `parse` checks the strings it decodes, and
     // only a line that failed is scanned again to see whether repairing it helps.
     match parse(line) {
         Err(_) if std::str::from_utf8(line).is_err() => {
@@ -376,127 +391,139 @@ fn skip_ws(s: &[u8]) -> &[u8] {
 }
 
 fn parse_kind(kind: Kind, text: &str) -> Result<Event<'_>, ParseError> {
-    match kind {
-        Kind::System => {
-            let s: SystemLine<'_> = serde_json::from_str(text)?;
-            let subtype = s.subtype.as_ref().map(|b| b.0.as_ref()).unwrap_or("");
-            Ok(match subtype {
-                "init" => Event::Init {
-                    model: s.model.map(|b| b.0),
-                    session_id: s.session_id.map(|b| b.0),
-                },
-                "api_retry" => Event::ApiRetry(ApiRetry {
-                    attempt: s.attempt,
-                    max_retries: s.max_retries,
-                    error_status: s.error_status,
-                    retry_delay_ms: s.retry_delay_ms,
-                    error: s.error.and_then(|e| e.0),
-                }),
-                t if t.contains("rate_limit") => {
-                    Event::RateLimit(rate_limit(s.rate_limit_info.unwrap_or_default(), s.status))
-                }
-                _ => Event::Ignored,
-            })
-        }
+    Ok(match kind {
+        Kind::System => system_event(serde_json::from_str(text)?),
         Kind::RateLimit => {
             let r: RateLimitLine = serde_json::from_str(text)?;
-            Ok(Event::RateLimit(rate_limit(
-                r.rate_limit_info.unwrap_or_default(),
-                r.status,
-            )))
+            Event::RateLimit(rate_limit(r.rate_limit_info.unwrap_or_default(), r.status))
         }
-        Kind::Assistant => {
-            let a: AssistantLine<'_> = serde_json::from_str(text)?;
-            let m = a.message.unwrap_or_default();
-            let blocks = m.content.map(|c| c.0).unwrap_or_default();
-            let mut text = None;
-            let mut tool_uses = Vec::new();
-            for b in blocks {
-                match b.ty.as_ref().map(|t| t.0.as_ref()) {
-                    Some("text") if text.is_none() => text = b.text.and_then(|t| t.0),
-                    Some("tool_use") | Some("server_tool_use") => tool_uses.push(ToolUse {
-                        id: b.id.map(|i| i.0),
-                        name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
-                        hint: b.input.and_then(|raw| tool_hint(raw.get())),
-                    }),
-                    _ => {}
-                }
-            }
-            Ok(Event::Assistant(Assistant {
+        Kind::Assistant => assistant_event(serde_json::from_str(text)?),
+        Kind::StreamEvent => stream_event(serde_json::from_str(text)?),
+        Kind::Result => result_event(serde_json::from_str(text)?),
+        Kind::User => {
+            let u: UserLine<'_> = serde_json::from_str(text)?;
+            user_event(u.uuid, u.tool_use_result.map(|r| r.get().as_bytes()))
+        }
+        Kind::Other => Event::Ignored,
+    })
+}
+
+// ---- wire structs → events: shared by the serde path and the fast path ----
+
+#[inline]
+fn system_event(s: SystemLine<'_>) -> Event<'_> {
+    let subtype = s.subtype.as_ref().map(|b| b.0.as_ref()).unwrap_or("");
+    match subtype {
+        "init" => Event::Init {
+            model: s.model.map(|b| b.0),
+            session_id: s.session_id.map(|b| b.0),
+        },
+        "api_retry" => Event::ApiRetry(ApiRetry {
+            attempt: s.attempt,
+            max_retries: s.max_retries,
+            error_status: s.error_status,
+            retry_delay_ms: s.retry_delay_ms,
+            error: s.error.and_then(|e| e.0),
+        }),
+        t if t.contains("rate_limit") => {
+            Event::RateLimit(rate_limit(s.rate_limit_info.unwrap_or_default(), s.status))
+        }
+        _ => Event::Ignored,
+    }
+}
+
+#[inline]
+fn assistant_event(a: AssistantLine<'_>) -> Event<'_> {
+    let m = a.message.unwrap_or_default();
+    let blocks = m.content.map(|c| c.0).unwrap_or_default();
+    let mut text = None;
+    let mut tool_uses = Vec::new();
+    for b in blocks {
+        match b.ty.as_ref().map(|t| t.0.as_ref()) {
+            Some("text") if text.is_none() => text = b.text.and_then(|t| t.0),
+            Some("tool_use") | Some("server_tool_use") => tool_uses.push(ToolUse {
+                id: b.id.map(|i| i.0),
+                name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
+                hint: b.input.and_then(BlockInput::hint),
+            }),
+            _ => {}
+        }
+    }
+    Event::Assistant(Assistant {
+        id: m.id.map(|b| b.0),
+        model: m.model.map(|b| b.0),
+        usage: m.usage,
+        parent_tool_use_id: a.parent_tool_use_id.map(|b| b.0),
+        tool_uses,
+        text,
+        error: a.error.and_then(|e| e.0),
+    })
+}
+
+#[inline]
+fn stream_event(s: StreamLine<'_>) -> Event<'_> {
+    let parent = s.parent_tool_use_id.map(|b| b.0);
+    let Some(ev) = s.event else {
+        return Event::Ignored;
+    };
+    match ev.ty.as_ref().map(|t| t.0.as_ref()) {
+        Some("message_start") => {
+            let m = ev.message.unwrap_or_default();
+            Event::MessageStart(MessageStart {
                 id: m.id.map(|b| b.0),
                 model: m.model.map(|b| b.0),
                 usage: m.usage,
-                parent_tool_use_id: a.parent_tool_use_id.map(|b| b.0),
-                tool_uses,
-                text,
-                error: a.error.and_then(|e| e.0),
-            }))
-        }
-        Kind::StreamEvent => {
-            let s: StreamLine<'_> = serde_json::from_str(text)?;
-            let parent = s.parent_tool_use_id.map(|b| b.0);
-            let Some(ev) = s.event else {
-                return Ok(Event::Ignored);
-            };
-            Ok(match ev.ty.as_ref().map(|t| t.0.as_ref()) {
-                Some("message_start") => {
-                    let m = ev.message.unwrap_or_default();
-                    Event::MessageStart(MessageStart {
-                        id: m.id.map(|b| b.0),
-                        model: m.model.map(|b| b.0),
-                        usage: m.usage,
-                        parent_tool_use_id: parent,
-                    })
-                }
-                Some("message_delta") => match ev.usage {
-                    Some(usage) => Event::MessageDelta {
-                        usage,
-                        parent_tool_use_id: parent,
-                    },
-                    None => Event::Ignored,
-                },
-                _ => Event::Ignored,
+                parent_tool_use_id: parent,
             })
         }
-        Kind::Result => {
-            let r: ResultLine<'_> = serde_json::from_str(text)?;
-            Ok(Event::Result(ResultEvent {
-                subtype: r.subtype.map(|b| b.0),
-                is_error: r.is_error,
-                result: r.result.and_then(|t| t.0),
-                total_cost_usd: r.total_cost_usd,
-                model_usage: r
-                    .model_usage
-                    .map(|m| m.into_iter().map(|(k, v)| (k.0, v)).collect()),
-                usage: r.usage,
-                num_turns: r.num_turns,
-                session_id: r.session_id.map(|b| b.0),
-            }))
-        }
-        Kind::User => {
-            let u: UserLine<'_> = serde_json::from_str(text)?;
-            let Some(raw) = u.tool_use_result else {
-                return Ok(Event::Ignored);
-            };
-            // Only a Task/Agent result is an object with `usage`; other tools' results
-            // (file contents, command output, plain strings) are not read any further.
-            let body = raw.get();
-            if !body.starts_with('{') || !body.contains("\"usage\"") {
-                return Ok(Event::Ignored);
-            }
-            let Ok(t) = serde_json::from_str::<TaskResult<'_>>(body) else {
-                return Ok(Event::Ignored);
-            };
-            Ok(match t.usage {
-                Some(usage) => Event::SubagentResult(SubagentResult {
-                    key: t.agent_id.map(|b| b.0).or(u.uuid.map(|b| b.0)),
-                    model: t.resolved_model.map(|b| b.0),
-                    usage,
-                }),
-                None => Event::Ignored,
-            })
-        }
-        Kind::Other => Ok(Event::Ignored),
+        Some("message_delta") => match ev.usage {
+            Some(usage) => Event::MessageDelta {
+                usage,
+                parent_tool_use_id: parent,
+            },
+            None => Event::Ignored,
+        },
+        _ => Event::Ignored,
+    }
+}
+
+#[inline]
+fn result_event(r: ResultLine<'_>) -> Event<'_> {
+    Event::Result(ResultEvent {
+        subtype: r.subtype.map(|b| b.0),
+        is_error: r.is_error,
+        result: r.result.and_then(|t| t.0),
+        total_cost_usd: r.total_cost_usd,
+        model_usage: r
+            .model_usage
+            .map(|m| m.into_iter().map(|(k, v)| (k.0, v)).collect()),
+        usage: r.usage,
+        num_turns: r.num_turns,
+        session_id: r.session_id.map(|b| b.0),
+    })
+}
+
+/// A `user` line's `uuid` and raw `tool_use_result`, when it has one.
+#[inline]
+fn user_event<'a>(uuid: Option<BStr<'a>>, tool_use_result: Option<&'a [u8]>) -> Event<'a> {
+    let Some(body) = tool_use_result else {
+        return Event::Ignored;
+    };
+    // Only a Task/Agent result is an object with `usage`; other tools' results
+    // (file contents, command output, plain strings) are not read any further.
+    if !body.starts_with(b"{") || memchr::memmem::find(body, b"\"usage\"").is_none() {
+        return Event::Ignored;
+    }
+    let Ok(t) = serde_json::from_slice::<TaskResult<'_>>(body) else {
+        return Event::Ignored;
+    };
+    match t.usage {
+        Some(usage) => Event::SubagentResult(SubagentResult {
+            key: t.agent_id.map(|b| b.0).or(uuid.map(|b| b.0)),
+            model: t.resolved_model.map(|b| b.0),
+            usage,
+        }),
+        None => Event::Ignored,
     }
 }
 
@@ -513,37 +540,44 @@ fn rate_limit(info: RateLimitInfo, top_status: Option<Snippet<SNIPPET_MAX>>) -> 
 
 /// The part of a tool's input that says what it is doing, on one line.
 fn tool_hint(input_json: &str) -> Option<String> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct ToolInput {
-        command: Option<Snippet<SNIPPET_MAX>>,
-        file_path: Option<Snippet<SNIPPET_MAX>>,
-        notebook_path: Option<Snippet<SNIPPET_MAX>>,
-        path: Option<Snippet<SNIPPET_MAX>>,
-        pattern: Option<Snippet<SNIPPET_MAX>>,
-        url: Option<Snippet<SNIPPET_MAX>>,
-        query: Option<Snippet<SNIPPET_MAX>>,
-        skill: Option<Snippet<SNIPPET_MAX>>,
-        description: Option<Snippet<SNIPPET_MAX>>,
-        prompt: Option<Snippet<SNIPPET_MAX>>,
+    serde_json::from_str::<ToolInput>(input_json).ok()?.hint()
+}
+
+/// The fields of a tool's input that can say what it does, in order of preference.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToolInput {
+    command: Option<Snippet<SNIPPET_MAX>>,
+    file_path: Option<Snippet<SNIPPET_MAX>>,
+    notebook_path: Option<Snippet<SNIPPET_MAX>>,
+    path: Option<Snippet<SNIPPET_MAX>>,
+    pattern: Option<Snippet<SNIPPET_MAX>>,
+    url: Option<Snippet<SNIPPET_MAX>>,
+    query: Option<Snippet<SNIPPET_MAX>>,
+    skill: Option<Snippet<SNIPPET_MAX>>,
+    description: Option<Snippet<SNIPPET_MAX>>,
+    prompt: Option<Snippet<SNIPPET_MAX>>,
+}
+
+impl ToolInput {
+    fn hint(self) -> Option<String> {
+        let raw = [
+            self.command,
+            self.file_path,
+            self.notebook_path,
+            self.path,
+            self.pattern,
+            self.url,
+            self.query,
+            self.skill,
+            self.description,
+            self.prompt,
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.0.filter(|t| !t.trim().is_empty()))?;
+        Some(raw.split_whitespace().collect::<Vec<_>>().join(" "))
     }
-    let i: ToolInput = serde_json::from_str(input_json).ok()?;
-    let raw = [
-        i.command,
-        i.file_path,
-        i.notebook_path,
-        i.path,
-        i.pattern,
-        i.url,
-        i.query,
-        i.skill,
-        i.description,
-        i.prompt,
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|s| s.0.filter(|t| !t.trim().is_empty()))?;
-    Some(raw.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 // ---- wire structs (private): only the fields we read; everything else is skipped ----
@@ -623,7 +657,29 @@ struct Block<'a> {
     #[serde(default)]
     text: Option<Snippet<SNIPPET_MAX>>,
     #[serde(borrow, default)]
-    input: Option<&'a serde_json::value::RawValue>,
+    input: Option<BlockInput<'a>>,
+}
+
+/// A tool call's `input`: raw JSON from serde_json, or the hint the fast path already
+/// read from it in the same pass.
+enum BlockInput<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Hint(Option<String>),
+}
+
+impl BlockInput<'_> {
+    fn hint(self) -> Option<String> {
+        match self {
+            BlockInput::Raw(raw) => tool_hint(raw.get()),
+            BlockInput::Hint(h) => h,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BlockInput<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(d).map(BlockInput::Raw)
+    }
 }
 
 #[derive(Deserialize)]
@@ -634,7 +690,7 @@ struct StreamLine<'a> {
     parent_tool_use_id: Option<BStr<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct StreamInner<'a> {
     #[serde(rename = "type", borrow, default)]
     ty: Option<BStr<'a>>,

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# CPU of this orchestrator against zen (pip package netra-zen==1.4.2) on the same fleet:
+# N instances (default 20), each streaming about MB MiB (default 8.4) of stream-json
+# from the simulated Claude in lines of about 50 KB (zen cannot read lines over 64 KiB),
+# measured in one run of this script, one after the other.
+#
+# Both orchestrators run the same zen-format config and the same fake `claude` (a
+# script that runs this binary's simulated Claude), found first on PATH. Each one's own
+# CPU (user + sys) is getrusage(RUSAGE_SELF) at its exit — the simulated Claude
+# processes are not counted: ORCHESTRATOR_RUSAGE=1 here, and for zen a Python wrapper
+# that runs zen in-process and prints resource.getrusage(RUSAGE_SELF) at exit.
+#
+# Usage: benches/zen_compare.sh [N=20] [MB=8.4] [SECS=10]
+# Needs python3 with venv; installs netra-zen==1.4.2 into $ZEN_VENV (default
+# /tmp/orchestrator-zen-venv) on first use. Files are kept in $ZEN_DIR (default: a
+# fresh temporary directory).
+set -euo pipefail
+
+n=${1:-20}
+mb=${2:-8.4}
+secs=${3:-10}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo build --release --quiet --bin orchestrator
+bin=$root/target/release/orchestrator
+
+venv=${ZEN_VENV:-/tmp/orchestrator-zen-venv}
+if [ ! -x "$venv/bin/zen" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q netra-zen==1.4.2
+fi
+
+dir=${ZEN_DIR:-$(mktemp -d /tmp/orchestrator-zen.XXXXXX)}
+mkdir -p "$dir/bin" "$dir/work/.claude/commands"
+printf '#!/bin/sh\nexec %q __simulated-claude "$@"\n' "$bin" >"$dir/bin/claude"
+chmod +x "$dir/bin/claude"
+echo "Compare (simulated)." >"$dir/work/.claude/commands/cmp.md"
+cfg=$dir/config.json
+{
+    echo '{"instances": ['
+    for ((i = 1; i <= n; i++)); do
+        sep=$([ "$i" -lt "$n" ] && echo , || true)
+        printf '{"name": "c%02d", "command": "/cmp %d #mb=%s #kb=24 #secs=%s"}%s\n' "$i" "$i" "$mb" "$secs" "$sep"
+    done
+    echo ']}'
+} >"$cfg"
+cat >"$dir/zen_rusage.py" <<'EOF'
+import atexit, resource, sys
+def report():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"zen rusage: user_s={r.ru_utime:.3f} sys_s={r.ru_stime:.3f} max_rss_kb={r.ru_maxrss}", file=sys.stderr)
+atexit.register(report)
+from zen_orchestrator import run
+sys.argv = ["zen"] + sys.argv[1:]
+sys.exit(run())
+EOF
+
+export PATH="$dir/bin:$PATH" ORCHESTRATOR_SIMULATE_PACE=1
+echo "zen comparison: $n instances x ~${mb} MiB over ~${secs} s; files in $dir"
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+run_one() { # label, rusage-line prefix, stderr file, command...
+    local label=$1 prefix=$2 err=$3
+    shift 3
+    echo "load before $label: $(cut -d' ' -f1-3 /proc/loadavg)"
+    local start end
+    start=$(date +%s.%N)
+    (cd "$dir/work" && "$@") >"$dir/$label.out" 2>"$err" || true
+    end=$(date +%s.%N)
+    local ru user sys rss
+    ru=$(grep "^$prefix rusage:" "$err" | tail -1)
+    user=$(field user_s "$ru")
+    sys=$(field sys_s "$ru")
+    rss=$(field max_rss_kb "$ru")
+    awk -v l="$label" -v u="$user" -v s="$sys" -v r="$rss" -v a="$start" -v b="$end" 'BEGIN {
+        printf "%-13s wall %6.2f s  CPU user %6.2f s + sys %5.2f s = %6.2f s  peak RSS %6.1f MiB\n",
+            l, b - a, u, s, u + s, r / 1024 }'
+    echo "$user $sys" >"$dir/$label.cpu"
+}
+
+run_one zen zen "$dir/zen.err" \
+    "$venv/bin/python" "$dir/zen_rusage.py" --config "$cfg" --workspace "$dir/work" \
+    --startup-delay 0 --log-level silent
+ORCHESTRATOR_RUSAGE=1 run_one orchestrator orchestrator "$dir/orchestrator.err" \
+    "$bin" --config "$cfg" --claude-path "$dir/bin/claude" --startup-delay 0 \
+    --max-parallel 0 --no-ledger --quiet --report "$dir/report.json"
+
+read -r zu zs <"$dir/zen.cpu"
+read -r ou os <"$dir/orchestrator.cpu"
+awk -v zu="$zu" -v zs="$zs" -v ou="$ou" -v os="$os" 'BEGIN {
+    z = zu + zs; o = ou + os
+    if (o > 0) printf "ratio:        zen uses %.0fx the CPU of this orchestrator\n", z / o }'
+grep -o '"total_tokens": *[0-9]*' "$dir/report.json" | head -1 | sed 's/^/orchestrator report: /'
