@@ -1122,17 +1122,35 @@ impl RunState {
                 }
                 block @ Admission::Block { .. } => {
                     self.queue.remove(i);
+                    let reason = self.block_reason(&block, now);
                     self.instances[id].phase = Phase::Done {
                         started: None,
                         ended: now,
                         status: Status::Blocked,
-                        reason: Some(block.to_string()),
+                        reason: Some(reason),
                     };
                     fx.push(Effect::Emit(RunEvent::InstanceBlocked { id }));
                     // Every instance ends with exactly one instance_finished event.
                     fx.push(Effect::Emit(RunEvent::InstanceFinished { id }));
                 }
             }
+        }
+    }
+
+    /// Why an instance is blocked; for a periodic budget, also when its period ends
+    /// (UTC), when it could fit again.
+    fn block_reason(&self, block: &Admission, now: Instant) -> String {
+        let Admission::Block { budget, .. } = block else {
+            return block.to_string();
+        };
+        let Scope::Periodic(period, _) = &budget.scope else {
+            return block.to_string();
+        };
+        let at = chrono::DateTime::from_timestamp_millis(self.unix_ms_of(now)).unwrap_or_default();
+        let end = self.plan.budgets.zone.window(*period, at).end;
+        match fmt_unix(end.timestamp()) {
+            Some(t) => format!("{block}; the {} ends {t}", period.as_str()),
+            None => block.to_string(),
         }
     }
 
