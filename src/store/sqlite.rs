@@ -104,7 +104,15 @@ pub struct SqliteStore {
     dict: HashMap<String, u32>,
     /// How long a transaction is retried while another process holds the lock.
     patience: Duration,
+    /// When a run's rollup was last rebuilt; a run whose rollup lags its instance rows.
+    rollup_at: Option<Instant>,
+    stale_rollup: Option<String>,
 }
+
+/// A run's rollup (what `orchestrator usage` reads) is rebuilt at most this often while
+/// nothing ends: a run flushing every 250 ms for shared budgets does not rebuild it four
+/// times a second. An instance's end and the run's end rebuild it at once.
+const ROLLUP_EVERY: Duration = Duration::from_secs(1);
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -170,6 +178,8 @@ impl SqliteStore {
             conn,
             dict: HashMap::new(),
             patience: RETRY_FOR,
+            rollup_at: None,
+            stale_rollup: None,
         };
         let v = store.user_version()?;
         if v > SCHEMA_VERSION {
@@ -197,6 +207,8 @@ impl SqliteStore {
             conn,
             dict: HashMap::new(),
             patience: RETRY_FOR,
+            rollup_at: None,
+            stale_rollup: None,
         };
         store.migrate()?;
         Ok(store)
@@ -218,6 +230,8 @@ impl SqliteStore {
             conn,
             dict: HashMap::new(),
             patience: RETRY_FOR,
+            rollup_at: None,
+            stale_rollup: None,
         })
     }
 
@@ -372,19 +386,50 @@ fn elsewhere_in(
     Ok(Elsewhere { used, reserved })
 }
 
-impl UsageStore for SqliteStore {
-    fn begin_run(
+impl SqliteStore {
+    /// One immediate write transaction with `dict` ids at hand; ids added by it are
+    /// kept only once it commits. Rebuilds the rollup of `rollup` when given, and of a
+    /// run whose rollup an earlier write left behind.
+    fn write(
         &mut self,
-        run: &RunRecord,
-        instances: &[InstanceRecord],
+        rollup: Option<&str>,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<()>,
     ) -> Result<(), StoreError> {
         let known = std::mem::take(&mut self.dict);
+        let stale = self.stale_rollup.clone();
         let mut fresh = HashMap::new();
         let r = self.immediate(|conn| {
             let mut ids = DictIds {
                 known: &known,
                 fresh: HashMap::new(),
             };
+            f(conn)?;
+            let behind = stale.as_deref().filter(|&s| Some(s) != rollup);
+            for run_id in rollup.into_iter().chain(behind) {
+                rebuild_rollup(conn, run_id, &mut ids)?;
+            }
+            fresh = std::mem::take(&mut ids.fresh);
+            Ok(())
+        });
+        self.dict = known;
+        if r.is_ok() {
+            self.dict.extend(fresh);
+            if rollup.is_some() || stale.is_some() {
+                self.rollup_at = Some(Instant::now());
+                self.stale_rollup = None;
+            }
+        }
+        r
+    }
+}
+
+impl UsageStore for SqliteStore {
+    fn begin_run(
+        &mut self,
+        run: &RunRecord,
+        instances: &[InstanceRecord],
+    ) -> Result<(), StoreError> {
+        self.write(Some(&run.run_id), |conn| {
             conn.execute(
                 "INSERT INTO runs (run_id, project, host, started_ms, heartbeat_ms, mode,
                      budgets, simulated, version)
@@ -404,16 +449,8 @@ impl UsageStore for SqliteStore {
                     run.version
                 ],
             )?;
-            upsert_instances(conn, &run.run_id, instances)?;
-            rebuild_rollup(conn, &run.run_id, &mut ids)?;
-            fresh = ids.fresh;
-            Ok(())
-        });
-        self.dict = known;
-        if r.is_ok() {
-            self.dict.extend(fresh);
-        }
-        r
+            upsert_instances(conn, &run.run_id, instances)
+        })
     }
 
     fn record(
@@ -422,34 +459,24 @@ impl UsageStore for SqliteStore {
         heartbeat_ms: i64,
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError> {
-        let known = std::mem::take(&mut self.dict);
-        let mut fresh = HashMap::new();
-        let r = self.immediate(|conn| {
-            let mut ids = DictIds {
-                known: &known,
-                fresh: HashMap::new(),
-            };
+        let now_due = instances.iter().any(|i| i.ended_ms.is_some())
+            || self.rollup_at.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY);
+        let rebuild = (!instances.is_empty() && now_due).then_some(run_id);
+        let r = self.write(rebuild, |conn| {
             conn.prepare_cached(
                 "UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1",
             )?
             .execute(params![run_id, heartbeat_ms])?;
-            if instances.is_empty() {
-                return Ok(());
-            }
-            upsert_instances(conn, run_id, instances)?;
-            rebuild_rollup(conn, run_id, &mut ids)?;
-            fresh = ids.fresh;
-            Ok(())
+            upsert_instances(conn, run_id, instances)
         });
-        self.dict = known;
-        if r.is_ok() {
-            self.dict.extend(fresh);
+        if r.is_ok() && rebuild.is_none() && !instances.is_empty() {
+            self.stale_rollup = Some(run_id.to_string());
         }
         r
     }
 
     fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
-        self.immediate(|conn| {
+        self.write(None, |conn| {
             conn.execute(
                 "UPDATE runs SET ended_ms = ?2, heartbeat_ms = max(heartbeat_ms, ?2),
                      exit_code = ?3, exit_reason = ?4 WHERE run_id = ?1",
@@ -900,6 +927,43 @@ mod tests {
             project: None,
             run: None,
         }
+    }
+
+    /// Writes every 250 ms do not rebuild the rollup each time; what they leave behind
+    /// is caught up by an instance's end, the run's end, or the next write a second on.
+    #[test]
+    fn a_lagging_rollup_catches_up_when_an_instance_or_the_run_ends() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        let running = |tokens| InstanceRecord {
+            ended_ms: None,
+            ..inst(0, "/a", "running", tokens, 0)
+        };
+        s.begin_run(&run("r1", "p", 1000), &[running(0)])
+            .expect("begin");
+        s.record("r1", 2000, &[running(10)]).expect("record");
+        // Within the second: instance rows written, the rollup may lag.
+        s.record("r1", 2000, &[running(20)]).expect("record");
+        assert_eq!(s.stale_rollup.as_deref(), Some("r1"));
+        s.finish_run(
+            "r1",
+            &RunEnd {
+                ended_ms: 3000,
+                exit_code: 0,
+                exit_reason: "ok".into(),
+            },
+        )
+        .expect("finish");
+        assert_eq!(s.stale_rollup, None);
+        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        assert_eq!(g[0].usage.input_tokens, 20);
+        // An instance's end is in the rollup at once.
+        s.begin_run(&run("r2", "p", 1000), &[running(0)])
+            .expect("begin");
+        s.record("r2", 2000, &[running(5)]).expect("record");
+        s.record("r2", 2000, &[inst(0, "/a", "completed", 7, 0)])
+            .expect("record");
+        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        assert_eq!(g[1].usage.input_tokens, 7);
     }
 
     /// The behaviour every backend shares (`store::contract`).
