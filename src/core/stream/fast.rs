@@ -85,12 +85,7 @@ fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
     let mut seen = 0u32;
     let end = object(line, start, |k, v| {
         Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (t, e) = bstr(line, v)?;
-                ty = t;
-                e
-            }
+            b"type" => set(&mut seen, 1, &mut ty, || bstr(line, v))?,
             _ => skip_value(line, v)?,
         })
     })?;
@@ -108,6 +103,27 @@ fn once(seen: &mut u32, bit: u32) -> Scan<()> {
     }
     *seen |= bit;
     Ok(())
+}
+
+/// Field `bit` read by `read`, unless it was seen before (see [`once`]).
+#[inline(always)]
+fn field<R>(seen: &mut u32, bit: u32, read: impl FnOnce() -> Scan<R>) -> Scan<R> {
+    once(seen, bit)?;
+    read()
+}
+
+/// Field `bit` read by `read` into `slot`, unless it was seen before (see [`once`]); the
+/// index after it.
+#[inline(always)]
+fn set<T>(
+    seen: &mut u32,
+    bit: u32,
+    slot: &mut T,
+    read: impl FnOnce() -> Scan<(T, usize)>,
+) -> Scan<usize> {
+    let (x, end) = field(seen, bit, read)?;
+    *slot = x;
+    Ok(end)
 }
 
 fn utf8(s: &[u8]) -> Scan<&str> {
@@ -221,46 +237,21 @@ fn usage(s: &[u8], i: usize, out: &mut Option<RawUsage>) -> Scan<usize> {
     let mut seen = 0u32;
     let fast = object(s, i, |k, v| {
         Ok(match k {
-            b"input_tokens" => {
-                once(&mut seen, 1)?;
-                let (n, e) = count(s, v)?;
-                u.input_tokens = n;
-                e
-            }
-            b"output_tokens" => {
-                once(&mut seen, 2)?;
-                let (n, e) = count(s, v)?;
-                u.output_tokens = n;
-                e
-            }
+            b"input_tokens" => set(&mut seen, 1, &mut u.input_tokens, || count(s, v))?,
+            b"output_tokens" => set(&mut seen, 2, &mut u.output_tokens, || count(s, v))?,
             b"cache_creation_input_tokens" => {
-                once(&mut seen, 4)?;
-                let (n, e) = count(s, v)?;
-                u.cache_creation_input_tokens = n;
-                e
+                set(&mut seen, 4, &mut u.cache_creation_input_tokens, || {
+                    count(s, v)
+                })?
             }
             b"cache_read_input_tokens" => {
-                once(&mut seen, 8)?;
-                let (n, e) = count(s, v)?;
-                u.cache_read_input_tokens = n;
-                e
+                set(&mut seen, 8, &mut u.cache_read_input_tokens, || count(s, v))?
             }
-            b"cache_creation" => {
-                once(&mut seen, 16)?;
-                opt_object(s, v, &mut u.cache_creation, cache_creation)?
-            }
-            b"server_tool_use" => {
-                once(&mut seen, 32)?;
-                let (c, e) = serde_field(s, v)?;
-                u.server_tool_use = c;
-                e
-            }
-            b"speed" => {
-                once(&mut seen, 64)?;
-                let (f, e) = speed(s, v)?;
-                u.speed_fast = f;
-                e
-            }
+            b"cache_creation" => field(&mut seen, 16, || {
+                opt_object(s, v, &mut u.cache_creation, cache_creation)
+            })?,
+            b"server_tool_use" => set(&mut seen, 32, &mut u.server_tool_use, || serde_field(s, v))?,
+            b"speed" => set(&mut seen, 64, &mut u.speed_fast, || speed(s, v))?,
             _ => skip_value(s, v)?,
         })
     });
@@ -283,16 +274,14 @@ fn cache_creation(s: &[u8], i: usize, c: &mut CacheCreation) -> Scan<usize> {
     let fast = object(s, i, |k, v| {
         Ok(match k {
             b"ephemeral_1h_input_tokens" => {
-                once(&mut seen, 1)?;
-                let (n, e) = count(s, v)?;
-                c.ephemeral_1h_input_tokens = n;
-                e
+                set(&mut seen, 1, &mut c.ephemeral_1h_input_tokens, || {
+                    count(s, v)
+                })?
             }
             b"ephemeral_5m_input_tokens" => {
-                once(&mut seen, 2)?;
-                let (n, e) = count(s, v)?;
-                c.ephemeral_5m_input_tokens = n;
-                e
+                set(&mut seen, 2, &mut c.ephemeral_5m_input_tokens, || {
+                    count(s, v)
+                })?
             }
             _ => skip_value(s, v)?,
         })
@@ -331,65 +320,17 @@ fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                l.subtype = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                l.model = x;
-                e
-            }
-            b"session_id" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                l.session_id = x;
-                e
-            }
-            b"attempt" => {
-                once(&mut seen, 8)?;
-                let (x, e) = count(s, v)?;
-                l.attempt = x;
-                e
-            }
-            b"max_retries" => {
-                once(&mut seen, 16)?;
-                let (x, e) = count(s, v)?;
-                l.max_retries = x;
-                e
-            }
-            b"retry_delay_ms" => {
-                once(&mut seen, 32)?;
-                let (x, e) = count(s, v)?;
-                l.retry_delay_ms = x;
-                e
-            }
-            b"error_status" => {
-                once(&mut seen, 64)?;
-                let (x, e) = count(s, v)?;
-                l.error_status = x;
-                e
-            }
-            b"error" => {
-                once(&mut seen, 128)?;
-                let (x, e) = snippet(s, v)?;
-                l.error = x;
-                e
-            }
-            b"status" => {
-                once(&mut seen, 256)?;
-                let (x, e) = snippet(s, v)?;
-                l.status = x;
-                e
-            }
+            b"subtype" => set(&mut seen, 1, &mut l.subtype, || bstr(s, v))?,
+            b"model" => set(&mut seen, 2, &mut l.model, || bstr(s, v))?,
+            b"session_id" => set(&mut seen, 4, &mut l.session_id, || bstr(s, v))?,
+            b"attempt" => set(&mut seen, 8, &mut l.attempt, || count(s, v))?,
+            b"max_retries" => set(&mut seen, 16, &mut l.max_retries, || count(s, v))?,
+            b"retry_delay_ms" => set(&mut seen, 32, &mut l.retry_delay_ms, || count(s, v))?,
+            b"error_status" => set(&mut seen, 64, &mut l.error_status, || count(s, v))?,
+            b"error" => set(&mut seen, 128, &mut l.error, || snippet(s, v))?,
+            b"status" => set(&mut seen, 256, &mut l.status, || snippet(s, v))?,
             b"rate_limit_info" => {
-                once(&mut seen, 512)?;
-                let (x, e) = serde_field(s, v)?;
-                l.rate_limit_info = x;
-                e
+                set(&mut seen, 512, &mut l.rate_limit_info, || serde_field(s, v))?
             }
             _ => skip_value(s, v)?,
         })
@@ -406,22 +347,11 @@ fn assistant_line(s: &[u8], i: usize) -> Scan<(AssistantLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"message" => {
-                once(&mut seen, 1)?;
-                opt_object(s, v, &mut l.message, assistant_msg)?
-            }
-            b"error" => {
-                once(&mut seen, 2)?;
-                let (x, e) = snippet(s, v)?;
-                l.error = x;
-                e
-            }
-            b"parent_tool_use_id" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                l.parent_tool_use_id = x;
-                e
-            }
+            b"message" => field(&mut seen, 1, || {
+                opt_object(s, v, &mut l.message, assistant_msg)
+            })?,
+            b"error" => set(&mut seen, 2, &mut l.error, || snippet(s, v))?,
+            b"parent_tool_use_id" => set(&mut seen, 4, &mut l.parent_tool_use_id, || bstr(s, v))?,
             _ => skip_value(s, v)?,
         })
     })?;
@@ -432,28 +362,10 @@ fn assistant_msg<'a>(s: &'a [u8], i: usize, m: &mut AssistantMsg<'a>) -> Scan<us
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                m.id = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                m.model = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut m.usage)?
-            }
-            b"content" => {
-                once(&mut seen, 8)?;
-                let (x, e) = blocks(s, v)?;
-                m.content = x;
-                e
-            }
+            b"id" => set(&mut seen, 1, &mut m.id, || bstr(s, v))?,
+            b"model" => set(&mut seen, 2, &mut m.model, || bstr(s, v))?,
+            b"usage" => field(&mut seen, 4, || usage(s, v, &mut m.usage))?,
+            b"content" => set(&mut seen, 8, &mut m.content, || blocks(s, v))?,
             _ => skip_value(s, v)?,
         })
     })
@@ -487,30 +399,10 @@ fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                b.ty = x;
-                e
-            }
-            b"id" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                b.id = x;
-                e
-            }
-            b"name" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                b.name = x;
-                e
-            }
-            b"text" => {
-                once(&mut seen, 8)?;
-                let (x, e) = snippet(s, v)?;
-                b.text = x;
-                e
-            }
+            b"type" => set(&mut seen, 1, &mut b.ty, || bstr(s, v))?,
+            b"id" => set(&mut seen, 2, &mut b.id, || bstr(s, v))?,
+            b"name" => set(&mut seen, 4, &mut b.name, || bstr(s, v))?,
+            b"text" => set(&mut seen, 8, &mut b.text, || snippet(s, v))?,
             b"input" => {
                 once(&mut seen, 16)?;
                 if let Some(e) = null(s, v) {
@@ -546,10 +438,7 @@ fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
                 b"prompt" => (&mut t.prompt, 512),
                 _ => return skip_value(s, v),
             };
-            once(&mut seen, bit)?;
-            let (x, e) = snippet(s, v)?;
-            *slot = x;
-            Ok(e)
+            set(&mut seen, bit, slot, || snippet(s, v))
         })
         .map(|end| (t, end))
     } else {
@@ -574,16 +463,10 @@ fn stream_line(s: &[u8], i: usize) -> Scan<(StreamLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"event" => {
-                once(&mut seen, 1)?;
-                opt_object(s, v, &mut l.event, stream_inner)?
-            }
-            b"parent_tool_use_id" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                l.parent_tool_use_id = x;
-                e
-            }
+            b"event" => field(&mut seen, 1, || {
+                opt_object(s, v, &mut l.event, stream_inner)
+            })?,
+            b"parent_tool_use_id" => set(&mut seen, 2, &mut l.parent_tool_use_id, || bstr(s, v))?,
             _ => skip_value(s, v)?,
         })
     })?;
@@ -594,20 +477,9 @@ fn stream_inner<'a>(s: &'a [u8], i: usize, l: &mut StreamInner<'a>) -> Scan<usiz
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                l.ty = x;
-                e
-            }
-            b"message" => {
-                once(&mut seen, 2)?;
-                opt_object(s, v, &mut l.message, start_msg)?
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut l.usage)?
-            }
+            b"type" => set(&mut seen, 1, &mut l.ty, || bstr(s, v))?,
+            b"message" => field(&mut seen, 2, || opt_object(s, v, &mut l.message, start_msg))?,
+            b"usage" => field(&mut seen, 4, || usage(s, v, &mut l.usage))?,
             _ => skip_value(s, v)?,
         })
     })
@@ -617,22 +489,9 @@ fn start_msg<'a>(s: &'a [u8], i: usize, m: &mut StartMsg<'a>) -> Scan<usize> {
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                m.id = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                m.model = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut m.usage)?
-            }
+            b"id" => set(&mut seen, 1, &mut m.id, || bstr(s, v))?,
+            b"model" => set(&mut seen, 2, &mut m.model, || bstr(s, v))?,
+            b"usage" => field(&mut seen, 4, || usage(s, v, &mut m.usage))?,
             _ => skip_value(s, v)?,
         })
     })
@@ -652,60 +511,30 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                r.subtype = x;
-                e
-            }
-            b"is_error" => {
-                once(&mut seen, 2)?;
-                let (x, e) = match s.get(v) {
-                    Some(b't') if s.get(v..v + 4) == Some(b"true") => (Some(true), v + 4),
-                    Some(b'f') if s.get(v..v + 5) == Some(b"false") => (Some(false), v + 5),
-                    _ => via_serde(s, v, |d| lenient_bool(d))?,
-                };
-                r.is_error = x;
-                e
-            }
-            b"result" => {
-                once(&mut seen, 4)?;
-                let (x, e) = snippet(s, v)?;
-                r.result = x;
-                e
-            }
-            b"total_cost_usd" => {
-                once(&mut seen, 8)?;
-                let (x, e) = via_serde(s, v, |d| lenient_f64(d))?;
-                r.total_cost_usd = x;
-                e
-            }
-            b"modelUsage" => {
-                once(&mut seen, 16)?;
-                let (x, e) = serde_field(s, v)?;
-                r.model_usage = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 32)?;
-                usage(s, v, &mut r.usage)?
-            }
-            b"num_turns" => {
-                once(&mut seen, 64)?;
-                let (x, e) = count(s, v)?;
-                r.num_turns = x;
-                e
-            }
-            b"session_id" => {
-                once(&mut seen, 128)?;
-                let (x, e) = bstr(s, v)?;
-                r.session_id = x;
-                e
-            }
+            b"subtype" => set(&mut seen, 1, &mut r.subtype, || bstr(s, v))?,
+            b"is_error" => set(&mut seen, 2, &mut r.is_error, || flag(s, v))?,
+            b"result" => set(&mut seen, 4, &mut r.result, || snippet(s, v))?,
+            b"total_cost_usd" => set(&mut seen, 8, &mut r.total_cost_usd, || {
+                via_serde(s, v, |d| lenient_f64(d))
+            })?,
+            b"modelUsage" => set(&mut seen, 16, &mut r.model_usage, || serde_field(s, v))?,
+            b"usage" => field(&mut seen, 32, || usage(s, v, &mut r.usage))?,
+            b"num_turns" => set(&mut seen, 64, &mut r.num_turns, || count(s, v))?,
+            b"session_id" => set(&mut seen, 128, &mut r.session_id, || bstr(s, v))?,
             _ => skip_value(s, v)?,
         })
     })?;
     Ok((r, end))
+}
+
+/// `result.is_error` (`lenient_bool`).
+#[inline]
+fn flag(s: &[u8], i: usize) -> Scan<(Option<bool>, usize)> {
+    match s.get(i) {
+        Some(b't') if s.get(i..i + 4) == Some(b"true") => Ok((Some(true), i + 4)),
+        Some(b'f') if s.get(i..i + 5) == Some(b"false") => Ok((Some(false), i + 5)),
+        _ => via_serde(s, i, |d| lenient_bool(d)),
+    }
 }
 
 /// A `user` line: its `uuid`, and its `tool_use_result` when that is an object with a
@@ -718,12 +547,7 @@ fn user_line(s: &[u8], i: usize) -> Scan<(UserParts<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"uuid" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                uuid = x;
-                e
-            }
+            b"uuid" => set(&mut seen, 1, &mut uuid, || bstr(s, v))?,
             b"tool_use_result" => {
                 once(&mut seen, 2)?;
                 let (usage, e) = has_usage_key(s, v)?;
