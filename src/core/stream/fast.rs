@@ -78,23 +78,6 @@ fn whole<'a, T>(line: &'a [u8], start: usize, read: Read<'a, T>) -> Scan<T> {
     }
 }
 
-/// The top-level `type` of a line that does not start with it ("" when absent), found in
-/// a pass that also validates the whole line.
-fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
-    let mut ty = None;
-    let mut seen = 0u32;
-    let end = object(line, start, |k, v| {
-        Ok(match k {
-            b"type" => set(&mut seen, 1, &mut ty, || bstr(line, v))?,
-            _ => skip_value(line, v)?,
-        })
-    })?;
-    if ws(line, end) != line.len() {
-        return Err(Bail);
-    }
-    Ok(ty.map(|b| b.0).unwrap_or(Cow::Borrowed("")))
-}
-
 /// Marks field `bit` as seen; a second occurrence is serde's "duplicate field" error.
 #[inline]
 fn once(seen: &mut u32, bit: u32) -> Scan<()> {
@@ -105,25 +88,43 @@ fn once(seen: &mut u32, bit: u32) -> Scan<()> {
     Ok(())
 }
 
-/// Field `bit` read by `read`, unless it was seen before (see [`once`]).
-#[inline(always)]
-fn field<R>(seen: &mut u32, bit: u32, read: impl FnOnce() -> Scan<R>) -> Scan<R> {
-    once(seen, bit)?;
-    read()
+/// One field of an object, as a match arm's value: marks `bit` in `seen` ([`once`]: a
+/// duplicate bails), then `$read` (a `Scan<usize>`, the index after the value). A macro,
+/// not a function taking a closure, so the arm compiles exactly as written out: this is
+/// the hot loop of the parser.
+macro_rules! field {
+    ($seen:ident, $bit:expr, $read:expr) => {{
+        once(&mut $seen, $bit)?;
+        $read?
+    }};
 }
 
-/// Field `bit` read by `read` into `slot`, unless it was seen before (see [`once`]); the
-/// index after it.
-#[inline(always)]
-fn set<T>(
-    seen: &mut u32,
-    bit: u32,
-    slot: &mut T,
-    read: impl FnOnce() -> Scan<(T, usize)>,
-) -> Scan<usize> {
-    let (x, end) = field(seen, bit, read)?;
-    *slot = x;
-    Ok(end)
+/// [`field!`] for a reader that returns the value: `$read` (a `Scan<(value, end)>`) is
+/// stored in `$slot`.
+macro_rules! set {
+    ($seen:ident, $bit:expr, $slot:expr, $read:expr) => {{
+        once(&mut $seen, $bit)?;
+        let (x, end) = $read?;
+        $slot = x;
+        end
+    }};
+}
+
+/// The top-level `type` of a line that does not start with it ("" when absent), found in
+/// a pass that also validates the whole line.
+fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
+    let mut ty = None;
+    let mut seen = 0u32;
+    let end = object(line, start, |k, v| {
+        Ok(match k {
+            b"type" => set!(seen, 1, ty, bstr(line, v)),
+            _ => skip_value(line, v)?,
+        })
+    })?;
+    if ws(line, end) != line.len() {
+        return Err(Bail);
+    }
+    Ok(ty.map(|b| b.0).unwrap_or(Cow::Borrowed("")))
 }
 
 fn utf8(s: &[u8]) -> Scan<&str> {
@@ -237,21 +238,21 @@ fn usage(s: &[u8], i: usize, out: &mut Option<RawUsage>) -> Scan<usize> {
     let mut seen = 0u32;
     let fast = object(s, i, |k, v| {
         Ok(match k {
-            b"input_tokens" => set(&mut seen, 1, &mut u.input_tokens, || count(s, v))?,
-            b"output_tokens" => set(&mut seen, 2, &mut u.output_tokens, || count(s, v))?,
+            b"input_tokens" => set!(seen, 1, u.input_tokens, count(s, v)),
+            b"output_tokens" => set!(seen, 2, u.output_tokens, count(s, v)),
             b"cache_creation_input_tokens" => {
-                set(&mut seen, 4, &mut u.cache_creation_input_tokens, || {
-                    count(s, v)
-                })?
+                set!(seen, 4, u.cache_creation_input_tokens, count(s, v))
             }
             b"cache_read_input_tokens" => {
-                set(&mut seen, 8, &mut u.cache_read_input_tokens, || count(s, v))?
+                set!(seen, 8, u.cache_read_input_tokens, count(s, v))
             }
-            b"cache_creation" => field(&mut seen, 16, || {
+            b"cache_creation" => field!(
+                seen,
+                16,
                 opt_object(s, v, &mut u.cache_creation, cache_creation)
-            })?,
-            b"server_tool_use" => set(&mut seen, 32, &mut u.server_tool_use, || serde_field(s, v))?,
-            b"speed" => set(&mut seen, 64, &mut u.speed_fast, || speed(s, v))?,
+            ),
+            b"server_tool_use" => set!(seen, 32, u.server_tool_use, serde_field(s, v)),
+            b"speed" => set!(seen, 64, u.speed_fast, speed(s, v)),
             _ => skip_value(s, v)?,
         })
     });
@@ -274,14 +275,10 @@ fn cache_creation(s: &[u8], i: usize, c: &mut CacheCreation) -> Scan<usize> {
     let fast = object(s, i, |k, v| {
         Ok(match k {
             b"ephemeral_1h_input_tokens" => {
-                set(&mut seen, 1, &mut c.ephemeral_1h_input_tokens, || {
-                    count(s, v)
-                })?
+                set!(seen, 1, c.ephemeral_1h_input_tokens, count(s, v))
             }
             b"ephemeral_5m_input_tokens" => {
-                set(&mut seen, 2, &mut c.ephemeral_5m_input_tokens, || {
-                    count(s, v)
-                })?
+                set!(seen, 2, c.ephemeral_5m_input_tokens, count(s, v))
             }
             _ => skip_value(s, v)?,
         })
@@ -320,17 +317,17 @@ fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => set(&mut seen, 1, &mut l.subtype, || bstr(s, v))?,
-            b"model" => set(&mut seen, 2, &mut l.model, || bstr(s, v))?,
-            b"session_id" => set(&mut seen, 4, &mut l.session_id, || bstr(s, v))?,
-            b"attempt" => set(&mut seen, 8, &mut l.attempt, || count(s, v))?,
-            b"max_retries" => set(&mut seen, 16, &mut l.max_retries, || count(s, v))?,
-            b"retry_delay_ms" => set(&mut seen, 32, &mut l.retry_delay_ms, || count(s, v))?,
-            b"error_status" => set(&mut seen, 64, &mut l.error_status, || count(s, v))?,
-            b"error" => set(&mut seen, 128, &mut l.error, || snippet(s, v))?,
-            b"status" => set(&mut seen, 256, &mut l.status, || snippet(s, v))?,
+            b"subtype" => set!(seen, 1, l.subtype, bstr(s, v)),
+            b"model" => set!(seen, 2, l.model, bstr(s, v)),
+            b"session_id" => set!(seen, 4, l.session_id, bstr(s, v)),
+            b"attempt" => set!(seen, 8, l.attempt, count(s, v)),
+            b"max_retries" => set!(seen, 16, l.max_retries, count(s, v)),
+            b"retry_delay_ms" => set!(seen, 32, l.retry_delay_ms, count(s, v)),
+            b"error_status" => set!(seen, 64, l.error_status, count(s, v)),
+            b"error" => set!(seen, 128, l.error, snippet(s, v)),
+            b"status" => set!(seen, 256, l.status, snippet(s, v)),
             b"rate_limit_info" => {
-                set(&mut seen, 512, &mut l.rate_limit_info, || serde_field(s, v))?
+                set!(seen, 512, l.rate_limit_info, serde_field(s, v))
             }
             _ => skip_value(s, v)?,
         })
@@ -347,11 +344,9 @@ fn assistant_line(s: &[u8], i: usize) -> Scan<(AssistantLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"message" => field(&mut seen, 1, || {
-                opt_object(s, v, &mut l.message, assistant_msg)
-            })?,
-            b"error" => set(&mut seen, 2, &mut l.error, || snippet(s, v))?,
-            b"parent_tool_use_id" => set(&mut seen, 4, &mut l.parent_tool_use_id, || bstr(s, v))?,
+            b"message" => field!(seen, 1, opt_object(s, v, &mut l.message, assistant_msg)),
+            b"error" => set!(seen, 2, l.error, snippet(s, v)),
+            b"parent_tool_use_id" => set!(seen, 4, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
@@ -362,10 +357,10 @@ fn assistant_msg<'a>(s: &'a [u8], i: usize, m: &mut AssistantMsg<'a>) -> Scan<us
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => set(&mut seen, 1, &mut m.id, || bstr(s, v))?,
-            b"model" => set(&mut seen, 2, &mut m.model, || bstr(s, v))?,
-            b"usage" => field(&mut seen, 4, || usage(s, v, &mut m.usage))?,
-            b"content" => set(&mut seen, 8, &mut m.content, || blocks(s, v))?,
+            b"id" => set!(seen, 1, m.id, bstr(s, v)),
+            b"model" => set!(seen, 2, m.model, bstr(s, v)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut m.usage)),
+            b"content" => set!(seen, 8, m.content, blocks(s, v)),
             _ => skip_value(s, v)?,
         })
     })
@@ -399,10 +394,10 @@ fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"type" => set(&mut seen, 1, &mut b.ty, || bstr(s, v))?,
-            b"id" => set(&mut seen, 2, &mut b.id, || bstr(s, v))?,
-            b"name" => set(&mut seen, 4, &mut b.name, || bstr(s, v))?,
-            b"text" => set(&mut seen, 8, &mut b.text, || snippet(s, v))?,
+            b"type" => set!(seen, 1, b.ty, bstr(s, v)),
+            b"id" => set!(seen, 2, b.id, bstr(s, v)),
+            b"name" => set!(seen, 4, b.name, bstr(s, v)),
+            b"text" => set!(seen, 8, b.text, snippet(s, v)),
             b"input" => {
                 once(&mut seen, 16)?;
                 if let Some(e) = null(s, v) {
@@ -438,7 +433,7 @@ fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
                 b"prompt" => (&mut t.prompt, 512),
                 _ => return skip_value(s, v),
             };
-            set(&mut seen, bit, slot, || snippet(s, v))
+            Ok(set!(seen, bit, *slot, snippet(s, v)))
         })
         .map(|end| (t, end))
     } else {
@@ -463,10 +458,8 @@ fn stream_line(s: &[u8], i: usize) -> Scan<(StreamLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"event" => field(&mut seen, 1, || {
-                opt_object(s, v, &mut l.event, stream_inner)
-            })?,
-            b"parent_tool_use_id" => set(&mut seen, 2, &mut l.parent_tool_use_id, || bstr(s, v))?,
+            b"event" => field!(seen, 1, opt_object(s, v, &mut l.event, stream_inner)),
+            b"parent_tool_use_id" => set!(seen, 2, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
@@ -477,9 +470,9 @@ fn stream_inner<'a>(s: &'a [u8], i: usize, l: &mut StreamInner<'a>) -> Scan<usiz
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"type" => set(&mut seen, 1, &mut l.ty, || bstr(s, v))?,
-            b"message" => field(&mut seen, 2, || opt_object(s, v, &mut l.message, start_msg))?,
-            b"usage" => field(&mut seen, 4, || usage(s, v, &mut l.usage))?,
+            b"type" => set!(seen, 1, l.ty, bstr(s, v)),
+            b"message" => field!(seen, 2, opt_object(s, v, &mut l.message, start_msg)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut l.usage)),
             _ => skip_value(s, v)?,
         })
     })
@@ -489,9 +482,9 @@ fn start_msg<'a>(s: &'a [u8], i: usize, m: &mut StartMsg<'a>) -> Scan<usize> {
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => set(&mut seen, 1, &mut m.id, || bstr(s, v))?,
-            b"model" => set(&mut seen, 2, &mut m.model, || bstr(s, v))?,
-            b"usage" => field(&mut seen, 4, || usage(s, v, &mut m.usage))?,
+            b"id" => set!(seen, 1, m.id, bstr(s, v)),
+            b"model" => set!(seen, 2, m.model, bstr(s, v)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut m.usage)),
             _ => skip_value(s, v)?,
         })
     })
@@ -511,30 +504,32 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => set(&mut seen, 1, &mut r.subtype, || bstr(s, v))?,
-            b"is_error" => set(&mut seen, 2, &mut r.is_error, || flag(s, v))?,
-            b"result" => set(&mut seen, 4, &mut r.result, || snippet(s, v))?,
-            b"total_cost_usd" => set(&mut seen, 8, &mut r.total_cost_usd, || {
+            b"subtype" => set!(seen, 1, r.subtype, bstr(s, v)),
+            b"is_error" => {
+                once(&mut seen, 2)?;
+                let (x, e) = match s.get(v) {
+                    Some(b't') if s.get(v..v + 4) == Some(b"true") => (Some(true), v + 4),
+                    Some(b'f') if s.get(v..v + 5) == Some(b"false") => (Some(false), v + 5),
+                    _ => via_serde(s, v, |d| lenient_bool(d))?,
+                };
+                r.is_error = x;
+                e
+            }
+            b"result" => set!(seen, 4, r.result, snippet(s, v)),
+            b"total_cost_usd" => set!(
+                seen,
+                8,
+                r.total_cost_usd,
                 via_serde(s, v, |d| lenient_f64(d))
-            })?,
-            b"modelUsage" => set(&mut seen, 16, &mut r.model_usage, || serde_field(s, v))?,
-            b"usage" => field(&mut seen, 32, || usage(s, v, &mut r.usage))?,
-            b"num_turns" => set(&mut seen, 64, &mut r.num_turns, || count(s, v))?,
-            b"session_id" => set(&mut seen, 128, &mut r.session_id, || bstr(s, v))?,
+            ),
+            b"modelUsage" => set!(seen, 16, r.model_usage, serde_field(s, v)),
+            b"usage" => field!(seen, 32, usage(s, v, &mut r.usage)),
+            b"num_turns" => set!(seen, 64, r.num_turns, count(s, v)),
+            b"session_id" => set!(seen, 128, r.session_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
     Ok((r, end))
-}
-
-/// `result.is_error` (`lenient_bool`).
-#[inline]
-fn flag(s: &[u8], i: usize) -> Scan<(Option<bool>, usize)> {
-    match s.get(i) {
-        Some(b't') if s.get(i..i + 4) == Some(b"true") => Ok((Some(true), i + 4)),
-        Some(b'f') if s.get(i..i + 5) == Some(b"false") => Ok((Some(false), i + 5)),
-        _ => via_serde(s, i, |d| lenient_bool(d)),
-    }
 }
 
 /// A `user` line: its `uuid`, and its `tool_use_result` when that is an object with a
@@ -547,7 +542,7 @@ fn user_line(s: &[u8], i: usize) -> Scan<(UserParts<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"uuid" => set(&mut seen, 1, &mut uuid, || bstr(s, v))?,
+            b"uuid" => set!(seen, 1, uuid, bstr(s, v)),
             b"tool_use_result" => {
                 once(&mut seen, 2)?;
                 let (usage, e) = has_usage_key(s, v)?;
