@@ -583,13 +583,7 @@ mod tests {
         });
         let mut s = SqliteStore::open(&path).expect("reopen");
         let g = s
-            .usage(&UsageQuery {
-                since_ms: 0,
-                until_ms: i64::MAX,
-                by: GroupBy::Run,
-                project: None,
-                run: None,
-            })
+            .usage(&UsageQuery::everything(GroupBy::Run))
             .expect("usage");
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].key, "run-1");

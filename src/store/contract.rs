@@ -1,11 +1,12 @@
 //! What every ledger backend must do, written once: each backend's tests call these
 //! functions with a fresh, empty store of their kind (SQLite in `sqlite.rs`, PostgreSQL
-//! in `postgres.rs`).
+//! in `postgres.rs`). Its fixtures ([`run`], [`ended`], [`budget`]) serve the backends'
+//! own tests too.
 
 use super::*;
 use crate::core::usage::{Usage, Usd};
 
-fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
+pub fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
     RunRecord {
         run_id: id.into(),
         project: project.into(),
@@ -31,7 +32,7 @@ fn inst(index: u32, command: &str, tokens: u64, nanos: i64) -> InstanceRecord {
     }
 }
 
-fn budget(key: &str, project: Option<&str>, command: Option<&str>, usd: bool) -> SharedBudget {
+pub fn budget(key: &str, project: Option<&str>, command: Option<&str>, usd: bool) -> SharedBudget {
     SharedBudget {
         key: key.into(),
         since_ms: 1_000,
@@ -247,7 +248,7 @@ pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
 
 /// An instance as the ledger tests before the shared budgets wrote them: a model, a
 /// status, all four token classes and an end.
-fn ended(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
+pub fn ended(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
     InstanceRecord {
         index,
         name: format!("i{index}"),
@@ -264,16 +265,6 @@ fn ended(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> In
     }
 }
 
-fn everything(by: GroupBy) -> UsageQuery {
-    UsageQuery {
-        since_ms: 0,
-        until_ms: i64::MAX,
-        by,
-        project: None,
-        run: None,
-    }
-}
-
 /// Writes carry absolute values: repeating one (or the run's start) never adds.
 pub fn repeated_writes_never_double_count(s: &mut dyn UsageStore) {
     s.begin_run(&run("r1", "p", 1000), &[ended(0, "/a", "pending", 0, 0)])
@@ -284,7 +275,9 @@ pub fn repeated_writes_never_double_count(s: &mut dyn UsageStore) {
     }
     s.begin_run(&run("r1", "p", 1000), &[])
         .expect("begin again");
-    let g = s.usage(&everything(GroupBy::Project)).expect("usage");
+    let g = s
+        .usage(&UsageQuery::everything(GroupBy::Project))
+        .expect("usage");
     assert_eq!(g.len(), 1);
     assert_eq!(g[0].instances, 1);
     assert_eq!(g[0].runs, 1);
@@ -304,7 +297,9 @@ pub fn groups_by_command_with_free_text_under_prompt(s: &mut dyn UsageStore) {
         ],
     )
     .expect("begin");
-    let g = s.usage(&everything(GroupBy::Command)).expect("usage");
+    let g = s
+        .usage(&UsageQuery::everything(GroupBy::Command))
+        .expect("usage");
     let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
     assert_eq!(keys, vec![PROMPT_KEY, "/a"]);
     assert_eq!(g[1].instances, 2);

@@ -190,6 +190,20 @@ pub struct UsageQuery {
     pub run: Option<String>,
 }
 
+#[cfg(test)]
+impl UsageQuery {
+    /// Everything recorded from the epoch on, grouped `by`, unfiltered.
+    pub(crate) fn everything(by: GroupBy) -> Self {
+        Self {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            by,
+            project: None,
+            run: None,
+        }
+    }
+}
+
 /// Where a recorded run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {

@@ -1112,6 +1112,7 @@ impl UsageStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract::{budget, run};
     use crate::store::pg_server::PgServer;
     use crate::store::sqlite::SqliteStore;
     use crate::store::SharedBudget;
@@ -1119,19 +1120,6 @@ mod tests {
     /// A store on a new, empty database of the shared test server.
     fn fresh() -> PostgresStore {
         PostgresStore::open(&PgServer::shared().database()).expect("open")
-    }
-
-    fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
-        RunRecord {
-            run_id: id.into(),
-            project: project.into(),
-            host: "h".into(),
-            started_ms,
-            mode: "warn".into(),
-            budgets_json: "[]".into(),
-            simulated: false,
-            version: "0".into(),
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1363,13 +1351,7 @@ mod tests {
         }
         let mut s = PostgresStore::open(&url).expect("open");
         let g = s
-            .usage(&UsageQuery {
-                since_ms: 0,
-                until_ms: i64::MAX,
-                by: GroupBy::Run,
-                project: None,
-                run: None,
-            })
+            .usage(&UsageQuery::everything(GroupBy::Run))
             .expect("usage");
         assert_eq!(g.len(), 8);
         for g in &g {
@@ -1406,14 +1388,12 @@ mod tests {
                         // `spent` used 904 tokens (600 + 301 + 0 + 3): one hold of 300 fits
                         // the limit of 1,207, two do not.
                         let claim = Claim {
-                            budget: SharedBudget {
-                                key: format!("tokens round {round}"),
-                                since_ms: 1_000,
-                                until_ms: 2_000,
-                                project: Some("p".into()),
-                                base_command: None,
-                                usd: false,
-                            },
+                            budget: budget(
+                                &format!("tokens round {round}"),
+                                Some("p"),
+                                None,
+                                false,
+                            ),
                             mine: 300,
                             hold: 300,
                             limit: 1_207,

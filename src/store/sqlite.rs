@@ -888,46 +888,7 @@ fn query_rollups(conn: &Connection, q: &UsageQuery) -> rusqlite::Result<Vec<Grou
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(id: &str, project: &str, started_ms: i64) -> RunRecord {
-        RunRecord {
-            run_id: id.into(),
-            project: project.into(),
-            host: "h".into(),
-            started_ms,
-            mode: "warn".into(),
-            budgets_json: "[]".into(),
-            simulated: false,
-            version: "0".into(),
-        }
-    }
-
-    fn inst(index: u32, command: &str, status: &str, tokens: u64, nanos: i64) -> InstanceRecord {
-        InstanceRecord {
-            index,
-            name: format!("i{index}"),
-            command: command.into(),
-            base_command: crate::core::plan::base_command(command).map(str::to_string),
-            configured_model: None,
-            model: Some("claude-sonnet-4".into()),
-            status: status.into(),
-            usage: Usage::new(tokens, 1, 2, 3),
-            cost: Usd(nanos),
-            tool_calls: 2,
-            ended_ms: Some(index as i64),
-            ..Default::default()
-        }
-    }
-
-    fn all(by: GroupBy) -> UsageQuery {
-        UsageQuery {
-            since_ms: 0,
-            until_ms: i64::MAX,
-            by,
-            project: None,
-            run: None,
-        }
-    }
+    use crate::store::contract::{ended, run};
 
     /// Writes every 250 ms do not rebuild the rollup each time; what they leave behind
     /// is caught up by an instance's end, the run's end, or the next write a second on.
@@ -1045,7 +1006,7 @@ mod tests {
                     s.begin_run(&run(&id, "p", 0), &[])?;
                     for step in 1..=100u64 {
                         let list: Vec<InstanceRecord> = (0..4)
-                            .map(|i| inst(i, "/a", "running", step, i64::from(i) + 1))
+                            .map(|i| ended(i, "/a", "running", step, i64::from(i) + 1))
                             .collect();
                         s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
                     }
@@ -1057,7 +1018,9 @@ mod tests {
             t.join().expect("thread").expect("no write may fail");
         }
         let mut s = SqliteStore::open(&path).expect("open");
-        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        let g = s
+            .usage(&UsageQuery::everything(GroupBy::Run))
+            .expect("usage");
         assert_eq!(g.len(), 8);
         for g in &g {
             assert_eq!(g.instances, 4);

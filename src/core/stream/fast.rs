@@ -78,28 +78,6 @@ fn whole<'a, T>(line: &'a [u8], start: usize, read: Read<'a, T>) -> Scan<T> {
     }
 }
 
-/// The top-level `type` of a line that does not start with it ("" when absent), found in
-/// a pass that also validates the whole line.
-fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
-    let mut ty = None;
-    let mut seen = 0u32;
-    let end = object(line, start, |k, v| {
-        Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (t, e) = bstr(line, v)?;
-                ty = t;
-                e
-            }
-            _ => skip_value(line, v)?,
-        })
-    })?;
-    if ws(line, end) != line.len() {
-        return Err(Bail);
-    }
-    Ok(ty.map(|b| b.0).unwrap_or(Cow::Borrowed("")))
-}
-
 /// Marks field `bit` as seen; a second occurrence is serde's "duplicate field" error.
 #[inline]
 fn once(seen: &mut u32, bit: u32) -> Scan<()> {
@@ -108,6 +86,45 @@ fn once(seen: &mut u32, bit: u32) -> Scan<()> {
     }
     *seen |= bit;
     Ok(())
+}
+
+/// One field of an object, as a match arm's value: marks `bit` in `seen` ([`once`]: a
+/// duplicate bails), then `$read` (a `Scan<usize>`, the index after the value). A macro,
+/// not a function taking a closure, so the arm compiles exactly as written out: this is
+/// the hot loop of the parser.
+macro_rules! field {
+    ($seen:ident, $bit:expr, $read:expr) => {{
+        once(&mut $seen, $bit)?;
+        $read?
+    }};
+}
+
+/// [`field!`] for a reader that returns the value: `$read` (a `Scan<(value, end)>`) is
+/// stored in `$slot`.
+macro_rules! set {
+    ($seen:ident, $bit:expr, $slot:expr, $read:expr) => {{
+        once(&mut $seen, $bit)?;
+        let (x, end) = $read?;
+        $slot = x;
+        end
+    }};
+}
+
+/// The top-level `type` of a line that does not start with it ("" when absent), found in
+/// a pass that also validates the whole line.
+fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
+    let mut ty = None;
+    let mut seen = 0u32;
+    let end = object(line, start, |k, v| {
+        Ok(match k {
+            b"type" => set!(seen, 1, ty, bstr(line, v)),
+            _ => skip_value(line, v)?,
+        })
+    })?;
+    if ws(line, end) != line.len() {
+        return Err(Bail);
+    }
+    Ok(ty.map(|b| b.0).unwrap_or(Cow::Borrowed("")))
 }
 
 fn utf8(s: &[u8]) -> Scan<&str> {
@@ -221,46 +238,21 @@ fn usage(s: &[u8], i: usize, out: &mut Option<RawUsage>) -> Scan<usize> {
     let mut seen = 0u32;
     let fast = object(s, i, |k, v| {
         Ok(match k {
-            b"input_tokens" => {
-                once(&mut seen, 1)?;
-                let (n, e) = count(s, v)?;
-                u.input_tokens = n;
-                e
-            }
-            b"output_tokens" => {
-                once(&mut seen, 2)?;
-                let (n, e) = count(s, v)?;
-                u.output_tokens = n;
-                e
-            }
+            b"input_tokens" => set!(seen, 1, u.input_tokens, count(s, v)),
+            b"output_tokens" => set!(seen, 2, u.output_tokens, count(s, v)),
             b"cache_creation_input_tokens" => {
-                once(&mut seen, 4)?;
-                let (n, e) = count(s, v)?;
-                u.cache_creation_input_tokens = n;
-                e
+                set!(seen, 4, u.cache_creation_input_tokens, count(s, v))
             }
             b"cache_read_input_tokens" => {
-                once(&mut seen, 8)?;
-                let (n, e) = count(s, v)?;
-                u.cache_read_input_tokens = n;
-                e
+                set!(seen, 8, u.cache_read_input_tokens, count(s, v))
             }
-            b"cache_creation" => {
-                once(&mut seen, 16)?;
-                opt_object(s, v, &mut u.cache_creation, cache_creation)?
-            }
-            b"server_tool_use" => {
-                once(&mut seen, 32)?;
-                let (c, e) = serde_field(s, v)?;
-                u.server_tool_use = c;
-                e
-            }
-            b"speed" => {
-                once(&mut seen, 64)?;
-                let (f, e) = speed(s, v)?;
-                u.speed_fast = f;
-                e
-            }
+            b"cache_creation" => field!(
+                seen,
+                16,
+                opt_object(s, v, &mut u.cache_creation, cache_creation)
+            ),
+            b"server_tool_use" => set!(seen, 32, u.server_tool_use, serde_field(s, v)),
+            b"speed" => set!(seen, 64, u.speed_fast, speed(s, v)),
             _ => skip_value(s, v)?,
         })
     });
@@ -283,16 +275,10 @@ fn cache_creation(s: &[u8], i: usize, c: &mut CacheCreation) -> Scan<usize> {
     let fast = object(s, i, |k, v| {
         Ok(match k {
             b"ephemeral_1h_input_tokens" => {
-                once(&mut seen, 1)?;
-                let (n, e) = count(s, v)?;
-                c.ephemeral_1h_input_tokens = n;
-                e
+                set!(seen, 1, c.ephemeral_1h_input_tokens, count(s, v))
             }
             b"ephemeral_5m_input_tokens" => {
-                once(&mut seen, 2)?;
-                let (n, e) = count(s, v)?;
-                c.ephemeral_5m_input_tokens = n;
-                e
+                set!(seen, 2, c.ephemeral_5m_input_tokens, count(s, v))
             }
             _ => skip_value(s, v)?,
         })
@@ -331,65 +317,17 @@ fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                l.subtype = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                l.model = x;
-                e
-            }
-            b"session_id" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                l.session_id = x;
-                e
-            }
-            b"attempt" => {
-                once(&mut seen, 8)?;
-                let (x, e) = count(s, v)?;
-                l.attempt = x;
-                e
-            }
-            b"max_retries" => {
-                once(&mut seen, 16)?;
-                let (x, e) = count(s, v)?;
-                l.max_retries = x;
-                e
-            }
-            b"retry_delay_ms" => {
-                once(&mut seen, 32)?;
-                let (x, e) = count(s, v)?;
-                l.retry_delay_ms = x;
-                e
-            }
-            b"error_status" => {
-                once(&mut seen, 64)?;
-                let (x, e) = count(s, v)?;
-                l.error_status = x;
-                e
-            }
-            b"error" => {
-                once(&mut seen, 128)?;
-                let (x, e) = snippet(s, v)?;
-                l.error = x;
-                e
-            }
-            b"status" => {
-                once(&mut seen, 256)?;
-                let (x, e) = snippet(s, v)?;
-                l.status = x;
-                e
-            }
+            b"subtype" => set!(seen, 1, l.subtype, bstr(s, v)),
+            b"model" => set!(seen, 2, l.model, bstr(s, v)),
+            b"session_id" => set!(seen, 4, l.session_id, bstr(s, v)),
+            b"attempt" => set!(seen, 8, l.attempt, count(s, v)),
+            b"max_retries" => set!(seen, 16, l.max_retries, count(s, v)),
+            b"retry_delay_ms" => set!(seen, 32, l.retry_delay_ms, count(s, v)),
+            b"error_status" => set!(seen, 64, l.error_status, count(s, v)),
+            b"error" => set!(seen, 128, l.error, snippet(s, v)),
+            b"status" => set!(seen, 256, l.status, snippet(s, v)),
             b"rate_limit_info" => {
-                once(&mut seen, 512)?;
-                let (x, e) = serde_field(s, v)?;
-                l.rate_limit_info = x;
-                e
+                set!(seen, 512, l.rate_limit_info, serde_field(s, v))
             }
             _ => skip_value(s, v)?,
         })
@@ -406,22 +344,9 @@ fn assistant_line(s: &[u8], i: usize) -> Scan<(AssistantLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"message" => {
-                once(&mut seen, 1)?;
-                opt_object(s, v, &mut l.message, assistant_msg)?
-            }
-            b"error" => {
-                once(&mut seen, 2)?;
-                let (x, e) = snippet(s, v)?;
-                l.error = x;
-                e
-            }
-            b"parent_tool_use_id" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                l.parent_tool_use_id = x;
-                e
-            }
+            b"message" => field!(seen, 1, opt_object(s, v, &mut l.message, assistant_msg)),
+            b"error" => set!(seen, 2, l.error, snippet(s, v)),
+            b"parent_tool_use_id" => set!(seen, 4, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
@@ -432,28 +357,10 @@ fn assistant_msg<'a>(s: &'a [u8], i: usize, m: &mut AssistantMsg<'a>) -> Scan<us
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                m.id = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                m.model = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut m.usage)?
-            }
-            b"content" => {
-                once(&mut seen, 8)?;
-                let (x, e) = blocks(s, v)?;
-                m.content = x;
-                e
-            }
+            b"id" => set!(seen, 1, m.id, bstr(s, v)),
+            b"model" => set!(seen, 2, m.model, bstr(s, v)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut m.usage)),
+            b"content" => set!(seen, 8, m.content, blocks(s, v)),
             _ => skip_value(s, v)?,
         })
     })
@@ -487,30 +394,10 @@ fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                b.ty = x;
-                e
-            }
-            b"id" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                b.id = x;
-                e
-            }
-            b"name" => {
-                once(&mut seen, 4)?;
-                let (x, e) = bstr(s, v)?;
-                b.name = x;
-                e
-            }
-            b"text" => {
-                once(&mut seen, 8)?;
-                let (x, e) = snippet(s, v)?;
-                b.text = x;
-                e
-            }
+            b"type" => set!(seen, 1, b.ty, bstr(s, v)),
+            b"id" => set!(seen, 2, b.id, bstr(s, v)),
+            b"name" => set!(seen, 4, b.name, bstr(s, v)),
+            b"text" => set!(seen, 8, b.text, snippet(s, v)),
             b"input" => {
                 once(&mut seen, 16)?;
                 if let Some(e) = null(s, v) {
@@ -546,10 +433,7 @@ fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
                 b"prompt" => (&mut t.prompt, 512),
                 _ => return skip_value(s, v),
             };
-            once(&mut seen, bit)?;
-            let (x, e) = snippet(s, v)?;
-            *slot = x;
-            Ok(e)
+            Ok(set!(seen, bit, *slot, snippet(s, v)))
         })
         .map(|end| (t, end))
     } else {
@@ -574,16 +458,8 @@ fn stream_line(s: &[u8], i: usize) -> Scan<(StreamLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"event" => {
-                once(&mut seen, 1)?;
-                opt_object(s, v, &mut l.event, stream_inner)?
-            }
-            b"parent_tool_use_id" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                l.parent_tool_use_id = x;
-                e
-            }
+            b"event" => field!(seen, 1, opt_object(s, v, &mut l.event, stream_inner)),
+            b"parent_tool_use_id" => set!(seen, 2, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
@@ -594,20 +470,9 @@ fn stream_inner<'a>(s: &'a [u8], i: usize, l: &mut StreamInner<'a>) -> Scan<usiz
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"type" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                l.ty = x;
-                e
-            }
-            b"message" => {
-                once(&mut seen, 2)?;
-                opt_object(s, v, &mut l.message, start_msg)?
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut l.usage)?
-            }
+            b"type" => set!(seen, 1, l.ty, bstr(s, v)),
+            b"message" => field!(seen, 2, opt_object(s, v, &mut l.message, start_msg)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut l.usage)),
             _ => skip_value(s, v)?,
         })
     })
@@ -617,22 +482,9 @@ fn start_msg<'a>(s: &'a [u8], i: usize, m: &mut StartMsg<'a>) -> Scan<usize> {
     let mut seen = 0u32;
     object(s, i, |k, v| {
         Ok(match k {
-            b"id" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                m.id = x;
-                e
-            }
-            b"model" => {
-                once(&mut seen, 2)?;
-                let (x, e) = bstr(s, v)?;
-                m.model = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 4)?;
-                usage(s, v, &mut m.usage)?
-            }
+            b"id" => set!(seen, 1, m.id, bstr(s, v)),
+            b"model" => set!(seen, 2, m.model, bstr(s, v)),
+            b"usage" => field!(seen, 4, usage(s, v, &mut m.usage)),
             _ => skip_value(s, v)?,
         })
     })
@@ -652,12 +504,7 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"subtype" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                r.subtype = x;
-                e
-            }
+            b"subtype" => set!(seen, 1, r.subtype, bstr(s, v)),
             b"is_error" => {
                 once(&mut seen, 2)?;
                 let (x, e) = match s.get(v) {
@@ -668,40 +515,17 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
                 r.is_error = x;
                 e
             }
-            b"result" => {
-                once(&mut seen, 4)?;
-                let (x, e) = snippet(s, v)?;
-                r.result = x;
-                e
-            }
-            b"total_cost_usd" => {
-                once(&mut seen, 8)?;
-                let (x, e) = via_serde(s, v, |d| lenient_f64(d))?;
-                r.total_cost_usd = x;
-                e
-            }
-            b"modelUsage" => {
-                once(&mut seen, 16)?;
-                let (x, e) = serde_field(s, v)?;
-                r.model_usage = x;
-                e
-            }
-            b"usage" => {
-                once(&mut seen, 32)?;
-                usage(s, v, &mut r.usage)?
-            }
-            b"num_turns" => {
-                once(&mut seen, 64)?;
-                let (x, e) = count(s, v)?;
-                r.num_turns = x;
-                e
-            }
-            b"session_id" => {
-                once(&mut seen, 128)?;
-                let (x, e) = bstr(s, v)?;
-                r.session_id = x;
-                e
-            }
+            b"result" => set!(seen, 4, r.result, snippet(s, v)),
+            b"total_cost_usd" => set!(
+                seen,
+                8,
+                r.total_cost_usd,
+                via_serde(s, v, |d| lenient_f64(d))
+            ),
+            b"modelUsage" => set!(seen, 16, r.model_usage, serde_field(s, v)),
+            b"usage" => field!(seen, 32, usage(s, v, &mut r.usage)),
+            b"num_turns" => set!(seen, 64, r.num_turns, count(s, v)),
+            b"session_id" => set!(seen, 128, r.session_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
     })?;
@@ -718,12 +542,7 @@ fn user_line(s: &[u8], i: usize) -> Scan<(UserParts<'_>, usize)> {
     let mut seen = 0u32;
     let end = object(s, i, |k, v| {
         Ok(match k {
-            b"uuid" => {
-                once(&mut seen, 1)?;
-                let (x, e) = bstr(s, v)?;
-                uuid = x;
-                e
-            }
+            b"uuid" => set!(seen, 1, uuid, bstr(s, v)),
             b"tool_use_result" => {
                 once(&mut seen, 2)?;
                 let (usage, e) = has_usage_key(s, v)?;
