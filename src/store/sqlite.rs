@@ -897,7 +897,7 @@ mod tests {
         let mut s = SqliteStore::in_memory().expect("store");
         let running = |tokens| InstanceRecord {
             ended_ms: None,
-            ..inst(0, "/a", "running", tokens, 0)
+            ..ended(0, "/a", "running", tokens, 0)
         };
         s.begin_run(&run("r1", "p", 1000), &[running(0)])
             .expect("begin");
@@ -915,15 +915,19 @@ mod tests {
         )
         .expect("finish");
         assert_eq!(s.stale_rollup, None);
-        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        let g = s
+            .usage(&UsageQuery::everything(GroupBy::Run))
+            .expect("usage");
         assert_eq!(g[0].usage.input_tokens, 20);
         // An instance's end is in the rollup at once.
         s.begin_run(&run("r2", "p", 1000), &[running(0)])
             .expect("begin");
         s.record("r2", 2000, &[running(5)]).expect("record");
-        s.record("r2", 2000, &[inst(0, "/a", "completed", 7, 0)])
+        s.record("r2", 2000, &[ended(0, "/a", "completed", 7, 0)])
             .expect("record");
-        let g = s.usage(&all(GroupBy::Run)).expect("usage");
+        let g = s
+            .usage(&UsageQuery::everything(GroupBy::Run))
+            .expect("usage");
         assert_eq!(g[1].usage.input_tokens, 7);
     }
 
