@@ -10,7 +10,7 @@
 //! [`PgServer::new`].
 //!
 //! The binaries are looked for under `/usr/lib/postgresql/<version>/bin` (the Debian
-//! package `postgresql`; `.ci/run` installs it) or in `ORCHESTRATOR_TEST_PG_BIN`. Without
+//! package `postgresql`; `scripts/test.sh` installs it) or in `ORCHESTRATOR_TEST_PG_BIN`. Without
 //! them the tests fail, saying so: they never pass by skipping.
 //!
 //! Cleanup: the server is a child of a thread that lives as long as the test process and
@@ -334,7 +334,7 @@ fn find_bin() -> Result<PathBuf, String> {
         .collect();
     found.sort();
     found.pop().map(|(_, bin)| bin).ok_or_else(|| {
-        "these tests need a real PostgreSQL server, and none was found: no /usr/lib/postgresql/<version>/bin/initdb. Install the Debian package `postgresql` (apt-get install -y postgresql; .ci/run does this) or set ORCHESTRATOR_TEST_PG_BIN to PostgreSQL's bin directory".to_string()
+        "these tests need a real PostgreSQL server, and none was found: no /usr/lib/postgresql/<version>/bin/initdb. Install the Debian package `postgresql` (apt-get install -y postgresql; bash scripts/test.sh does this) or set ORCHESTRATOR_TEST_PG_BIN to PostgreSQL's bin directory".to_string()
     })
 }
 
