@@ -388,3 +388,44 @@ pub fn the_newest_periodic_budgets_of_a_project_are_read_back(s: &mut dyn UsageS
     assert_eq!((got.run_id.as_str(), got.zone), ("newest", Zone::Utc));
     assert_eq!(got.periodic[0].scope, PeriodScope::All);
 }
+
+/// Eight connections open (create, migrate) one fresh ledger at the same moment and each
+/// writes its run 50 times: nothing fails and nothing is lost. `open` opens a new
+/// connection to that ledger.
+pub fn many_connections_opening_and_writing_one_fresh_ledger_lose_nothing(
+    open: impl Fn() -> Result<Box<dyn UsageStore>, StoreError> + Send + Sync + 'static,
+) {
+    let open = std::sync::Arc::new(open);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (open, barrier) = (open.clone(), barrier.clone());
+            std::thread::spawn(move || -> Result<(), StoreError> {
+                barrier.wait();
+                let mut s = open()?;
+                let id = format!("run-{t}");
+                s.begin_run(&run(&id, "p", 0), &[])?;
+                for step in 1..=50u64 {
+                    let list: Vec<InstanceRecord> = (0..4)
+                        .map(|i| ended(i, "/a", "running", step, i64::from(i) + 1))
+                        .collect();
+                    s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("no write may fail");
+    }
+    let g = open()
+        .expect("open")
+        .usage(&UsageQuery::everything(GroupBy::Run))
+        .expect("usage");
+    assert_eq!(g.len(), 8);
+    for g in &g {
+        assert_eq!(g.instances, 4);
+        assert_eq!(g.usage.input_tokens, 200);
+        assert_eq!(g.cost, Usd(10));
+    }
+}

@@ -1322,43 +1322,9 @@ mod tests {
     #[test]
     fn many_connections_creating_and_writing_one_fresh_database_lose_nothing() {
         let url = PgServer::shared().database();
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let (url, barrier) = (url.clone(), barrier.clone());
-                std::thread::spawn(move || -> Result<(), StoreError> {
-                    barrier.wait();
-                    // Every thread opens (creates, migrates) the fresh database at once.
-                    let mut s = PostgresStore::open(&url)?;
-                    let id = format!("run-{t}");
-                    s.begin_run(&run(&id, "p", 0), &[])?;
-                    for step in 1..=50u64 {
-                        let list: Vec<InstanceRecord> = (0..4)
-                            .map(|i| InstanceRecord {
-                                usage: Usage::new(step, 0, 0, 0),
-                                cost: Usd(i64::from(i) + 1),
-                                ..inst(i, "/a", None, "running", 0, 0, None)
-                            })
-                            .collect();
-                        s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread").expect("no write may fail");
-        }
-        let mut s = PostgresStore::open(&url).expect("open");
-        let g = s
-            .usage(&UsageQuery::everything(GroupBy::Run))
-            .expect("usage");
-        assert_eq!(g.len(), 8);
-        for g in &g {
-            assert_eq!(g.instances, 4);
-            assert_eq!(g.usage.input_tokens, 200);
-            assert_eq!(g.cost, Usd(10));
-        }
+        crate::store::contract::many_connections_opening_and_writing_one_fresh_ledger_lose_nothing(
+            move || Ok(Box::new(PostgresStore::open(&url)?) as Box<dyn UsageStore>),
+        );
     }
 
     /// Eight runs, each on its own connection, claim at the same moment where only one

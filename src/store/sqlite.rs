@@ -997,40 +997,9 @@ mod tests {
     fn many_connections_creating_and_writing_one_fresh_file_lose_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("l.sqlite");
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let path = path.clone();
-                let barrier = barrier.clone();
-                std::thread::spawn(move || -> Result<(), StoreError> {
-                    barrier.wait();
-                    // Every thread opens (creates, migrates) the fresh file at once.
-                    let mut s = SqliteStore::open(&path)?;
-                    let id = format!("run-{t}");
-                    s.begin_run(&run(&id, "p", 0), &[])?;
-                    for step in 1..=100u64 {
-                        let list: Vec<InstanceRecord> = (0..4)
-                            .map(|i| ended(i, "/a", "running", step, i64::from(i) + 1))
-                            .collect();
-                        s.record(&id, i64::try_from(step).unwrap_or(0), &list)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread").expect("no write may fail");
-        }
-        let mut s = SqliteStore::open(&path).expect("open");
-        let g = s
-            .usage(&UsageQuery::everything(GroupBy::Run))
-            .expect("usage");
-        assert_eq!(g.len(), 8);
-        for g in &g {
-            assert_eq!(g.instances, 4);
-            assert_eq!(g.usage.input_tokens, 400);
-            assert_eq!(g.cost, Usd(10));
-        }
+        crate::store::contract::many_connections_opening_and_writing_one_fresh_ledger_lose_nothing(
+            move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn UsageStore>),
+        );
     }
 
     #[test]
