@@ -329,7 +329,17 @@ fn write_loop(
                 return;
             };
             if !p.urgent && p.finish.is_none() && !p.stop {
-                p = match shared.wake.wait_timeout(p, every) {
+                // The next tick; while nothing is pending, look again every `every`.
+                let now = Instant::now();
+                let next = if sharing.is_some() || !dirty.is_empty() {
+                    last_write + every
+                } else {
+                    (last_write + HEARTBEAT_EVERY).min(now + every)
+                };
+                p = match shared
+                    .wake
+                    .wait_timeout(p, next.saturating_duration_since(now))
+                {
                     Ok((p, _)) => p,
                     Err(_) => return,
                 };
@@ -346,6 +356,7 @@ fn write_loop(
                 p.stop,
             )
         };
+        let ended = updates.iter().any(|u| u.status.is_final());
         for u in updates {
             let i = u.index as usize;
             if let Some(rec) = records.get_mut(i) {
@@ -370,8 +381,9 @@ fn write_loop(
         }
         let now = Instant::now();
         let done = finish.is_some() || stop;
-        let due = sharing.is_some() || !dirty.is_empty() || now >= last_write + HEARTBEAT_EVERY;
-        if !due && !done {
+        // A claim alone writes nothing: the next tick does.
+        let tick = now >= last_write + every && (sharing.is_some() || !dirty.is_empty());
+        if !(done || ended || tick || now >= last_write + HEARTBEAT_EVERY) {
             continue;
         }
         let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
