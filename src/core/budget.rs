@@ -31,6 +31,17 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The budget's key as the report and events give it: the base command (`/test`),
+    /// the period (`day`, `week all`, `month /review`); `None` for the overall budget and
+    /// an instance cap, which the caller names.
+    pub fn key_text(&self) -> Option<String> {
+        match self {
+            Scope::Command(c) => Some(c.clone()),
+            Scope::Periodic(p, s) => Some(s.key(*p)),
+            Scope::Overall | Scope::Instance(_) => None,
+        }
+    }
+
     /// `overall`, `command` or `instance`, as the JSON report names scopes.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -5,7 +5,7 @@
 //! Pure: the caller reads the ledger and the clock and passes [`Row`]s and the time; the
 //! forecast is the live view's ([`forecast::burn`]), over the time elapsed in the period.
 
-use crate::core::budget::{Amount, BudgetKey, Scope, Unit};
+use crate::core::budget::{Amount, BudgetKey, Unit};
 use crate::core::period::Window;
 use crate::core::usage::{fmt_count, Usd};
 use crate::output::events::percent;
@@ -107,10 +107,7 @@ impl Row {
 
     /// `day`, `week all`, `month /review`.
     fn key_text(&self) -> String {
-        match &self.key.scope {
-            Scope::Periodic(p, s) => s.key(*p),
-            _ => String::new(),
-        }
+        self.key.scope.key_text().unwrap_or_default()
     }
 }
 
@@ -380,6 +377,7 @@ pub fn render_table(v: &View, styles: &Styles) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::budget::Scope;
     use crate::core::period::{Period, PeriodScope, Zone};
     use chrono::TimeZone;
 

@@ -64,11 +64,11 @@ struct BudgetRow {
 impl BudgetRow {
     /// `overall tokens`, `/test usd`.
     fn label(&self) -> String {
-        let key = match &self.key.scope {
-            Scope::Command(c) => c.clone(),
-            Scope::Periodic(p, s) => s.key(*p),
-            _ => "overall".to_string(),
-        };
+        let key = self
+            .key
+            .scope
+            .key_text()
+            .unwrap_or_else(|| "overall".to_string());
         format!("{key} {}", self.key.unit.as_str())
     }
 
@@ -338,11 +338,7 @@ pub fn render(plan: &Plan, cfg: &DryRunEnv) -> DryRun {
     let budgets_json: Vec<Value> = budgets
         .iter()
         .map(|bud| {
-            let key = match &bud.key.scope {
-                Scope::Command(c) => json!(c),
-                Scope::Periodic(p, s) => json!(s.key(*p)),
-                _ => Value::Null,
-            };
+            let key = json!(bud.key.scope.key_text());
             json!({
                 "scope": bud.key.scope.kind(),
                 "key": key,

@@ -273,10 +273,8 @@ impl EventSink {
     /// for a command budget, the instance name for an instance cap.
     fn budget_key(&self, scope: &Scope, unit: &str) -> Value {
         let key = match scope {
-            Scope::Overall => Value::Null,
-            Scope::Command(c) => json!(c),
             Scope::Instance(i) => self.instance_name(*i),
-            Scope::Periodic(p, s) => json!(s.key(*p)),
+            _ => json!(scope.key_text()),
         };
         json!({"scope": scope.kind(), "key": key, "unit": unit})
     }

@@ -195,10 +195,8 @@ fn launches_line(run: &RunState, now: Instant) -> Option<String> {
 
 fn budget_line(b: &BudgetStatus) -> BudgetLine {
     let label = match &b.key.scope {
-        Scope::Overall => "overall".to_string(),
-        Scope::Command(c) => c.clone(),
         Scope::Instance(i) => format!("instance #{i}"),
-        Scope::Periodic(p, s) => s.key(*p),
+        scope => scope.key_text().unwrap_or_else(|| "overall".to_string()),
     };
     let as_f64 = |a: Amount| match a {
         Amount::Tokens(t) => t as f64,
