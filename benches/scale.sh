@@ -96,6 +96,12 @@ awk -v u="$user" -v s="$sys" -v w="$wall" -v r="$rss" -v c="$code" -v m="$bytes"
     printf "peak RSS:       %.1f MiB (target < 64 MB)\n", r / 1024
     printf "stream read:    ~%d MiB, %.1f MiB/s\n", m, m / w
 }'
+lt=$(grep '^ledger thread rusage:' "$dir/stderr.txt" || true)
+if [ -n "$lt" ]; then
+    awk -v u="$(sed -n 's/.* user_s=\([^ ]*\).*/\1/p' <<<"$lt")" \
+        -v s="$(sed -n 's/.* sys_s=\([^ ]*\).*/\1/p' <<<"$lt")" \
+        'BEGIN { printf "ledger thread:  user %.2f s + sys %.2f s = %.2f s CPU\n", u, s, u + s }'
+fi
 if [ -n "${SCALE_JSON:-}" ]; then
     grep -c '"event":"usage"' "$dir/events.jsonl" | sed 's/^/usage events:   /'
 fi

@@ -386,8 +386,15 @@ fn write_loop(
         if !(done || ended || tick || now >= last_write + HEARTBEAT_EVERY) {
             continue;
         }
-        let batch: Vec<InstanceRecord> = dirty.iter().map(|&i| records[i].clone()).collect();
+        // Moved out for the write and back after it: no copy of each record per flush.
+        let batch: Vec<InstanceRecord> = dirty
+            .iter()
+            .map(|&i| std::mem::take(&mut records[i]))
+            .collect();
         let written = store.record(&run_id, now_ms(), &batch);
+        for (&i, rec) in dirty.iter().zip(batch) {
+            records[i] = rec;
+        }
         match &written {
             Ok(()) => dirty.clear(),
             Err(e) => {
@@ -423,9 +430,29 @@ fn write_loop(
             }
         }
         if done {
+            if std::env::var_os(crate::app::RUSAGE_ENV).is_some() {
+                print_thread_rusage();
+            }
             return;
         }
     }
+}
+
+/// With [`crate::app::RUSAGE_ENV`]: this thread's own CPU time at its end (benches/scale.sh
+/// prints it next to the whole process's, so the ledger's share of the run is measured
+/// rather than inferred from the difference of two noisy runs).
+fn print_thread_rusage() {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    eprintln!(
+        "ledger thread rusage: user_s={:.3} sys_s={:.3}",
+        secs(ru.ru_utime),
+        secs(ru.ru_stime)
+    );
 }
 
 fn lease_until(sharing: &Sharing) -> i64 {

@@ -107,6 +107,39 @@ pub struct SqliteStore {
     /// When a run's rollup was last rebuilt; a run whose rollup lags its instance rows.
     rollup_at: Option<Instant>,
     stale_rollup: Option<String>,
+    /// The instance rows of the run this store writes, as committed (see [`Mine`]).
+    mine: Option<Mine>,
+}
+
+/// What a store last committed of one run's instances (the run it records: one per
+/// process): per instance index, its rollup item and a hash of its fixed fields. The
+/// rollup is encoded from it without reading the instance rows back, and a row whose
+/// fixed fields are unchanged is written with an `UPDATE` of the changing ones only.
+/// Changed only inside a write transaction, and dropped when one fails (it is read back
+/// from the rows when next needed).
+struct Mine {
+    run_id: String,
+    rows: Vec<Option<MineRow>>,
+}
+
+#[derive(Clone, Copy)]
+struct MineRow {
+    item: [u64; ROLLUP_FIELDS],
+    /// [`fixed_hash`] of the row as written.
+    fixed: u64,
+}
+
+/// A hash of the fields of an instance record that never change during a run.
+fn fixed_hash(
+    name: &str,
+    command: &str,
+    base_command: Option<&str>,
+    configured_model: Option<&str>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, command, base_command, configured_model).hash(&mut h);
+    h.finish()
 }
 
 /// A run's rollup (what `orchestrator usage` reads) is rebuilt at most this often while
@@ -180,6 +213,7 @@ impl SqliteStore {
             patience: RETRY_FOR,
             rollup_at: None,
             stale_rollup: None,
+            mine: None,
         };
         let v = store.user_version()?;
         if v > SCHEMA_VERSION {
@@ -209,6 +243,7 @@ impl SqliteStore {
             patience: RETRY_FOR,
             rollup_at: None,
             stale_rollup: None,
+            mine: None,
         };
         store.migrate()?;
         Ok(store)
@@ -232,6 +267,7 @@ impl SqliteStore {
             patience: RETRY_FOR,
             rollup_at: None,
             stale_rollup: None,
+            mine: None,
         })
     }
 
@@ -315,36 +351,100 @@ ON CONFLICT (run_id, idx) DO UPDATE SET
     tool_calls = excluded.tool_calls, session_id = excluded.session_id,
     exit_code = excluded.exit_code, ended_ms = excluded.ended_ms";
 
+/// The changing fields of an instance row whose fixed ones are as recorded.
+const UPDATE_INSTANCE: &str = "
+UPDATE instances SET model = ?3, status = ?4, reason = ?5, input_tokens = ?6,
+    output_tokens = ?7, cache_creation_tokens = ?8, cache_read_tokens = ?9,
+    total_tokens = ?10, cost_nanos = ?11, duration_ms = ?12, tool_calls = ?13,
+    session_id = ?14, exit_code = ?15, ended_ms = ?16
+WHERE run_id = ?1 AND idx = ?2";
+
+/// Upserts `instances` of `run_id`, keeping `mine` (when it is this run's) as written.
 fn upsert_instances(
     conn: &Connection,
     run_id: &str,
     instances: &[InstanceRecord],
+    ids: &mut DictIds,
+    mine: &mut Option<Mine>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(UPSERT_INSTANCE)?;
+    if mine.as_ref().is_some_and(|m| m.run_id != run_id) {
+        *mine = None;
+    }
+    let mut upsert = conn.prepare_cached(UPSERT_INSTANCE)?;
+    let mut update = conn.prepare_cached(UPDATE_INSTANCE)?;
     for i in instances {
         let u = &i.usage;
-        stmt.execute(params![
-            run_id,
-            i.index,
-            i.name,
-            i.command,
-            i.base_command,
-            i.configured_model,
-            i.model,
-            i.status,
-            i.reason,
-            i64_of(u.input_tokens),
-            i64_of(u.output_tokens),
-            i64_of(u.cache_creation_input_tokens),
-            i64_of(u.cache_read_input_tokens),
-            i64_of(u.total()),
-            i.cost.0,
-            i64_of(i.duration_ms),
-            i64_of(i.tool_calls),
-            i.session_id,
-            i.exit_code,
-            i.ended_ms,
-        ])?;
+        let fixed = fixed_hash(
+            &i.name,
+            &i.command,
+            i.base_command.as_deref(),
+            i.configured_model.as_deref(),
+        );
+        let at = i.index as usize;
+        let known = mine
+            .as_ref()
+            .and_then(|m| m.rows.get(at).copied().flatten())
+            .is_some_and(|r| r.fixed == fixed);
+        let updated = known
+            && update.execute(params![
+                run_id,
+                i.index,
+                i.model,
+                i.status,
+                i.reason,
+                i64_of(u.input_tokens),
+                i64_of(u.output_tokens),
+                i64_of(u.cache_creation_input_tokens),
+                i64_of(u.cache_read_input_tokens),
+                i64_of(u.total()),
+                i.cost.0,
+                i64_of(i.duration_ms),
+                i64_of(i.tool_calls),
+                i.session_id,
+                i.exit_code,
+                i.ended_ms,
+            ])? > 0;
+        let written = updated
+            || upsert.execute(params![
+                run_id,
+                i.index,
+                i.name,
+                i.command,
+                i.base_command,
+                i.configured_model,
+                i.model,
+                i.status,
+                i.reason,
+                i64_of(u.input_tokens),
+                i64_of(u.output_tokens),
+                i64_of(u.cache_creation_input_tokens),
+                i64_of(u.cache_read_input_tokens),
+                i64_of(u.total()),
+                i.cost.0,
+                i64_of(i.duration_ms),
+                i64_of(i.tool_calls),
+                i.session_id,
+                i.exit_code,
+                i.ended_ms,
+            ])? > 0;
+        if let Some(m) = mine.as_mut().filter(|_| written) {
+            let item = [
+                u64::from(ids.id(conn, Some(&i.name))?),
+                u64::from(ids.id(conn, i.base_command.as_deref())?),
+                u64::from(ids.id(conn, i.model.as_deref())?),
+                u64::from(i.status == "completed"),
+                u64_of(i64_of(u.input_tokens)),
+                u64_of(i64_of(u.output_tokens)),
+                u64_of(i64_of(u.cache_creation_input_tokens)),
+                u64_of(i64_of(u.cache_read_input_tokens)),
+                zigzag(i.cost.0),
+                u64_of(i64_of(i.tool_calls)),
+            ];
+            if at >= m.rows.len() {
+                m.rows.resize(at + 1, None);
+            }
+            m.rows[at] = Some(MineRow { item, fixed });
+        }
     }
     Ok(())
 }
@@ -393,20 +493,28 @@ impl SqliteStore {
     fn write(
         &mut self,
         rollup: Option<&str>,
-        mut f: impl FnMut(&Connection) -> rusqlite::Result<()>,
+        mut f: impl FnMut(&Connection, &mut DictIds, &mut Option<Mine>) -> rusqlite::Result<()>,
     ) -> Result<(), StoreError> {
         let known = std::mem::take(&mut self.dict);
         let stale = self.stale_rollup.clone();
         let mut fresh = HashMap::new();
+        let mut mine = self.mine.take();
+        let mut attempt = 0;
         let r = self.immediate(|conn| {
+            // A retried transaction starts again from the rows (an earlier attempt may
+            // have left ids in `mine` that were rolled back).
+            if attempt > 0 {
+                mine = None;
+            }
+            attempt += 1;
             let mut ids = DictIds {
                 known: &known,
                 fresh: HashMap::new(),
             };
-            f(conn)?;
+            f(conn, &mut ids, &mut mine)?;
             let behind = stale.as_deref().filter(|&s| Some(s) != rollup);
             for run_id in rollup.into_iter().chain(behind) {
-                rebuild_rollup(conn, run_id, &mut ids)?;
+                rebuild_rollup(conn, run_id, &mut ids, &mut mine)?;
             }
             fresh = std::mem::take(&mut ids.fresh);
             Ok(())
@@ -414,6 +522,7 @@ impl SqliteStore {
         self.dict = known;
         if r.is_ok() {
             self.dict.extend(fresh);
+            self.mine = mine;
             if rollup.is_some() || stale.is_some() {
                 self.rollup_at = Some(Instant::now());
                 self.stale_rollup = None;
@@ -429,7 +538,7 @@ impl UsageStore for SqliteStore {
         run: &RunRecord,
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError> {
-        self.write(Some(&run.run_id), |conn| {
+        self.write(Some(&run.run_id), |conn, ids, mine| {
             conn.execute(
                 "INSERT INTO runs (run_id, project, host, started_ms, heartbeat_ms, mode,
                      budgets, simulated, version)
@@ -449,7 +558,7 @@ impl UsageStore for SqliteStore {
                     run.version
                 ],
             )?;
-            upsert_instances(conn, &run.run_id, instances)
+            upsert_instances(conn, &run.run_id, instances, ids, mine)
         })
     }
 
@@ -462,12 +571,12 @@ impl UsageStore for SqliteStore {
         let now_due = instances.iter().any(|i| i.ended_ms.is_some())
             || self.rollup_at.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY);
         let rebuild = (!instances.is_empty() && now_due).then_some(run_id);
-        let r = self.write(rebuild, |conn| {
+        let r = self.write(rebuild, |conn, ids, mine| {
             conn.prepare_cached(
                 "UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1",
             )?
             .execute(params![run_id, heartbeat_ms])?;
-            upsert_instances(conn, run_id, instances)
+            upsert_instances(conn, run_id, instances, ids, mine)
         });
         if r.is_ok() && rebuild.is_none() && !instances.is_empty() {
             self.stale_rollup = Some(run_id.to_string());
@@ -476,7 +585,7 @@ impl UsageStore for SqliteStore {
     }
 
     fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
-        self.write(None, |conn| {
+        self.write(None, |conn, _, _| {
             conn.execute(
                 "UPDATE runs SET ended_ms = ?2, heartbeat_ms = max(heartbeat_ms, ?2),
                      exit_code = ?3, exit_reason = ?4 WHERE run_id = ?1",
@@ -701,40 +810,79 @@ impl DictIds<'_> {
     }
 }
 
-/// Rebuilds `run_id`'s rollup from its instance rows: the compact copy that
-/// `orchestrator usage` reads, one row per run rather than one per instance.
-fn rebuild_rollup(conn: &Connection, run_id: &str, ids: &mut DictIds) -> rusqlite::Result<()> {
-    let mut blob = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, base_command, model, status = 'completed', input_tokens,
-                 output_tokens, cache_creation_tokens, cache_read_tokens, cost_nanos,
-                 tool_calls
-             FROM instances WHERE run_id = ?1 ORDER BY idx",
-        )?;
-        let mut rows = stmt.query([run_id])?;
-        while let Some(r) = rows.next()? {
-            let name: String = r.get(0)?;
-            let command: Option<String> = r.get(1)?;
-            let model: Option<String> = r.get(2)?;
-            let ids = [
-                ids.id(conn, Some(&name))?,
-                ids.id(conn, command.as_deref())?,
-                ids.id(conn, model.as_deref())?,
-                u32::from(r.get::<_, bool>(3)?),
-            ];
-            for id in ids {
-                put_varint(&mut blob, u64::from(id));
-            }
-            for i in 4..10 {
-                let v: i64 = r.get(i)?;
-                put_varint(&mut blob, if i == 8 { zigzag(v) } else { u64_of(v) });
-            }
+/// Rebuilds `run_id`'s rollup, the compact copy of its instance rows that `orchestrator
+/// usage` reads (one row per run rather than one per instance): from `mine` when it is
+/// this run's, else from the rows (which then become `mine`).
+fn rebuild_rollup(
+    conn: &Connection,
+    run_id: &str,
+    ids: &mut DictIds,
+    mine: &mut Option<Mine>,
+) -> rusqlite::Result<()> {
+    let rows = match mine.take() {
+        Some(m) if m.run_id == run_id => m,
+        _ => read_mine(conn, run_id, ids)?,
+    };
+    let mut blob = Vec::with_capacity(rows.rows.len() * 24);
+    for r in rows.rows.iter().flatten() {
+        for v in r.item {
+            put_varint(&mut blob, v);
         }
     }
+    *mine = Some(rows);
     conn.prepare_cached("UPDATE runs SET rollup = ?2 WHERE run_id = ?1")?
         .execute(params![run_id, blob])?;
     Ok(())
+}
+
+/// `run_id`'s instance rows as [`Mine`].
+fn read_mine(conn: &Connection, run_id: &str, ids: &mut DictIds) -> rusqlite::Result<Mine> {
+    let mut rows: Vec<Option<MineRow>> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, name, command, base_command, configured_model, model,
+             status = 'completed', input_tokens, output_tokens, cache_creation_tokens,
+             cache_read_tokens, cost_nanos, tool_calls
+         FROM instances WHERE run_id = ?1 ORDER BY idx",
+    )?;
+    let mut q = stmt.query([run_id])?;
+    while let Some(r) = q.next()? {
+        let at = usize::try_from(r.get::<_, i64>(0)?).unwrap_or(usize::MAX);
+        let name: String = r.get(1)?;
+        let command: String = r.get(2)?;
+        let base: Option<String> = r.get(3)?;
+        let configured: Option<String> = r.get(4)?;
+        let model: Option<String> = r.get(5)?;
+        let mut item = [
+            u64::from(ids.id(conn, Some(&name))?),
+            u64::from(ids.id(conn, base.as_deref())?),
+            u64::from(ids.id(conn, model.as_deref())?),
+            u64::from(r.get::<_, bool>(6)?),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        for (f, col) in item[4..].iter_mut().zip(7..) {
+            let v: i64 = r.get(col)?;
+            *f = if col == 11 { zigzag(v) } else { u64_of(v) };
+        }
+        if at >= rows.len() {
+            if at > u32::MAX as usize {
+                continue;
+            }
+            rows.resize(at + 1, None);
+        }
+        rows[at] = Some(MineRow {
+            item,
+            fixed: fixed_hash(&name, &command, base.as_deref(), configured.as_deref()),
+        });
+    }
+    Ok(Mine {
+        run_id: run_id.to_string(),
+        rows,
+    })
 }
 
 /// One group while it is summed.
