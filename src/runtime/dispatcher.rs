@@ -264,10 +264,10 @@ impl Dispatcher {
                             tracing::debug!(instance = %self.state.name(id), pgid = g.pgid(), "SIGKILL sent");
                         }
                     }
-                    Effect::Claim { id, claims } => match &self.outputs.recorder {
-                        Some(r) => r.claim(id, claims),
+                    Effect::Claim { batch } => match &self.outputs.recorder {
+                        Some(r) => r.claim(batch),
                         None => inputs.push_back(Input::Claimed {
-                            id,
+                            ids: batch.into_iter().map(|(id, _)| id).collect(),
                             answer: Err("no ledger".into()),
                         }),
                     },

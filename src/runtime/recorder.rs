@@ -108,8 +108,8 @@ struct Pending {
     stop: bool,
     /// This run's newest holds in the shared budgets.
     holds: Option<Vec<(BudgetKey, i128)>>,
-    /// Claims to carry out, in order.
-    claims: Vec<(InstanceId, Vec<ClaimOf>)>,
+    /// Batches of claims to carry out, in order (one transaction each).
+    claims: Vec<Vec<(InstanceId, Vec<ClaimOf>)>>,
     /// A pause to tell the project's other runs about.
     pause: Option<SharedPause>,
 }
@@ -151,10 +151,11 @@ impl RecorderHandle {
         }
     }
 
-    /// Carries out a claim now; the answer comes back as [`Input::Claimed`].
-    pub fn claim(&self, id: InstanceId, claims: Vec<ClaimOf>) {
+    /// Carries out a batch of claims now, in one transaction; the answer comes back as
+    /// [`Input::Claimed`].
+    pub fn claim(&self, batch: Vec<(InstanceId, Vec<ClaimOf>)>) {
         if let Ok(mut p) = self.shared.pending.lock() {
-            p.claims.push((id, claims));
+            p.claims.push(batch);
             p.urgent = true;
             self.shared.wake.notify_one();
         }
@@ -369,14 +370,15 @@ fn write_loop(
             holds.insert(key, i64::try_from(amount).unwrap_or(i64::MAX));
         }
         if let Some(sharing) = &sharing {
-            for (id, claims) in claims {
-                let answer = claim(store.as_mut(), &run_id, sharing, &claims);
-                if let Ok((true, _)) = &answer {
-                    for c in &claims {
+            for batch in claims {
+                let answer = claim(store.as_mut(), &run_id, sharing, &batch);
+                if let Ok((granted, _)) = &answer {
+                    for c in batch.iter().take(*granted).flat_map(|(_, c)| c) {
                         holds.insert(c.key.clone(), i64::try_from(c.hold).unwrap_or(i64::MAX));
                     }
                 }
-                let _ = sharing.news.send(Input::Claimed { id, answer });
+                let ids = batch.into_iter().map(|(id, _)| id).collect();
+                let _ = sharing.news.send(Input::Claimed { ids, answer });
             }
         }
         let now = Instant::now();
@@ -488,34 +490,44 @@ fn others(keys: impl Iterator<Item = BudgetKey>, e: &[Elsewhere]) -> Vec<OtherRu
         .collect()
 }
 
+/// Carries out one batch of claims: answers how many, from the first, were granted.
 fn claim(
     store: &mut dyn UsageStore,
     run_id: &str,
     sharing: &Sharing,
-    claims: &[ClaimOf],
-) -> Result<(bool, Vec<OtherRuns>), String> {
+    batch: &[(InstanceId, Vec<ClaimOf>)],
+) -> Result<(usize, Vec<OtherRuns>), String> {
     let to_i64 = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-    let asked: Vec<Claim> = claims
+    // Only the claims the ledger knows are asked.
+    let known = |c: &&ClaimOf| sharing.budgets.iter().any(|(k, _)| *k == c.key);
+    let asked: Vec<Vec<Claim>> = batch
         .iter()
-        .filter_map(|c| {
-            let (_, budget) = sharing.budgets.iter().find(|(k, _)| *k == c.key)?;
-            Some(Claim {
-                budget: budget.clone(),
-                mine: to_i64(c.mine),
-                hold: to_i64(c.hold),
-                limit: to_i64(c.limit),
-            })
+        .map(|(_, claims)| {
+            claims
+                .iter()
+                .filter_map(|c| {
+                    let (_, budget) = sharing.budgets.iter().find(|(k, _)| *k == c.key)?;
+                    Some(Claim {
+                        budget: budget.clone(),
+                        mine: to_i64(c.mine),
+                        hold: to_i64(c.hold),
+                        limit: to_i64(c.limit),
+                    })
+                })
+                .collect()
         })
         .collect();
     let (granted, e) = store
-        .claim(run_id, now_ms(), lease_until(sharing), &asked)
+        .claim_many(run_id, now_ms(), lease_until(sharing), &asked)
         .map_err(|e| e.to_string())?;
-    // Only the claims the ledger knows were asked, in order.
-    let keys = claims
-        .iter()
-        .map(|c| c.key.clone())
-        .filter(|k| sharing.budgets.iter().any(|(b, _)| b == k));
-    Ok((granted, others(keys, &e)))
+    // The figures come per budget, in the order they first appear in the batch.
+    let mut keys: Vec<BudgetKey> = Vec::new();
+    for c in batch.iter().flat_map(|(_, c)| c).filter(known) {
+        if !keys.contains(&c.key) {
+            keys.push(c.key.clone());
+        }
+    }
+    Ok((granted, others(keys.into_iter(), &e)))
 }
 
 fn share(

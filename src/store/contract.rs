@@ -200,6 +200,67 @@ pub fn claims_take_headroom_once(s: &mut dyn UsageStore) {
     assert!(ok);
 }
 
+/// A batch of claims (one entry per instance, each counting the ones before it) is
+/// granted from the first entry for as long as every claim fits; the holds are those of
+/// the last granted entry; a batch whose first entry does not fit changes nothing.
+pub fn batched_claims_grant_the_entries_that_fit_in_order(s: &mut dyn UsageStore) {
+    let b = budget("k", Some("p"), None, false);
+    let c = budget("c /a", Some("p"), Some("/a"), false);
+    for id in ["x", "me", "u"] {
+        s.begin_run(&run(id, "p", 1_500), &[]).expect("begin");
+    }
+    let claim = |b: &SharedBudget, hold: i64| Claim {
+        budget: b.clone(),
+        mine: hold,
+        hold,
+        limit: 100,
+    };
+    let (ok, _) = s
+        .claim("x", 1_000, 31_000, &[claim(&b, 50)])
+        .expect("claim");
+    assert!(ok);
+    // 50 held by x: 20, then 40 fit; 60 does not, nor anything after it (even what
+    // would fit on its own: plan order is kept).
+    let batch = vec![
+        vec![claim(&b, 20), claim(&c, 20)],
+        vec![claim(&b, 40)],
+        vec![claim(&b, 60), claim(&c, 40)],
+        vec![claim(&c, 60)],
+    ];
+    let (granted, e) = s.claim_many("me", 1_000, 31_000, &batch).expect("claim");
+    assert_eq!(granted, 2);
+    assert_eq!(
+        e,
+        vec![
+            Elsewhere {
+                used: 0,
+                reserved: 50
+            },
+            Elsewhere::default()
+        ],
+        "one answer per budget, in the order they first appear"
+    );
+    let got = share(s, "u", 1_000, &[], &[b.clone(), c.clone()]);
+    assert_eq!(got.elsewhere[0].reserved, 90, "x's 50 and the last granted 40");
+    assert_eq!(got.elsewhere[1].reserved, 20);
+    // Nothing fits: nothing changes.
+    let (granted, _) = s
+        .claim_many("me", 1_000, 31_000, &[vec![claim(&b, 51)], vec![claim(&b, 52)]])
+        .expect("claim");
+    assert_eq!(granted, 0);
+    let got = share(s, "u", 1_000, &[], &[b.clone(), c.clone()]);
+    assert_eq!(
+        (got.elsewhere[0].reserved, got.elsewhere[1].reserved),
+        (90, 20)
+    );
+    // An empty batch, and an entry with no claim, are granted.
+    assert_eq!(s.claim_many("me", 1_000, 31_000, &[]).expect("claim").0, 0);
+    assert_eq!(
+        s.claim_many("me", 1_000, 31_000, &[vec![]]).expect("claim").0,
+        1
+    );
+}
+
 /// A pause published by one run reaches the other runs of its project until it ends,
 /// and a later pause of the same kind extends it, never shortens it.
 pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {

@@ -470,6 +470,48 @@ impl Claim {
     }
 }
 
+/// The budgets a batch of claims (see [`UsageStore::claim_many`]) asks about, each once,
+/// in the order they first appear: what the store answers [`Elsewhere`] for.
+pub fn claimed_budgets(batch: &[Vec<Claim>]) -> Vec<&SharedBudget> {
+    let mut out: Vec<&SharedBudget> = Vec::new();
+    for c in batch.iter().flatten() {
+        if !out.iter().any(|b| b.key == c.budget.key) {
+            out.push(&c.budget);
+        }
+    }
+    out
+}
+
+/// The one batch rule both backends apply inside their transaction: how many entries of
+/// `batch`, from the first, are granted (every claim of each fits, [`Claim::fits`],
+/// against `elsewhere`, answered per [`claimed_budgets`]); and the holds they leave,
+/// each budget's from the last granted entry claiming it, in first-appearance order.
+pub fn grant<'b>(
+    batch: &'b [Vec<Claim>],
+    budgets: &[&SharedBudget],
+    elsewhere: &[Elsewhere],
+) -> (usize, Vec<(&'b str, i64)>) {
+    let fits = |c: &Claim| {
+        budgets
+            .iter()
+            .position(|b| b.key == c.budget.key)
+            .and_then(|i| elsewhere.get(i))
+            .is_some_and(|e| c.fits(*e))
+    };
+    let granted = batch
+        .iter()
+        .take_while(|entry| entry.iter().all(fits))
+        .count();
+    let mut holds: Vec<(&str, i64)> = Vec::new();
+    for c in batch[..granted].iter().flatten() {
+        match holds.iter_mut().find(|(k, _)| *k == c.budget.key) {
+            Some(h) => h.1 = c.hold,
+            None => holds.push((&c.budget.key, c.hold)),
+        }
+    }
+    (granted, holds)
+}
+
 /// A launch pause that one run tells the other runs of its project about (issue 14):
 /// the API's usage limit until it resets, or a fleet backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -575,14 +617,32 @@ pub trait UsageStore: Send {
     /// Atomically (no other run can claim between the check and the write): when every
     /// claim fits what the other runs have at `now_ms`, sets this run's hold in each to
     /// `claim.hold`, leased until `lease_until_ms`, and answers `true`; else changes
-    /// nothing and answers `false`. Also answers what the other runs have, per claim.
+    /// nothing and answers `false`. Also answers what the other runs have, per claim
+    /// (`claims` names each budget once).
     fn claim(
         &mut self,
         run_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
         claims: &[Claim],
-    ) -> Result<(bool, Vec<Elsewhere>), StoreError>;
+    ) -> Result<(bool, Vec<Elsewhere>), StoreError> {
+        let (granted, elsewhere) =
+            self.claim_many(run_id, now_ms, lease_until_ms, &[claims.to_vec()])?;
+        Ok((granted == 1, elsewhere))
+    }
+    /// Several claims in one transaction, atomically as [`UsageStore::claim`]: `batch`
+    /// holds one entry per instance about to launch, in launch order, each entry's claims
+    /// counting the entries before it (`mine` and `hold` grow along the batch). Grants
+    /// the longest run of entries from the first whose every claim fits ([`grant`]), sets
+    /// this run's holds to what the last granted entries ask, and answers how many were
+    /// granted and what the other runs have in each of [`claimed_budgets`].
+    fn claim_many(
+        &mut self,
+        run_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        batch: &[Vec<Claim>],
+    ) -> Result<(usize, Vec<Elsewhere>), StoreError>;
 }
 
 /// The default ledger: `$XDG_DATA_HOME/orchestrator/ledger.sqlite`, else

@@ -1043,22 +1043,23 @@ impl UsageStore for PostgresStore {
         })
     }
 
-    fn claim(
+    fn claim_many(
         &mut self,
         run_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
-        claims: &[Claim],
-    ) -> Result<(bool, Vec<Elsewhere>), StoreError> {
-        let (keys, amounts) = hold_arrays(claims.iter().map(|c| (c.budget.key.as_str(), c.hold)));
+        batch: &[Vec<Claim>],
+    ) -> Result<(usize, Vec<Elsewhere>), StoreError> {
+        let budgets = super::claimed_budgets(batch);
         let id = text(run_id);
         self.with(|c| {
             // The budgets' locks are held from before the check until the commit: no
             // other run's claim can fall in between.
-            c.begin_locking(claims.iter().map(|c| c.budget.key.as_str()))?;
-            let elsewhere = elsewhere_in(c, run_id, now_ms, claims.iter().map(|c| &c.budget))?;
-            let granted = claims.iter().zip(&elsewhere).all(|(c, e)| c.fits(*e));
-            if granted {
+            c.begin_locking(budgets.iter().map(|b| b.key.as_str()))?;
+            let elsewhere = elsewhere_in(c, run_id, now_ms, budgets.iter().copied())?;
+            let (granted, holds) = super::grant(batch, &budgets, &elsewhere);
+            if !holds.is_empty() {
+                let (keys, amounts) = hold_arrays(holds.into_iter());
                 c.execute(PUT_HOLDS, &[&id, &keys, &amounts, &lease_until_ms])?;
             }
             c.client.batch_execute("COMMIT")?;
@@ -1157,6 +1158,7 @@ mod tests {
             used_elsewhere_counts_other_runs_in_the_window,
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
+            batched_claims_grant_the_entries_that_fit_in_order,
             pauses_reach_the_other_runs_of_the_project,
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,

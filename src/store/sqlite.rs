@@ -678,26 +678,25 @@ impl UsageStore for SqliteStore {
         })
     }
 
-    fn claim(
+    fn claim_many(
         &mut self,
         run_id: &str,
         now_ms: i64,
         lease_until_ms: i64,
-        claims: &[Claim],
-    ) -> Result<(bool, Vec<Elsewhere>), StoreError> {
+        batch: &[Vec<Claim>],
+    ) -> Result<(usize, Vec<Elsewhere>), StoreError> {
+        let budgets = super::claimed_budgets(batch);
         // BEGIN IMMEDIATE holds the write lock from the first read: no other run's claim
         // can fall between the check and the write.
         self.immediate(|conn| {
-            let mut elsewhere = Vec::with_capacity(claims.len());
-            for c in claims {
-                elsewhere.push(elsewhere_in(conn, run_id, now_ms, &c.budget)?);
+            let mut elsewhere = Vec::with_capacity(budgets.len());
+            for b in &budgets {
+                elsewhere.push(elsewhere_in(conn, run_id, now_ms, b)?);
             }
-            let granted = claims.iter().zip(&elsewhere).all(|(c, e)| c.fits(*e));
-            if granted {
-                let mut put = conn.prepare_cached(PUT_HOLD)?;
-                for c in claims {
-                    put.execute(params![c.budget.key, run_id, c.hold, lease_until_ms])?;
-                }
+            let (granted, holds) = super::grant(batch, &budgets, &elsewhere);
+            let mut put = conn.prepare_cached(PUT_HOLD)?;
+            for (key, hold) in holds {
+                put.execute(params![key, run_id, hold, lease_until_ms])?;
             }
             Ok((granted, elsewhere))
         })
@@ -1087,6 +1086,7 @@ mod tests {
             used_elsewhere_counts_other_runs_in_the_window,
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
+            batched_claims_grant_the_entries_that_fit_in_order,
             pauses_reach_the_other_runs_of_the_project,
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,

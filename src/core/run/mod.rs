@@ -112,11 +112,12 @@ pub enum Input {
     /// The ledger's latest figures for the budgets shared with other runs (issue 12);
     /// `Err`: it could not be reached.
     Shared(Result<Vec<OtherRuns>, String>),
-    /// The answer to an [`Effect::Claim`]: granted or not, and the figures it was decided
-    /// on; `Err`: the ledger could not be reached.
+    /// The answer to an [`Effect::Claim`] for instances `ids` (its batch, in order): how
+    /// many of them, from the first, were granted, and the figures it was decided on;
+    /// `Err`: the ledger could not be reached.
     Claimed {
-        id: InstanceId,
-        answer: Result<(bool, Vec<OtherRuns>), String>,
+        ids: Vec<InstanceId>,
+        answer: Result<(usize, Vec<OtherRuns>), String>,
     },
     /// Pauses other runs of the project published and that have not ended, read when
     /// the wall clock was `unix_now_ms` (so this may come before `Start`).
@@ -167,12 +168,13 @@ pub enum Effect {
     /// SIGKILL it.
     Kill(InstanceId),
     Emit(RunEvent),
-    /// Block mode: before instance `id` (admitted by this run's ledger) launches, take its
-    /// share of the budgets shared with other runs, atomically with them; then answer
-    /// `Claimed`.
+    /// Block mode: before these instances (admitted by this run's ledger, in launch
+    /// order) launch, take their share of the budgets shared with other runs, atomically
+    /// with them, in one transaction; then answer `Claimed`. Each instance's claims count
+    /// those before it in the batch; the ledger grants the longest run of them from the
+    /// first that fits.
     Claim {
-        id: InstanceId,
-        claims: Vec<ClaimOf>,
+        batch: Vec<(InstanceId, Vec<ClaimOf>)>,
     },
     /// Tell the project's other runs about this pause (through the ledger).
     Publish(SharedPause),
@@ -503,9 +505,9 @@ pub struct RunState {
 #[derive(Debug, Clone, Default)]
 struct Sharing {
     keys: Vec<BudgetKey>,
-    /// The instance whose claim is with the ledger: one at a time, so a claim always
-    /// counts every earlier one.
-    claiming: Option<InstanceId>,
+    /// The instances whose claims are with the ledger, as one batch: one batch at a
+    /// time, so a claim always counts every earlier one.
+    claiming: Vec<InstanceId>,
     /// A claim was refused: no new claim before the ledger's next figures.
     refused: bool,
     /// The ledger cannot be reached: the error.
@@ -695,7 +697,7 @@ impl RunState {
             Input::Exited { id, ended } => self.exited(id, ended, now, &mut fx),
             Input::Interrupt(which) => self.interrupted(which, now, &mut fx),
             news @ (Input::Shared(_) | Input::Paused { .. }) => self.news(news, now, &mut fx),
-            Input::Claimed { id, answer } => self.claimed(id, answer, now, &mut fx),
+            Input::Claimed { ids, answer } => self.claimed(ids, answer, now, &mut fx),
         }
         if self.started && !self.finished {
             self.launch_ready(now, &mut fx);
@@ -793,18 +795,17 @@ impl RunState {
         }
     }
 
-    /// The ledger answered instance `id`'s claim.
+    /// The ledger answered the claims of `ids`: the first `granted` of them launch.
     fn claimed(
         &mut self,
-        id: InstanceId,
-        answer: Result<(bool, Vec<OtherRuns>), String>,
+        ids: Vec<InstanceId>,
+        answer: Result<(usize, Vec<OtherRuns>), String>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
         if let Some(s) = &mut self.sharing {
-            s.claiming = None;
+            s.claiming.clear();
         }
-        let queued = self.queue.iter().position(|&q| q == id);
         let granted = match answer {
             Ok((granted, others)) => {
                 self.ledger_reachable(None, fx);
@@ -813,26 +814,35 @@ impl RunState {
             }
             Err(e) => {
                 self.ledger_reachable(Some(e), fx);
-                self.plan.options.ledger_failure == LedgerFailure::Open
+                if self.plan.options.ledger_failure == LedgerFailure::Open {
+                    ids.len()
+                } else {
+                    0
+                }
             }
         };
-        match queued {
-            // Ended while its claim was out (an interrupt, a stop): it holds nothing.
-            None => self.ledger.finish(id),
-            Some(at) if granted && self.interrupt.is_none() && self.gate.stopped.is_none() => {
-                self.start(at, Vec::new(), now, fx)
-            }
-            Some(_) => {
-                self.ledger.unadmit(id);
-                let why = match (&self.sharing, self.shared_keys_of(id).first()) {
-                    (Some(s), _) if s.down.is_some() => WaitReason::Ledger,
-                    (_, Some(key)) => WaitReason::Budget(key.clone()),
-                    (_, None) => WaitReason::Ledger,
-                };
-                if let Some(s) = &mut self.sharing {
-                    s.refused = s.down.is_none();
+        for (k, id) in ids.into_iter().enumerate() {
+            let queued = self.queue.iter().position(|&q| q == id);
+            match queued {
+                // Ended while its claim was out (an interrupt, a stop): it holds nothing.
+                None => self.ledger.finish(id),
+                Some(at)
+                    if k < granted && self.interrupt.is_none() && self.gate.stopped.is_none() =>
+                {
+                    self.start(at, Vec::new(), now, fx)
                 }
-                self.set_waiting(id, why, fx);
+                Some(_) => {
+                    self.ledger.unadmit(id);
+                    let why = match (&self.sharing, self.shared_keys_of(id).first()) {
+                        (Some(s), _) if s.down.is_some() => WaitReason::Ledger,
+                        (_, Some(key)) => WaitReason::Budget(key.clone()),
+                        (_, None) => WaitReason::Ledger,
+                    };
+                    if let Some(s) = &mut self.sharing {
+                        s.refused = s.down.is_none();
+                    }
+                    self.set_waiting(id, why, fx);
+                }
             }
         }
     }
@@ -1045,15 +1055,40 @@ impl RunState {
             .min();
     }
 
-    /// Launches every queued instance that may start now, in plan order.
+    /// Launches every queued instance that may start now, in plan order; those that must
+    /// first claim their share of budgets shared with other runs go to the ledger as one
+    /// batch.
     fn launch_ready(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let mut batch = Vec::new();
+        self.admit_ready(now, fx, &mut batch);
+        if !batch.is_empty() {
+            if let Some(s) = &mut self.sharing {
+                s.claiming = batch.iter().map(|(id, _)| *id).collect();
+            }
+            fx.push(Effect::Claim { batch });
+        }
+    }
+
+    /// [`RunState::launch_ready`]: launches, and collects the claims into `batch`.
+    fn admit_ready(
+        &mut self,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+        batch: &mut Vec<(InstanceId, Vec<ClaimOf>)>,
+    ) {
         self.launch_timer = None;
         if self.interrupt.is_some() || self.gate.stopped.is_some() {
             return;
         }
         let mut i = 0;
         while i < self.queue.len() {
-            match self.gate.check(now, self.running) {
+            // With launches spaced out, one claim at a time: the next launch waits for
+            // this one's.
+            if !batch.is_empty() && !self.gate.spacing.is_zero() {
+                return;
+            }
+            // Instances in the batch count as running (--max-parallel).
+            match self.gate.check(now, self.running + batch.len()) {
                 Err(GateWait::Until(t)) => {
                     self.launch_timer = Some(t);
                     return;
@@ -1077,7 +1112,7 @@ impl RunState {
             let shared = self.shared_keys_of(id);
             let (claiming, down) = match &self.sharing {
                 Some(s) if !shared.is_empty() => {
-                    (s.claiming.is_some() || s.refused, s.down.is_some())
+                    (!s.claiming.is_empty() || s.refused, s.down.is_some())
                 }
                 _ => (false, false),
             };
@@ -1107,10 +1142,7 @@ impl RunState {
                                 })
                             })
                             .collect();
-                        if let Some(s) = &mut self.sharing {
-                            s.claiming = Some(id);
-                        }
-                        fx.push(Effect::Claim { id, claims });
+                        batch.push((id, claims));
                         i += 1;
                         continue;
                     }

@@ -1268,8 +1268,14 @@ fn fail_fast_waits_for_retries_to_run_out() {
 /// A block-mode plan of `names` under a daily token budget of `limit` shared with other
 /// runs; each instance's estimate is 1000 tokens.
 fn shared_plan(names: &[&str], limit: u64) -> Sim {
+    shared_plan_with(names, limit, |_| {})
+}
+
+/// [`shared_plan`], with `f` changing the plan first.
+fn shared_plan_with(names: &[&str], limit: u64, f: impl FnOnce(&mut Plan)) -> Sim {
     use crate::core::period::{Period, PeriodScope};
     let mut p = plan(names);
+    f(&mut p);
     p.budgets.mode = Mode::Block;
     p.budgets.periodic.push(crate::core::plan::PeriodicLimit {
         period: Period::Day,
@@ -1298,25 +1304,38 @@ fn others(used: u64, reserved: u64) -> Vec<OtherRuns> {
     }]
 }
 
+/// The claims of every batch in `fx`, flattened, in order.
 fn claims(fx: &[Effect]) -> Vec<(InstanceId, Vec<ClaimOf>)> {
+    batches(fx).into_iter().flatten().collect()
+}
+
+fn batches(fx: &[Effect]) -> Vec<Vec<(InstanceId, Vec<ClaimOf>)>> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Claim { id, claims } => Some((*id, claims.clone())),
+            Effect::Claim { batch } => Some(batch.clone()),
             _ => None,
         })
         .collect()
 }
 
+fn granted(ids: &[InstanceId], n: usize, others: Vec<OtherRuns>) -> Input {
+    Input::Claimed {
+        ids: ids.to_vec(),
+        answer: Ok((n, others)),
+    }
+}
+
 #[test]
-fn a_shared_budget_launches_only_what_the_ledger_grants_one_claim_at_a_time() {
+fn a_shared_budget_launches_only_what_the_ledger_grants_in_one_batch() {
     let mut sim = shared_plan(&["a", "b"], 10_000);
     let fx = sim.start();
     assert!(
         spawns(&fx).is_empty(),
         "nothing launches before the ledger agrees"
     );
+    assert_eq!(batches(&fx).len(), 1, "one batch: {fx:?}");
     let c = claims(&fx);
-    assert_eq!(c.len(), 1, "one claim at a time: {fx:?}");
+    assert_eq!(c.len(), 2, "both instances in it: {fx:?}");
     assert_eq!(c[0].0, 0);
     assert_eq!(
         c[0].1,
@@ -1327,20 +1346,70 @@ fn a_shared_budget_launches_only_what_the_ledger_grants_one_claim_at_a_time() {
             limit: 10_000
         }]
     );
-    let fx = sim.input(Input::Claimed {
-        id: 0,
-        answer: Ok((true, others(0, 0))),
-    });
-    assert_eq!(spawns(&fx), vec![0]);
-    // The next claim counts what `a` holds.
-    let c = claims(&fx);
-    assert_eq!(c.len(), 1);
-    assert_eq!((c[0].0, c[0].1[0].mine, c[0].1[0].hold), (1, 2000, 2000));
+    // The second claim counts what the first will hold.
+    assert_eq!((c[1].0, c[1].1[0].mine, c[1].1[0].hold), (1, 2000, 2000));
     assert_eq!(
         sim.run.holds(),
         vec![(day_key(), 2000)],
-        "b is admitted locally while its claim is out"
+        "both are admitted locally while their claims are out"
     );
+    let fx = sim.input(granted(&[0, 1], 2, others(0, 0)));
+    assert_eq!(spawns(&fx), vec![0, 1]);
+    assert!(claims(&fx).is_empty());
+}
+
+#[test]
+fn a_batch_granted_in_part_launches_the_granted_and_the_rest_wait_for_new_figures() {
+    let mut sim = shared_plan(&["a", "b", "c"], 10_000);
+    let fx = sim.start();
+    let c = claims(&fx);
+    assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        c.iter().map(|c| c.1[0].mine).collect::<Vec<_>>(),
+        vec![1000, 2000, 3000]
+    );
+    // 7500 held elsewhere: a and b fit (9500), c does not.
+    let fx = sim.input(granted(&[0, 1, 2], 2, others(0, 7_500)));
+    assert_eq!(spawns(&fx), vec![0, 1]);
+    assert!(claims(&fx).is_empty(), "no new claim before new figures");
+    assert_eq!(sim.status(2), Status::Waiting);
+    assert_eq!(sim.reason(2), "waiting for daily budget");
+    assert_eq!(sim.run.holds(), vec![(day_key(), 2000)], "c holds nothing");
+    // The other run let go: c claims again, counting what a and b hold.
+    let fx = sim.input(Input::Shared(Ok(others(0, 0))));
+    let c = claims(&fx);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].0, c[0].1[0].mine, c[0].1[0].hold), (2, 3000, 3000));
+    let fx = sim.input(granted(&[2], 1, others(0, 0)));
+    assert_eq!(spawns(&fx), vec![2]);
+}
+
+#[test]
+fn a_batch_respects_max_parallel_and_startup_spacing() {
+    let mut sim = shared_plan_with(&["a", "b", "c"], 10_000, |p| p.options.max_parallel = 2);
+    let fx = sim.start();
+    assert_eq!(
+        claims(&fx).iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![0, 1],
+        "claims count as running: {fx:?}"
+    );
+    assert_eq!(sim.status(2), Status::Waiting);
+    let fx = sim.input(granted(&[0, 1], 2, others(0, 0)));
+    assert_eq!(spawns(&fx), vec![0, 1]);
+    assert!(claims(&fx).is_empty(), "no slot for c");
+
+    let mut sim = shared_plan_with(&["a", "b"], 10_000, |p| {
+        p.options.startup_delay = Duration::from_secs(1)
+    });
+    let fx = sim.start();
+    assert_eq!(
+        claims(&fx).iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![0],
+        "spaced launches claim one at a time"
+    );
+    let fx = sim.input(granted(&[0], 1, others(0, 0)));
+    assert_eq!(spawns(&fx), vec![0]);
+    assert!(claims(&fx).is_empty(), "b waits for its launch time");
 }
 
 #[test]
@@ -1348,10 +1417,7 @@ fn a_refused_claim_waits_for_the_ledgers_next_figures() {
     let mut sim = shared_plan(&["a"], 10_000);
     sim.start();
     // Another run took the headroom meanwhile: 9500 held elsewhere.
-    let fx = sim.input(Input::Claimed {
-        id: 0,
-        answer: Ok((false, others(0, 9_500))),
-    });
+    let fx = sim.input(granted(&[0], 0, others(0, 9_500)));
     assert!(spawns(&fx).is_empty());
     assert!(claims(&fx).is_empty(), "no new claim before new figures");
     assert_eq!(sim.status(0), Status::Waiting);
@@ -1364,10 +1430,7 @@ fn a_refused_claim_waits_for_the_ledgers_next_figures() {
     let fx = sim.input(Input::Shared(Ok(others(200, 0))));
     let c = claims(&fx);
     assert_eq!(c.len(), 1);
-    let fx = sim.input(Input::Claimed {
-        id: 0,
-        answer: Ok((true, others(200, 0))),
-    });
+    let fx = sim.input(granted(&[0], 1, others(200, 0)));
     assert_eq!(spawns(&fx), vec![0]);
 }
 
@@ -1375,14 +1438,7 @@ fn a_refused_claim_waits_for_the_ledgers_next_figures() {
 fn use_recorded_by_other_runs_blocks_what_does_not_fit_and_stops_what_runs() {
     let mut sim = shared_plan(&["a", "b"], 10_000);
     sim.start();
-    sim.input(Input::Claimed {
-        id: 0,
-        answer: Ok((true, others(0, 0))),
-    });
-    sim.input(Input::Claimed {
-        id: 1,
-        answer: Ok((true, others(0, 0))),
-    });
+    sim.input(granted(&[0, 1], 2, others(0, 0)));
     assert_eq!(sim.status(1), Status::Running);
     sim.usage(0, 600);
     // Other runs' use passes the limit: both instances of this run are stopped.
@@ -1404,7 +1460,7 @@ fn an_unreachable_ledger_holds_new_launches_when_closed_and_not_when_open() {
     let mut sim = shared_plan(&["a", "b"], 10_000);
     sim.start();
     let fx = sim.input(Input::Claimed {
-        id: 0,
+        ids: vec![0, 1],
         answer: Err("database is locked".into()),
     });
     assert!(has(&fx, |e| matches!(
@@ -1427,17 +1483,21 @@ fn an_unreachable_ledger_holds_new_launches_when_closed_and_not_when_open() {
         e,
         RunEvent::Ledger { unreachable: None }
     )));
-    assert_eq!(claims(&fx).len(), 1);
+    assert_eq!(claims(&fx).len(), 2);
 
-    let mut sim = shared_plan(&["a", "b"], 10_000);
+    let mut sim = shared_plan_with(&["a", "b", "c"], 10_000, |p| p.options.max_parallel = 2);
     sim.run.plan.options.ledger_failure = LedgerFailure::Open;
     sim.start();
     let fx = sim.input(Input::Claimed {
-        id: 0,
+        ids: vec![0, 1],
         answer: Err("database is locked".into()),
     });
-    // Open: it launches, and so does the next without asking the unreachable ledger.
+    // Open: the batch launches.
     assert_eq!(spawns(&fx), vec![0, 1]);
+    // And the next, once it has a slot, without asking the unreachable ledger.
+    let fx = sim.exit_with(0, 0, None);
+    assert_eq!(spawns(&fx), vec![2]);
+    assert!(claims(&fx).is_empty());
 }
 
 #[test]
@@ -1445,10 +1505,7 @@ fn an_instance_interrupted_while_its_claim_is_out_never_launches() {
     let mut sim = shared_plan(&["a"], 10_000);
     sim.start();
     sim.input(Input::Interrupt(Interrupt::Int));
-    let fx = sim.input(Input::Claimed {
-        id: 0,
-        answer: Ok((true, others(0, 0))),
-    });
+    let fx = sim.input(granted(&[0], 1, others(0, 0)));
     assert!(spawns(&fx).is_empty());
     assert_eq!(sim.run.holds(), vec![(day_key(), 0)]);
     assert_eq!(sim.status(0), Status::Interrupted);
