@@ -98,6 +98,8 @@ fn share(store: &mut dyn UsageStore, run_id: &str, holds: &[Hold]) {
             project: "p",
             now_ms: 70_000,
             lease_until_ms: i64::MAX,
+            instances: &[],
+            unflushed: &[],
             holds,
             pause: None,
             budgets: &b,

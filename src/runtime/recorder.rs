@@ -15,12 +15,17 @@
 //! write; the run itself never stops for the ledger.
 //!
 //! With budgets shared with other runs ([`Sharing`], issue 12) the thread is also the
-//! run's link to them: every [`Sharing::every`] it writes what changed, renews this run's
-//! holds (its instances' reservations, leased for [`Sharing::lease`]) and sends the
-//! other runs' figures back to the run as [`Input::Shared`]; a claim
-//! ([`RecorderHandle::claim`]) is carried out at once and answered as
-//! [`Input::Claimed`]. While the ledger cannot be reached the run is told so and every
-//! change stays pending (values are absolute), so nothing is lost when it comes back.
+//! run's link to them: every [`Sharing::every`] it tells the ledger this run's use,
+//! renews its holds (its instances' reservations, leased for [`Sharing::lease`]) and
+//! sends the other runs' figures back to the run as [`Input::Shared`], all in one
+//! transaction. The instance rows themselves are still written every [`WRITE_EVERY`]
+//! (and when an instance or the run ends); in between, the use they do not show yet goes
+//! as [`Unflushed`] totals per base command, which the same transaction replaces when
+//! it writes the rows — 500 running instances cost a few rows every 250 ms, not 500. A
+//! batch of claims ([`RecorderHandle::claim`]) is carried out at once, in one
+//! transaction, and answered as [`Input::Claimed`]. While the ledger cannot be reached
+//! the run is told so and every change stays pending (values are absolute), so nothing
+//! is lost when it comes back.
 
 use crate::core::budget::{Amount, BudgetKey};
 use crate::core::plan::{InstanceId, Plan, Status};
@@ -28,7 +33,7 @@ use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState, 
 use crate::core::usage::{Usage, Usd};
 use crate::store::{
     now_ms, Claim, Elsewhere, FleetPause, Hold, InstanceRecord, RunEnd, RunRecord, ShareRequest,
-    SharedBudget, StoreError, UsageStore,
+    SharedBudget, StoreError, Unflushed, UsageStore,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
@@ -242,7 +247,14 @@ impl Recorder {
         store.begin_run(&run, &instances)?;
         if let Some(sharing) = &sharing {
             // Before anything launches, the run knows the other runs' figures and pauses.
-            let first = share(store.as_mut(), &run.run_id, sharing, &HashMap::new(), None);
+            let first = share(
+                store.as_mut(),
+                &run.run_id,
+                sharing,
+                &HashMap::new(),
+                None,
+                Rows::default(),
+            );
             tell(sharing, first);
         }
         let shared = Arc::new(Shared {
@@ -321,6 +333,9 @@ fn write_loop(
     let mut dirty: BTreeSet<usize> = BTreeSet::new();
     let mut holds: HashMap<BudgetKey, i64> = HashMap::new();
     let mut last_write = Instant::now();
+    let mut last_rows = last_write;
+    // Each instance's tokens and nanodollars as its row last has them.
+    let mut written: Vec<(i64, i64)> = records.iter().map(totals).collect();
     let mut warned = false;
     loop {
         // Wait for the tick (or a claim, an instance's end, the run's), then take
@@ -388,17 +403,69 @@ fn write_loop(
         if !(done || ended || tick || now >= last_write + HEARTBEAT_EVERY) {
             continue;
         }
+        // Instance rows are written every WRITE_EVERY, when an instance ended and at
+        // the end; in between (budgets shared every 250 ms) only the use they do not
+        // show yet, in the same transaction, so the other runs see it at once.
+        let rows = done
+            || ended
+            || now >= last_rows + WRITE_EVERY
+            || sharing.as_ref().is_none_or(|s| s.budgets.is_empty());
+        let unflushed = if rows {
+            Vec::new()
+        } else {
+            unflushed_of(&records, &written, &dirty)
+        };
         // Moved out for the write and back after it: no copy of each record per flush.
-        let batch: Vec<InstanceRecord> = dirty
-            .iter()
-            .map(|&i| std::mem::take(&mut records[i]))
-            .collect();
-        let written = store.record(&run_id, now_ms(), &batch);
+        let batch: Vec<InstanceRecord> = if rows {
+            dirty
+                .iter()
+                .map(|&i| std::mem::take(&mut records[i]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let result = match &sharing {
+            None => store.record(&run_id, now_ms(), &batch).map(|()| None),
+            Some(sharing) => {
+                let pause = pause.map(|p| FleetPause {
+                    project: sharing.project.clone(),
+                    kind: if p.usage_limit {
+                        "usage_limit"
+                    } else {
+                        "backoff"
+                    }
+                    .into(),
+                    until_ms: p.until_ms,
+                    reason: p.cause,
+                    run_id: run_id.clone(),
+                });
+                let rows = Rows {
+                    instances: &batch,
+                    unflushed: &unflushed,
+                };
+                share(
+                    store.as_mut(),
+                    &run_id,
+                    sharing,
+                    &holds,
+                    pause.as_ref(),
+                    rows,
+                )
+                .map(Some)
+            }
+        };
         for (&i, rec) in dirty.iter().zip(batch) {
+            if result.is_ok() {
+                written[i] = totals(&rec);
+            }
             records[i] = rec;
         }
-        match &written {
-            Ok(()) => dirty.clear(),
+        match &result {
+            Ok(_) if rows => {
+                dirty.clear();
+                last_rows = now;
+            }
+            Ok(_) => {}
             Err(e) => {
                 // Kept dirty: retried with the next write.
                 if !warned {
@@ -408,23 +475,12 @@ fn write_loop(
             }
         }
         last_write = now;
-        // At the end only a pause still needs telling; holds go with the run.
-        if let Some(sharing) = sharing.as_ref().filter(|_| !done || pause.is_some()) {
-            let pause = pause.map(|p| FleetPause {
-                project: sharing.project.clone(),
-                kind: if p.usage_limit {
-                    "usage_limit"
-                } else {
-                    "backoff"
-                }
-                .into(),
-                until_ms: p.until_ms,
-                reason: p.cause,
-                run_id: run_id.clone(),
-            });
-            let news = written
-                .and_then(|()| share(store.as_mut(), &run_id, sharing, &holds, pause.as_ref()));
-            tell(sharing, news);
+        if let Some(sharing) = &sharing {
+            match result {
+                Ok(Some(news)) => tell(sharing, Ok(news)),
+                Ok(None) => {}
+                Err(e) => tell(sharing, Err(e)),
+            }
         }
         if let Some(end) = finish {
             if let Err(e) = store.finish_run(&run_id, &end) {
@@ -455,6 +511,50 @@ fn print_thread_rusage() {
         secs(ru.ru_utime),
         secs(ru.ru_stime)
     );
+}
+
+/// An instance's total tokens and nanodollars as its row holds them.
+fn totals(r: &InstanceRecord) -> (i64, i64) {
+    (i64::try_from(r.usage.total()).unwrap_or(i64::MAX), r.cost.0)
+}
+
+/// This run's use that its instance rows do not show yet (`dirty` ones differ from what
+/// was `written`), per base command.
+fn unflushed_of(
+    records: &[InstanceRecord],
+    written: &[(i64, i64)],
+    dirty: &BTreeSet<usize>,
+) -> Vec<Unflushed> {
+    let mut out: Vec<Unflushed> = Vec::new();
+    for &i in dirty {
+        let (Some(r), Some(&(wt, wn))) = (records.get(i), written.get(i)) else {
+            continue;
+        };
+        let (t, n) = totals(r);
+        let (dt, dn) = (t.saturating_sub(wt), n.saturating_sub(wn));
+        if dt == 0 && dn == 0 {
+            continue;
+        }
+        match out.iter_mut().find(|u| u.base_command == r.base_command) {
+            Some(u) => {
+                u.tokens = u.tokens.saturating_add(dt);
+                u.nanos = u.nanos.saturating_add(dn);
+            }
+            None => out.push(Unflushed {
+                base_command: r.base_command.clone(),
+                tokens: dt,
+                nanos: dn,
+            }),
+        }
+    }
+    out
+}
+
+/// What a share writes of the run's instances.
+#[derive(Clone, Copy, Default)]
+struct Rows<'a> {
+    instances: &'a [InstanceRecord],
+    unflushed: &'a [Unflushed],
 }
 
 fn lease_until(sharing: &Sharing) -> i64 {
@@ -536,6 +636,7 @@ fn share(
     sharing: &Sharing,
     holds: &HashMap<BudgetKey, i64>,
     pause: Option<&FleetPause>,
+    rows: Rows,
 ) -> Result<(Vec<OtherRuns>, Vec<SharedPause>), StoreError> {
     let held: Vec<Hold> = sharing
         .budgets
@@ -553,6 +654,8 @@ fn share(
         project: &sharing.project,
         now_ms: now_ms(),
         lease_until_ms: lease_until(sharing),
+        instances: rows.instances,
+        unflushed: rows.unflushed,
         holds: &held,
         pause,
         budgets: &budgets,
@@ -593,6 +696,83 @@ mod tests {
             });
         }
         p
+    }
+
+    /// With budgets shared every `every`, other runs see the use at the next share,
+    /// before the instance rows are written (at most a second later); at the end the
+    /// rows show all of it and nothing is counted twice.
+    #[test]
+    fn other_runs_see_shared_use_at_the_next_share() {
+        use crate::core::budget::{Scope, Unit};
+        use crate::core::period::{Period, PeriodScope};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.sqlite");
+        let p = plan();
+        let budget = SharedBudget {
+            key: "tokens day proj".into(),
+            since_ms: 0,
+            until_ms: i64::MAX,
+            project: Some("proj".into()),
+            base_command: None,
+            usd: false,
+        };
+        let key = BudgetKey {
+            scope: Scope::Periodic(Period::Day, PeriodScope::Project),
+            unit: Unit::Tokens,
+        };
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let sharing = Sharing {
+            project: "proj".into(),
+            budgets: vec![(key, budget.clone())],
+            lease: LEASE,
+            every: Duration::from_millis(20),
+            news: tx,
+        };
+        let store = SqliteStore::open(&path).expect("open");
+        let r = Recorder::start(
+            Box::new(store),
+            run_record(&p, "[]".into()),
+            initial_records(&p),
+            Some(sharing),
+        )
+        .expect("start");
+        let h = r.handle();
+        let mut other = SqliteStore::open(&path).expect("open");
+        let used = |other: &mut SqliteStore| {
+            other
+                .elsewhere("other", now_ms(), std::slice::from_ref(&budget))
+                .expect("elsewhere")[0]
+                .used
+        };
+        for (step, tokens) in [(1u64, 40u64), (2, 90)] {
+            h.update(InstanceUpdate {
+                index: 1,
+                status: Status::Running,
+                reason: None,
+                usage: Usage::new(tokens, step, 0, 0),
+                cost: Usd(0),
+                model: None,
+                tools: 0,
+                duration_ms: 0,
+                session_id: None,
+                exit_code: None,
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while used(&mut other) != i64::try_from(tokens + step).unwrap_or(0) {
+                assert!(Instant::now() < deadline, "never seen: {tokens}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        r.finish(RunEnd {
+            ended_ms: now_ms(),
+            exit_code: 0,
+            exit_reason: "ok".into(),
+        });
+        assert_eq!(used(&mut other), 92);
+        let g = other
+            .usage(&UsageQuery::everything(GroupBy::Run))
+            .expect("usage");
+        assert_eq!(g[0].usage.total(), 92);
     }
 
     #[test]

@@ -55,6 +55,8 @@ fn share(
         project: "p",
         now_ms,
         lease_until_ms: now_ms + 30_000,
+        instances: &[],
+        unflushed: &[],
         holds,
         pause: None,
         budgets,
@@ -241,11 +243,19 @@ pub fn batched_claims_grant_the_entries_that_fit_in_order(s: &mut dyn UsageStore
         "one answer per budget, in the order they first appear"
     );
     let got = share(s, "u", 1_000, &[], &[b.clone(), c.clone()]);
-    assert_eq!(got.elsewhere[0].reserved, 90, "x's 50 and the last granted 40");
+    assert_eq!(
+        got.elsewhere[0].reserved, 90,
+        "x's 50 and the last granted 40"
+    );
     assert_eq!(got.elsewhere[1].reserved, 20);
     // Nothing fits: nothing changes.
     let (granted, _) = s
-        .claim_many("me", 1_000, 31_000, &[vec![claim(&b, 51)], vec![claim(&b, 52)]])
+        .claim_many(
+            "me",
+            1_000,
+            31_000,
+            &[vec![claim(&b, 51)], vec![claim(&b, 52)]],
+        )
         .expect("claim");
     assert_eq!(granted, 0);
     let got = share(s, "u", 1_000, &[], &[b.clone(), c.clone()]);
@@ -256,9 +266,81 @@ pub fn batched_claims_grant_the_entries_that_fit_in_order(s: &mut dyn UsageStore
     // An empty batch, and an entry with no claim, are granted.
     assert_eq!(s.claim_many("me", 1_000, 31_000, &[]).expect("claim").0, 0);
     assert_eq!(
-        s.claim_many("me", 1_000, 31_000, &[vec![]]).expect("claim").0,
+        s.claim_many("me", 1_000, 31_000, &[vec![]])
+            .expect("claim")
+            .0,
         1
     );
+}
+
+/// A run's use that its instance rows do not show yet (written with each share) counts
+/// for the other runs like rows of its project, command and start; a share that writes
+/// the rows replaces it in the same transaction, so nothing is counted twice or missed;
+/// it stays when the run ends without rows that show it.
+pub fn unflushed_use_counts_until_the_rows_show_it(s: &mut dyn UsageStore) {
+    let b = [
+        budget("t project", Some("p"), None, false),
+        budget("c /a", Some("p"), Some("/a"), true),
+        budget("t q", Some("q"), None, false),
+    ];
+    s.begin_run(&run("me", "p", 1_500), &[]).expect("begin");
+    s.begin_run(&run("r", "p", 1_500), &[inst(0, "/a", 100, 10)])
+        .expect("begin");
+    let used = |s: &mut dyn UsageStore| -> Vec<i64> {
+        share(s, "me", 1_600, &[], &b)
+            .elsewhere
+            .iter()
+            .map(|e| e.used)
+            .collect()
+    };
+    assert_eq!(used(s), vec![100, 10, 0]);
+    let put = |s: &mut dyn UsageStore, instances: &[InstanceRecord], unflushed: &[Unflushed]| {
+        s.share(&ShareRequest {
+            run_id: "r",
+            project: "p",
+            now_ms: 1_600,
+            lease_until_ms: 31_600,
+            instances,
+            unflushed,
+            holds: &[],
+            pause: None,
+            budgets: &[],
+        })
+        .expect("share");
+    };
+    let un = |command: Option<&str>, tokens, nanos| Unflushed {
+        base_command: command.map(str::to_string),
+        tokens,
+        nanos,
+    };
+    // 50 tokens more of /a and 7 of free text since its rows were written.
+    put(s, &[], &[un(Some("/a"), 50, 5), un(None, 7, 1)]);
+    assert_eq!(used(s), vec![157, 15, 0]);
+    // Replaced, not added to.
+    put(s, &[], &[un(Some("/a"), 60, 6)]);
+    assert_eq!(used(s), vec![160, 16, 0]);
+    // The rows take it over in the same transaction.
+    put(s, &[inst(0, "/a", 160, 16)], &[]);
+    assert_eq!(used(s), vec![160, 16, 0]);
+    // A run that stops without writing its rows keeps counting what it said.
+    put(s, &[], &[un(Some("/a"), 40, 4)]);
+    s.finish_run(
+        "r",
+        &RunEnd {
+            ended_ms: 1_700,
+            exit_code: 137,
+            exit_reason: "killed".into(),
+        },
+    )
+    .expect("finish");
+    assert_eq!(used(s), vec![200, 20, 0]);
+    // Never its own.
+    let mine = s
+        .elsewhere("r", 1_600, &b[..1])
+        .expect("elsewhere")
+        .first()
+        .map(|e| e.used);
+    assert_eq!(mine, Some(0));
 }
 
 /// A pause published by one run reaches the other runs of its project until it ends,
@@ -280,6 +362,8 @@ pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
             project: "p",
             now_ms: 1_000,
             lease_until_ms: 31_000,
+            instances: &[],
+            unflushed: &[],
             holds: &[],
             pause: Some(p),
             budgets: &[],
@@ -296,6 +380,8 @@ pub fn pauses_reach_the_other_runs_of_the_project(s: &mut dyn UsageStore) {
             project: "elsewhere",
             now_ms: 1_000,
             lease_until_ms: 31_000,
+            instances: &[],
+            unflushed: &[],
             holds: &[],
             pause: None,
             budgets: &[],

@@ -527,13 +527,32 @@ pub struct FleetPause {
     pub run_id: String,
 }
 
+/// Use of a run that its instance rows do not show yet, for one base command (`None`:
+/// free text), in tokens and nanodollars: a run sharing budgets writes its instance
+/// rows every second but its use every 250 ms, as these (see [`ShareRequest`]). Counted
+/// as used by every budget whose window holds the run's start and whose project and
+/// command match, like instance rows; kept after the run ends unless its rows took it
+/// over (a killed run's last use still counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unflushed {
+    pub base_command: Option<String>,
+    pub tokens: i64,
+    pub nanos: i64,
+}
+
 /// What a run tells the ledger on every flush (see [`UsageStore::share`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ShareRequest<'a> {
     pub run_id: &'a str,
     pub project: &'a str,
+    /// Also the run's heartbeat.
     pub now_ms: i64,
     pub lease_until_ms: i64,
+    /// Instances to upsert first, as [`UsageStore::record`] does.
+    pub instances: &'a [InstanceRecord],
+    /// This run's use not in its instance rows once `instances` are written; replaces
+    /// what it said before (empty: its rows show all of it).
+    pub unflushed: &'a [Unflushed],
     pub holds: &'a [Hold],
     pub pause: Option<&'a FleetPause>,
     pub budgets: &'a [SharedBudget],
@@ -609,10 +628,13 @@ pub trait UsageStore: Send {
     /// ([`recorded_periodic`]), with those budgets; `None` when no run of the project
     /// recorded one. Read without writing (`orchestrator budget`).
     fn newest_periodic(&mut self, project: &str) -> Result<Option<RecordedBudgets>, StoreError>;
-    /// In one transaction: replaces this run's holds with `req.holds` (those of amount
-    /// 0 are dropped), leased until `req.lease_until_ms`; publishes `req.pause` when
-    /// given; and answers what the other runs have in each of `req.budgets` at
-    /// `req.now_ms` and the unexpired pauses of `req.project` published by other runs.
+    /// In one transaction: upserts `req.instances` and renews the run's heartbeat (as
+    /// [`UsageStore::record`]); replaces this run's [`Unflushed`] use with
+    /// `req.unflushed`; replaces its holds with `req.holds` (those of amount 0 are
+    /// dropped), leased until `req.lease_until_ms`; publishes `req.pause` when given;
+    /// and answers what the other runs have in each of `req.budgets` at `req.now_ms`
+    /// (used: their instance rows and unflushed use) and the unexpired pauses of
+    /// `req.project` published by other runs.
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError>;
     /// Atomically (no other run can claim between the check and the write): when every
     /// claim fits what the other runs have at `now_ms`, sets this run's hold in each to

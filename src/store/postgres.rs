@@ -29,8 +29,8 @@
 
 use super::{
     Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
-    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery,
-    UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, Unflushed,
+    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use postgres::types::ToSql;
@@ -41,7 +41,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Numbered like the SQLite ledger's versions: version N has the same tables.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Waited for a connection when the URL gives no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unacknowledged data this old drops the connection (`tcp_user_timeout`), and a silent
@@ -65,7 +65,7 @@ const MIGRATION_LOCK: i32 = 0x4f52_4349;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (inside the `orchestrator`
 /// schema, which is first on the connection's search path).
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE runs (
     run_key       BIGSERIAL UNIQUE,
@@ -128,6 +128,17 @@ CREATE TABLE pauses (
     run_id      TEXT NOT NULL,
     PRIMARY KEY (project, kind)
 );
+"#,
+    r#"
+CREATE TABLE unflushed (
+    run_id          TEXT NOT NULL,
+    project         TEXT NOT NULL,
+    run_started_ms  BIGINT NOT NULL,
+    base_command    TEXT,
+    total_tokens    BIGINT NOT NULL,
+    cost_nanos      BIGINT NOT NULL
+);
+CREATE INDEX unflushed_by_run ON unflushed(run_id);
 "#,
 ];
 
@@ -702,9 +713,19 @@ SELECT h.budget, $1, h.amount, $4 FROM unnest($2::text[], $3::bigint[]) AS h(bud
 ON CONFLICT (budget, run_id) DO UPDATE SET amount = excluded.amount,
     lease_until_ms = excluded.lease_until_ms";
 
+/// Replaces the unflushed use of run `$1` with base commands `$2`, tokens `$3` and
+/// nanodollars `$4`.
+const REPLACE_UNFLUSHED: &str = "
+WITH gone AS (DELETE FROM unflushed WHERE run_id = $1)
+INSERT INTO unflushed (run_id, project, run_started_ms, base_command, total_tokens, cost_nanos)
+SELECT r.run_id, r.project, r.started_ms, u.base_command, u.tokens, u.nanos
+FROM runs r, unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(base_command, tokens, nanos)
+WHERE r.run_id = $1";
+
 /// What the runs other than `$1` have at `$2` in each budget of the arrays `$3`..`$8`,
 /// in order: used (tokens or nanodollars of the instances of runs that started in the
-/// window, of its project and base command) and reserved (unexpired holds).
+/// window, of its project and base command, and their unflushed use) and reserved
+/// (unexpired holds).
 const ELSEWHERE: &str = "
 SELECT
     COALESCE((SELECT sum(CASE WHEN b.usd THEN i.cost_nanos ELSE i.total_tokens END)
@@ -712,7 +733,13 @@ SELECT
               WHERE i.run_started_ms >= b.since_ms AND i.run_started_ms < b.until_ms
                 AND i.run_id <> $1
                 AND (b.project IS NULL OR i.project = b.project)
-                AND (b.base_command IS NULL OR i.base_command = b.base_command)), 0)::bigint,
+                AND (b.base_command IS NULL OR i.base_command = b.base_command)), 0)::bigint
+    + COALESCE((SELECT sum(CASE WHEN b.usd THEN u.cost_nanos ELSE u.total_tokens END)
+              FROM unflushed u
+              WHERE u.run_started_ms >= b.since_ms AND u.run_started_ms < b.until_ms
+                AND u.run_id <> $1
+                AND (b.project IS NULL OR u.project = b.project)
+                AND (b.base_command IS NULL OR u.base_command = b.base_command)), 0)::bigint,
     COALESCE((SELECT sum(h.amount) FROM holds h
               WHERE h.budget = b.key AND h.run_id <> $1 AND h.lease_until_ms > $2), 0)::bigint
 FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::boolean[])
@@ -765,6 +792,29 @@ fn elsewhere_in<'b>(
             reserved: r.get(1),
         })
         .collect())
+}
+
+/// One statement: the heartbeat of run `id` and its instances `arrays` together.
+fn record_in(
+    c: &mut Conn,
+    arrays: &InstanceArrays,
+    id: &Cow<'_, str>,
+    heartbeat_ms: i64,
+) -> Result<u64, postgres::Error> {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH beat AS (
+             UPDATE runs SET heartbeat_ms = GREATEST(heartbeat_ms, $21) WHERE run_id = $20)
+         {}",
+            upsert_instances_sql(
+                "(SELECT run_id, project, started_ms FROM runs WHERE run_id = $20) r"
+            )
+        )
+    });
+    let mut params = arrays.params();
+    params.extend_from_slice(&[id, &heartbeat_ms]);
+    c.execute(sql, &params)
 }
 
 /// Keys and amounts for [`REPLACE_HOLDS`] / [`PUT_HOLDS`], the last of a key winning.
@@ -914,26 +964,10 @@ impl UsageStore for PostgresStore {
         heartbeat_ms: i64,
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError> {
-        // One statement: the heartbeat and the instances together.
-        static SQL: OnceLock<String> = OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            format!(
-                "WITH beat AS (
-                 UPDATE runs SET heartbeat_ms = GREATEST(heartbeat_ms, $21) WHERE run_id = $20)
-             {}",
-                upsert_instances_sql(
-                    "(SELECT run_id, project, started_ms FROM runs WHERE run_id = $20) r"
-                )
-            )
-        });
         let arrays = InstanceArrays::of(instances);
         let id = text(run_id);
-        self.with(|c| {
-            let mut params = arrays.params();
-            params.extend_from_slice(&[&id, &heartbeat_ms]);
-            c.execute(sql, &params)
-        })
-        .map(|_| ())
+        self.with(|c| record_in(c, &arrays, &id, heartbeat_ms))
+            .map(|_| ())
     }
 
     fn finish_run(&mut self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
@@ -1001,9 +1035,23 @@ impl UsageStore for PostgresStore {
         );
         let id = text(req.run_id);
         let project = text(req.project);
+        let arrays = InstanceArrays::of(req.instances);
+        let kept: Vec<&Unflushed> = req
+            .unflushed
+            .iter()
+            .filter(|u| u.tokens != 0 || u.nanos != 0)
+            .collect();
+        let u_commands: Vec<Option<Cow<str>>> =
+            kept.iter().map(|u| opt_text(&u.base_command)).collect();
+        let u_tokens: Vec<i64> = kept.iter().map(|u| u.tokens).collect();
+        let u_nanos: Vec<i64> = kept.iter().map(|u| u.nanos).collect();
         self.with(|c| {
             // Raising a hold takes its budget's lock, as a claim does.
             c.begin_locking(keys.iter().map(|k| k.as_ref()))?;
+            // The instances (the heartbeat with them) and what they do not show yet
+            // change together: no other run ever counts a use twice or misses it.
+            record_in(c, &arrays, &id, req.now_ms)?;
+            c.execute(REPLACE_UNFLUSHED, &[&id, &u_commands, &u_tokens, &u_nanos])?;
             c.execute(REPLACE_HOLDS, &[&id, &keys, &amounts, &req.lease_until_ms])?;
             if let Some(p) = req.pause {
                 c.execute(
@@ -1159,6 +1207,7 @@ mod tests {
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
             batched_claims_grant_the_entries_that_fit_in_order,
+            unflushed_use_counts_until_the_rows_show_it,
             pauses_reach_the_other_runs_of_the_project,
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,
@@ -1311,6 +1360,8 @@ mod tests {
             project: "web",
             now_ms: 5,
             lease_until_ms: 100,
+            instances: &[],
+            unflushed: &[],
             holds: &[],
             pause: None,
             budgets: &budgets,

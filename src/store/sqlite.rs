@@ -13,8 +13,8 @@
 
 use super::{
     Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
-    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, UsageQuery,
-    UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, Unflushed,
+    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
@@ -22,12 +22,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE runs (
     run_key       INTEGER PRIMARY KEY,
@@ -95,6 +95,17 @@ CREATE TABLE pauses (
     run_id      TEXT NOT NULL,
     PRIMARY KEY (project, kind)
 );
+"#,
+    r#"
+CREATE TABLE unflushed (
+    run_id          TEXT NOT NULL,
+    project         TEXT NOT NULL,
+    run_started_ms  INTEGER NOT NULL,
+    base_command    TEXT,
+    total_tokens    INTEGER NOT NULL,
+    cost_nanos      INTEGER NOT NULL
+);
+CREATE INDEX unflushed_by_run ON unflushed(run_id);
 "#,
 ];
 
@@ -463,15 +474,24 @@ fn elsewhere_in(
     now_ms: i64,
     b: &SharedBudget,
 ) -> rusqlite::Result<Elsewhere> {
+    // Instance rows, and what runs sharing budgets used since they last wrote theirs.
     let used: i64 = conn
         .prepare_cached(if b.usd {
-            "SELECT COALESCE(SUM(cost_nanos), 0) FROM instances
-             WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
-               AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5)"
+            "SELECT
+               (SELECT COALESCE(SUM(cost_nanos), 0) FROM instances
+                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))
+             + (SELECT COALESCE(SUM(cost_nanos), 0) FROM unflushed
+                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))"
         } else {
-            "SELECT COALESCE(SUM(total_tokens), 0) FROM instances
-             WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
-               AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5)"
+            "SELECT
+               (SELECT COALESCE(SUM(total_tokens), 0) FROM instances
+                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))
+             + (SELECT COALESCE(SUM(total_tokens), 0) FROM unflushed
+                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
+                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))"
         })?
         .query_row(
             params![b.since_ms, b.until_ms, run_id, b.project, b.base_command],
@@ -532,6 +552,98 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Whether a write of `instances` rebuilds its run's rollup now.
+    fn rollup_due(&self, instances: &[InstanceRecord]) -> bool {
+        !instances.is_empty()
+            && (instances.iter().any(|i| i.ended_ms.is_some())
+                || self.rollup_at.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY))
+    }
+
+    /// After a write of `instances` of `run_id`: whether it left the rollup behind.
+    fn rollup_left(
+        &mut self,
+        ok: bool,
+        rebuilt: Option<&str>,
+        run_id: &str,
+        instances: &[InstanceRecord],
+    ) {
+        if ok && rebuilt.is_none() && !instances.is_empty() {
+            self.stale_rollup = Some(run_id.to_string());
+        }
+    }
+}
+
+/// Renews `run_id`'s heartbeat and upserts `instances`.
+fn write_beat(
+    conn: &Connection,
+    run_id: &str,
+    heartbeat_ms: i64,
+    instances: &[InstanceRecord],
+    ids: &mut DictIds,
+    mine: &mut Option<Mine>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1")?
+        .execute(params![run_id, heartbeat_ms])?;
+    upsert_instances(conn, run_id, instances, ids, mine)
+}
+
+/// Replaces `run_id`'s unflushed use.
+fn put_unflushed(conn: &Connection, run_id: &str, unflushed: &[Unflushed]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM unflushed WHERE run_id = ?1")?
+        .execute([run_id])?;
+    let mut put = conn.prepare_cached(
+        "INSERT INTO unflushed (run_id, project, run_started_ms, base_command, total_tokens,
+             cost_nanos)
+         SELECT run_id, project, started_ms, ?2, ?3, ?4 FROM runs WHERE run_id = ?1",
+    )?;
+    for u in unflushed.iter().filter(|u| u.tokens != 0 || u.nanos != 0) {
+        put.execute(params![run_id, u.base_command, u.tokens, u.nanos])?;
+    }
+    Ok(())
+}
+
+/// The holds, pause and answer of a share (see [`UsageStore::share`]), inside its
+/// transaction.
+fn share_in(conn: &Connection, req: &ShareRequest) -> rusqlite::Result<Shared> {
+    conn.prepare_cached("DELETE FROM holds WHERE run_id = ?1")?
+        .execute([req.run_id])?;
+    let mut put = conn.prepare_cached(PUT_HOLD)?;
+    for h in req.holds.iter().filter(|h| h.amount > 0) {
+        put.execute(params![h.key, req.run_id, h.amount, req.lease_until_ms])?;
+    }
+    if let Some(p) = req.pause {
+        conn.prepare_cached(
+            "INSERT INTO pauses (project, kind, until_ms, reason, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project, kind) DO UPDATE SET until_ms = excluded.until_ms,
+                 reason = excluded.reason, run_id = excluded.run_id
+             WHERE excluded.until_ms > pauses.until_ms",
+        )?
+        .execute(params![p.project, p.kind, p.until_ms, p.reason, p.run_id])?;
+    }
+    let mut elsewhere = Vec::with_capacity(req.budgets.len());
+    for b in req.budgets {
+        elsewhere.push(elsewhere_in(conn, req.run_id, req.now_ms, b)?);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT project, kind, until_ms, reason, run_id FROM pauses
+         WHERE project = ?1 AND until_ms > ?2 AND run_id != ?3 ORDER BY kind",
+    )?;
+    let pauses = stmt
+        .query_map(params![req.project, req.now_ms, req.run_id], |r| {
+            Ok(FleetPause {
+                project: r.get(0)?,
+                kind: r.get(1)?,
+                until_ms: r.get(2)?,
+                reason: r.get(3)?,
+                run_id: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Shared { elsewhere, pauses })
+}
+
 impl UsageStore for SqliteStore {
     fn begin_run(
         &mut self,
@@ -568,19 +680,11 @@ impl UsageStore for SqliteStore {
         heartbeat_ms: i64,
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError> {
-        let now_due = instances.iter().any(|i| i.ended_ms.is_some())
-            || self.rollup_at.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY);
-        let rebuild = (!instances.is_empty() && now_due).then_some(run_id);
+        let rebuild = self.rollup_due(instances).then_some(run_id);
         let r = self.write(rebuild, |conn, ids, mine| {
-            conn.prepare_cached(
-                "UPDATE runs SET heartbeat_ms = max(heartbeat_ms, ?2) WHERE run_id = ?1",
-            )?
-            .execute(params![run_id, heartbeat_ms])?;
-            upsert_instances(conn, run_id, instances, ids, mine)
+            write_beat(conn, run_id, heartbeat_ms, instances, ids, mine)
         });
-        if r.is_ok() && rebuild.is_none() && !instances.is_empty() {
-            self.stale_rollup = Some(run_id.to_string());
-        }
+        self.rollup_left(r.is_ok(), rebuild, run_id, instances);
         r
     }
 
@@ -638,44 +742,17 @@ impl UsageStore for SqliteStore {
     }
 
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
-        self.immediate(|conn| {
-            conn.prepare_cached("DELETE FROM holds WHERE run_id = ?1")?
-                .execute([req.run_id])?;
-            let mut put = conn.prepare_cached(PUT_HOLD)?;
-            for h in req.holds.iter().filter(|h| h.amount > 0) {
-                put.execute(params![h.key, req.run_id, h.amount, req.lease_until_ms])?;
-            }
-            if let Some(p) = req.pause {
-                conn.prepare_cached(
-                    "INSERT INTO pauses (project, kind, until_ms, reason, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (project, kind) DO UPDATE SET until_ms = excluded.until_ms,
-                         reason = excluded.reason, run_id = excluded.run_id
-                     WHERE excluded.until_ms > pauses.until_ms",
-                )?
-                .execute(params![p.project, p.kind, p.until_ms, p.reason, p.run_id])?;
-            }
-            let mut elsewhere = Vec::with_capacity(req.budgets.len());
-            for b in req.budgets {
-                elsewhere.push(elsewhere_in(conn, req.run_id, req.now_ms, b)?);
-            }
-            let mut stmt = conn.prepare_cached(
-                "SELECT project, kind, until_ms, reason, run_id FROM pauses
-                 WHERE project = ?1 AND until_ms > ?2 AND run_id != ?3 ORDER BY kind",
-            )?;
-            let pauses = stmt
-                .query_map(params![req.project, req.now_ms, req.run_id], |r| {
-                    Ok(FleetPause {
-                        project: r.get(0)?,
-                        kind: r.get(1)?,
-                        until_ms: r.get(2)?,
-                        reason: r.get(3)?,
-                        run_id: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Shared { elsewhere, pauses })
-        })
+        let rebuild = self.rollup_due(req.instances).then_some(req.run_id);
+        let mut answer = None;
+        let r = self.write(rebuild, |conn, ids, mine| {
+            write_beat(conn, req.run_id, req.now_ms, req.instances, ids, mine)?;
+            put_unflushed(conn, req.run_id, req.unflushed)?;
+            answer = Some(share_in(conn, req)?);
+            Ok(())
+        });
+        self.rollup_left(r.is_ok(), rebuild, req.run_id, req.instances);
+        r?;
+        answer.ok_or_else(|| StoreError::Unusable("the share was not answered".into()))
     }
 
     fn claim_many(
@@ -1078,6 +1155,79 @@ mod tests {
         assert_eq!(g[1].usage.input_tokens, 7);
     }
 
+    /// The rollup encoded from what the store wrote ([`Mine`]) is the one its rows give,
+    /// through lean updates, a model appearing, a renamed instance, a row the store
+    /// did not know, an end and a failed write.
+    #[test]
+    fn the_rollup_kept_in_memory_is_the_one_the_rows_give() {
+        let mut s = SqliteStore::in_memory().expect("store");
+        let rec = |i: u32, tokens: u64, status: &str, model: Option<&str>| InstanceRecord {
+            ended_ms: None,
+            model: model.map(str::to_string),
+            ..ended(
+                i,
+                "/a x",
+                status,
+                tokens,
+                i64::try_from(tokens).unwrap_or(0) * -3,
+            )
+        };
+        let start: Vec<InstanceRecord> = (0..4).map(|i| rec(i, 0, "pending", None)).collect();
+        s.begin_run(&run("r", "p", 1000), &start).expect("begin");
+        for step in 1..30u64 {
+            let mut two = rec(1, step, "running", (step > 10).then_some("m2"));
+            if step > 20 {
+                two.name = "renamed".into();
+            }
+            s.record("r", 2000, &[rec(0, step * 10, "running", Some("m1")), two])
+                .expect("record");
+        }
+        // A row written behind the store's back, then a failed write.
+        s.conn
+            .execute(
+                "UPDATE instances SET output_tokens = 99 WHERE run_id = 'r' AND idx = 3",
+                [],
+            )
+            .expect("update");
+        s.mine = None;
+        s.record("r", 2000, &[rec(2, 5, "running", None)])
+            .expect("record");
+        s.conn.execute_batch("PRAGMA query_only = 1").expect("ro");
+        assert!(s.record("r", 2000, &[rec(2, 6, "running", None)]).is_err());
+        assert!(s.mine.is_none(), "a failed write forgets what it kept");
+        s.conn.execute_batch("PRAGMA query_only = 0").expect("rw");
+        s.record("r", 3000, &[ended(2, "/a x", "completed", 7, 0)])
+            .expect("record");
+        s.finish_run(
+            "r",
+            &RunEnd {
+                ended_ms: 4000,
+                exit_code: 0,
+                exit_reason: "ok".into(),
+            },
+        )
+        .expect("finish");
+        let rollup = |s: &SqliteStore| -> Vec<u8> {
+            s.conn
+                .query_row("SELECT rollup FROM runs WHERE run_id = 'r'", [], |r| {
+                    r.get(0)
+                })
+                .expect("rollup")
+        };
+        let kept = rollup(&s);
+        let mut ids = DictIds {
+            known: &s.dict,
+            fresh: HashMap::new(),
+        };
+        rebuild_rollup(&s.conn, "r", &mut ids, &mut None).expect("rebuild");
+        assert!(ids.fresh.is_empty());
+        assert_eq!(kept, rollup(&s));
+        let g = s
+            .usage(&UsageQuery::everything(GroupBy::Instance))
+            .expect("usage");
+        assert_eq!(g.len(), 4, "{g:?}");
+    }
+
     /// The behaviour every backend shares (`store::contract`).
     #[test]
     fn keeps_the_store_contract() {
@@ -1087,6 +1237,7 @@ mod tests {
             holds_count_while_leased_and_go_with_the_run,
             claims_take_headroom_once,
             batched_claims_grant_the_entries_that_fit_in_order,
+            unflushed_use_counts_until_the_rows_show_it,
             pauses_reach_the_other_runs_of_the_project,
             repeated_writes_never_double_count,
             groups_by_command_with_free_text_under_prompt,

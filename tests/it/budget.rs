@@ -279,6 +279,8 @@ fn reserved_shows_what_live_runs_hold() {
             project,
             now_ms: now.timestamp_millis(),
             lease_until_ms: now.timestamp_millis() + lease_ms,
+            instances: &[],
+            unflushed: &[],
             holds: &[Hold {
                 key: b.key.clone(),
                 amount,
