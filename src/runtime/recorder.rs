@@ -144,9 +144,37 @@ impl RecorderHandle {
             | RunEvent::InstanceFinished { id } => *id,
             _ => return,
         };
-        if let Some(s) = run.instances.get(id) {
-            self.update(InstanceUpdate::of(id, s, now));
+        let Some(s) = run.instances.get(id) else {
+            return;
+        };
+        // A running instance's usage, most events: the unwritten update of the same
+        // instance is brought up to date in place (no strings built and dropped per
+        // event).
+        if matches!(event, RunEvent::Usage { .. }) && s.status() == Status::Running {
+            let Ok(mut p) = self.shared.pending.lock() else {
+                return;
+            };
+            if let Some(Some(u)) = p.updates.get_mut(id) {
+                if u.status == Status::Running && u.reason.is_none() && s.reason().is_none() {
+                    let fresh = &s.progress;
+                    u.usage = fresh.usage;
+                    u.cost = fresh.cost;
+                    u.tools = fresh.tools;
+                    u.duration_ms = s
+                        .duration(now)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    u.exit_code = s.exit.and_then(|e| e.code);
+                    if u.model != fresh.model {
+                        u.model.clone_from(&fresh.model);
+                    }
+                    if u.session_id != fresh.session_id {
+                        u.session_id.clone_from(&fresh.session_id);
+                    }
+                    return;
+                }
+            }
         }
+        self.update(InstanceUpdate::of(id, s, now));
     }
 
     /// This run's holds in the shared budgets, renewed with every share.
