@@ -814,8 +814,10 @@ fn run(
     if plan.options.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
         console = console.without_live();
     }
+    let pacer = crate::runtime::pacer::Pacer::new(pacer_interval());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || pacer.before_poll())
         .build()
     {
         Ok(rt) => rt,
@@ -944,6 +946,18 @@ fn missing_claude(p: &Path) -> String {
 /// would add in, are not the orchestrator's cost.
 pub const RUSAGE_ENV: &str = "ORCHESTRATOR_RUSAGE";
 
+/// The run loop's wake-up interval; `ORCHESTRATOR_WAKE_EVERY_US` (hidden, for
+/// benchmarks) overrides it, 0 turning pacing off.
+fn pacer_interval() -> std::time::Duration {
+    std::env::var("ORCHESTRATOR_WAKE_EVERY_US")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(
+            crate::runtime::pacer::WAKE_EVERY,
+            std::time::Duration::from_micros,
+        )
+}
+
 fn print_own_rusage() {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -952,11 +966,12 @@ fn print_own_rusage() {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     eprintln!(
-        "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={}",
+        "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={} minor_faults={}",
         secs(ru.ru_utime),
         secs(ru.ru_stime),
         ru.ru_maxrss,
         ru.ru_nvcsw,
-        ru.ru_nivcsw
+        ru.ru_nivcsw,
+        ru.ru_minflt
     );
 }

@@ -17,6 +17,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::runtime::pacer::{self, pause_before_poll};
+
 /// `usage` events are coalesced to at most one per instance per this interval.
 pub const USAGE_EVERY: Duration = Duration::from_millis(100);
 
@@ -28,6 +30,9 @@ pub const EVENTS_STALL_LIMIT: Duration = Duration::from_secs(5);
 /// (SPEC section 6: 1 is "something went wrong at run time"; 2 means nothing was launched).
 pub const EXIT_REPORT_FAILED: i32 = 1;
 
+/// The most the event writer gathers into one write.
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// Where event lines go.
 enum Output {
     /// Written in the caller's thread (tests, and when no thread can be started).
@@ -38,7 +43,9 @@ enum Output {
 }
 
 /// A writer thread fed by an unbounded queue: no event is ever dropped, and a send never
-/// blocks.
+/// blocks. It writes what is queued in batches of up to [`BATCH_BYTES`], paced like the
+/// run loop, so a stream of events costs a few writes and wake-ups a second, not one per
+/// event.
 struct QueuedWriter {
     tx: Option<std::sync::mpsc::Sender<String>>,
     /// Lines written so far (progress of a slow reader).
@@ -64,13 +71,33 @@ impl QueuedWriter {
                 let out = thread_slot.lock().ok().and_then(|mut s| s.take());
                 let Some(mut out) = out else { return };
                 let mut broken = false;
+                let mut batch = Vec::with_capacity(64 * 1024);
+                let mut last_write: Option<Instant> = None;
                 while let Ok(line) = rx.recv() {
+                    // While events stream in, wait out the rest of the pacing interval
+                    // (as the run loop does), so that one write carries many lines.
+                    if let Some(pause) =
+                        last_write.and_then(|t| pause_before_poll(t.elapsed(), pacer::WAKE_EVERY))
+                    {
+                        std::thread::sleep(pause);
+                    }
+                    let mut lines = 1;
+                    batch.extend_from_slice(line.as_bytes());
+                    batch.push(b'\n');
+                    while batch.len() < BATCH_BYTES {
+                        let Ok(line) = rx.try_recv() else { break };
+                        batch.extend_from_slice(line.as_bytes());
+                        batch.push(b'\n');
+                        lines += 1;
+                    }
                     // A closed stdout (`| head`) must not stop the run: the report still
                     // gets written. Later lines are dropped unwritten.
                     if !broken {
-                        broken = writeln!(out, "{line}").and_then(|_| out.flush()).is_err();
+                        broken = out.write_all(&batch).and_then(|_| out.flush()).is_err();
                     }
-                    progress.fetch_add(1, Ordering::Relaxed);
+                    batch.clear();
+                    progress.fetch_add(lines, Ordering::Relaxed);
+                    last_write = Some(Instant::now());
                 }
                 let _ = done_tx.send(());
             });
@@ -290,7 +317,7 @@ impl EventSink {
             ),
             RunEvent::Usage { id, tokens } => {
                 let p = &run.instances[*id].progress;
-                self.usage_update(&name(*id), &p.usage, p.cost, *tokens, now);
+                self.usage_update(run.name(*id), &p.usage, p.cost, *tokens, now);
             }
             RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
             RunEvent::BudgetWarning { id, warning } => {
@@ -403,7 +430,13 @@ impl EventSink {
         if !self.json {
             return;
         }
-        let st = self.usage_state.entry(name.to_string()).or_default();
+        if !self.usage_state.contains_key(name) {
+            self.usage_state
+                .insert(name.to_string(), UsageCoalesce::default());
+        }
+        let Some(st) = self.usage_state.get_mut(name) else {
+            return;
+        };
         st.pending_delta = st.pending_delta.saturating_add(delta);
         let due = st
             .last_sent
@@ -415,7 +448,7 @@ impl EventSink {
         st.last_sent = Some(now);
         st.pending = None;
         let delta = std::mem::take(&mut st.pending_delta);
-        self.emit("usage", usage_event(name, usage, cost, delta));
+        self.write_line(usage_line(&now_ts(), name, usage, cost, delta));
     }
 
     /// Sends a held-back `usage` event of `name`, if any.
@@ -425,7 +458,7 @@ impl EventSink {
         };
         if let Some((usage, cost)) = st.pending.take() {
             let delta = std::mem::take(&mut st.pending_delta);
-            self.emit("usage", usage_event(name, &usage, cost, delta));
+            self.write_line(usage_line(&now_ts(), name, &usage, cost, delta));
         }
     }
 
@@ -671,11 +704,37 @@ pub fn configured_budgets(plan: &Plan) -> Vec<Value> {
     out
 }
 
-fn usage_event(name: &str, usage: &Usage, cost: Usd, delta: i64) -> Value {
-    let mut body = usage_json(usage, cost);
-    body["name"] = json!(name);
-    body["delta"] = json!(delta);
-    body
+/// A `usage` event line. It is by far the most frequent event, so it is serialised
+/// straight from the numbers, without a `Value` tree: the same bytes as [`event_line`]
+/// makes of `usage_json` plus `name` and `delta` (fields sorted).
+fn usage_line(ts: &str, name: &str, u: &Usage, cost: Usd, delta: i64) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        event: &'static str,
+        ts: &'a str,
+        cache_creation_input_tokens: u64,
+        cache_read_input_tokens: u64,
+        cost_usd: Usd,
+        delta: i64,
+        input_tokens: u64,
+        name: &'a str,
+        output_tokens: u64,
+        total_tokens: u64,
+    }
+    let line = Line {
+        event: "usage",
+        ts,
+        cache_creation_input_tokens: u.cache_creation_input_tokens,
+        cache_read_input_tokens: u.cache_read_input_tokens,
+        cost_usd: cost,
+        delta,
+        input_tokens: u.input_tokens,
+        name,
+        output_tokens: u.output_tokens,
+        total_tokens: u.total(),
+    };
+    // Serialising numbers and strings into a String cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 pub fn usage_json(u: &Usage, cost: Usd) -> Value {
@@ -829,6 +888,35 @@ fn write_report_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn usage_lines_are_the_bytes_the_generic_event_writer_makes() {
+        let cases = [
+            ("a", Usage::new(0, 0, 0, 0), Usd::ZERO, 0),
+            (
+                "i0001",
+                Usage::new(12, 3456, 789, 1_000_000),
+                Usd::from_dollars(0.1234567),
+                42,
+            ),
+            (
+                "quote \" and \\ é ✓\n",
+                Usage::new(u64::MAX / 8, 1, 2, 3),
+                Usd::from_dollars(1e6),
+                -5,
+            ),
+        ];
+        for (name, usage, cost, delta) in cases {
+            let mut body = usage_json(&usage, cost);
+            body["name"] = json!(name);
+            body["delta"] = json!(delta);
+            let ts = "2026-12-06T05:00:00.123Z";
+            assert_eq!(
+                usage_line(ts, name, &usage, cost, delta),
+                event_line("usage", ts, &body)
+            );
+        }
+    }
 
     /// A writer the test can read back.
     #[derive(Clone, Default)]

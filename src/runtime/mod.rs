@@ -5,6 +5,7 @@ pub mod dispatcher;
 pub mod launch;
 pub mod limits;
 pub mod logs;
+pub mod pacer;
 pub mod process;
 pub mod recorder;
 pub mod watchdog;

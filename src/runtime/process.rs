@@ -16,6 +16,9 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::os::fd::OwnedFd;
+
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -313,6 +316,12 @@ pub struct Child {
 struct Proc {
     child: tokio::process::Child,
     group: GroupHandle,
+    /// A pidfd for the leader (Linux 5.3 and later): readable once it has exited, so
+    /// waiting costs nothing until then. Without one, every SIGCHLD wakes every waiting
+    /// instance to check its leader, which with 500 instances is 500 checks per exit.
+    exited: Option<AsyncFd<OwnedFd>>,
+    /// SIGCHLD notifications, registered only when needed: without a pidfd, or while
+    /// reaping group members.
     sigchld: Option<Signal>,
 }
 
@@ -340,8 +349,6 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
             ),
         ));
     }
-    // Registered before the child exists so that its exit cannot slip by unnoticed.
-    let sigchld = signal(SignalKind::child()).ok();
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -414,7 +421,8 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
     let proc = Proc {
         child,
         group: group.clone(),
-        sigchld,
+        exited: exit_notifier(pid),
+        sigchld: None,
     };
     let child = Child {
         proc: Some(proc),
@@ -501,7 +509,19 @@ impl Proc {
         // Stops once the leader has exited, or is no longer ours to ask about (then the
         // reaping below reports what it can).
         while let Ok(false) = leader_exited(pid) {
-            self.next_sigchld().await;
+            match &self.exited {
+                Some(fd) => match fd.readable().await {
+                    // Stays readable once the leader has exited: the check above ends it.
+                    Ok(mut ready) => ready.retain_ready(),
+                    Err(e) => {
+                        tracing::debug!(pid, error = %e, "pidfd unusable; waiting on SIGCHLD");
+                        self.exited = None;
+                    }
+                },
+                // Registered before the next check, so that no exit slips by unnoticed.
+                None if self.sigchld.is_none() => self.sigchld = signal(SignalKind::child()).ok(),
+                None => self.next_sigchld().await,
+            }
         }
         self.group.kill_rest_and_mark_reaped();
         let exit = match self.child.wait().await {
@@ -558,6 +578,13 @@ impl Proc {
                 tracing::warn!(pgid, "processes of a finished instance are still not gone");
                 return;
             }
+            if self.sigchld.is_none() {
+                // Registered before the next check, so that no exit slips by unnoticed.
+                self.sigchld = signal(SignalKind::child()).ok();
+                if self.sigchld.is_some() {
+                    continue;
+                }
+            }
             self.next_sigchld().await;
         }
     }
@@ -569,6 +596,28 @@ impl Drop for Proc {
         // orphan queue reaps the leader, which pins the group id until then, so this
         // SIGKILL cannot hit anyone else; afterwards the handle must stay silent.
         self.group.kill_rest_and_mark_reaped();
+    }
+}
+
+/// A pidfd for `pid` registered with the runtime, readable once `pid` has exited; `None`
+/// where pidfds do not exist (then SIGCHLD is the news of an exit).
+fn exit_notifier(pid: u32) -> Option<AsyncFd<OwnedFd>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let pid = checked_pgid(pid).ok()?;
+        // SAFETY: plain syscall; on success it returns a new descriptor that we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: the AsyncFd owns the OwnedFd, which keeps returning this open descriptor
+        // until the AsyncFd drops it.
+        unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        None
     }
 }
 
@@ -644,6 +693,9 @@ pub const LONG_LINE_CAP: usize = 1024 * 1024;
 const LINE_BUF_INITIAL: usize = 8 * 1024;
 /// A buffer larger than this is shrunk back once the long line in it is consumed.
 const LINE_BUF_RETAIN: usize = 64 * 1024;
+/// A buffer that outgrows [`LINE_BUF_INITIAL`] grows at once to at least this: a read can
+/// then take a full pipe (64 KiB) and a typical long line (a tool result) fits whole.
+const LINE_BUF_LARGE: usize = 256 * 1024;
 /// Never issue a read into less free space than this.
 const MIN_READ: usize = 4 * 1024;
 /// Reads while scanning an over-long line.
@@ -905,8 +957,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             // At least doubles, so a long line costs amortised O(1) copies per byte; the
             // buffer never grows far past LINE_CAP (beyond it the line is scanned).
             let len = self.buf.len();
-            let target = (2 * len).min(LINE_CAP + LONG_READ).max(len + MIN_READ);
-            self.buf.reserve_exact(target - len);
+            let target = (2 * len)
+                .clamp(LINE_BUF_LARGE, LINE_CAP + LONG_READ)
+                .max(len + MIN_READ);
+            let mut larger = spare::take(target).unwrap_or_else(|| Vec::with_capacity(target));
+            larger.extend_from_slice(&self.buf);
+            spare::give(std::mem::replace(&mut self.buf, larger));
         }
     }
 
@@ -918,9 +974,76 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         let mut fresh =
             Vec::with_capacity(LINE_BUF_INITIAL.max((pending + MIN_READ).next_power_of_two()));
         fresh.extend_from_slice(&self.buf[self.start..]);
-        self.buf = fresh;
+        spare::give(std::mem::replace(&mut self.buf, fresh));
         self.scanned -= self.start;
         self.start = 0;
+    }
+}
+
+impl<R> Drop for LineReader<R> {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Large line buffers that readers gave back once their long line was consumed, kept for
+/// the next reader whose line outgrows its small buffer. With hundreds of instances
+/// printing 100 KB tool results, allocating a fresh buffer per long line (and dropping it
+/// after) meant page faults on fresh memory and copies at every doubling, a tenth of the
+/// orchestrator's CPU time. Readers run on the run loop's one thread, so the pool is
+/// thread-local; it keeps at most [`SPARE_BYTES`] whatever the number of instances.
+mod spare {
+    use std::cell::RefCell;
+
+    use super::LINE_BUF_RETAIN;
+
+    /// The most the pool keeps, in buffer capacity.
+    pub const SPARE_BYTES: usize = 8 * 1024 * 1024;
+
+    #[derive(Debug, Default)]
+    pub struct Pool {
+        buffers: Vec<Vec<u8>>,
+        bytes: usize,
+    }
+
+    impl Pool {
+        /// An empty buffer of at least `min` bytes' capacity, if one is kept.
+        pub fn take(&mut self, min: usize) -> Option<Vec<u8>> {
+            let i = self.buffers.iter().position(|b| b.capacity() >= min)?;
+            let buffer = self.buffers.swap_remove(i);
+            self.bytes -= buffer.capacity();
+            Some(buffer)
+        }
+
+        /// Keeps `buffer` if it is large and there is room; small buffers are not worth
+        /// keeping (the allocator reuses them cheaply).
+        pub fn give(&mut self, mut buffer: Vec<u8>) {
+            let size = buffer.capacity();
+            if size <= LINE_BUF_RETAIN || self.bytes + size > SPARE_BYTES {
+                return;
+            }
+            buffer.clear();
+            self.bytes += size;
+            self.buffers.push(buffer);
+        }
+
+        #[cfg(test)]
+        pub fn bytes(&self) -> usize {
+            self.bytes
+        }
+    }
+
+    thread_local! {
+        static POOL: RefCell<Pool> = RefCell::default();
+    }
+
+    pub fn take(min: usize) -> Option<Vec<u8>> {
+        POOL.with(|p| p.borrow_mut().take(min))
+    }
+
+    pub fn give(buffer: Vec<u8>) {
+        // During thread teardown the pool may be gone: the buffer is simply freed.
+        let _ = POOL.try_with(|p| p.borrow_mut().give(buffer));
     }
 }
 
@@ -1326,6 +1449,81 @@ mod tests {
         let _ = c.wait();
         assert!(listed, "child {pid} not found under /proc");
         assert!(!own_children().contains(&pid));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_pidfd_turns_readable_when_the_child_exits_and_leaves_it_unreaped() {
+        let mut c = match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawn sleep: {e}"),
+        };
+        let Some(fd) = exit_notifier(c.id()) else {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("pidfd_open failed on Linux");
+        };
+        assert!(!leader_exited(c.id()).expect("ours"));
+        let _ = c.kill();
+        let ready = tokio::time::timeout(Duration::from_secs(10), fd.readable()).await;
+        assert!(matches!(ready, Ok(Ok(_))), "pidfd never became readable");
+        // Still a zombie: the group id stays reserved until we reap it.
+        assert!(leader_exited(c.id()).expect("still ours"));
+        assert!(c.wait().is_ok());
+    }
+
+    #[test]
+    fn the_spare_pool_keeps_large_buffers_up_to_its_bound() {
+        let mut pool = spare::Pool::default();
+        pool.give(Vec::with_capacity(LINE_BUF_INITIAL));
+        assert_eq!(pool.bytes(), 0, "small buffers are not kept");
+        pool.give(Vec::with_capacity(LINE_BUF_LARGE));
+        let kept = pool.bytes();
+        assert!(kept >= LINE_BUF_LARGE);
+        assert!(pool.take(kept + 1).is_none(), "none large enough");
+        let taken = pool.take(LINE_BUF_LARGE).expect("kept");
+        assert!(taken.capacity() >= LINE_BUF_LARGE && taken.is_empty());
+        assert_eq!(pool.bytes(), 0);
+        for _ in 0..2 * spare::SPARE_BYTES / LINE_BUF_LARGE {
+            pool.give(Vec::with_capacity(LINE_BUF_LARGE));
+        }
+        assert!(pool.bytes() <= spare::SPARE_BYTES);
+        assert!(pool.bytes() > spare::SPARE_BYTES - LINE_BUF_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_reuses_the_buffer_another_reader_gave_back() {
+        let long = |c: u8| {
+            let mut data = vec![c; 100_000];
+            data.extend_from_slice(b"\nsmall\n");
+            data
+        };
+        let mut first = LineReader::new(Chunked {
+            data: long(b'a'),
+            pos: 0,
+            chunk: 65536,
+        });
+        assert_eq!(
+            first.next_line().await.ok().flatten().map(<[u8]>::len),
+            Some(100_000)
+        );
+        // The next call shrinks the buffer back and gives the large one to the pool.
+        assert_eq!(first.next_line().await.ok().flatten(), Some(&b"small"[..]));
+        assert!(first.buffer_capacity() <= LINE_BUF_RETAIN);
+        let pooled = spare::take(LINE_BUF_LARGE).expect("given back");
+        let address = pooled.as_ptr();
+        spare::give(pooled);
+        let mut second = LineReader::new(Chunked {
+            data: long(b'b'),
+            pos: 0,
+            chunk: 65536,
+        });
+        let line = second.next_line().await.ok().flatten().map(<[u8]>::as_ptr);
+        assert_eq!(
+            line,
+            Some(address),
+            "the second long line landed in the pooled buffer"
+        );
     }
 
     #[test]
