@@ -332,7 +332,9 @@ impl Drop for Recorder {
 
 fn apply(rec: &mut InstanceRecord, u: InstanceUpdate) {
     let ended = u.status.is_final();
-    rec.status = u.status.as_str().to_string();
+    if rec.status != u.status.as_str() {
+        rec.status = u.status.as_str().to_string();
+    }
     rec.reason = u.reason;
     rec.usage = u.usage;
     rec.cost = u.cost;
@@ -431,27 +433,31 @@ fn write_loop(
         if !(done || ended || tick || now >= last_write + HEARTBEAT_EVERY) {
             continue;
         }
-        // Instance rows are written every WRITE_EVERY, when an instance ended and at
-        // the end; in between (budgets shared every 250 ms) only the use they do not
-        // show yet, in the same transaction, so the other runs see it at once.
-        let rows = done
-            || ended
-            || now >= last_rows + WRITE_EVERY
-            || sharing.as_ref().is_none_or(|s| s.budgets.is_empty());
+        // Every changed instance row is written every WRITE_EVERY and at the end; an
+        // instance that ended, at once. In between (budgets shared every 250 ms) the use
+        // the rows do not show yet goes with the share, in the same transaction, so the
+        // other runs see it at once.
+        let rows = done || now >= last_rows + WRITE_EVERY || sharing.is_none();
+        let to_write: Vec<usize> = dirty
+            .iter()
+            .copied()
+            .filter(|&i| rows || records[i].ended_ms.is_some())
+            .collect();
         let unflushed = if rows {
             Vec::new()
         } else {
-            unflushed_of(&records, &written, &dirty)
+            let rest: BTreeSet<usize> = dirty
+                .iter()
+                .copied()
+                .filter(|&i| records[i].ended_ms.is_none())
+                .collect();
+            unflushed_of(&records, &written, &rest)
         };
         // Moved out for the write and back after it: no copy of each record per flush.
-        let batch: Vec<InstanceRecord> = if rows {
-            dirty
-                .iter()
-                .map(|&i| std::mem::take(&mut records[i]))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let batch: Vec<InstanceRecord> = to_write
+            .iter()
+            .map(|&i| std::mem::take(&mut records[i]))
+            .collect();
         let result = match &sharing {
             None => store.record(&run_id, now_ms(), &batch).map(|()| None),
             Some(sharing) => {
@@ -482,18 +488,19 @@ fn write_loop(
                 .map(Some)
             }
         };
-        for (&i, rec) in dirty.iter().zip(batch) {
+        for (&i, rec) in to_write.iter().zip(batch) {
             if result.is_ok() {
                 written[i] = totals(&rec);
+                dirty.remove(&i);
             }
             records[i] = rec;
         }
         match &result {
-            Ok(_) if rows => {
-                dirty.clear();
-                last_rows = now;
+            Ok(_) => {
+                if rows {
+                    last_rows = now;
+                }
             }
-            Ok(_) => {}
             Err(e) => {
                 // Kept dirty: retried with the next write.
                 if !warned {

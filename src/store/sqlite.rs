@@ -138,6 +138,24 @@ struct MineRow {
     item: [u64; ROLLUP_FIELDS],
     /// [`fixed_hash`] of the row as written.
     fixed: u64,
+    /// [`state_hash`] of the row as written.
+    state: u64,
+}
+
+/// A hash of the fields of an instance record that change with its state, not with
+/// each usage update: a running instance's rows mostly differ in numbers only.
+fn state_hash(
+    model: Option<&str>,
+    status: &str,
+    reason: Option<&str>,
+    session_id: Option<&str>,
+    exit_code: Option<i32>,
+    ended_ms: Option<i64>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (model, status, reason, session_id, exit_code, ended_ms).hash(&mut h);
+    h.finish()
 }
 
 /// A hash of the fields of an instance record that never change during a run.
@@ -370,6 +388,13 @@ UPDATE instances SET model = ?3, status = ?4, reason = ?5, input_tokens = ?6,
     session_id = ?14, exit_code = ?15, ended_ms = ?16
 WHERE run_id = ?1 AND idx = ?2";
 
+/// The numbers of an instance row whose other fields are as recorded.
+const UPDATE_NUMBERS: &str = "
+UPDATE instances SET input_tokens = ?3, output_tokens = ?4, cache_creation_tokens = ?5,
+    cache_read_tokens = ?6, total_tokens = ?7, cost_nanos = ?8, duration_ms = ?9,
+    tool_calls = ?10
+WHERE run_id = ?1 AND idx = ?2";
+
 /// Upserts `instances` of `run_id`, keeping `mine` (when it is this run's) as written.
 fn upsert_instances(
     conn: &Connection,
@@ -383,6 +408,7 @@ fn upsert_instances(
     }
     let mut upsert = conn.prepare_cached(UPSERT_INSTANCE)?;
     let mut update = conn.prepare_cached(UPDATE_INSTANCE)?;
+    let mut numbers = conn.prepare_cached(UPDATE_NUMBERS)?;
     for i in instances {
         let u = &i.usage;
         let fixed = fixed_hash(
@@ -391,11 +417,51 @@ fn upsert_instances(
             i.base_command.as_deref(),
             i.configured_model.as_deref(),
         );
+        let state = state_hash(
+            i.model.as_deref(),
+            &i.status,
+            i.reason.as_deref(),
+            i.session_id.as_deref(),
+            i.exit_code,
+            i.ended_ms,
+        );
         let at = i.index as usize;
-        let known = mine
+        let was = mine
             .as_ref()
             .and_then(|m| m.rows.get(at).copied().flatten())
-            .is_some_and(|r| r.fixed == fixed);
+            .filter(|r| r.fixed == fixed);
+        let known = was.is_some();
+        let same = was.filter(|r| r.state == state);
+        if let Some(row) = same {
+            if numbers.execute(params![
+                run_id,
+                i.index,
+                i64_of(u.input_tokens),
+                i64_of(u.output_tokens),
+                i64_of(u.cache_creation_input_tokens),
+                i64_of(u.cache_read_input_tokens),
+                i64_of(u.total()),
+                i.cost.0,
+                i64_of(i.duration_ms),
+                i64_of(i.tool_calls),
+            ])? > 0
+            {
+                // Names, command and model as before: their ids too.
+                let mut item = row.item;
+                item[4..].copy_from_slice(&[
+                    u64_of(i64_of(u.input_tokens)),
+                    u64_of(i64_of(u.output_tokens)),
+                    u64_of(i64_of(u.cache_creation_input_tokens)),
+                    u64_of(i64_of(u.cache_read_input_tokens)),
+                    zigzag(i.cost.0),
+                    u64_of(i64_of(i.tool_calls)),
+                ]);
+                if let Some(m) = mine.as_mut() {
+                    m.rows[at] = Some(MineRow { item, ..row });
+                }
+                continue;
+            }
+        }
         let updated = known
             && update.execute(params![
                 run_id,
@@ -454,7 +520,7 @@ fn upsert_instances(
             if at >= m.rows.len() {
                 m.rows.resize(at + 1, None);
             }
-            m.rows[at] = Some(MineRow { item, fixed });
+            m.rows[at] = Some(MineRow { item, fixed, state });
         }
     }
     Ok(())
@@ -917,7 +983,8 @@ fn read_mine(conn: &Connection, run_id: &str, ids: &mut DictIds) -> rusqlite::Re
     let mut stmt = conn.prepare_cached(
         "SELECT idx, name, command, base_command, configured_model, model,
              status = 'completed', input_tokens, output_tokens, cache_creation_tokens,
-             cache_read_tokens, cost_nanos, tool_calls
+             cache_read_tokens, cost_nanos, tool_calls, status, reason, session_id,
+             exit_code, ended_ms
          FROM instances WHERE run_id = ?1 ORDER BY idx",
     )?;
     let mut q = stmt.query([run_id])?;
@@ -950,9 +1017,20 @@ fn read_mine(conn: &Connection, run_id: &str, ids: &mut DictIds) -> rusqlite::Re
             }
             rows.resize(at + 1, None);
         }
+        let status: String = r.get(13)?;
+        let reason: Option<String> = r.get(14)?;
+        let session: Option<String> = r.get(15)?;
         rows[at] = Some(MineRow {
             item,
             fixed: fixed_hash(&name, &command, base.as_deref(), configured.as_deref()),
+            state: state_hash(
+                model.as_deref(),
+                &status,
+                reason.as_deref(),
+                session.as_deref(),
+                r.get(16)?,
+                r.get(17)?,
+            ),
         });
     }
     Ok(Mine {
