@@ -12,8 +12,9 @@
 # ORCHESTRATOR_BIN=path runs another build of the orchestrator (to compare versions).
 # SCALE_LEDGER=path records the run in that usage ledger (default: --no-ledger), to
 # measure what recording costs; with SCALE_PERIODIC=1 the run also has a daily token
-# budget (never reached), shared through that ledger (flushes every 250 ms, a claim per
-# launch), to measure the shared path (issue 12). SCALE_JSON=1 adds --json (events to a
+# budget (never reached), shared through that ledger (a share every 250 ms, claims in
+# batches before the launches), to measure the shared path (issue 12); with a ledger the
+# ledger thread's own CPU is printed too. SCALE_JSON=1 adds --json (events to a
 # file) and SCALE_LOGS=1 adds --log-dir (raw output of every instance under
 # $SCALE_DIR/logs).
 set -euo pipefail

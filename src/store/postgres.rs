@@ -794,13 +794,14 @@ fn elsewhere_in<'b>(
         .collect())
 }
 
-/// One statement: the heartbeat of run `id` and its instances `arrays` together.
+/// One statement: the heartbeat of run `run_id` and its instances `arrays` together.
 fn record_in(
     c: &mut Conn,
     arrays: &InstanceArrays,
-    id: &Cow<'_, str>,
+    run_id: &str,
     heartbeat_ms: i64,
 ) -> Result<u64, postgres::Error> {
+    let id = text(run_id);
     static SQL: OnceLock<String> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!(
@@ -813,7 +814,7 @@ fn record_in(
         )
     });
     let mut params = arrays.params();
-    params.extend_from_slice(&[id, &heartbeat_ms]);
+    params.extend_from_slice(&[&id, &heartbeat_ms]);
     c.execute(sql, &params)
 }
 
@@ -965,8 +966,7 @@ impl UsageStore for PostgresStore {
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError> {
         let arrays = InstanceArrays::of(instances);
-        let id = text(run_id);
-        self.with(|c| record_in(c, &arrays, &id, heartbeat_ms))
+        self.with(|c| record_in(c, &arrays, run_id, heartbeat_ms))
             .map(|_| ())
     }
 
@@ -1050,7 +1050,7 @@ impl UsageStore for PostgresStore {
             c.begin_locking(keys.iter().map(|k| k.as_ref()))?;
             // The instances (the heartbeat with them) and what they do not show yet
             // change together: no other run ever counts a use twice or misses it.
-            record_in(c, &arrays, &id, req.now_ms)?;
+            record_in(c, &arrays, req.run_id, req.now_ms)?;
             c.execute(REPLACE_UNFLUSHED, &[&id, &u_commands, &u_tokens, &u_nanos])?;
             c.execute(REPLACE_HOLDS, &[&id, &keys, &amounts, &req.lease_until_ms])?;
             if let Some(p) = req.pause {
