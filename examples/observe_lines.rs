@@ -136,6 +136,14 @@ fn main() {
         "big_last" => type_last(&synthetic_lines(12, 4 << 20)),
         _ => panic!("fixtures | big | big_last"),
     };
+    // OBSERVE_ONLY=text keeps the lines that contain it (to see what one kind costs).
+    let lines: Vec<Vec<u8>> = match std::env::var("OBSERVE_ONLY") {
+        Ok(only) => lines
+            .into_iter()
+            .filter(|l| l.windows(only.len()).any(|w| w == only.as_bytes()))
+            .collect(),
+        Err(_) => lines,
+    };
     let pricing = Arc::new(Pricing::builtin());
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let mut total = 0;

@@ -53,7 +53,7 @@ pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
             if let Some(b) = body {
                 // A subagent's result is decoded: its strings must be valid UTF-8 (the
                 // reference repairs the line first otherwise).
-                if std::str::from_utf8(b).is_err() {
+                if utf8(b).is_err() {
                     return Err(Bail);
                 }
             }
@@ -128,7 +128,7 @@ fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
 }
 
 fn utf8(s: &[u8]) -> Scan<&str> {
-    std::str::from_utf8(s).map_err(|_| Bail)
+    super::utf8(s).ok_or(Bail)
 }
 
 /// The value at `i` deserialized by serde_json on its own span with `read` (the field's
@@ -251,7 +251,11 @@ fn usage(s: &[u8], i: usize, out: &mut Option<RawUsage>) -> Scan<usize> {
                 16,
                 opt_object(s, v, &mut u.cache_creation, cache_creation)
             ),
-            b"server_tool_use" => set!(seen, 32, u.server_tool_use, serde_field(s, v)),
+            b"server_tool_use" => field!(
+                seen,
+                32,
+                opt_object(s, v, &mut u.server_tool_use, server_tool_use)
+            ),
             b"speed" => set!(seen, 64, u.speed_fast, speed(s, v)),
             _ => skip_value(s, v)?,
         })
@@ -287,6 +291,57 @@ fn cache_creation(s: &[u8], i: usize, c: &mut CacheCreation) -> Scan<usize> {
         Ok(end) => Ok(end),
         Err(Bail) => serde_into(s, i, c),
     }
+}
+
+fn server_tool_use(s: &[u8], i: usize, t: &mut ServerToolUse) -> Scan<usize> {
+    let mut seen = 0u32;
+    let fast = object(s, i, |k, v| {
+        Ok(match k {
+            b"web_search_requests" => set!(seen, 1, t.web_search_requests, count(s, v)),
+            _ => skip_value(s, v)?,
+        })
+    });
+    match fast {
+        Ok(end) => Ok(end),
+        Err(Bail) => serde_into(s, i, t),
+    }
+}
+
+/// `result.modelUsage`: model name → totals. A name given twice keeps its last entry,
+/// as serde's map does.
+fn model_usage<'a>(s: &'a [u8], i: usize) -> Scan<(Option<BTreeMap<BStr<'a>, ModelUsage>>, usize)> {
+    if let Some(end) = null(s, i) {
+        return Ok((None, end));
+    }
+    let mut map = BTreeMap::new();
+    let fast = object(s, i, |name, v| {
+        let mut m = ModelUsage::default();
+        let end = model_totals(s, v, &mut m)?;
+        map.insert(BStr(Cow::Borrowed(utf8(name)?)), m);
+        Ok(end)
+    });
+    match fast {
+        Ok(end) => Ok((Some(map), end)),
+        Err(Bail) => serde_field(s, i),
+    }
+}
+
+/// One model's `ModelUsage`; anything unusual is serde_json's to read.
+fn model_totals(s: &[u8], i: usize, m: &mut ModelUsage) -> Scan<usize> {
+    let mut seen = 0u32;
+    object(s, i, |k, v| {
+        Ok(match k {
+            b"inputTokens" => set!(seen, 1, m.input_tokens, count(s, v)),
+            b"outputTokens" => set!(seen, 2, m.output_tokens, count(s, v)),
+            b"cacheReadInputTokens" => set!(seen, 4, m.cache_read_input_tokens, count(s, v)),
+            b"cacheCreationInputTokens" => {
+                set!(seen, 8, m.cache_creation_input_tokens, count(s, v))
+            }
+            b"costUSD" => set!(seen, 16, m.cost_usd, via_serde(s, v, |d| lenient_f64(d))),
+            b"webSearchRequests" => set!(seen, 32, m.web_search_requests, count(s, v)),
+            _ => skip_value(s, v)?,
+        })
+    })
 }
 
 /// `usage.speed` (`lenient_fast`).
@@ -522,7 +577,7 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
                 r.total_cost_usd,
                 via_serde(s, v, |d| lenient_f64(d))
             ),
-            b"modelUsage" => set!(seen, 16, r.model_usage, serde_field(s, v)),
+            b"modelUsage" => set!(seen, 16, r.model_usage, model_usage(s, v)),
             b"usage" => field!(seen, 32, usage(s, v, &mut r.usage)),
             b"num_turns" => set!(seen, 64, r.num_turns, count(s, v)),
             b"session_id" => set!(seen, 128, r.session_id, bstr(s, v)),
@@ -689,6 +744,18 @@ mod tests {
             r#"{"message":{},"type":7}"#,
             r#"{"type":"result","is_error":"yes","total_cost_usd":"1.5","num_turns":1.5,"modelUsage":{"a":{"inputTokens":1,"costUSD":0.1}},"result":12}"#,
             r#"{"type":"result","total_cost_usd":0.07125000000000001,"modelUsage":{"a":{},"a":{"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":null}"#,
+            r#"{"type":"result","modelUsage":[]}"#,
+            r#"{"type":"result","modelUsage":{"a":null}}"#,
+            r#"{"type":"result","modelUsage":{"a":{"costUSD":"0.5","inputTokens":1.0,"webSearchRequests":-1}}}"#,
+            r#"{"type":"result","modelUsage":{"a\u0062":{"inputTokens":1},"ab":{"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":{"a":{"inputTokens":1,"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":{"b":{"outputTokens":1},"a":{"cacheReadInputTokens":2,"costUSD":1e-3},"b":{}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":null}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":"3","x":[1]}}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":[1]}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":1,"web_search_requests":2}}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":4}}}}"#,
             r#"{"type":"system","subtype":"api_retry","attempt":3,"error_status":null,"error":"server_error"}"#,
             r#"{"type":"system","subtype":"rate_limit","rate_limit_info":{"status":"rejected","resetsAt":17}}"#,
             r#"{"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":77}},"parent_tool_use_id":"t"}"#,
@@ -720,6 +787,8 @@ mod tests {
                     Just("tool_use_result"), Just("uuid"), Just("event"), Just("type"),
                     Just("text"), Just("input"), Just("command"), Just("subtype"),
                     Just("parent_tool_use_id"), Just("result"), Just("speed"), Just("error"),
+                    Just("modelUsage"), Just("server_tool_use"), Just("web_search_requests"),
+                    Just("inputTokens"), Just("costUSD"),
                 ],
                 prop_oneof![
                     Just("1"), Just("null"), Just("\"s\""), Just("\"a\\nb\""), Just("-2"),
@@ -729,6 +798,8 @@ mod tests {
                     Just("{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}"),
                     Just("{\"usage\":{\"input_tokens\":9},\"agentId\":\"a\"}"),
                     Just("[{\"type\":\"tool_use\",\"name\":\"B\",\"input\":{\"command\":\"ls\"}}]"),
+                    Just("{\"m\":{\"inputTokens\":3,\"costUSD\":0.5},\"n\":{}}"),
+                    Just("{\"web_search_requests\":2}"),
                 ],
             ), 0..6),
             nested in any::<bool>(),

@@ -363,11 +363,24 @@ fn sniff_type(line: &[u8]) -> Option<&str> {
     let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
     let rest = skip_ws(rest).strip_prefix(b":")?;
     let rest = skip_ws(rest).strip_prefix(b"\"")?;
-    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    // Type names are a few bytes long: a plain loop beats a vector search here.
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
     if rest[end] != b'"' {
         return None;
     }
-    std::str::from_utf8(&rest[..end]).ok()
+    utf8(&rest[..end])
+}
+
+/// `b` as text. Ids, types and model names are ASCII, which needs no more than a look at
+/// the high bits; anything else gets the full UTF-8 check.
+#[inline]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 /// For `{"type":"stream_event","event":{"type":"name"`, the inner name; `None` when the
@@ -576,8 +589,34 @@ impl ToolInput {
         .into_iter()
         .flatten()
         .find_map(|s| s.0.filter(|t| !t.trim().is_empty()))?;
-        Some(raw.split_whitespace().collect::<Vec<_>>().join(" "))
+        Some(one_line(raw))
     }
+}
+
+/// `s` with each run of whitespace made one space and none at either end (what
+/// `split_whitespace` and `join(" ")` give), reusing `s` when it is already so.
+fn one_line(s: String) -> String {
+    let mut prev_space = true;
+    let tidy = s.chars().all(|c| {
+        let ok = if c.is_whitespace() {
+            c == ' ' && !prev_space
+        } else {
+            true
+        };
+        prev_space = c.is_whitespace();
+        ok
+    }) && !prev_space;
+    if tidy {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 // ---- wire structs (private): only the fields we read; everything else is skipped ----
@@ -1189,6 +1228,23 @@ mod tests {
             (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
             (12, 0, 2)
         );
+    }
+
+    #[test]
+    fn hints_are_one_line() {
+        for s in [
+            "ls -la",
+            " ls",
+            "ls ",
+            "ls  -la",
+            "ls\t-la",
+            "a\n\n b \u{a0}c",
+            "x",
+            "é  ü",
+        ] {
+            let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(one_line(s.to_string()), want, "{s:?}");
+        }
     }
 
     #[test]
