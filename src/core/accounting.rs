@@ -247,8 +247,9 @@ impl Tracker {
         let mut obs = Observation::default();
         // Only lines with invalid UTF-8 ever fill this; it is dropped with the line.
         let mut scratch = String::new();
-        match stream::parse_with(line, &mut scratch) {
-            Ok(ev) => self.apply(ev, &mut obs),
+        let mut ev = Event::Ignored;
+        match stream::parse_into(line, &mut scratch, &mut ev) {
+            Ok(()) => self.apply(ev, &mut obs),
             Err(e) => {
                 self.malformed += 1;
                 if !self.warned_malformed {

@@ -18,11 +18,13 @@ use serde_json::de::StrRead;
 
 type Reader<'a> = serde_json::Deserializer<StrRead<'a>>;
 
+/// Reads `line` into `out`, which is written only when the answer is `Ok`.
 #[inline]
-pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
+pub(super) fn parse<'a>(line: &'a [u8], out: &mut Event<'a>) -> Scan<()> {
     let start = ws(line, 0);
     if start == line.len() {
-        return Ok(Event::Ignored);
+        *out = Event::Ignored;
+        return Ok(());
     }
     let (kind, validated) = match sniff_type(&line[start..]) {
         Some(ty) => (Kind::of(ty), false),
@@ -41,15 +43,36 @@ pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
         if !validated {
             scan::validate(line)?;
         }
-        return Ok(Event::Ignored);
+        *out = Event::Ignored;
+        return Ok(());
     }
-    Ok(match kind {
-        Kind::System => system_event(whole(line, start, system_line)?),
-        Kind::Assistant => assistant_event(whole(line, start, assistant_line)?),
-        Kind::StreamEvent => stream_event(whole(line, start, stream_line)?),
-        Kind::Result => result_event(whole(line, start, result_line)?),
+    // The wire structs are filled in place and turned into the event where it is to
+    // live: these are the largest values of a line, and each move of one showed.
+    match kind {
+        Kind::System => {
+            let mut l = SystemLine::default();
+            whole(line, start, &mut l, system_line)?;
+            *out = system_event(l);
+        }
+        Kind::Assistant => {
+            let mut l = AssistantLine::default();
+            whole(line, start, &mut l, assistant_line)?;
+            *out = assistant_event(l);
+        }
+        Kind::StreamEvent => {
+            let mut l = StreamLine::default();
+            whole(line, start, &mut l, stream_line)?;
+            *out = stream_event(l);
+        }
+        Kind::Result => {
+            let mut l = ResultLine::default();
+            whole(line, start, &mut l, result_line)?;
+            *out = result_event(l);
+        }
         Kind::User => {
-            let (uuid, body) = whole(line, start, user_line)?;
+            let mut parts = (None, None);
+            whole(line, start, &mut parts, user_line)?;
+            let (uuid, body) = parts;
             if let Some(b) = body {
                 // A subagent's result is decoded: its strings must be valid UTF-8 (the
                 // reference repairs the line first otherwise).
@@ -57,22 +80,24 @@ pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
                     return Err(Bail);
                 }
             }
-            user_event(uuid, body)
+            *out = user_event(uuid, body);
         }
         // Rare; serde_json reads them.
         Kind::RateLimit | Kind::Other => return Err(Bail),
-    })
+    }
+    Ok(())
 }
 
-/// A reader of one value: the value and the index after it.
-type Read<'a, T> = fn(&'a [u8], usize) -> Scan<(T, usize)>;
+/// A reader of one value into its slot: the index after it.
+type Read<'a, T> = fn(&'a [u8], usize, &mut T) -> Scan<usize>;
 
-/// Reads the top-level object at `start` with `read`; nothing but whitespace may follow.
+/// Reads the top-level object at `start` into `out` with `read`; nothing but whitespace
+/// may follow.
 #[inline]
-fn whole<'a, T>(line: &'a [u8], start: usize, read: Read<'a, T>) -> Scan<T> {
-    let (v, end) = read(line, start)?;
+fn whole<'a, T>(line: &'a [u8], start: usize, out: &mut T, read: Read<'a, T>) -> Scan<()> {
+    let end = read(line, start, out)?;
     if ws(line, end) == line.len() {
-        Ok(v)
+        Ok(())
     } else {
         Err(Bail)
     }
@@ -356,21 +381,9 @@ fn speed(s: &[u8], i: usize) -> Scan<(Option<bool>, usize)> {
     via_serde(s, i, |d| lenient_fast(d))
 }
 
-fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
-    let mut l = SystemLine {
-        subtype: None,
-        model: None,
-        session_id: None,
-        attempt: None,
-        max_retries: None,
-        retry_delay_ms: None,
-        error_status: None,
-        error: None,
-        status: None,
-        rate_limit_info: None,
-    };
+fn system_line<'a>(s: &'a [u8], i: usize, l: &mut SystemLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"subtype" => set!(seen, 1, l.subtype, bstr(s, v)),
             b"model" => set!(seen, 2, l.model, bstr(s, v)),
@@ -386,26 +399,19 @@ fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
             }
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
-fn assistant_line(s: &[u8], i: usize) -> Scan<(AssistantLine<'_>, usize)> {
-    let mut l = AssistantLine {
-        message: None,
-        error: None,
-        parent_tool_use_id: None,
-    };
+fn assistant_line<'a>(s: &'a [u8], i: usize, l: &mut AssistantLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"message" => field!(seen, 1, opt_object(s, v, &mut l.message, assistant_msg)),
             b"error" => set!(seen, 2, l.error, snippet(s, v)),
             b"parent_tool_use_id" => set!(seen, 4, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
 fn assistant_msg<'a>(s: &'a [u8], i: usize, m: &mut AssistantMsg<'a>) -> Scan<usize> {
@@ -505,20 +511,15 @@ fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
     }
 }
 
-fn stream_line(s: &[u8], i: usize) -> Scan<(StreamLine<'_>, usize)> {
-    let mut l = StreamLine {
-        event: None,
-        parent_tool_use_id: None,
-    };
+fn stream_line<'a>(s: &'a [u8], i: usize, l: &mut StreamLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"event" => field!(seen, 1, opt_object(s, v, &mut l.event, stream_inner)),
             b"parent_tool_use_id" => set!(seen, 2, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
 fn stream_inner<'a>(s: &'a [u8], i: usize, l: &mut StreamInner<'a>) -> Scan<usize> {
@@ -545,19 +546,9 @@ fn start_msg<'a>(s: &'a [u8], i: usize, m: &mut StartMsg<'a>) -> Scan<usize> {
     })
 }
 
-fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
-    let mut r = ResultLine {
-        subtype: None,
-        is_error: None,
-        result: None,
-        total_cost_usd: None,
-        model_usage: None,
-        usage: None,
-        num_turns: None,
-        session_id: None,
-    };
+fn result_line<'a>(s: &'a [u8], i: usize, r: &mut ResultLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"subtype" => set!(seen, 1, r.subtype, bstr(s, v)),
             b"is_error" => {
@@ -583,33 +574,29 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
             b"session_id" => set!(seen, 128, r.session_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((r, end))
+    })
 }
 
 /// A `user` line: its `uuid`, and its `tool_use_result` when that is an object with a
 /// `usage` key (anything else is no subagent result).
 type UserParts<'a> = (Option<BStr<'a>>, Option<&'a [u8]>);
 
-fn user_line(s: &[u8], i: usize) -> Scan<(UserParts<'_>, usize)> {
-    let mut uuid = None;
-    let mut body = None;
+fn user_line<'a>(s: &'a [u8], i: usize, (uuid, body): &mut UserParts<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
-            b"uuid" => set!(seen, 1, uuid, bstr(s, v)),
+            b"uuid" => set!(seen, 1, *uuid, bstr(s, v)),
             b"tool_use_result" => {
                 once(&mut seen, 2)?;
                 let (usage, e) = has_usage_key(s, v)?;
                 if usage {
-                    body = Some(&s[v..e]);
+                    *body = Some(&s[v..e]);
                 }
                 e
             }
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok(((uuid, body), end))
+    })
 }
 
 /// Whether the value at `i` is an object that `user_event` will read for usage: one with
@@ -643,9 +630,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The fast path's answer, when it has one.
+    fn fast(line: &[u8]) -> Scan<Event<'_>> {
+        let mut ev = Event::Ignored;
+        parse(line, &mut ev)?;
+        Ok(ev)
+    }
+
     /// The fast path either gives up or says exactly what serde_json says.
     fn agrees(line: &[u8]) {
-        if let Ok(fast) = parse(line) {
+        if let Ok(fast) = fast(line) {
             let scratch;
             let repaired = match parse_reference(line) {
                 Err(_) if std::str::from_utf8(line).is_err() => {
@@ -692,7 +686,7 @@ mod tests {
         assert!(lines.len() > 100, "{} lines", lines.len());
         for line in &lines {
             assert!(
-                parse(line).is_ok(),
+                fast(line).is_ok(),
                 "fast path gave up on {}",
                 String::from_utf8_lossy(line)
             );
