@@ -395,7 +395,7 @@ impl Tracker {
                     if self.remember_tool(key) {
                         self.tool_uses += 1;
                         obs.activity = Some(match &t.hint {
-                            Some(h) => format!("{}: {h}", t.name),
+                            Some(h) => [&t.name, ": ", h.as_str()].concat(),
                             None => t.name.to_string(),
                         });
                     }

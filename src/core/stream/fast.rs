@@ -432,16 +432,16 @@ fn blocks(s: &[u8], i: usize) -> Scan<(Option<Blocks<'_>>, usize)> {
     if let Some(end) = null(s, i) {
         return Ok((None, end));
     }
+    let mut blocks = Blocks::default();
     if s.get(i) != Some(&b'[') {
-        return Ok((Some(Blocks(Vec::new())), skip_value(s, i)?));
+        return Ok((Some(blocks), skip_value(s, i)?));
     }
-    let mut v = Vec::new();
     let end = array(s, i, |j| {
         let (b, e) = block(s, j)?;
-        v.push(b);
+        blocks.add(b);
         Ok(e)
     })?;
-    Ok((Some(Blocks(v)), end))
+    Ok((Some(blocks), end))
 }
 
 fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {

@@ -470,20 +470,7 @@ fn system_event(s: SystemLine<'_>) -> Event<'_> {
 #[inline]
 fn assistant_event(a: AssistantLine<'_>) -> Event<'_> {
     let m = a.message.unwrap_or_default();
-    let blocks = m.content.map(|c| c.0).unwrap_or_default();
-    let mut text = None;
-    let mut tool_uses = Vec::new();
-    for b in blocks {
-        match b.ty.as_ref().map(|t| t.0.as_ref()) {
-            Some("text") if text.is_none() => text = b.text.and_then(|t| t.0),
-            Some("tool_use") | Some("server_tool_use") => tool_uses.push(ToolUse {
-                id: b.id.map(|i| i.0),
-                name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
-                hint: b.input.and_then(BlockInput::hint),
-            }),
-            _ => {}
-        }
-    }
+    let Blocks { text, tool_uses } = m.content.unwrap_or_default();
     Event::Assistant(Assistant {
         id: m.id.map(|b| b.0),
         model: m.model.map(|b| b.0),
@@ -888,8 +875,28 @@ impl<'de, const N: usize> Deserialize<'de> for Snippet<N> {
 /// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub use crate::core::text::prefix_bytes as truncate;
 
-/// Content blocks; a non-array `content` (a plain string, say) yields none.
-struct Blocks<'a>(Vec<Block<'a>>);
+/// Content blocks as the event keeps them, folded in as they are read (no list of
+/// blocks is built): the first text and the tool calls. A non-array `content` (a plain
+/// string, say) holds none.
+#[derive(Default)]
+struct Blocks<'a> {
+    text: Option<String>,
+    tool_uses: Vec<ToolUse<'a>>,
+}
+
+impl<'a> Blocks<'a> {
+    fn add(&mut self, b: Block<'a>) {
+        match b.ty.as_ref().map(|t| t.0.as_ref()) {
+            Some("text") if self.text.is_none() => self.text = b.text.and_then(|t| t.0),
+            Some("tool_use") | Some("server_tool_use") => self.tool_uses.push(ToolUse {
+                id: b.id.map(|i| i.0),
+                name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
+                hint: b.input.and_then(BlockInput::hint),
+            }),
+            _ => {}
+        }
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Blocks<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -900,33 +907,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Blocks<'a> {
                 f.write_str("content blocks")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
+                let mut blocks = Blocks::default();
                 while let Some(b) = a.next_element::<Block<'a>>()? {
-                    v.push(b);
+                    blocks.add(b);
                 }
-                Ok(Blocks(v))
+                Ok(blocks)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
