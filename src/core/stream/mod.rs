@@ -385,12 +385,10 @@ fn sniff_type(line: &[u8]) -> Option<&str> {
     let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
     let rest = skip_ws(rest).strip_prefix(b":")?;
     let rest = skip_ws(rest).strip_prefix(b"\"")?;
-    // Type names are a few bytes long: a plain loop beats a vector search here.
-    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-    if rest[end] != b'"' {
-        return None;
+    match scan::skip_str(rest, 0) {
+        Ok((end, false)) => utf8(&rest[..end - 1]),
+        _ => None,
     }
-    utf8(&rest[..end])
 }
 
 /// `b` as text. Ids, types and model names are ASCII, which needs no more than a look at

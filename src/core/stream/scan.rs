@@ -398,7 +398,7 @@ pub fn skip_str(s: &[u8], i: usize) -> Scan<(usize, bool)> {
     let mut j = i;
     while let Some(chunk) = s.get(j..j + 16) {
         let chunk: &[u8; 16] = chunk.try_into().map_err(|_| Bail)?;
-        let m = special16(chunk);
+        let (quotes, m) = special16(chunk);
         if m == 0 {
             j += 16;
             if j - i >= 64 {
@@ -406,19 +406,22 @@ pub fn skip_str(s: &[u8], i: usize) -> Scan<(usize, bool)> {
             }
             continue;
         }
-        let k = j + m.trailing_zeros() as usize;
-        return match s[k] {
-            b'"' => Ok((k + 1, false)),
-            b'\\' => skip_str_blocks(s, k),
-            _ => Err(Bail),
+        let first = m & m.wrapping_neg();
+        return if quotes & first != 0 {
+            Ok((j + first.trailing_zeros() as usize + 1, false))
+        } else {
+            // A backslash (or a control byte, which the block loop refuses) before any
+            // quote: nothing before it in this chunk matters, so start the blocks here.
+            skip_str_blocks(s, j)
         };
     }
     skip_str_blocks(s, j)
 }
 
-/// Bit k set when byte k of `b` is a quote, a backslash or below 0x20.
+/// Bits k set when byte k of `b` is a quote, and when it is a quote, a backslash or
+/// below 0x20.
 #[inline]
-fn special16(b: &[u8; 16]) -> u32 {
+fn special16(b: &[u8; 16]) -> (u32, u32) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -429,14 +432,21 @@ fn special16(b: &[u8; 16]) -> u32 {
             let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
             let bs = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
             let low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, bs), low))
+            (
+                _mm_movemask_epi8(q),
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, bs), low)),
+            )
         };
-        m as u32 & 0xffff
+        // movemask sets only the low 16 bits.
+        (m.0 as u32, m.1 as u32)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        b.iter().enumerate().fold(0, |m, (k, &c)| {
-            m | (u32::from(c == b'"' || c == b'\\' || c < 0x20) << k)
+        b.iter().enumerate().fold((0, 0), |(q, m), (k, &c)| {
+            (
+                q | (u32::from(c == b'"') << k),
+                m | (u32::from(c == b'"' || c == b'\\' || c < 0x20) << k),
+            )
         })
     }
 }
