@@ -1,5 +1,15 @@
-//! Runs `Tracker::observe` over the inputs of benches/stream_parse.rs a few times, for
-//! instruction counts under callgrind: `valgrind --tool=callgrind target/release/examples/observe_lines fixtures 20`.
+//! Runs `Tracker::observe` over the inputs of benches/stream_parse.rs (copied from it:
+//! keep them alike), for instruction counts, which stay exact on a busy machine where
+//! criterion's times do not:
+//!
+//! ```text
+//! cargo build --release --example observe_lines
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*Tracker*observe*' \
+//!     target/release/examples/observe_lines fixtures 100     # or: big 1, big_last 1
+//! ```
+//!
+//! Without valgrind it prints the throughput. `OBSERVE_ONLY=text` keeps only the lines
+//! that contain `text`, to see what one kind of line costs.
 use orchestrator::core::accounting::Tracker;
 use orchestrator::core::pricing::Pricing;
 use serde_json::json;
@@ -136,7 +146,6 @@ fn main() {
         "big_last" => type_last(&synthetic_lines(12, 4 << 20)),
         _ => panic!("fixtures | big | big_last"),
     };
-    // OBSERVE_ONLY=text keeps the lines that contain it (to see what one kind costs).
     let lines: Vec<Vec<u8>> = match std::env::var("OBSERVE_ONLY") {
         Ok(only) => lines
             .into_iter()
