@@ -57,10 +57,11 @@ use crate::core::pricing::{self, Calibration, ModelPrice, Pricing, Ratio};
 use crate::core::signal::{LimitStatus, Signal};
 use crate::core::stream::{self, Event, RawUsage};
 use crate::core::usage::{Usage, Usd};
+use memchr::memmem;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Message ids remembered for dedupe (see the module doc).
@@ -196,6 +197,8 @@ pub struct Tracker {
     malformed: u64,
     warned_unknown_model: bool,
     warned_malformed: bool,
+    /// The last model name `row_for` priced, and its row.
+    last_row: Option<(String, u16)>,
     /// `resetsAt` of the last `rejected` rate-limit notice: when a usage limit ends.
     limit_resets_at: Option<i64>,
 }
@@ -234,6 +237,7 @@ impl Tracker {
             malformed: 0,
             warned_unknown_model: false,
             warned_malformed: false,
+            last_row: None,
             limit_resets_at: None,
         }
     }
@@ -243,8 +247,9 @@ impl Tracker {
         let mut obs = Observation::default();
         // Only lines with invalid UTF-8 ever fill this; it is dropped with the line.
         let mut scratch = String::new();
-        match stream::parse_with(line, &mut scratch) {
-            Ok(ev) => self.apply(ev, &mut obs),
+        let mut ev = Event::Ignored;
+        match stream::parse_into(line, &mut scratch, &mut ev) {
+            Ok(()) => self.apply(ev, &mut obs),
             Err(e) => {
                 self.malformed += 1;
                 if !self.warned_malformed {
@@ -390,7 +395,7 @@ impl Tracker {
                     if self.remember_tool(key) {
                         self.tool_uses += 1;
                         obs.activity = Some(match &t.hint {
-                            Some(h) => format!("{}: {h}", t.name),
+                            Some(h) => [&t.name, ": ", h.as_str()].concat(),
                             None => t.name.to_string(),
                         });
                     }
@@ -572,7 +577,10 @@ impl Tracker {
     /// time comes from the last `rejected` rate-limit notice, never from the prose.
     fn limit_signal(&self, error: Option<&str>, text: Option<&str>) -> Option<Signal> {
         let text = text.unwrap_or("");
-        if text.contains("enforced_spend_limit_reached")
+        // Most lines have a short text or none: the finder is built once.
+        static SPEND_CAP: LazyLock<memmem::Finder<'static>> =
+            LazyLock::new(|| memmem::Finder::new("enforced_spend_limit_reached"));
+        if SPEND_CAP.find(text.as_bytes()).is_some()
             || error.is_some_and(|e| e.contains("spend_limit"))
         {
             return Some(Signal::SpendCap);
@@ -720,7 +728,23 @@ impl Tracker {
                 self.msg_model = Some(m.to_string());
             }
         }
-        let name = model.or(self.model()).unwrap_or("").to_string();
+        let name = model.or(self.model()).unwrap_or("");
+        // Nearly every message names the model the last one did: skip normalising it.
+        if let Some((last, row)) = &self.last_row {
+            if last == name {
+                return *row;
+            }
+        }
+        let name = name.to_string();
+        let row = self.new_row_for(name.clone(), obs);
+        self.last_row = Some((name, row));
+        row
+    }
+
+    /// [`Self::row_for`] without the cache: the row that prices `name`, added if new.
+    /// The answer for a name never changes (rows are only ever added, up to
+    /// [`MAX_ROWS`]), which is what lets `row_for` remember the last one.
+    fn new_row_for(&mut self, name: String, obs: &mut Observation) -> u16 {
         let key = pricing::normalize(&name);
         if let Some(i) = self.rows.iter().position(|r| r.key == key) {
             return u16::try_from(i).unwrap_or(SYNTHETIC);

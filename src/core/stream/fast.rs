@@ -18,11 +18,13 @@ use serde_json::de::StrRead;
 
 type Reader<'a> = serde_json::Deserializer<StrRead<'a>>;
 
+/// Reads `line` into `out`, which is written only when the answer is `Ok`.
 #[inline]
-pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
+pub(super) fn parse<'a>(line: &'a [u8], out: &mut Event<'a>) -> Scan<()> {
     let start = ws(line, 0);
     if start == line.len() {
-        return Ok(Event::Ignored);
+        *out = Event::Ignored;
+        return Ok(());
     }
     let (kind, validated) = match sniff_type(&line[start..]) {
         Some(ty) => (Kind::of(ty), false),
@@ -41,38 +43,61 @@ pub(super) fn parse(line: &[u8]) -> Scan<Event<'_>> {
         if !validated {
             scan::validate(line)?;
         }
-        return Ok(Event::Ignored);
+        *out = Event::Ignored;
+        return Ok(());
     }
-    Ok(match kind {
-        Kind::System => system_event(whole(line, start, system_line)?),
-        Kind::Assistant => assistant_event(whole(line, start, assistant_line)?),
-        Kind::StreamEvent => stream_event(whole(line, start, stream_line)?),
-        Kind::Result => result_event(whole(line, start, result_line)?),
+    // The wire structs are filled in place and turned into the event where it is to
+    // live: these are the largest values of a line, and each move of one showed.
+    match kind {
+        Kind::System => {
+            let mut l = SystemLine::default();
+            whole(line, start, &mut l, system_line)?;
+            *out = system_event(l);
+        }
+        Kind::Assistant => {
+            let mut l = AssistantLine::default();
+            whole(line, start, &mut l, assistant_line)?;
+            *out = assistant_event(l);
+        }
+        Kind::StreamEvent => {
+            let mut l = StreamLine::default();
+            whole(line, start, &mut l, stream_line)?;
+            *out = stream_event(l);
+        }
+        Kind::Result => {
+            let mut l = ResultLine::default();
+            whole(line, start, &mut l, result_line)?;
+            *out = result_event(l);
+        }
         Kind::User => {
-            let (uuid, body) = whole(line, start, user_line)?;
+            let mut parts = (None, None);
+            whole(line, start, &mut parts, user_line)?;
+            let (uuid, body) = parts;
             if let Some(b) = body {
                 // A subagent's result is decoded: its strings must be valid UTF-8 (the
                 // reference repairs the line first otherwise).
-                if std::str::from_utf8(b).is_err() {
+                if utf8(b).is_err() {
                     return Err(Bail);
                 }
             }
-            user_event(uuid, body)
+            *out = user_event(uuid, body);
         }
         // Rare; serde_json reads them.
         Kind::RateLimit | Kind::Other => return Err(Bail),
-    })
+    }
+    Ok(())
 }
 
-/// A reader of one value: the value and the index after it.
-type Read<'a, T> = fn(&'a [u8], usize) -> Scan<(T, usize)>;
+/// A reader of one value into its slot: the index after it.
+type Read<'a, T> = fn(&'a [u8], usize, &mut T) -> Scan<usize>;
 
-/// Reads the top-level object at `start` with `read`; nothing but whitespace may follow.
+/// Reads the top-level object at `start` into `out` with `read`; nothing but whitespace
+/// may follow.
 #[inline]
-fn whole<'a, T>(line: &'a [u8], start: usize, read: Read<'a, T>) -> Scan<T> {
-    let (v, end) = read(line, start)?;
+fn whole<'a, T>(line: &'a [u8], start: usize, out: &mut T, read: Read<'a, T>) -> Scan<()> {
+    let end = read(line, start, out)?;
     if ws(line, end) == line.len() {
-        Ok(v)
+        Ok(())
     } else {
         Err(Bail)
     }
@@ -128,7 +153,7 @@ fn type_anywhere(line: &[u8], start: usize) -> Scan<Cow<'_, str>> {
 }
 
 fn utf8(s: &[u8]) -> Scan<&str> {
-    std::str::from_utf8(s).map_err(|_| Bail)
+    super::utf8(s).ok_or(Bail)
 }
 
 /// The value at `i` deserialized by serde_json on its own span with `read` (the field's
@@ -251,7 +276,11 @@ fn usage(s: &[u8], i: usize, out: &mut Option<RawUsage>) -> Scan<usize> {
                 16,
                 opt_object(s, v, &mut u.cache_creation, cache_creation)
             ),
-            b"server_tool_use" => set!(seen, 32, u.server_tool_use, serde_field(s, v)),
+            b"server_tool_use" => field!(
+                seen,
+                32,
+                opt_object(s, v, &mut u.server_tool_use, server_tool_use)
+            ),
             b"speed" => set!(seen, 64, u.speed_fast, speed(s, v)),
             _ => skip_value(s, v)?,
         })
@@ -289,6 +318,57 @@ fn cache_creation(s: &[u8], i: usize, c: &mut CacheCreation) -> Scan<usize> {
     }
 }
 
+fn server_tool_use(s: &[u8], i: usize, t: &mut ServerToolUse) -> Scan<usize> {
+    let mut seen = 0u32;
+    let fast = object(s, i, |k, v| {
+        Ok(match k {
+            b"web_search_requests" => set!(seen, 1, t.web_search_requests, count(s, v)),
+            _ => skip_value(s, v)?,
+        })
+    });
+    match fast {
+        Ok(end) => Ok(end),
+        Err(Bail) => serde_into(s, i, t),
+    }
+}
+
+/// `result.modelUsage`: model name → totals. A name given twice keeps its last entry,
+/// as serde's map does.
+fn model_usage<'a>(s: &'a [u8], i: usize) -> Scan<(Option<BTreeMap<BStr<'a>, ModelUsage>>, usize)> {
+    if let Some(end) = null(s, i) {
+        return Ok((None, end));
+    }
+    let mut map = BTreeMap::new();
+    let fast = object(s, i, |name, v| {
+        let mut m = ModelUsage::default();
+        let end = model_totals(s, v, &mut m)?;
+        map.insert(BStr(Cow::Borrowed(utf8(name)?)), m);
+        Ok(end)
+    });
+    match fast {
+        Ok(end) => Ok((Some(map), end)),
+        Err(Bail) => serde_field(s, i),
+    }
+}
+
+/// One model's `ModelUsage`; anything unusual is serde_json's to read.
+fn model_totals(s: &[u8], i: usize, m: &mut ModelUsage) -> Scan<usize> {
+    let mut seen = 0u32;
+    object(s, i, |k, v| {
+        Ok(match k {
+            b"inputTokens" => set!(seen, 1, m.input_tokens, count(s, v)),
+            b"outputTokens" => set!(seen, 2, m.output_tokens, count(s, v)),
+            b"cacheReadInputTokens" => set!(seen, 4, m.cache_read_input_tokens, count(s, v)),
+            b"cacheCreationInputTokens" => {
+                set!(seen, 8, m.cache_creation_input_tokens, count(s, v))
+            }
+            b"costUSD" => set!(seen, 16, m.cost_usd, via_serde(s, v, |d| lenient_f64(d))),
+            b"webSearchRequests" => set!(seen, 32, m.web_search_requests, count(s, v)),
+            _ => skip_value(s, v)?,
+        })
+    })
+}
+
 /// `usage.speed` (`lenient_fast`).
 fn speed(s: &[u8], i: usize) -> Scan<(Option<bool>, usize)> {
     if s.get(i) == Some(&b'"') {
@@ -301,21 +381,9 @@ fn speed(s: &[u8], i: usize) -> Scan<(Option<bool>, usize)> {
     via_serde(s, i, |d| lenient_fast(d))
 }
 
-fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
-    let mut l = SystemLine {
-        subtype: None,
-        model: None,
-        session_id: None,
-        attempt: None,
-        max_retries: None,
-        retry_delay_ms: None,
-        error_status: None,
-        error: None,
-        status: None,
-        rate_limit_info: None,
-    };
+fn system_line<'a>(s: &'a [u8], i: usize, l: &mut SystemLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"subtype" => set!(seen, 1, l.subtype, bstr(s, v)),
             b"model" => set!(seen, 2, l.model, bstr(s, v)),
@@ -331,26 +399,19 @@ fn system_line(s: &[u8], i: usize) -> Scan<(SystemLine<'_>, usize)> {
             }
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
-fn assistant_line(s: &[u8], i: usize) -> Scan<(AssistantLine<'_>, usize)> {
-    let mut l = AssistantLine {
-        message: None,
-        error: None,
-        parent_tool_use_id: None,
-    };
+fn assistant_line<'a>(s: &'a [u8], i: usize, l: &mut AssistantLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"message" => field!(seen, 1, opt_object(s, v, &mut l.message, assistant_msg)),
             b"error" => set!(seen, 2, l.error, snippet(s, v)),
             b"parent_tool_use_id" => set!(seen, 4, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
 fn assistant_msg<'a>(s: &'a [u8], i: usize, m: &mut AssistantMsg<'a>) -> Scan<usize> {
@@ -371,16 +432,16 @@ fn blocks(s: &[u8], i: usize) -> Scan<(Option<Blocks<'_>>, usize)> {
     if let Some(end) = null(s, i) {
         return Ok((None, end));
     }
+    let mut blocks = Blocks::default();
     if s.get(i) != Some(&b'[') {
-        return Ok((Some(Blocks(Vec::new())), skip_value(s, i)?));
+        return Ok((Some(blocks), skip_value(s, i)?));
     }
-    let mut v = Vec::new();
     let end = array(s, i, |j| {
         let (b, e) = block(s, j)?;
-        v.push(b);
+        blocks.add(b);
         Ok(e)
     })?;
-    Ok((Some(Blocks(v)), end))
+    Ok((Some(blocks), end))
 }
 
 fn block(s: &[u8], i: usize) -> Scan<(Block<'_>, usize)> {
@@ -450,20 +511,15 @@ fn input_hint(s: &[u8], i: usize) -> Scan<(Option<String>, usize)> {
     }
 }
 
-fn stream_line(s: &[u8], i: usize) -> Scan<(StreamLine<'_>, usize)> {
-    let mut l = StreamLine {
-        event: None,
-        parent_tool_use_id: None,
-    };
+fn stream_line<'a>(s: &'a [u8], i: usize, l: &mut StreamLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"event" => field!(seen, 1, opt_object(s, v, &mut l.event, stream_inner)),
             b"parent_tool_use_id" => set!(seen, 2, l.parent_tool_use_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((l, end))
+    })
 }
 
 fn stream_inner<'a>(s: &'a [u8], i: usize, l: &mut StreamInner<'a>) -> Scan<usize> {
@@ -490,19 +546,9 @@ fn start_msg<'a>(s: &'a [u8], i: usize, m: &mut StartMsg<'a>) -> Scan<usize> {
     })
 }
 
-fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
-    let mut r = ResultLine {
-        subtype: None,
-        is_error: None,
-        result: None,
-        total_cost_usd: None,
-        model_usage: None,
-        usage: None,
-        num_turns: None,
-        session_id: None,
-    };
+fn result_line<'a>(s: &'a [u8], i: usize, r: &mut ResultLine<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
             b"subtype" => set!(seen, 1, r.subtype, bstr(s, v)),
             b"is_error" => {
@@ -522,39 +568,35 @@ fn result_line(s: &[u8], i: usize) -> Scan<(ResultLine<'_>, usize)> {
                 r.total_cost_usd,
                 via_serde(s, v, |d| lenient_f64(d))
             ),
-            b"modelUsage" => set!(seen, 16, r.model_usage, serde_field(s, v)),
+            b"modelUsage" => set!(seen, 16, r.model_usage, model_usage(s, v)),
             b"usage" => field!(seen, 32, usage(s, v, &mut r.usage)),
             b"num_turns" => set!(seen, 64, r.num_turns, count(s, v)),
             b"session_id" => set!(seen, 128, r.session_id, bstr(s, v)),
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok((r, end))
+    })
 }
 
 /// A `user` line: its `uuid`, and its `tool_use_result` when that is an object with a
 /// `usage` key (anything else is no subagent result).
 type UserParts<'a> = (Option<BStr<'a>>, Option<&'a [u8]>);
 
-fn user_line(s: &[u8], i: usize) -> Scan<(UserParts<'_>, usize)> {
-    let mut uuid = None;
-    let mut body = None;
+fn user_line<'a>(s: &'a [u8], i: usize, (uuid, body): &mut UserParts<'a>) -> Scan<usize> {
     let mut seen = 0u32;
-    let end = object(s, i, |k, v| {
+    object(s, i, |k, v| {
         Ok(match k {
-            b"uuid" => set!(seen, 1, uuid, bstr(s, v)),
+            b"uuid" => set!(seen, 1, *uuid, bstr(s, v)),
             b"tool_use_result" => {
                 once(&mut seen, 2)?;
                 let (usage, e) = has_usage_key(s, v)?;
                 if usage {
-                    body = Some(&s[v..e]);
+                    *body = Some(&s[v..e]);
                 }
                 e
             }
             _ => skip_value(s, v)?,
         })
-    })?;
-    Ok(((uuid, body), end))
+    })
 }
 
 /// Whether the value at `i` is an object that `user_event` will read for usage: one with
@@ -588,9 +630,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The fast path's answer, when it has one.
+    fn fast(line: &[u8]) -> Scan<Event<'_>> {
+        let mut ev = Event::Ignored;
+        parse(line, &mut ev)?;
+        Ok(ev)
+    }
+
     /// The fast path either gives up or says exactly what serde_json says.
     fn agrees(line: &[u8]) {
-        if let Ok(fast) = parse(line) {
+        if let Ok(fast) = fast(line) {
             let scratch;
             let repaired = match parse_reference(line) {
                 Err(_) if std::str::from_utf8(line).is_err() => {
@@ -637,7 +686,7 @@ mod tests {
         assert!(lines.len() > 100, "{} lines", lines.len());
         for line in &lines {
             assert!(
-                parse(line).is_ok(),
+                fast(line).is_ok(),
                 "fast path gave up on {}",
                 String::from_utf8_lossy(line)
             );
@@ -689,6 +738,18 @@ mod tests {
             r#"{"message":{},"type":7}"#,
             r#"{"type":"result","is_error":"yes","total_cost_usd":"1.5","num_turns":1.5,"modelUsage":{"a":{"inputTokens":1,"costUSD":0.1}},"result":12}"#,
             r#"{"type":"result","total_cost_usd":0.07125000000000001,"modelUsage":{"a":{},"a":{"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":null}"#,
+            r#"{"type":"result","modelUsage":[]}"#,
+            r#"{"type":"result","modelUsage":{"a":null}}"#,
+            r#"{"type":"result","modelUsage":{"a":{"costUSD":"0.5","inputTokens":1.0,"webSearchRequests":-1}}}"#,
+            r#"{"type":"result","modelUsage":{"a\u0062":{"inputTokens":1},"ab":{"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":{"a":{"inputTokens":1,"inputTokens":2}}}"#,
+            r#"{"type":"result","modelUsage":{"b":{"outputTokens":1},"a":{"cacheReadInputTokens":2,"costUSD":1e-3},"b":{}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":null}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":"3","x":[1]}}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":[1]}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":1,"web_search_requests":2}}}}"#,
+            r#"{"type":"assistant","message":{"id":"m","usage":{"server_tool_use":{"web_search_requests":4}}}}"#,
             r#"{"type":"system","subtype":"api_retry","attempt":3,"error_status":null,"error":"server_error"}"#,
             r#"{"type":"system","subtype":"rate_limit","rate_limit_info":{"status":"rejected","resetsAt":17}}"#,
             r#"{"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":77}},"parent_tool_use_id":"t"}"#,
@@ -720,6 +781,8 @@ mod tests {
                     Just("tool_use_result"), Just("uuid"), Just("event"), Just("type"),
                     Just("text"), Just("input"), Just("command"), Just("subtype"),
                     Just("parent_tool_use_id"), Just("result"), Just("speed"), Just("error"),
+                    Just("modelUsage"), Just("server_tool_use"), Just("web_search_requests"),
+                    Just("inputTokens"), Just("costUSD"),
                 ],
                 prop_oneof![
                     Just("1"), Just("null"), Just("\"s\""), Just("\"a\\nb\""), Just("-2"),
@@ -729,6 +792,8 @@ mod tests {
                     Just("{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}"),
                     Just("{\"usage\":{\"input_tokens\":9},\"agentId\":\"a\"}"),
                     Just("[{\"type\":\"tool_use\",\"name\":\"B\",\"input\":{\"command\":\"ls\"}}]"),
+                    Just("{\"m\":{\"inputTokens\":3,\"costUSD\":0.5},\"n\":{}}"),
+                    Just("{\"web_search_requests\":2}"),
                 ],
             ), 0..6),
             nested in any::<bool>(),

@@ -264,8 +264,9 @@ impl From<serde_json::Error> for ParseError {
 pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
     // The skimmer answers almost every line; what it is unsure of (and every malformed
     // line, for its error message) goes through serde_json, the reference.
-    match fast::parse(line) {
-        Ok(event) => Ok(event),
+    let mut event = Event::Ignored;
+    match fast::parse(line, &mut event) {
+        Ok(()) => Ok(event),
         Err(scan::Bail) => parse_reference(line),
     }
 }
@@ -303,15 +304,36 @@ fn parse_reference(line: &[u8]) -> Result<Event<'_>, ParseError> {
 /// a stray byte inside some text never loses the usage on the same line.
 #[inline]
 pub fn parse_with<'a>(line: &'a [u8], scratch: &'a mut String) -> Result<Event<'a>, ParseError> {
-    // UTF-8 is checked only where it matters: `parse` checks the strings it decodes, and
-    // only a line that failed is scanned again to see whether repairing it helps.
-    match parse(line) {
+    let mut event = Event::Ignored;
+    parse_into(line, scratch, &mut event)?;
+    Ok(event)
+}
+
+/// [`parse_with`] into `out`, which the caller owns and which is written only on
+/// success. Events are a few hundred bytes: handing them back through each layer's
+/// `Result` cost copies that stalled on the stores just made (10–15% of the time on
+/// short lines).
+#[inline]
+pub fn parse_into<'a>(
+    line: &'a [u8],
+    scratch: &'a mut String,
+    out: &mut Event<'a>,
+) -> Result<(), ParseError> {
+    if fast::parse(line, out).is_ok() {
+        return Ok(());
+    }
+    // UTF-8 is checked only where it matters: the fast path checks the strings it
+    // decodes, and only a line that failed is scanned again to see whether repairing it
+    // helps.
+    *out = match parse_reference(line) {
         Err(_) if std::str::from_utf8(line).is_err() => {
             *scratch = String::from_utf8_lossy(line).into_owned();
-            parse(scratch.as_bytes())
+            let repaired: &'a String = scratch;
+            parse(repaired.as_bytes())?
         }
-        r => r,
-    }
+        r => r?,
+    };
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,11 +385,22 @@ fn sniff_type(line: &[u8]) -> Option<&str> {
     let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
     let rest = skip_ws(rest).strip_prefix(b":")?;
     let rest = skip_ws(rest).strip_prefix(b"\"")?;
-    let end = memchr::memchr2(b'"', b'\\', rest)?;
-    if rest[end] != b'"' {
-        return None;
+    match scan::skip_str(rest, 0) {
+        Ok((end, false)) => utf8(&rest[..end - 1]),
+        _ => None,
     }
-    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// `b` as text. Ids, types and model names are ASCII, which needs no more than a look at
+/// the high bits; anything else gets the full UTF-8 check.
+#[inline]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 /// For `{"type":"stream_event","event":{"type":"name"`, the inner name; `None` when the
@@ -435,20 +468,7 @@ fn system_event(s: SystemLine<'_>) -> Event<'_> {
 #[inline]
 fn assistant_event(a: AssistantLine<'_>) -> Event<'_> {
     let m = a.message.unwrap_or_default();
-    let blocks = m.content.map(|c| c.0).unwrap_or_default();
-    let mut text = None;
-    let mut tool_uses = Vec::new();
-    for b in blocks {
-        match b.ty.as_ref().map(|t| t.0.as_ref()) {
-            Some("text") if text.is_none() => text = b.text.and_then(|t| t.0),
-            Some("tool_use") | Some("server_tool_use") => tool_uses.push(ToolUse {
-                id: b.id.map(|i| i.0),
-                name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
-                hint: b.input.and_then(BlockInput::hint),
-            }),
-            _ => {}
-        }
-    }
+    let Blocks { text, tool_uses } = m.content.unwrap_or_default();
     Event::Assistant(Assistant {
         id: m.id.map(|b| b.0),
         model: m.model.map(|b| b.0),
@@ -576,13 +596,39 @@ impl ToolInput {
         .into_iter()
         .flatten()
         .find_map(|s| s.0.filter(|t| !t.trim().is_empty()))?;
-        Some(raw.split_whitespace().collect::<Vec<_>>().join(" "))
+        Some(one_line(raw))
     }
+}
+
+/// `s` with each run of whitespace made one space and none at either end (what
+/// `split_whitespace` and `join(" ")` give), reusing `s` when it is already so.
+fn one_line(s: String) -> String {
+    let mut prev_space = true;
+    let tidy = s.chars().all(|c| {
+        let ok = if c.is_whitespace() {
+            c == ' ' && !prev_space
+        } else {
+            true
+        };
+        prev_space = c.is_whitespace();
+        ok
+    }) && !prev_space;
+    if tidy {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 // ---- wire structs (private): only the fields we read; everything else is skipped ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct SystemLine<'a> {
     #[serde(borrow, default)]
     subtype: Option<BStr<'a>>,
@@ -624,7 +670,7 @@ struct RateLimitInfo {
     resets_at: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct AssistantLine<'a> {
     #[serde(borrow, default)]
     message: Option<AssistantMsg<'a>>,
@@ -682,7 +728,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for BlockInput<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct StreamLine<'a> {
     #[serde(borrow, default)]
     event: Option<StreamInner<'a>>,
@@ -728,7 +774,7 @@ struct TaskResult<'a> {
     usage: Option<RawUsage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ResultLine<'a> {
     #[serde(borrow, default)]
     subtype: Option<BStr<'a>>,
@@ -827,8 +873,28 @@ impl<'de, const N: usize> Deserialize<'de> for Snippet<N> {
 /// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub use crate::core::text::prefix_bytes as truncate;
 
-/// Content blocks; a non-array `content` (a plain string, say) yields none.
-struct Blocks<'a>(Vec<Block<'a>>);
+/// Content blocks as the event keeps them, folded in as they are read (no list of
+/// blocks is built): the first text and the tool calls. A non-array `content` (a plain
+/// string, say) holds none.
+#[derive(Default)]
+struct Blocks<'a> {
+    text: Option<String>,
+    tool_uses: Vec<ToolUse<'a>>,
+}
+
+impl<'a> Blocks<'a> {
+    fn add(&mut self, b: Block<'a>) {
+        match b.ty.as_ref().map(|t| t.0.as_ref()) {
+            Some("text") if self.text.is_none() => self.text = b.text.and_then(|t| t.0),
+            Some("tool_use") | Some("server_tool_use") => self.tool_uses.push(ToolUse {
+                id: b.id.map(|i| i.0),
+                name: b.name.map(|n| n.0).unwrap_or(Cow::Borrowed("?")),
+                hint: b.input.and_then(BlockInput::hint),
+            }),
+            _ => {}
+        }
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Blocks<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -839,33 +905,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Blocks<'a> {
                 f.write_str("content blocks")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
+                let mut blocks = Blocks::default();
                 while let Some(b) = a.next_element::<Block<'a>>()? {
-                    v.push(b);
+                    blocks.add(b);
                 }
-                Ok(Blocks(v))
+                Ok(blocks)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Blocks(Vec::new()))
+                Ok(Blocks::default())
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -1189,6 +1255,23 @@ mod tests {
             (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
             (12, 0, 2)
         );
+    }
+
+    #[test]
+    fn hints_are_one_line() {
+        for s in [
+            "ls -la",
+            " ls",
+            "ls ",
+            "ls  -la",
+            "ls\t-la",
+            "a\n\n b \u{a0}c",
+            "x",
+            "é  ü",
+        ] {
+            let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(one_line(s.to_string()), want, "{s:?}");
+        }
     }
 
     #[test]
