@@ -395,6 +395,20 @@ UPDATE instances SET input_tokens = ?3, output_tokens = ?4, cache_creation_token
     tool_calls = ?10
 WHERE run_id = ?1 AND idx = ?2";
 
+/// The numbers of an instance's rollup item (after its name, command, model and
+/// completed flag): the four token classes, nanodollars and tool calls.
+fn item_numbers(i: &InstanceRecord) -> [u64; 6] {
+    let u = &i.usage;
+    [
+        u64_of(i64_of(u.input_tokens)),
+        u64_of(i64_of(u.output_tokens)),
+        u64_of(i64_of(u.cache_creation_input_tokens)),
+        u64_of(i64_of(u.cache_read_input_tokens)),
+        zigzag(i.cost.0),
+        u64_of(i64_of(i.tool_calls)),
+    ]
+}
+
 /// Upserts `instances` of `run_id`, keeping `mine` (when it is this run's) as written.
 fn upsert_instances(
     conn: &Connection,
@@ -448,14 +462,7 @@ fn upsert_instances(
             {
                 // Names, command and model as before: their ids too.
                 let mut item = row.item;
-                item[4..].copy_from_slice(&[
-                    u64_of(i64_of(u.input_tokens)),
-                    u64_of(i64_of(u.output_tokens)),
-                    u64_of(i64_of(u.cache_creation_input_tokens)),
-                    u64_of(i64_of(u.cache_read_input_tokens)),
-                    zigzag(i.cost.0),
-                    u64_of(i64_of(i.tool_calls)),
-                ]);
+                item[4..].copy_from_slice(&item_numbers(i));
                 if let Some(m) = mine.as_mut() {
                     m.rows[at] = Some(MineRow { item, ..row });
                 }
@@ -505,18 +512,14 @@ fn upsert_instances(
                 i.ended_ms,
             ])? > 0;
         if let Some(m) = mine.as_mut().filter(|_| written) {
-            let item = [
+            let mut item = [0; ROLLUP_FIELDS];
+            item[..4].copy_from_slice(&[
                 u64::from(ids.id(conn, Some(&i.name))?),
                 u64::from(ids.id(conn, i.base_command.as_deref())?),
                 u64::from(ids.id(conn, i.model.as_deref())?),
                 u64::from(i.status == "completed"),
-                u64_of(i64_of(u.input_tokens)),
-                u64_of(i64_of(u.output_tokens)),
-                u64_of(i64_of(u.cache_creation_input_tokens)),
-                u64_of(i64_of(u.cache_read_input_tokens)),
-                zigzag(i.cost.0),
-                u64_of(i64_of(i.tool_calls)),
-            ];
+            ]);
+            item[4..].copy_from_slice(&item_numbers(i));
             if at >= m.rows.len() {
                 m.rows.resize(at + 1, None);
             }
