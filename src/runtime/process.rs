@@ -511,8 +511,14 @@ impl Proc {
         while let Ok(false) = leader_exited(pid) {
             match &self.exited {
                 Some(fd) => match fd.readable().await {
-                    // Stays readable once the leader has exited: the check above ends it.
-                    Ok(mut ready) => ready.retain_ready(),
+                    // Readable means exited, and stays so: the check above ends the loop.
+                    // Should it still say otherwise, wait for the next event instead of
+                    // spinning (an event newer than this one is not cleared).
+                    Ok(mut ready) => {
+                        if let Ok(false) = leader_exited(pid) {
+                            ready.clear_ready();
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(pid, error = %e, "pidfd unusable; waiting on SIGCHLD");
                         self.exited = None;
