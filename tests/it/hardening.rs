@@ -19,17 +19,28 @@ fn read_all(r: Option<impl Read>) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
+/// The report a run wrote to `dir/r.json`.
+fn read_report(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON")
+}
+
 // ---------------------------------------------------------------- 2: special report files
+
+/// A new FIFO, `dir/report.fifo`.
+fn make_fifo(dir: &Path) -> PathBuf {
+    let fifo = dir.join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
+    // SAFETY: mkfifo only reads the path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    fifo
+}
 
 /// `--report` naming a FIFO writes the report into it; the FIFO stays a FIFO.
 #[test]
 fn report_into_a_fifo_is_written_in_place() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempdir();
-    let fifo = dir.path().join("report.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
-    // SAFETY: mkfifo only reads the path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = make_fifo(dir.path());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader_path = fifo.clone();
     std::thread::spawn(move || {
@@ -59,10 +70,7 @@ fn report_into_a_fifo_is_written_in_place() {
 fn report_into_a_fifo_without_reader_is_an_error_not_a_hang() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempdir();
-    let fifo = dir.path().join("report.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
-    // SAFETY: mkfifo only reads the path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = make_fifo(dir.path());
     let mut child = orchestrator(dir.path())
         .args(["--simulate", "--report"])
         .arg(&fifo)
@@ -239,9 +247,7 @@ fn forty_under_ulimit(dir: &Path, ulimit: &str) -> std::process::Output {
 }
 
 fn completed_count(dir: &Path) -> usize {
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON");
-    report["instances"]
+    read_report(dir)["instances"]
         .as_array()
         .map(|a| a.iter().filter(|i| i["status"] == "completed").count())
         .unwrap_or(0)
@@ -315,9 +321,7 @@ fn instances_have_no_controlling_terminal() {
     );
     let seen = std::fs::read_to_string(dir.path().join("tty-result")).expect("tty-result");
     assert_eq!(seen.trim(), "no-tty");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     assert_eq!(report["instances"][0]["status"], "completed");
 }
 
@@ -358,9 +362,7 @@ fn stopped_instance_is_ended_by_the_timeout() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "timed_out");
     assert_eq!(inst["signal"], libc::SIGTERM, "{inst}");
@@ -448,9 +450,7 @@ fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
         max_rss_kb < 128 * 1024,
         "peak RSS {max_rss_kb} KiB for a 1 GiB line"
     );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert_eq!(inst["malformed_lines"], 0);
@@ -659,9 +659,7 @@ fn full_log_disk_is_reported_once_per_instance() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(err.matches("its log is incomplete").count(), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert!(
