@@ -2,13 +2,13 @@
 //! before its fix. See docs/hardening.md for the fault table.
 
 use crate::common::{
-    call, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for, wait_ready,
-    FakeClaude, HANG_GUARD,
+    call, file_names, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for,
+    wait_ready, FakeClaude, HANG_GUARD,
 };
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn read_all(r: Option<impl Read>) -> String {
@@ -130,17 +130,28 @@ fn failed_report_write_is_an_error_in_exit_code_summary_and_event() {
 
 // ---------------------------------------------------------------- 7: a stalled --json reader
 
-/// A fake claude that gets ready and then sleeps (as a single process).
-fn sleeping_claude(dir: &Path) -> PathBuf {
-    FakeClaude::new()
+/// `orchestrator --json FLAGS` on a prompt long enough that the first events alone
+/// overflow a pipe's buffer, its stdout a pipe nobody reads yet and its Claude a fake
+/// that gets ready and then sleeps (as a single process). Returns once that Claude is
+/// ready, with its pid.
+fn start_with_a_stalled_json_reader(dir: &Path, flags: &[&str], stderr: Stdio) -> (Child, i32) {
+    let claude = FakeClaude::new()
         .ready()
         .hang()
-        .write(dir, "claude-sleeper")
-}
-
-/// A prompt long enough that the first events alone overflow a pipe's buffer.
-fn huge_prompt() -> String {
-    format!("explain {}", "x".repeat(100_000))
+        .write(dir, "claude-sleeper");
+    let huge_prompt = format!("explain {}", "x".repeat(100_000));
+    let mut child = orchestrator(dir)
+        .arg("--claude-path")
+        .arg(&claude)
+        .arg("--json")
+        .args(flags)
+        .arg(huge_prompt)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn");
+    let pid = wait_ready(dir, 1, &mut child)[0];
+    (child, pid)
 }
 
 /// stdout is a pipe nobody reads: `--timeout` still ends the instance, and the run ends
@@ -148,17 +159,11 @@ fn huge_prompt() -> String {
 #[test]
 fn stalled_json_reader_does_not_stop_the_timeout() {
     let dir = tempdir();
-    let claude = sleeping_claude(dir.path());
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--timeout", "2", "--kill-grace", "1"])
-        .arg(huge_prompt())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let (mut child, pid) = start_with_a_stalled_json_reader(
+        dir.path(),
+        &["--timeout", "2", "--kill-grace", "1"],
+        Stdio::piped(),
+    );
     wait_for(
         &format!("the timed-out instance {pid} ended"),
         &mut child,
@@ -183,17 +188,8 @@ fn stalled_json_reader_does_not_stop_the_timeout() {
 #[test]
 fn stalled_json_reader_does_not_stop_sigint() {
     let dir = tempdir();
-    let claude = sleeping_claude(dir.path());
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--kill-grace", "1"])
-        .arg(huge_prompt())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let (mut child, pid) =
+        start_with_a_stalled_json_reader(dir.path(), &["--kill-grace", "1"], Stdio::null());
     // SAFETY: plain syscall on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     wait_for(
@@ -586,13 +582,8 @@ fn every_instance_gets_its_own_log_files() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        file_names(&dir.path().join("logs")),
         [
             "A.jsonl",
             "A.stderr",
