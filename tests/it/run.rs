@@ -2,19 +2,12 @@
 //! `claude` scripts), budgets enforced, exit codes, reports and no process left behind.
 
 use crate::common::{
-    call, gone, init, instance, orchestrator, proc_state, result, run, stderr, stdout, tempdir,
-    wait_for, wait_ready, FakeClaude,
+    call, events, gone, init, instance, orchestrator, proc_state, result, run, stderr, stdout,
+    tempdir, wait_for, wait_ready, FakeClaude,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-
-fn events(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
 
 fn finished(o: &Output) -> Value {
     let ev = events(o);
