@@ -2,13 +2,13 @@
 //! before its fix. See docs/hardening.md for the fault table.
 
 use crate::common::{
-    call, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for, wait_ready,
-    FakeClaude, HANG_GUARD,
+    call, file_names, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for,
+    wait_ready, FakeClaude, HANG_GUARD,
 };
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn read_all(r: Option<impl Read>) -> String {
@@ -19,17 +19,28 @@ fn read_all(r: Option<impl Read>) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
+/// The report a run wrote to `dir/r.json`.
+fn read_report(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON")
+}
+
 // ---------------------------------------------------------------- 2: special report files
+
+/// A new FIFO, `dir/report.fifo`.
+fn make_fifo(dir: &Path) -> PathBuf {
+    let fifo = dir.join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
+    // SAFETY: mkfifo only reads the path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    fifo
+}
 
 /// `--report` naming a FIFO writes the report into it; the FIFO stays a FIFO.
 #[test]
 fn report_into_a_fifo_is_written_in_place() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempdir();
-    let fifo = dir.path().join("report.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
-    // SAFETY: mkfifo only reads the path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = make_fifo(dir.path());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader_path = fifo.clone();
     std::thread::spawn(move || {
@@ -59,10 +70,7 @@ fn report_into_a_fifo_is_written_in_place() {
 fn report_into_a_fifo_without_reader_is_an_error_not_a_hang() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempdir();
-    let fifo = dir.path().join("report.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
-    // SAFETY: mkfifo only reads the path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = make_fifo(dir.path());
     let mut child = orchestrator(dir.path())
         .args(["--simulate", "--report"])
         .arg(&fifo)
@@ -122,17 +130,28 @@ fn failed_report_write_is_an_error_in_exit_code_summary_and_event() {
 
 // ---------------------------------------------------------------- 7: a stalled --json reader
 
-/// A fake claude that gets ready and then sleeps (as a single process).
-fn sleeping_claude(dir: &Path) -> PathBuf {
-    FakeClaude::new()
+/// `orchestrator --json FLAGS` on a prompt long enough that the first events alone
+/// overflow a pipe's buffer, its stdout a pipe nobody reads yet and its Claude a fake
+/// that gets ready and then sleeps (as a single process). Returns once that Claude is
+/// ready, with its pid.
+fn start_with_a_stalled_json_reader(dir: &Path, flags: &[&str], stderr: Stdio) -> (Child, i32) {
+    let claude = FakeClaude::new()
         .ready()
         .hang()
-        .write(dir, "claude-sleeper")
-}
-
-/// A prompt long enough that the first events alone overflow a pipe's buffer.
-fn huge_prompt() -> String {
-    format!("explain {}", "x".repeat(100_000))
+        .write(dir, "claude-sleeper");
+    let huge_prompt = format!("explain {}", "x".repeat(100_000));
+    let mut child = orchestrator(dir)
+        .arg("--claude-path")
+        .arg(&claude)
+        .arg("--json")
+        .args(flags)
+        .arg(huge_prompt)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn");
+    let pid = wait_ready(dir, 1, &mut child)[0];
+    (child, pid)
 }
 
 /// stdout is a pipe nobody reads: `--timeout` still ends the instance, and the run ends
@@ -140,17 +159,11 @@ fn huge_prompt() -> String {
 #[test]
 fn stalled_json_reader_does_not_stop_the_timeout() {
     let dir = tempdir();
-    let claude = sleeping_claude(dir.path());
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--timeout", "2", "--kill-grace", "1"])
-        .arg(huge_prompt())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let (mut child, pid) = start_with_a_stalled_json_reader(
+        dir.path(),
+        &["--timeout", "2", "--kill-grace", "1"],
+        Stdio::piped(),
+    );
     wait_for(
         &format!("the timed-out instance {pid} ended"),
         &mut child,
@@ -175,17 +188,8 @@ fn stalled_json_reader_does_not_stop_the_timeout() {
 #[test]
 fn stalled_json_reader_does_not_stop_sigint() {
     let dir = tempdir();
-    let claude = sleeping_claude(dir.path());
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["--json", "--kill-grace", "1"])
-        .arg(huge_prompt())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let (mut child, pid) =
+        start_with_a_stalled_json_reader(dir.path(), &["--kill-grace", "1"], Stdio::null());
     // SAFETY: plain syscall on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     wait_for(
@@ -239,9 +243,7 @@ fn forty_under_ulimit(dir: &Path, ulimit: &str) -> std::process::Output {
 }
 
 fn completed_count(dir: &Path) -> usize {
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON");
-    report["instances"]
+    read_report(dir)["instances"]
         .as_array()
         .map(|a| a.iter().filter(|i| i["status"] == "completed").count())
         .unwrap_or(0)
@@ -315,9 +317,7 @@ fn instances_have_no_controlling_terminal() {
     );
     let seen = std::fs::read_to_string(dir.path().join("tty-result")).expect("tty-result");
     assert_eq!(seen.trim(), "no-tty");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     assert_eq!(report["instances"][0]["status"], "completed");
 }
 
@@ -358,9 +358,7 @@ fn stopped_instance_is_ended_by_the_timeout() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "timed_out");
     assert_eq!(inst["signal"], libc::SIGTERM, "{inst}");
@@ -448,9 +446,7 @@ fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
         max_rss_kb < 128 * 1024,
         "peak RSS {max_rss_kb} KiB for a 1 GiB line"
     );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert_eq!(inst["malformed_lines"], 0);
@@ -586,13 +582,8 @@ fn every_instance_gets_its_own_log_files() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        file_names(&dir.path().join("logs")),
         [
             "A.jsonl",
             "A.stderr",
@@ -659,9 +650,7 @@ fn full_log_disk_is_reported_once_per_instance() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(err.matches("its log is incomplete").count(), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).expect("report"))
-            .expect("JSON");
+    let report = read_report(dir.path());
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert!(

@@ -2,7 +2,7 @@
 //! a budget that counts every run of the project recorded in the ledger in the current
 //! UTC day, week or month.
 
-use crate::common::{orchestrator, run, stderr, stdout, tempdir};
+use crate::common::{instance, orchestrator, run, stderr, stdout, tempdir};
 use serde_json::Value;
 use std::path::Path;
 
@@ -45,21 +45,16 @@ fn a_daily_budget_counts_earlier_runs_of_the_project() {
 
     // The day's budget is exactly what the project already spent: nothing more fits.
     let limit = spent.to_string();
-    let (code, second, err) = simulated(
-        dir.path(),
-        &ledger,
-        "proj",
-        &[
-            "--budget-enforcement-mode",
-            "block",
-            "--daily-token-budget",
-            &limit,
-            "--estimate",
-            "1",
-            "/review",
-        ],
-        2,
-    );
+    let over_the_day = [
+        "--budget-enforcement-mode",
+        "block",
+        "--daily-token-budget",
+        &limit,
+        "--estimate",
+        "1",
+        "/review",
+    ];
+    let (code, second, err) = simulated(dir.path(), &ledger, "proj", &over_the_day, 2);
     assert_eq!(code, 3, "{err}");
     let inst = &second["instances"][0];
     assert_eq!(inst["status"], "blocked", "{second}");
@@ -81,21 +76,7 @@ fn a_daily_budget_counts_earlier_runs_of_the_project() {
     assert_eq!(second["budgets"][0]["used"], spent);
 
     // Another project's day is its own.
-    let (code, _, err) = simulated(
-        dir.path(),
-        &ledger,
-        "other",
-        &[
-            "--budget-enforcement-mode",
-            "block",
-            "--daily-token-budget",
-            &limit,
-            "--estimate",
-            "1",
-            "/review",
-        ],
-        3,
-    );
+    let (code, _, err) = simulated(dir.path(), &ledger, "other", &over_the_day, 3);
     assert_eq!(code, 0, "{err}");
 
     // With room, the run goes ahead and its budget shows the project's use, its own
@@ -229,11 +210,11 @@ fn an_unknown_zone_is_refused() {
     assert!(err.contains("Mars/Olympus"), "{err}");
 }
 
-fn instance_named<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["instances"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == name))
-        .unwrap_or_else(|| panic!("no instance {name} in {report}"))
+/// Writes `json` to `dir/name`; its path, as an argument.
+fn config(dir: &Path, name: &str, json: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, json).expect("config");
+    path.to_string_lossy().into_owned()
 }
 
 #[test]
@@ -243,58 +224,54 @@ fn config_scopes_all_projects_and_one_command() {
     let (code, first, err) = simulated(dir.path(), &ledger, "a", &["/review", "/test"], 1);
     assert_eq!(code, 0, "{err}");
     let spent = total_tokens(&first);
-    let review = instance_named(&first, "review")["usage"]["total_tokens"]
+    let review = instance(&first, "review")["usage"]["total_tokens"]
         .as_u64()
         .expect("review tokens");
 
     // Scope all: project b's run counts project a's use.
-    let cfg = dir.path().join("all.json");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = config(
+        dir.path(),
+        "all.json",
+        &format!(
             r#"{{"budget": {{"enforcement_mode": "block",
                 "periodic": [{{"period": "day", "scope": "all", "tokens": {spent}}}]}}}}"#
         ),
-    )
-    .expect("config");
-    let cfg_arg = cfg.to_string_lossy().to_string();
+    );
     let (code, r, err) = simulated(
         dir.path(),
         &ledger,
         "b",
-        &["--config", &cfg_arg, "--estimate", "1", "/review"],
+        &["--config", &cfg, "--estimate", "1", "/review"],
         2,
     );
     assert_eq!(code, 3, "{err}");
     assert_eq!(r["budgets"][0]["key"], "day all");
     assert_eq!(r["budgets"][0]["used"], spent);
-    assert!(instance_named(&r, "review")["reason"]
+    assert!(instance(&r, "review")["reason"]
         .as_str()
         .unwrap_or("")
         .contains("daily budget of all projects"));
 
     // Scope command: /review's day is spent, /test is not held by it.
-    let cfg = dir.path().join("cmd.json");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = config(
+        dir.path(),
+        "cmd.json",
+        &format!(
             r#"{{"budget": {{"enforcement_mode": "block",
                 "periodic": [{{"period": "day", "scope": "command", "command": "review", "tokens": {review}}}]}}}}"#
         ),
-    )
-    .expect("config");
-    let cfg_arg = cfg.to_string_lossy().to_string();
+    );
     let (code, r, err) = simulated(
         dir.path(),
         &ledger,
         "a",
-        &["--config", &cfg_arg, "--estimate", "1", "/review", "/test"],
+        &["--config", &cfg, "--estimate", "1", "/review", "/test"],
         3,
     );
     assert_eq!(code, 3, "{err}");
     assert_eq!(r["budgets"][0]["key"], "day /review");
-    assert_eq!(instance_named(&r, "review")["status"], "blocked");
-    assert_eq!(instance_named(&r, "test")["status"], "completed");
+    assert_eq!(instance(&r, "review")["status"], "blocked");
+    assert_eq!(instance(&r, "test")["status"], "completed");
 }
 
 #[test]
@@ -325,13 +302,12 @@ fn bad_periodic_config_is_one_line_and_exit_2() {
         (r#"{"period": "day"}"#, "expected an array"),
     ];
     for (periodic, want) in cases {
-        let cfg = dir.path().join("bad.json");
-        std::fs::write(&cfg, format!(r#"{{"budget": {{"periodic": {periodic}}}}}"#))
-            .expect("config");
-        let o = run(orchestrator(dir.path())
-            .args(["--simulate", "--config"])
-            .arg(&cfg)
-            .arg("/x"));
+        let cfg = config(
+            dir.path(),
+            "bad.json",
+            &format!(r#"{{"budget": {{"periodic": {periodic}}}}}"#),
+        );
+        let o = run(orchestrator(dir.path()).args(["--simulate", "--config", &cfg, "/x"]));
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{periodic}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");

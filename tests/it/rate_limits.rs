@@ -7,7 +7,8 @@ use crate::common::{instance, orchestrator, run, stderr, tempdir};
 use orchestrator::core::usage::Usd;
 use orchestrator::simulate::expected_totals;
 use serde_json::Value;
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// The `--json` events, each checked against schema/events.schema.json, and the report.
 fn events(o: &Output) -> Vec<Value> {
@@ -30,12 +31,22 @@ fn cost(v: &Value) -> Usd {
     Usd::from_dollars(v["usage"]["cost_usd"].as_f64().expect("cost"))
 }
 
+/// A simulated run with `--json` events.
+fn simulated(dir: &Path) -> Command {
+    let mut c = orchestrator(dir);
+    c.args(["--simulate", "--json"]);
+    c
+}
+
+/// Wait for a usage limit's reset (up to a minute), then resume.
+const WAIT_FOR_THE_RESET: [&str; 4] = ["--on-usage-limit", "wait", "--max-wait", "60"];
+
 #[test]
 fn a_retry_storm_pauses_launches_and_lowers_parallelism_which_recovers() {
     let dir = tempdir();
-    let mut c = orchestrator(dir.path());
+    let mut c = simulated(dir.path());
     // Four at once; the first wave gets 429s and 529s (1 s retry delays), the rest not.
-    c.args(["--simulate", "--json", "-j", "4", "--backoff-quiet", "0.5"])
+    c.args(["-j", "4", "--backoff-quiet", "0.5"])
         .env("ORCHESTRATOR_SIMULATE_PACE", "0.05")
         .args(["/a #429=3", "/b #529=2", "/c #429=1", "/d"])
         .args(["/e", "/f", "/g", "/h"]);
@@ -85,8 +96,8 @@ fn a_retry_storm_pauses_launches_and_lowers_parallelism_which_recovers() {
 #[test]
 fn a_usage_limit_with_stop_leaves_the_instance_rate_limited_and_exit_1() {
     let dir = tempdir();
-    let mut c = orchestrator(dir.path());
-    c.args(["--simulate", "--json", "-j", "1"])
+    let mut c = simulated(dir.path());
+    c.args(["-j", "1"])
         .args(["/test #usage-limit=3600", "/lint"]);
     let out = run(&mut c);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -116,16 +127,8 @@ fn a_usage_limit_with_stop_leaves_the_instance_rate_limited_and_exit_1() {
 #[test]
 fn a_usage_limit_with_wait_resumes_the_conversation_and_adds_up_both_processes() {
     let dir = tempdir();
-    let mut c = orchestrator(dir.path());
-    c.args([
-        "--simulate",
-        "--json",
-        "--on-usage-limit",
-        "wait",
-        "--max-wait",
-        "60",
-    ])
-    .arg("/test #usage-limit=1");
+    let mut c = simulated(dir.path());
+    c.args(WAIT_FOR_THE_RESET).arg("/test #usage-limit=1");
     let out = run(&mut c);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ev = events(&out);
@@ -190,19 +193,12 @@ fn budgets_hold_across_a_resume() {
     let (u2, _) = expected_totals("continue", None);
     // Room for the first process and about half of the resumed one.
     let limit = u1.total() + u2.total() / 2;
-    let mut c = orchestrator(dir.path());
-    c.args([
-        "--simulate",
-        "--json",
-        "--on-usage-limit",
-        "wait",
-        "--max-wait",
-        "60",
-    ])
-    .args(["--budget-enforcement-mode", "block", "--estimate", "1"])
-    .args(["--overall-token-budget", &limit.to_string()])
-    .env("ORCHESTRATOR_SIMULATE_PACE", "0.05")
-    .arg("/test #usage-limit=1");
+    let mut c = simulated(dir.path());
+    c.args(WAIT_FOR_THE_RESET)
+        .args(["--budget-enforcement-mode", "block", "--estimate", "1"])
+        .args(["--overall-token-budget", &limit.to_string()])
+        .env("ORCHESTRATOR_SIMULATE_PACE", "0.05")
+        .arg("/test #usage-limit=1");
     let out = run(&mut c);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let ev = events(&out);
@@ -219,10 +215,10 @@ fn budgets_hold_across_a_resume() {
 #[test]
 fn a_spend_cap_stops_launching_and_lets_the_others_finish() {
     let dir = tempdir();
-    let mut c = orchestrator(dir.path());
+    let mut c = simulated(dir.path());
     // b runs about twenty times longer than a takes to hit the cap, so c's slot can only
     // come from a, whose cap is known before its exit frees the slot.
-    c.args(["--simulate", "--json", "-j", "2"])
+    c.args(["-j", "2"])
         .env("ORCHESTRATOR_SIMULATE_PACE", "0.1")
         .args(["/a #spend-cap", "/b #secs=20", "/c"]);
     let out = run(&mut c);
@@ -245,16 +241,15 @@ fn a_spend_cap_stops_launching_and_lets_the_others_finish() {
         .is_some_and(|s| s.contains("enforced_spend_limit_reached")));
 }
 
-/// A simulated run of project `p` recorded in `ledger`, with `--json` events.
-fn in_project(dir: &std::path::Path, ledger: &std::path::Path) -> std::process::Command {
-    let mut c = orchestrator(dir);
-    c.args(["--simulate", "--json", "--project", "p", "--ledger"])
-        .arg(ledger);
+/// A simulated run of `project` recorded in `ledger`, with `--json` events.
+fn in_project(dir: &Path, ledger: &Path, project: &str) -> Command {
+    let mut c = simulated(dir);
+    c.args(["--project", project, "--ledger"]).arg(ledger);
     c
 }
 
 /// The pauses the ledger holds (what other runs of the project will read).
-fn published_pauses(ledger: &std::path::Path) -> i64 {
+fn published_pauses(ledger: &Path) -> i64 {
     rusqlite::Connection::open(ledger)
         .and_then(|c| c.query_row("SELECT count(*) FROM pauses", [], |r| r.get(0)))
         .unwrap_or(0)
@@ -264,10 +259,10 @@ fn published_pauses(ledger: &std::path::Path) -> i64 {
 fn a_usage_limit_met_by_one_run_stops_the_next_run_of_the_project_before_it_launches() {
     let dir = tempdir();
     let ledger = dir.path().join("ledger.sqlite");
-    let first = run(in_project(dir.path(), &ledger).arg("/test #usage-limit=3600"));
+    let first = run(in_project(dir.path(), &ledger, "p").arg("/test #usage-limit=3600"));
     assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
     assert_eq!(published_pauses(&ledger), 1);
-    let out = run(in_project(dir.path(), &ledger).args(["/lint", "/review"]));
+    let out = run(in_project(dir.path(), &ledger, "p").args(["/lint", "/review"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let ev = events(&out);
     assert!(of(&ev, "instance_started").is_empty(), "nothing launched");
@@ -283,10 +278,7 @@ fn a_usage_limit_met_by_one_run_stops_the_next_run_of_the_project_before_it_laun
         );
     }
     // Another project's runs are not held.
-    let other = run(orchestrator(dir.path())
-        .args(["--simulate", "--json", "--project", "q", "--ledger"])
-        .arg(&ledger)
-        .arg("/lint"));
+    let other = run(in_project(dir.path(), &ledger, "q").arg("/lint"));
     assert_eq!(other.status.code(), Some(0), "{}", stderr(&other));
 }
 
@@ -294,8 +286,8 @@ fn a_usage_limit_met_by_one_run_stops_the_next_run_of_the_project_before_it_laun
 fn with_wait_the_next_run_of_the_project_waits_for_the_reset_another_run_met() {
     let dir = tempdir();
     let ledger = dir.path().join("ledger.sqlite");
-    let mut first = in_project(dir.path(), &ledger)
-        .args(["--on-usage-limit", "wait", "--max-wait", "60"])
+    let mut first = in_project(dir.path(), &ledger, "p")
+        .args(WAIT_FOR_THE_RESET)
         .arg("/test #usage-limit=4")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -306,8 +298,8 @@ fn with_wait_the_next_run_of_the_project_waits_for_the_reset_another_run_met() {
         &mut first,
         |_| (published_pauses(&ledger) > 0).then_some(()),
     );
-    let out = run(in_project(dir.path(), &ledger)
-        .args(["--on-usage-limit", "wait", "--max-wait", "60"])
+    let out = run(in_project(dir.path(), &ledger, "p")
+        .args(WAIT_FOR_THE_RESET)
         .arg("/lint"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ev = events(&out);

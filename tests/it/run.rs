@@ -2,19 +2,12 @@
 //! `claude` scripts), budgets enforced, exit codes, reports and no process left behind.
 
 use crate::common::{
-    call, gone, init, instance, orchestrator, proc_state, result, run, stderr, stdout, tempdir,
-    wait_for, wait_ready, FakeClaude,
+    call, events, gone, init, instance, orchestrator, proc_state, result, run, stderr, stdout,
+    tempdir, wait_for, wait_ready, FakeClaude,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn events(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
+use std::process::{Child, Command, Output, Stdio};
 
 fn finished(o: &Output) -> Value {
     let ev = events(o);
@@ -30,6 +23,13 @@ fn with_claude(dir: &Path, claude: &Path) -> Command {
     c
 }
 
+/// [`with_claude`] in block mode, with `--json` events.
+fn blocking(dir: &Path, claude: &Path) -> Command {
+    let mut c = with_claude(dir, claude);
+    c.args(["--json", "--budget-enforcement-mode", "block"]);
+    c
+}
+
 /// A complete, well-behaved run: one call of 1000 in / 200 out. It records its argv (one
 /// per line) in `argv.txt`.
 fn good_claude(dir: &Path) -> PathBuf {
@@ -39,6 +39,19 @@ fn good_claude(dir: &Path) -> PathBuf {
         .lines(call("m1", 1000, 200))
         .line(&result(1000, 200, 0.006, false, "all good"))
         .write(dir, "claude-good")
+}
+
+/// Starts [`with_claude`] with `args`, its output discarded, and returns once its one
+/// Claude has passed [`FakeClaude::ready`]: the orchestrator and that Claude's pid.
+fn start_until_ready(dir: &Path, claude: &Path, args: &[&str]) -> (Child, i32) {
+    let mut child = with_claude(dir, claude)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = wait_ready(dir, 1, &mut child)[0];
+    (child, pid)
 }
 
 /// `calls` calls of 1000 in / 200 out, 0.2 s apart (as the API paces them).
@@ -166,14 +179,8 @@ fn command_budget_terminates_only_its_instances_and_caps_one_call() {
     let slow = paced_calls(FakeClaude::new().line(&init()), 10)
         .line(&result(10_000, 2000, 0.06, false, "done"))
         .write(dir.path(), "claude-slow");
-    let out = run(with_claude(dir.path(), &slow)
-        .args([
-            "--json",
-            "--budget-enforcement-mode",
-            "block",
-            "--kill-grace",
-            "1",
-        ])
+    let out = run(blocking(dir.path(), &slow)
+        .args(["--kill-grace", "1"])
         .args(["--command-budget", "/test=2500", "--estimate", "100"])
         .args(["/test one", "/lint"]));
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
@@ -249,8 +256,7 @@ fn warn_mode_never_stops_and_warns_once_per_threshold() {
 fn admission_makes_an_instance_wait_then_run() {
     let dir = tempdir();
     let claude = good_claude(dir.path()); // spends 1200 tokens
-    let out = run(with_claude(dir.path(), &claude)
-        .args(["--json", "--budget-enforcement-mode", "block"])
+    let out = run(blocking(dir.path(), &claude)
         .args(["--overall-token-budget", "5000", "--estimate", "3000"])
         .args(["/first", "/second"]));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
@@ -277,15 +283,13 @@ fn blocked_instance_is_never_spawned() {
     let claude = FakeClaude::new()
         .marker("was-run")
         .write(dir.path(), "claude-marker");
-    let out = run(with_claude(dir.path(), &claude)
-        .args(["--json", "--budget-enforcement-mode", "block"])
-        .args([
-            "--overall-token-budget",
-            "1000",
-            "--estimate",
-            "2000",
-            "/big",
-        ]));
+    let out = run(blocking(dir.path(), &claude).args([
+        "--overall-token-budget",
+        "1000",
+        "--estimate",
+        "2000",
+        "/big",
+    ]));
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     assert!(!dir.path().join("was-run").exists());
     let report = finished(&out);
@@ -514,14 +518,8 @@ fn tool_processes_in_their_own_session_do_not_survive() {
         .sh(tool)
         .line(&result(10, 10, 0.0001, false, "done"))
         .write(dir.path(), "claude-leaky");
-    let out = run(with_claude(dir.path(), &stopped)
-        .args([
-            "--json",
-            "--budget-enforcement-mode",
-            "block",
-            "--kill-grace",
-            "1",
-        ])
+    let out = run(blocking(dir.path(), &stopped)
+        .args(["--kill-grace", "1"])
         .args(["--overall-token-budget", "2000", "/x"]));
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     let out = run(with_claude(dir.path(), &leaky).args(["--json", "/y"]));
@@ -547,13 +545,7 @@ fn claude_dies_with_a_killed_orchestrator() {
         .ready()
         .hang()
         .write(dir.path(), "claude-forever");
-    let mut child = with_claude(dir.path(), &claude)
-        .args(["--json", "/x"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
+    let (mut child, pid) = start_until_ready(dir.path(), &claude, &["--json", "/x"]);
     child.kill().unwrap();
     child.wait().unwrap();
     // The watchdog's SIGKILL is asynchronous: wait (bounded) for the process to go. A
@@ -609,14 +601,8 @@ fn ctrl_z_stops_every_instance_and_sigcont_continues_them() {
         .ready()
         .sh("while :; do sleep 0.05; done")
         .write(dir.path(), "claude-busy");
-    let mut child = with_claude(dir.path(), &claude)
-        .args(["--kill-grace", "1s", "/x"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, pid) = start_until_ready(dir.path(), &claude, &["--kill-grace", "1s", "/x"]);
     let orch = child.id() as i32;
-    let pid = wait_ready(dir.path(), 1, &mut child)[0];
     unsafe { libc::kill(orch, libc::SIGTSTP) };
     wait_for("the orchestrator stopped", &mut child, |_| {
         proc_state(orch).filter(|&s| s == 'T')

@@ -27,7 +27,17 @@ fn winsize(cols: u16, rows: u16) -> libc::winsize {
     }
 }
 
-fn spawn_in_pty(dir: &Path, args: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) -> PtyRun {
+/// `orchestrator --simulate --startup-delay 0 ARGS` on the slave side of a new `cols` x
+/// `rows` pty, each simulated turn taking `pace` seconds, with `env` on top of a clean
+/// terminal environment.
+fn simulate_in_pty(
+    dir: &Path,
+    pace: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    cols: u16,
+    rows: u16,
+) -> PtyRun {
     let mut master: libc::c_int = -1;
     let mut slave: libc::c_int = -1;
     let ws = winsize(cols, rows);
@@ -56,6 +66,8 @@ fn spawn_in_pty(dir: &Path, args: &[&str], env: &[(&str, &str)], cols: u16, rows
         .env("LANG", "C.UTF-8")
         .env_remove("LC_ALL")
         .env_remove("LC_CTYPE")
+        .env("ORCHESTRATOR_SIMULATE_PACE", pace)
+        .args(["--simulate", "--startup-delay", "0"])
         .args(args)
         .stdin(Stdio::from(slave.try_clone().expect("dup")))
         .stdout(Stdio::from(slave.try_clone().expect("dup")))
@@ -183,11 +195,8 @@ fn sixty_instances_on_80x24_keep_header_and_bars_in_every_frame() {
     let dir = tempdir();
     let prompts: Vec<String> = (0..60).map(|i| format!("task number {i}")).collect();
     let mut args = vec![
-        "--simulate",
         "-j",
         "8",
-        "--startup-delay",
-        "0",
         "--overall-token-budget",
         "50M",
         "--command-budget",
@@ -195,13 +204,7 @@ fn sixty_instances_on_80x24_keep_header_and_bars_in_every_frame() {
         "--",
     ];
     args.extend(prompts.iter().map(String::as_str));
-    let run = spawn_in_pty(
-        dir.path(),
-        &args,
-        &[("ORCHESTRATOR_SIMULATE_PACE", "0.05")],
-        80,
-        24,
-    );
+    let run = simulate_in_pty(dir.path(), "0.05", &args, &[], 80, 24);
     let (bytes, code) = run.finish(|_, _| {});
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&bytes));
     let (frames, last) = frames(&bytes, 80, 24, None);
@@ -240,11 +243,8 @@ fn warnings_print_above_the_live_view_without_blanking_it() {
     let dir = tempdir();
     // A small budget so that warnings come while instances still run.
     let args = [
-        "--simulate",
         "-j",
         "4",
-        "--startup-delay",
-        "0",
         "--overall-token-budget",
         "30K",
         "/a",
@@ -254,13 +254,7 @@ fn warnings_print_above_the_live_view_without_blanking_it() {
         "/e",
         "/f",
     ];
-    let run = spawn_in_pty(
-        dir.path(),
-        &args,
-        &[("ORCHESTRATOR_SIMULATE_PACE", "0.1")],
-        100,
-        40,
-    );
+    let run = simulate_in_pty(dir.path(), "0.1", &args, &[], 100, 40);
     let (bytes, _code) = run.finish(|_, _| {});
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("warning:"), "no warning in this run:\n{text}");
@@ -288,24 +282,9 @@ fn a_resize_mid_run_leaves_no_junk() {
     let prompts: Vec<String> = (0..12)
         .map(|i| format!("a rather long prompt text number {i} for width"))
         .collect();
-    let mut args = vec![
-        "--simulate",
-        "-j",
-        "4",
-        "--startup-delay",
-        "0",
-        "--overall-token-budget",
-        "50M",
-        "--",
-    ];
+    let mut args = vec!["-j", "4", "--overall-token-budget", "50M", "--"];
     args.extend(prompts.iter().map(String::as_str));
-    let run = spawn_in_pty(
-        dir.path(),
-        &args,
-        &[("ORCHESTRATOR_SIMULATE_PACE", "0.1")],
-        160,
-        50,
-    );
+    let run = simulate_in_pty(dir.path(), "0.1", &args, &[], 160, 50);
     let mut seen = 0usize;
     let mut resized_at = None;
     let (bytes, code) = run.finish(|chunk, pty| {
@@ -335,25 +314,16 @@ fn a_resize_mid_run_leaves_no_junk() {
 fn json_lines_on_a_terminal_all_stay_visible() {
     let dir = tempdir();
     let args = [
-        "--simulate",
         "--json",
         "-j",
         "2",
-        "--startup-delay",
-        "0",
         "--status-report-interval",
         "1",
         "/a",
         "/b",
         "/c",
     ];
-    let run = spawn_in_pty(
-        dir.path(),
-        &args,
-        &[("ORCHESTRATOR_SIMULATE_PACE", "0.1")],
-        200,
-        500,
-    );
+    let run = simulate_in_pty(dir.path(), "0.1", &args, &[], 200, 500);
     let (bytes, code) = run.finish(|_, _| {});
     assert_eq!(code, 0);
     assert!(
@@ -384,9 +354,6 @@ fn json_lines_on_a_terminal_all_stay_visible() {
 fn dumb_terminals_get_no_cursor_movement_and_no_colour() {
     let dir = tempdir();
     let args = [
-        "--simulate",
-        "--startup-delay",
-        "0",
         "--status-report-interval",
         "0.2",
         "--overall-token-budget",
@@ -394,14 +361,11 @@ fn dumb_terminals_get_no_cursor_movement_and_no_colour() {
         "/a",
         "/b",
     ];
-    let run = spawn_in_pty(
+    let run = simulate_in_pty(
         dir.path(),
+        "0.1",
         &args,
-        &[
-            ("ORCHESTRATOR_SIMULATE_PACE", "0.1"),
-            ("TERM", "dumb"),
-            ("LANG", "C"),
-        ],
+        &[("TERM", "dumb"), ("LANG", "C")],
         100,
         40,
     );

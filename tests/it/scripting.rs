@@ -5,7 +5,8 @@
 //! the man page, and every file in examples/.
 
 use crate::common::{
-    bin, call, init, instance, orchestrator, result, run, stderr, stdout, tempdir, FakeClaude,
+    bin, call, file_names, init, instance, orchestrator, result, run, stderr, stdout, tempdir,
+    FakeClaude,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -316,11 +317,7 @@ fn report_after_a_budget_terminated_run_names_instance_budgets() {
     assert_eq!(terminated.len(), 2);
     assert!(terminated.iter().all(|t| t["reason"] == "budget"));
     // Nothing but the report is left in its directory.
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(left, [std::ffi::OsString::from("report.json")]);
+    assert_eq!(file_names(&dir.path().join("out")), ["report.json"]);
 }
 
 #[test]
@@ -466,11 +463,7 @@ fn report_is_never_half_written() {
     let report = read_json(&path);
     schemas.check_report(&report);
     assert_eq!(report["exit_code"], 3);
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(left, [std::ffi::OsString::from("report.json")]);
+    assert_eq!(file_names(dir.path()), ["report.json"]);
 }
 
 #[test]
@@ -515,11 +508,7 @@ fn log_dir_keeps_raw_output_privately() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&logs), 0o700);
-    let mut names: Vec<String> = std::fs::read_dir(&logs)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = file_names(&logs);
     assert_eq!(
         names,
         [
