@@ -83,20 +83,38 @@ pub struct InstanceUpdate {
 impl InstanceUpdate {
     /// The update for instance `id` in state `s` at `now`.
     pub fn of(id: InstanceId, s: &Instance, now: Instant) -> InstanceUpdate {
-        let p = &s.progress;
-        InstanceUpdate {
+        let mut u = InstanceUpdate {
             index: u32::try_from(id).unwrap_or(u32::MAX),
             status: s.status(),
             reason: s.reason(),
-            usage: p.usage,
-            cost: p.cost,
-            model: p.model.clone(),
-            tools: p.tools,
-            duration_ms: s
-                .duration(now)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            session_id: p.session_id.clone(),
-            exit_code: s.exit.and_then(|e| e.code),
+            usage: Usage::default(),
+            cost: Usd::ZERO,
+            model: None,
+            tools: 0,
+            duration_ms: 0,
+            session_id: None,
+            exit_code: None,
+        };
+        u.refresh(s, now);
+        u
+    }
+
+    /// Brings everything but the index, status and reason up to `s` at `now`, reusing
+    /// this update's strings where they are unchanged.
+    fn refresh(&mut self, s: &Instance, now: Instant) {
+        let p = &s.progress;
+        self.usage = p.usage;
+        self.cost = p.cost;
+        self.tools = p.tools;
+        self.duration_ms = s
+            .duration(now)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.exit_code = s.exit.and_then(|e| e.code);
+        if self.model != p.model {
+            self.model.clone_from(&p.model);
+        }
+        if self.session_id != p.session_id {
+            self.session_id.clone_from(&p.session_id);
         }
     }
 }
@@ -156,20 +174,7 @@ impl RecorderHandle {
             };
             if let Some(Some(u)) = p.updates.get_mut(id) {
                 if u.status == Status::Running && u.reason.is_none() && s.reason().is_none() {
-                    let fresh = &s.progress;
-                    u.usage = fresh.usage;
-                    u.cost = fresh.cost;
-                    u.tools = fresh.tools;
-                    u.duration_ms = s
-                        .duration(now)
-                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                    u.exit_code = s.exit.and_then(|e| e.code);
-                    if u.model != fresh.model {
-                        u.model.clone_from(&fresh.model);
-                    }
-                    if u.session_id != fresh.session_id {
-                        u.session_id.clone_from(&fresh.session_id);
-                    }
+                    u.refresh(s, now);
                     return;
                 }
             }
