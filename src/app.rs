@@ -958,17 +958,26 @@ fn pacer_interval() -> std::time::Duration {
         )
 }
 
-fn print_own_rusage() {
+/// getrusage(2) for `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`), with its user and system CPU
+/// time in seconds; for [`RUSAGE_ENV`].
+pub fn rusage(who: libc::c_int) -> Option<(libc::rusage, f64, f64)> {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return;
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return None;
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some((ru, secs(ru.ru_utime), secs(ru.ru_stime)))
+}
+
+fn print_own_rusage() {
+    let Some((ru, user, sys)) = rusage(libc::RUSAGE_SELF) else {
+        return;
+    };
     eprintln!(
         "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={} minor_faults={}",
-        secs(ru.ru_utime),
-        secs(ru.ru_stime),
+        user,
+        sys,
         ru.ru_maxrss,
         ru.ru_nvcsw,
         ru.ru_nivcsw,

@@ -540,17 +540,9 @@ fn write_loop(
 /// prints it next to the whole process's, so the ledger's share of the run is measured
 /// rather than inferred from the difference of two noisy runs).
 fn print_thread_rusage() {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-        return;
+    if let Some((_, user, sys)) = crate::app::rusage(libc::RUSAGE_THREAD) {
+        eprintln!("ledger thread rusage: user_s={user:.3} sys_s={sys:.3}");
     }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    eprintln!(
-        "ledger thread rusage: user_s={:.3} sys_s={:.3}",
-        secs(ru.ru_utime),
-        secs(ru.ru_stime)
-    );
 }
 
 /// An instance's total tokens and nanodollars as its row holds them.
