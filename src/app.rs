@@ -852,7 +852,7 @@ fn run(
                 lease: lease(),
                 news: tx,
             };
-            match Recorder::start(store, run, recorder::initial_records(&plan), Some(sharing)) {
+            match Recorder::start(store, run, recorder::initial_records(&plan), sharing) {
                 Ok(r) => Some(r),
                 Err(e) => match ledger_failed(ledger, &e) {
                     0 => None,

@@ -6,16 +6,18 @@
 //! over ([`RecorderHandle::on_event`], non-blocking). The thread keeps the newest values
 //! of every instance and writes those that changed: at once when an instance ended, and
 //! otherwise at most one second after the first unwritten change — so a run killed with
-//! SIGKILL loses at most its last second. Every write renews the run's heartbeat, and the
-//! heartbeat is renewed at least every [`HEARTBEAT_EVERY`] while nothing changes; a run
-//! whose heartbeat is older than 30 s reads as `abandoned` (`store::STALE_AFTER_MS`).
+//! SIGKILL loses at most its last second. Every write renews the run's heartbeat, and a
+//! write (a share, below) happens at least every [`WRITE_EVERY`] whether anything changed
+//! or not; a run whose heartbeat is older than 30 s reads as `abandoned`
+//! (`store::STALE_AFTER_MS`).
 //! [`Recorder::finish`] writes what is left and the run's end.
 //!
 //! A write that fails mid-run (disk full, …) is logged once and retried with the next
 //! write; the run itself never stops for the ledger.
 //!
-//! With budgets shared with other runs ([`Sharing`], issue 12) the thread is also the
-//! run's link to them: every [`Sharing::every`] it tells the ledger this run's use,
+//! The thread is also the run's link to the project's other runs ([`Sharing`], issues 12
+//! and 14): every [`Sharing::every`] (250 ms with periodic budgets, else one second) it
+//! tells the ledger this run's use,
 //! renews its holds (its instances' reservations, leased for [`Sharing::lease`]) and
 //! sends the other runs' figures back to the run as [`Input::Shared`], all in one
 //! transaction. The instance rows themselves are still written every [`WRITE_EVERY`]
@@ -42,8 +44,6 @@ use std::time::{Duration, Instant};
 
 /// Changes are written at most this long after they happen.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
-/// The heartbeat is renewed at least this often.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// With budgets shared with other runs, their figures are exchanged this often.
 pub const SHARE_EVERY: Duration = Duration::from_millis(250);
@@ -275,21 +275,19 @@ impl Recorder {
         mut store: Box<dyn UsageStore>,
         run: RunRecord,
         instances: Vec<InstanceRecord>,
-        sharing: Option<Sharing>,
+        sharing: Sharing,
     ) -> Result<Recorder, StoreError> {
         store.begin_run(&run, &instances)?;
-        if let Some(sharing) = &sharing {
-            // Before anything launches, the run knows the other runs' figures and pauses.
-            let first = share(
-                store.as_mut(),
-                &run.run_id,
-                sharing,
-                &HashMap::new(),
-                None,
-                Rows::default(),
-            );
-            tell(sharing, first);
-        }
+        // Before anything launches, the run knows the other runs' figures and pauses.
+        let first = share(
+            store.as_mut(),
+            &run.run_id,
+            &sharing,
+            &HashMap::new(),
+            None,
+            Rows::default(),
+        );
+        tell(&sharing, first);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -361,10 +359,10 @@ fn write_loop(
     mut store: Box<dyn UsageStore>,
     run_id: String,
     mut records: Vec<InstanceRecord>,
-    sharing: Option<Sharing>,
+    sharing: Sharing,
     shared: &Shared,
 ) {
-    let every = sharing.as_ref().map_or(WRITE_EVERY, |s| s.every);
+    let every = sharing.every;
     let mut dirty: BTreeSet<usize> = BTreeSet::new();
     let mut holds: HashMap<BudgetKey, i64> = HashMap::new();
     let mut last_write = Instant::now();
@@ -380,13 +378,9 @@ fn write_loop(
                 return;
             };
             if !p.urgent && p.finish.is_none() && !p.stop {
-                // The next tick; while nothing is pending, look again every `every`.
+                // The next tick (a share every `every`, changed rows or not).
                 let now = Instant::now();
-                let next = if sharing.is_some() || !dirty.is_empty() {
-                    last_write + every
-                } else {
-                    (last_write + HEARTBEAT_EVERY).min(now + every)
-                };
+                let next = last_write + every;
                 p = match shared
                     .wake
                     .wait_timeout(p, next.saturating_duration_since(now))
@@ -419,30 +413,28 @@ fn write_loop(
         for (key, amount) in new_holds.into_iter().flatten() {
             holds.insert(key, i64::try_from(amount).unwrap_or(i64::MAX));
         }
-        if let Some(sharing) = &sharing {
-            for batch in claims {
-                let answer = claim(store.as_mut(), &run_id, sharing, &batch);
-                if let Ok((granted, _)) = &answer {
-                    for c in batch.iter().take(*granted).flat_map(|(_, c)| c) {
-                        holds.insert(c.key.clone(), i64::try_from(c.hold).unwrap_or(i64::MAX));
-                    }
+        for batch in claims {
+            let answer = claim(store.as_mut(), &run_id, &sharing, &batch);
+            if let Ok((granted, _)) = &answer {
+                for c in batch.iter().take(*granted).flat_map(|(_, c)| c) {
+                    holds.insert(c.key.clone(), i64::try_from(c.hold).unwrap_or(i64::MAX));
                 }
-                let ids = batch.into_iter().map(|(id, _)| id).collect();
-                let _ = sharing.news.send(Input::Claimed { ids, answer });
             }
+            let ids = batch.into_iter().map(|(id, _)| id).collect();
+            let _ = sharing.news.send(Input::Claimed { ids, answer });
         }
         let now = Instant::now();
         let done = finish.is_some() || stop;
         // A claim alone writes nothing: the next tick does.
-        let tick = now >= last_write + every && (sharing.is_some() || !dirty.is_empty());
-        if !(done || ended || tick || now >= last_write + HEARTBEAT_EVERY) {
+        let tick = now >= last_write + every;
+        if !(done || ended || tick) {
             continue;
         }
         // Every changed instance row is written every WRITE_EVERY and at the end; an
         // instance that ended, at once. In between (budgets shared every 250 ms) the use
         // the rows do not show yet goes with the share, in the same transaction, so the
         // other runs see it at once.
-        let rows = done || now >= last_rows + WRITE_EVERY || sharing.is_none();
+        let rows = done || now >= last_rows + WRITE_EVERY;
         let to_write: Vec<usize> = dirty
             .iter()
             .copied()
@@ -463,36 +455,29 @@ fn write_loop(
             .iter()
             .map(|&i| std::mem::take(&mut records[i]))
             .collect();
-        let result = match &sharing {
-            None => store.record(&run_id, now_ms(), &batch).map(|()| None),
-            Some(sharing) => {
-                let pause = pause.map(|p| FleetPause {
-                    project: sharing.project.clone(),
-                    kind: if p.usage_limit {
-                        "usage_limit"
-                    } else {
-                        "backoff"
-                    }
-                    .into(),
-                    until_ms: p.until_ms,
-                    reason: p.cause,
-                    run_id: run_id.clone(),
-                });
-                let rows = Rows {
-                    instances: &batch,
-                    unflushed: &unflushed,
-                };
-                share(
-                    store.as_mut(),
-                    &run_id,
-                    sharing,
-                    &holds,
-                    pause.as_ref(),
-                    rows,
-                )
-                .map(Some)
+        let pause = pause.map(|p| FleetPause {
+            project: sharing.project.clone(),
+            kind: if p.usage_limit {
+                "usage_limit"
+            } else {
+                "backoff"
             }
-        };
+            .into(),
+            until_ms: p.until_ms,
+            reason: p.cause,
+            run_id: run_id.clone(),
+        });
+        let result = share(
+            store.as_mut(),
+            &run_id,
+            &sharing,
+            &holds,
+            pause.as_ref(),
+            Rows {
+                instances: &batch,
+                unflushed: &unflushed,
+            },
+        );
         for (&i, rec) in to_write.iter().zip(batch) {
             if result.is_ok() {
                 written[i] = totals(&rec);
@@ -515,13 +500,7 @@ fn write_loop(
             }
         }
         last_write = now;
-        if let Some(sharing) = &sharing {
-            match result {
-                Ok(Some(news)) => tell(sharing, Ok(news)),
-                Ok(None) => {}
-                Err(e) => tell(sharing, Err(e)),
-            }
-        }
+        tell(&sharing, result);
         if let Some(end) = finish {
             if let Err(e) = store.finish_run(&run_id, &end) {
                 tracing::warn!("cannot record the end of the run in the ledger: {e}");
@@ -765,7 +744,7 @@ mod tests {
             Box::new(store),
             run_record(&p, "[]".into()),
             initial_records(&p),
-            Some(sharing),
+            sharing,
         )
         .expect("start");
         let h = r.handle();
@@ -813,11 +792,20 @@ mod tests {
         let path = dir.path().join("l.sqlite");
         let p = plan();
         let store = SqliteStore::open(&path).expect("open");
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        // No periodic budgets: the run still shares (its project's pauses) every second.
+        let sharing = Sharing {
+            project: "proj".into(),
+            budgets: Vec::new(),
+            lease: LEASE,
+            every: WRITE_EVERY,
+            news: tx,
+        };
         let r = Recorder::start(
             Box::new(store),
             run_record(&p, "[]".into()),
             initial_records(&p),
-            None,
+            sharing,
         )
         .expect("start");
         let h = r.handle();
