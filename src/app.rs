@@ -814,7 +814,7 @@ fn run(
     if plan.options.verbose > 0 || std::env::var_os("RUST_LOG").is_some() {
         console = console.without_live();
     }
-    let pacer = crate::runtime::pacer::Pacer::new(pacer_interval());
+    let pacer = crate::runtime::pacer::Pacer::new(pacer_interval(&plan));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(move || pacer.before_poll())
@@ -946,16 +946,20 @@ fn missing_claude(p: &Path) -> String {
 /// would add in, are not the orchestrator's cost.
 pub const RUSAGE_ENV: &str = "ORCHESTRATOR_RUSAGE";
 
-/// The run loop's wake-up interval; `ORCHESTRATOR_WAKE_EVERY_US` (hidden, for
-/// benchmarks) overrides it, 0 turning pacing off.
-fn pacer_interval() -> std::time::Duration {
+/// The run loop's wake-up interval: short when a budget can stop instances (see
+/// `runtime::pacer`); `ORCHESTRATOR_WAKE_EVERY_US` (hidden, for benchmarks) overrides it,
+/// 0 turning pacing off.
+fn pacer_interval(plan: &Plan) -> std::time::Duration {
+    use crate::runtime::pacer::{WAKE_EVERY, WAKE_EVERY_RELAXED};
+    let default = if plan.budget_can_stop() {
+        WAKE_EVERY
+    } else {
+        WAKE_EVERY_RELAXED
+    };
     std::env::var("ORCHESTRATOR_WAKE_EVERY_US")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .map_or(
-            crate::runtime::pacer::WAKE_EVERY,
-            std::time::Duration::from_micros,
-        )
+        .map_or(default, std::time::Duration::from_micros)
 }
 
 /// getrusage(2) for `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`), with its user and system CPU

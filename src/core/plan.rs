@@ -291,9 +291,71 @@ pub struct Plan {
     pub options: RunOptions,
 }
 
+impl Plan {
+    /// Whether a budget can stop a running instance: block mode and at least one budget
+    /// (run, command, periodic) or instance cap. Otherwise budgets only warn.
+    pub fn budget_can_stop(&self) -> bool {
+        let b = &self.budgets;
+        b.mode == Mode::Block
+            && (b.overall_tokens.is_some()
+                || b.overall_cost.is_some()
+                || !b.command_tokens.is_empty()
+                || !b.command_costs.is_empty()
+                || !b.periodic.is_empty()
+                || self
+                    .instances
+                    .iter()
+                    .any(|i| i.max_tokens.is_some() || i.max_cost.is_some()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_block_mode_budget_or_cap_can_stop_an_instance() {
+        let block = |budgets: BudgetConfig| Plan {
+            budgets: BudgetConfig {
+                mode: Mode::Block,
+                ..budgets
+            },
+            instances: vec![InstanceSpec::default()],
+            ..Plan::default()
+        };
+        assert!(!block(BudgetConfig::default()).budget_can_stop());
+        let overall = BudgetConfig {
+            overall_tokens: Some(1000),
+            ..BudgetConfig::default()
+        };
+        assert!(block(overall.clone()).budget_can_stop());
+        let warn = Plan {
+            budgets: overall,
+            ..Plan::default()
+        };
+        assert!(!warn.budget_can_stop());
+        let command = BudgetConfig {
+            command_costs: [("/test".to_string(), Usd(5))].into(),
+            ..BudgetConfig::default()
+        };
+        assert!(block(command).budget_can_stop());
+        let periodic = BudgetConfig {
+            periodic: vec![PeriodicLimit {
+                period: crate::core::period::Period::Day,
+                scope: crate::core::period::PeriodScope::default(),
+                tokens: Some(10),
+                usd: None,
+            }],
+            ..BudgetConfig::default()
+        };
+        assert!(block(periodic).budget_can_stop());
+        let mut capped = block(BudgetConfig::default());
+        capped.instances.push(InstanceSpec {
+            max_tokens: Some(500),
+            ..InstanceSpec::default()
+        });
+        assert!(capped.budget_can_stop());
+    }
 
     #[test]
     fn base_command_is_first_word_of_slash_commands_only() {

@@ -5,19 +5,47 @@
 //! each time for a few lines. Every wake-up costs a sleep and a reschedule in the kernel
 //! (on a virtual machine, an interrupt to a halted vCPU), which was most of the
 //! orchestrator's CPU time in the 500-instance scale run. The pacer makes the loop wait,
-//! just before it would poll for more, until [`WAKE_EVERY`] has passed since it last
+//! just before it would poll for more, until its interval has passed since it last
 //! polled: output then accumulates in the pipes and one wake-up handles many lines.
 //!
 //! A loop that was idle for longer than that polls at once, so a lone event (a line from
 //! a quiet instance, a signal, a timer) is handled as quickly as before; only a busy loop
-//! is paced, and then at most [`WAKE_EVERY`] is added to a budget decision (the crossing
-//! → SIGTERM bar is 10 ms; `benches/latency.sh` measures it).
+//! is paced. How long it waits depends on what a late line can cost:
+//! - [`WAKE_EVERY`] (4 ms) when a budget can stop instances (block mode): at most that is
+//!   added to a budget decision (the crossing → SIGTERM bar is 10 ms;
+//!   `benches/latency.sh` measures it);
+//! - [`WAKE_EVERY_RELAXED`] (50 ms) otherwise: nothing is decided on a line then, and
+//!   what a person or a script sees changes no faster (the live view redraws every
+//!   200 ms, `--json` usage events come at most every 100 ms).
+//!
+//! A reader that finds its pipe was full calls [`hurry`]: the writer (Claude) may be
+//! blocked on it, so the next poll comes at once. Pacing never slows Claude down.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// At most one poll for new output per this interval while the loop is busy.
+/// At most one poll for new output per this interval while the loop is busy, when a
+/// budget can stop instances.
 pub const WAKE_EVERY: Duration = Duration::from_millis(4);
+/// The same when no budget can stop an instance.
+pub const WAKE_EVERY_RELAXED: Duration = Duration::from_millis(50);
+
+thread_local! {
+    /// Set by [`hurry`]; the run loop and its readers share one thread.
+    static HURRY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The next poll on this thread comes without a pause: a pipe was found full, so its
+/// writer may be waiting for room.
+pub fn hurry() {
+    HURRY.with(|h| h.set(true));
+}
+
+/// Whether [`hurry`] was called on this thread since the last time this was asked.
+pub fn take_hurry() -> bool {
+    HURRY.with(|h| h.replace(false))
+}
 
 /// How long to wait before polling, given the time since the last poll.
 pub fn pause_before_poll(since_last_poll: Duration, every: Duration) -> Option<Duration> {
@@ -46,7 +74,8 @@ impl Pacer {
     pub fn before_poll(&self) {
         let last = Duration::from_nanos(self.last_poll_ns.load(Ordering::Relaxed));
         let since = self.origin.elapsed().saturating_sub(last);
-        if let Some(pause) = pause_before_poll(since, self.every) {
+        let hurried = take_hurry();
+        if let Some(pause) = pause_before_poll(since, self.every).filter(|_| !hurried) {
             std::thread::sleep(pause);
         }
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -77,6 +106,15 @@ mod tests {
         assert_eq!(pause_before_poll(ms(4), EVERY), None);
         assert_eq!(pause_before_poll(ms(5), EVERY), None);
         assert_eq!(pause_before_poll(Duration::from_secs(3600), EVERY), None);
+    }
+
+    #[test]
+    fn a_hurry_is_taken_once() {
+        assert!(!take_hurry());
+        hurry();
+        hurry();
+        assert!(take_hurry());
+        assert!(!take_hurry());
     }
 
     #[test]

@@ -686,7 +686,14 @@ pub struct LineReader<R> {
     /// The last shortened line returned.
     long_line: Vec<u8>,
     last_shortened: bool,
+    /// Bytes taken by the reads since the last one that left room in the buffer (the
+    /// pipe was empty after it).
+    drained: usize,
 }
+
+/// A pipe's capacity unless resized (Linux's default): a drain of this much found the
+/// pipe full, so the writer may have been waiting for room.
+const PIPE_CAPACITY: usize = 64 * 1024;
 
 /// Lines up to this length are returned verbatim.
 pub const LINE_CAP: usize = 4 * 1024 * 1024;
@@ -869,6 +876,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             long: None,
             long_line: Vec::new(),
             last_shortened: false,
+            drained: 0,
         }
     }
 
@@ -880,6 +888,22 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Whether the last line returned was longer than [`LINE_CAP`] and so shortened.
     pub fn last_line_shortened(&self) -> bool {
         self.last_shortened
+    }
+
+    /// Whether a whole line is already read: the next [`LineReader::next_line`] returns
+    /// it without reading.
+    pub fn has_line(&mut self) -> bool {
+        match memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+            Some(i) => {
+                // Nothing before the newline holds one: the next search starts at it.
+                self.scanned += i;
+                true
+            }
+            None => {
+                self.scanned = self.buf.len();
+                false
+            }
+        }
     }
 
     /// The next line without its `\n`; a last line without newline is returned too.
@@ -925,6 +949,25 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.start = self.buf.len();
                 return Ok(Some(&self.buf[line_start..]));
             }
+            let (n, room) = self.read().await?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.drained += n;
+            if n < room {
+                if self.drained >= PIPE_CAPACITY {
+                    crate::runtime::pacer::hurry();
+                }
+                self.drained = 0;
+            }
+        }
+    }
+
+    /// One read into the buffer's free space: the bytes read and the room there was.
+    /// While nothing can be read, a buffer with nothing in it goes back to the pool, so
+    /// an instance waiting for output holds no large buffer.
+    async fn read(&mut self) -> io::Result<(usize, usize)> {
+        std::future::poll_fn(|cx| {
             if self.long.is_some() {
                 if self.buf.capacity() < LONG_READ {
                     self.buf.reserve(LONG_READ);
@@ -932,10 +975,28 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             } else {
                 self.make_room();
             }
-            if self.reader.read_buf(&mut self.buf).await? == 0 {
-                self.eof = true;
+            let room = self.buf.capacity() - self.buf.len();
+            let mut free = tokio::io::ReadBuf::uninit(self.buf.spare_capacity_mut());
+            match std::pin::Pin::new(&mut self.reader).poll_read(cx, &mut free) {
+                std::task::Poll::Ready(Ok(())) => {
+                    let n = free.filled().len();
+                    // SAFETY: `poll_read` initialised the first `n` bytes of the spare
+                    // capacity (`ReadBuf::filled`).
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
+                    std::task::Poll::Ready(Ok((n, room)))
+                }
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => {
+                    if self.buf.is_empty() {
+                        spare::give(std::mem::take(&mut self.buf));
+                        self.start = 0;
+                        self.scanned = 0;
+                    }
+                    std::task::Poll::Pending
+                }
             }
-        }
+        })
+        .await
     }
 
     fn finish_long(&mut self, long: Shortener) -> &[u8] {
@@ -972,9 +1033,24 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Gives a large buffer back between lines, so that an instance waiting for output
+    /// holds a small one. A partial line in a buffer of the pool's size stays where it
+    /// is: its writer is mid-line, and moving it to a small buffer that the next read
+    /// outgrows again was a third of the reader's own time.
     fn shrink_if_oversized(&mut self) {
         let pending = self.buf.len() - self.start;
-        if self.buf.capacity() <= LINE_BUF_RETAIN || pending > LINE_BUF_RETAIN / 2 {
+        if self.buf.capacity() <= LINE_BUF_RETAIN {
+            return;
+        }
+        if pending == 0 {
+            // Nothing to keep: the buffer goes back to the pool whole, and the next read
+            // takes one from it again, with nothing to copy.
+            spare::give(std::mem::take(&mut self.buf));
+            self.start = 0;
+            self.scanned = 0;
+            return;
+        }
+        if self.buf.capacity() <= LINE_BUF_LARGE || pending > LINE_BUF_RETAIN / 2 {
             return;
         }
         let mut fresh =
@@ -1217,6 +1293,53 @@ mod tests {
         for chunk in [1, 2, 3, 7, 4096] {
             assert_eq!(all_lines(data, chunk).await, expected, "chunk size {chunk}");
         }
+    }
+
+    #[tokio::test]
+    async fn has_line_tells_whether_the_next_line_is_already_read() {
+        let mut r = LineReader::new(Chunked {
+            data: b"one\ntwo\nthr".to_vec(),
+            pos: 0,
+            chunk: 11,
+        });
+        assert!(
+            !r.has_line(),
+            "nothing is read before the first line is asked for"
+        );
+        assert_eq!(r.next_line().await.unwrap(), Some(&b"one"[..]));
+        assert!(r.has_line());
+        assert!(r.has_line(), "asking twice changes nothing");
+        assert_eq!(r.next_line().await.unwrap(), Some(&b"two"[..]));
+        assert!(!r.has_line(), "`thr` has no newline yet");
+        assert_eq!(r.next_line().await.unwrap(), Some(&b"thr"[..]));
+        assert_eq!(r.next_line().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_drain_that_found_the_pipe_full_hurries_the_next_poll() {
+        let _ = crate::runtime::pacer::take_hurry();
+        // 40 KiB in one read, then the pipe is empty: the writer never waited.
+        let mut line = vec![b'x'; 40 * 1024];
+        line.push(b'\n');
+        let mut r = LineReader::new(Chunked {
+            data: line.clone(),
+            pos: 0,
+            chunk: PIPE_CAPACITY,
+        });
+        r.next_line().await.unwrap();
+        assert!(!crate::runtime::pacer::take_hurry());
+        // A full pipe's worth (in reads that each filled the buffer, then a short one).
+        let big = [vec![b'y'; 3 * PIPE_CAPACITY], b"\n".to_vec()].concat();
+        let mut r = LineReader::new(Chunked {
+            data: big,
+            pos: 0,
+            chunk: PIPE_CAPACITY,
+        });
+        assert_eq!(
+            r.next_line().await.unwrap().map(<[u8]>::len),
+            Some(3 * PIPE_CAPACITY)
+        );
+        assert!(crate::runtime::pacer::take_hurry());
     }
 
     #[tokio::test]
@@ -1497,6 +1620,42 @@ mod tests {
         assert!(pool.bytes() > spare::SPARE_BYTES - LINE_BUF_LARGE);
     }
 
+    /// Hands out its data in one read, then has nothing more (and no end).
+    struct Stalling(Vec<u8>);
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if self.0.is_empty() {
+                return std::task::Poll::Pending;
+            }
+            let n = self.0.len().min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0.drain(..n);
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_reader_holds_no_buffer() {
+        let mut r = LineReader::new(Stalling([vec![b'x'; 50_000], b"\nab".to_vec()].concat()));
+        assert_eq!(r.next_line().await.unwrap().map(<[u8]>::len), Some(50_000));
+        // `ab` is a partial line: its buffer stays while the rest is awaited.
+        let waiting = tokio::time::timeout(Duration::ZERO, r.next_line()).await;
+        assert!(waiting.is_err(), "no more output yet");
+        assert_eq!(r.buffer_capacity(), LINE_BUF_LARGE);
+        let mut r = LineReader::new(Stalling(b"one\ntwo\n".to_vec()));
+        assert_eq!(r.next_line().await.unwrap(), Some(&b"one"[..]));
+        assert_eq!(r.next_line().await.unwrap(), Some(&b"two"[..]));
+        assert!(tokio::time::timeout(Duration::ZERO, r.next_line())
+            .await
+            .is_err());
+        assert_eq!(r.buffer_capacity(), 0, "nothing pending: nothing held");
+    }
+
     #[tokio::test]
     async fn a_long_line_reuses_the_buffer_another_reader_gave_back() {
         let long = |c: u8| {
@@ -1513,9 +1672,11 @@ mod tests {
             first.next_line().await.ok().flatten().map(<[u8]>::len),
             Some(100_000)
         );
-        // The next call shrinks the buffer back and gives the large one to the pool.
         assert_eq!(first.next_line().await.ok().flatten(), Some(&b"small"[..]));
-        assert!(first.buffer_capacity() <= LINE_BUF_RETAIN);
+        assert_eq!(first.next_line().await.ok().flatten(), None);
+        // A reader gives its large buffer to the pool when it is done (and while it
+        // waits for output, `an_idle_reader_holds_no_buffer`).
+        drop(first);
         let pooled = spare::take(LINE_BUF_LARGE).expect("given back");
         let address = pooled.as_ptr();
         spare::give(pooled);
