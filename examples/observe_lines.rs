@@ -27,7 +27,13 @@ fn main() {
         "fixtures" => fixture_lines(),
         "big" => synthetic_lines(12, 4 << 20),
         "big_last" => type_last(&synthetic_lines(12, 4 << 20)),
-        _ => panic!("fixtures | big | big_last"),
+        f if f.starts_with("file:") => std::fs::read(&f[5..])
+            .expect("read the file")
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+        _ => panic!("fixtures | big | big_last | file:PATH"),
     };
     let lines: Vec<Vec<u8>> = match std::env::var("OBSERVE_ONLY") {
         Ok(only) => lines
