@@ -197,7 +197,15 @@ impl Dispatcher {
                 _ = recv_signal(&mut sigterm) => self.step(Input::Interrupt(Interrupt::Term)),
                 _ = recv_signal(&mut sighup) => self.step(Input::Interrupt(Interrupt::Hup)),
                 _ = recv_signal(&mut sigtstp) => self.suspend(),
-                Some(msg) = self.rx.recv() => self.on_msg(msg),
+                Some(msg) = self.rx.recv() => {
+                    self.on_msg(msg);
+                    // What else the tasks sent meanwhile, without a turn of this loop
+                    // (and a new timer) for each message.
+                    while !self.state.is_finished() {
+                        let Ok(msg) = self.rx.try_recv() else { break };
+                        self.on_msg(msg);
+                    }
+                }
                 Some(input) = recv_news(&mut self.news) => {
                     self.step(input);
                     if let Some(r) = &self.outputs.recorder {
@@ -555,6 +563,7 @@ async fn supervise(
     };
     let mut stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
     let mut reader = LineReader::new(stdout);
+    let mut held = Held::default();
     let mut exit = None;
     let mut read_error = None;
     let mut sent_model: Option<String> = None;
@@ -594,23 +603,33 @@ async fn supervise(
                             let urgent = obs.result || obs.signal.is_some();
                             let paid = !urgent
                                 && credit.pay(Credit::of(obs.tokens_delta, obs.cost_delta));
-                            let (ack, acked) = if paid {
-                                (None, None)
+                            if paid && held.add(&obs) {
+                                // Sent with the lines after it that are already read.
                             } else {
-                                let (ack, acked) = oneshot::channel();
-                                (Some(ack), Some(acked))
-                            };
-                            let observed = Observed {
-                                line: obs,
-                                progress: Progress::of(&tracker),
-                            };
-                            let msg = Msg::Observed { id, observed, ack };
-                            if tx.send(msg).await.is_err() {
-                                break;
+                                if !held.send(&tx, id, &tracker).await {
+                                    break;
+                                }
+                                let (ack, acked) = if paid {
+                                    (None, None)
+                                } else {
+                                    let (ack, acked) = oneshot::channel();
+                                    (Some(ack), Some(acked))
+                                };
+                                let observed = Observed {
+                                    line: obs,
+                                    progress: Progress::of(&tracker),
+                                };
+                                let msg = Msg::Observed { id, observed, ack };
+                                if tx.send(msg).await.is_err() {
+                                    break;
+                                }
+                                if let Some(acked) = acked {
+                                    let _ = acked.await;
+                                }
                             }
-                            if let Some(acked) = acked {
-                                let _ = acked.await;
-                            }
+                        }
+                        if !reader.has_line() && !held.send(&tx, id, &tracker).await {
+                            break;
                         }
                         if let Some(at) = exited_at {
                             let now = Instant::now();
@@ -634,6 +653,8 @@ async fn supervise(
             }
         }
     }
+    // Whatever the loop ended on, no usage it accounted is left unsent.
+    let _ = held.send(&tx, id, &tracker).await;
     let out_log_error = out_log.and_then(crate::runtime::logs::LogFile::finish);
     let exit = match exit {
         Some(e) => e,
@@ -667,6 +688,47 @@ async fn supervise(
         .await;
 }
 
+/// Paid observations of one instance not sent yet: the lines of one read that the credit
+/// covered go to the run as one message (the sum of their deltas, the last activity, the
+/// tracker's figures after the last of them), sent before anything else of the instance
+/// and before its task waits to read more.
+#[derive(Debug, Default)]
+struct Held(Option<crate::core::accounting::Observation>);
+
+impl Held {
+    /// Adds `obs` when it can be merged: growth only (a correction is paid as nothing,
+    /// so a sum would hide it) and no warning (each is shown as it was given).
+    fn add(&mut self, obs: &crate::core::accounting::Observation) -> bool {
+        if obs.tokens_delta < 0 || obs.cost_delta < Usd::ZERO || obs.warning.is_some() {
+            return false;
+        }
+        let held = self.0.get_or_insert_with(Default::default);
+        held.tokens_delta += obs.tokens_delta;
+        held.cost_delta += obs.cost_delta;
+        if obs.activity.is_some() {
+            held.activity.clone_from(&obs.activity);
+        }
+        true
+    }
+
+    /// Sends what is held, if anything; `false` when the run is gone.
+    async fn send(&mut self, tx: &mpsc::Sender<Msg>, id: InstanceId, tracker: &Tracker) -> bool {
+        let Some(line) = self.0.take() else {
+            return true;
+        };
+        let observed = Observed {
+            line,
+            progress: Progress::of(tracker),
+        };
+        let msg = Msg::Observed {
+            id,
+            observed,
+            ack: None,
+        };
+        tx.send(msg).await.is_ok()
+    }
+}
+
 /// The next answer of the ledger; never, without one.
 async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<Input> {
     let Some(rx) = news else {
@@ -678,4 +740,57 @@ async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<
         *news = None;
     }
     got
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::accounting::Observation;
+    use crate::core::pricing::Pricing;
+
+    fn usage(tokens: i64, nanos: i64, activity: Option<&str>) -> Observation {
+        Observation {
+            tokens_delta: tokens,
+            cost_delta: Usd(nanos),
+            activity: activity.map(str::to_string),
+            ..Observation::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn held_lines_go_out_as_one_message_with_their_sum_and_last_activity() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let tracker = Tracker::new(Arc::new(Pricing::builtin()));
+        let mut held = Held::default();
+        assert!(
+            held.send(&tx, 3, &tracker).await,
+            "nothing held: nothing sent"
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(held.add(&usage(100, 7, Some("Bash: ls"))));
+        assert!(held.add(&usage(20, 0, None)));
+        assert!(held.add(&usage(0, 5, Some("Read: a.rs"))));
+        assert!(held.send(&tx, 3, &tracker).await);
+        let Ok(Msg::Observed { id, observed, ack }) = rx.try_recv() else {
+            panic!("one observation expected");
+        };
+        assert_eq!((id, ack.is_none()), (3, true));
+        assert_eq!(observed.line, usage(120, 12, Some("Read: a.rs")));
+        assert!(rx.try_recv().is_err(), "one message for the three lines");
+        assert!(held.send(&tx, 3, &tracker).await);
+        assert!(rx.try_recv().is_err(), "sent once");
+    }
+
+    #[test]
+    fn corrections_and_warnings_are_never_merged() {
+        let mut held = Held::default();
+        assert!(!held.add(&usage(-5, 0, None)));
+        assert!(!held.add(&usage(0, -1, None)));
+        let warning = Observation {
+            warning: Some("unknown model".into()),
+            ..usage(10, 0, None)
+        };
+        assert!(!held.add(&warning));
+        assert!(held.0.is_none(), "what is refused is not held either");
+    }
 }
