@@ -562,7 +562,7 @@ async fn supervise(
         None => (None, None),
     };
     let mut stderr_task = tokio::spawn(process::drain_stderr(stderr, STDERR_TAIL, err_log));
-    let mut reader = LineReader::new(stdout);
+    let mut reader = LineReader::of_pipe(stdout, child.stdout_capacity());
     let mut held = Held::default();
     let mut exit = None;
     let mut read_error = None;
@@ -580,6 +580,9 @@ async fn supervise(
                 // coming, and buffered output always wins over the post-exit deadline.
                 biased;
                 e = &mut wait, if exit.is_none() => {
+                    // What follows an exit (the last output, the end of the pipes, the
+                    // run's bookkeeping) is not paced: the run ends as soon as it can.
+                    crate::runtime::pacer::hurry();
                     exit = Some(e);
                     let now = Instant::now();
                     exited_at = Some(now);
@@ -653,6 +656,7 @@ async fn supervise(
             }
         }
     }
+    crate::runtime::pacer::hurry();
     // Whatever the loop ended on, no usage it accounted is left unsent.
     let _ = held.send(&tx, id, &tracker).await;
     let out_log_error = out_log.and_then(crate::runtime::logs::LogFile::finish);

@@ -11,8 +11,11 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -309,6 +312,53 @@ pub struct Child {
     proc: Option<Proc>,
     group: GroupHandle,
     exit: Option<ExitInfo>,
+    /// Its stdout pipe was enlarged.
+    stdout_boost: Option<PipeBoost>,
+}
+
+/// What a stdout pipe is enlarged to: with the run loop polling every 50 ms
+/// (`runtime::pacer`), a 64 KiB pipe fills before it is read when Claude writes more than
+/// about 1.3 MB/s, and Claude then waits; 256 KiB holds 5 MB/s.
+const PIPE_BOOST: usize = 256 * 1024;
+/// The most capacity the enlarged pipes add at once. A user's pipes share a budget
+/// (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default) past which every new pipe of
+/// that user, Claude's own included, gets two pages: the orchestrator takes at most an
+/// eighth of it, the first 42 instances running at once.
+const PIPE_BOOST_TOTAL: usize = 8 * 1024 * 1024;
+static PIPE_BOOSTED: AtomicUsize = AtomicUsize::new(0);
+
+/// One enlarged pipe's share of [`PIPE_BOOST_TOTAL`], given back when dropped.
+#[derive(Debug)]
+struct PipeBoost(&'static AtomicUsize);
+
+impl PipeBoost {
+    const EXTRA: usize = PIPE_BOOST - PIPE_CAPACITY;
+
+    /// Enlarges the pipe behind `fd` when the budget allows and the kernel agrees.
+    fn try_on(fd: &impl AsRawFd) -> Option<PipeBoost> {
+        Self::try_counted(fd, &PIPE_BOOSTED)
+    }
+
+    fn try_counted(fd: &impl AsRawFd, boosted: &'static AtomicUsize) -> Option<PipeBoost> {
+        if boosted.fetch_add(Self::EXTRA, Relaxed) + Self::EXTRA > PIPE_BOOST_TOTAL {
+            boosted.fetch_sub(Self::EXTRA, Relaxed);
+            return None;
+        }
+        // SAFETY: F_SETPIPE_SZ on a descriptor we own; it only resizes the pipe's buffer
+        // (or fails, leaving it as it was).
+        let size = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BOOST as i32) };
+        if usize::try_from(size).is_ok_and(|s| s >= PIPE_BOOST) {
+            return Some(PipeBoost(boosted));
+        }
+        boosted.fetch_sub(Self::EXTRA, Relaxed);
+        None
+    }
+}
+
+impl Drop for PipeBoost {
+    fn drop(&mut self) {
+        self.0.fetch_sub(Self::EXTRA, Relaxed);
+    }
 }
 
 /// The parts needed to wait for and reap a child, movable into a background task.
@@ -414,6 +464,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         )));
     };
     crate::runtime::watchdog::started(pid);
+    let stdout_boost = PipeBoost::try_on(&stdout);
     let group = GroupHandle {
         pgid: pid,
         state: Arc::default(),
@@ -428,6 +479,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         proc: Some(proc),
         group,
         exit: None,
+        stdout_boost,
     };
     Ok((child, stdout, stderr))
 }
@@ -443,6 +495,15 @@ fn spawn_error(spec: &LaunchSpec, e: io::Error) -> io::Error {
 }
 
 impl Child {
+    /// What its stdout pipe holds when full.
+    pub fn stdout_capacity(&self) -> usize {
+        if self.stdout_boost.is_some() {
+            PIPE_BOOST
+        } else {
+            PIPE_CAPACITY
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.group.pgid
     }
@@ -689,6 +750,8 @@ pub struct LineReader<R> {
     /// Bytes taken by the reads since the last one that left room in the buffer (the
     /// pipe was empty after it).
     drained: usize,
+    /// What the pipe holds when full.
+    pipe_capacity: usize,
 }
 
 /// A pipe's capacity unless resized (Linux's default): a drain of this much found the
@@ -866,6 +929,13 @@ impl Shortener {
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// A reader of a pipe of `capacity` bytes (see [`Child::stdout_capacity`]).
+    pub fn of_pipe(reader: R, capacity: usize) -> Self {
+        let mut r = LineReader::new(reader);
+        r.pipe_capacity = capacity;
+        r
+    }
+
     pub fn new(reader: R) -> Self {
         LineReader {
             reader,
@@ -877,6 +947,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             long_line: Vec::new(),
             last_shortened: false,
             drained: 0,
+            pipe_capacity: PIPE_CAPACITY,
         }
     }
 
@@ -955,7 +1026,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
             self.drained += n;
             if n < room {
-                if self.drained >= PIPE_CAPACITY {
+                if self.drained >= self.pipe_capacity {
                     crate::runtime::pacer::hurry();
                 }
                 self.drained = 0;
@@ -1340,6 +1411,39 @@ mod tests {
             Some(3 * PIPE_CAPACITY)
         );
         assert!(crate::runtime::pacer::take_hurry());
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `pipe` writes two new descriptors into `fds`, which we then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        use std::os::fd::FromRawFd;
+        // SAFETY: both were just created and are owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn pipe_size(fd: &OwnedFd) -> usize {
+        // SAFETY: F_GETPIPE_SZ only reads the size of a pipe we own.
+        usize::try_from(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) }).unwrap()
+    }
+
+    #[test]
+    fn pipes_are_enlarged_within_their_budget_and_give_it_back() {
+        static BOOSTED: AtomicUsize = AtomicUsize::new(0);
+        let fits = PIPE_BOOST_TOTAL / PipeBoost::EXTRA;
+        let pipes: Vec<_> = (0..=fits).map(|_| pipe()).collect();
+        let boosts: Vec<_> = pipes
+            .iter()
+            .map(|(r, _)| PipeBoost::try_counted(r, &BOOSTED))
+            .collect();
+        assert!(boosts[..fits].iter().all(Option::is_some));
+        assert!(boosts[fits].is_none(), "over the budget");
+        assert_eq!(pipe_size(&pipes[0].0), PIPE_BOOST);
+        assert_eq!(pipe_size(&pipes[fits].0), PIPE_CAPACITY);
+        assert_eq!(BOOSTED.load(Relaxed), fits * PipeBoost::EXTRA);
+        drop(boosts);
+        assert_eq!(BOOSTED.load(Relaxed), 0, "every share given back");
+        assert!(PipeBoost::try_counted(&pipes[fits].0, &BOOSTED).is_some());
     }
 
     #[tokio::test]
