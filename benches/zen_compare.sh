@@ -13,7 +13,9 @@
 # Usage: benches/zen_compare.sh [N=20] [MB=8.4] [SECS=10]
 # Needs python3 with venv; installs netra-zen==1.4.2 into $ZEN_VENV (default
 # /tmp/orchestrator-zen-venv) on first use. Files are kept in $ZEN_DIR (default: a
-# fresh temporary directory).
+# fresh temporary directory). ORCHESTRATOR_BIN=path measures another build of the
+# orchestrator; ZEN_SKIP=1 measures the orchestrator alone (to compare two builds in
+# alternating runs without zen's two minutes each).
 set -euo pipefail
 
 n=${1:-20}
@@ -22,10 +24,10 @@ secs=${3:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo build --release --quiet --bin orchestrator
-bin=$root/target/release/orchestrator
+bin=${ORCHESTRATOR_BIN:-$root/target/release/orchestrator}
 
 venv=${ZEN_VENV:-/tmp/orchestrator-zen-venv}
-if [ ! -x "$venv/bin/zen" ]; then
+if [ -z "${ZEN_SKIP:-}" ] && [ ! -x "$venv/bin/zen" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q netra-zen==1.4.2
 fi
@@ -78,16 +80,19 @@ run_one() { # label, rusage-line prefix, stderr file, command...
     echo "$user $sys" >"$dir/$label.cpu"
 }
 
-run_one zen zen "$dir/zen.err" \
-    "$venv/bin/python" "$dir/zen_rusage.py" --config "$cfg" --workspace "$dir/work" \
-    --startup-delay 0 --log-level silent
+if [ -z "${ZEN_SKIP:-}" ]; then
+    run_one zen zen "$dir/zen.err" \
+        "$venv/bin/python" "$dir/zen_rusage.py" --config "$cfg" --workspace "$dir/work" \
+        --startup-delay 0 --log-level silent
+fi
 ORCHESTRATOR_RUSAGE=1 run_one orchestrator orchestrator "$dir/orchestrator.err" \
     "$bin" --config "$cfg" --claude-path "$dir/bin/claude" --startup-delay 0 \
     --max-parallel 0 --no-ledger --quiet --report "$dir/report.json"
 
+grep -o '"total_tokens": *[0-9]*' "$dir/report.json" | head -1 | sed 's/^/orchestrator report: /'
+[ -n "${ZEN_SKIP:-}" ] && exit 0
 read -r zu zs <"$dir/zen.cpu"
 read -r ou os <"$dir/orchestrator.cpu"
 awk -v zu="$zu" -v zs="$zs" -v ou="$ou" -v os="$os" 'BEGIN {
     z = zu + zs; o = ou + os
     if (o > 0) printf "ratio:        zen uses %.0fx the CPU of this orchestrator\n", z / o }'
-grep -o '"total_tokens": *[0-9]*' "$dir/report.json" | head -1 | sed 's/^/orchestrator report: /'
