@@ -10,7 +10,8 @@
 //! — and a terminate signal sent straight to the process group — before anything else
 //! of that instance is read. Deltas far from any threshold do not wait: each task holds
 //! a credit (`core::credit`), its share of the room left below its budgets' nearest
-//! thresholds, and passes on without waiting what that credit covers.
+//! thresholds, and passes on without waiting what that credit covers (the covered lines
+//! of one read as one message, [`Held`]).
 
 use crate::core::accounting::Tracker;
 use crate::core::credit::{Credit, Credits};

@@ -18,8 +18,9 @@
 //!   what a person or a script sees changes no faster (the live view redraws every
 //!   200 ms, `--json` usage events come at most every 100 ms).
 //!
-//! A reader that finds its pipe was full calls [`hurry`]: the writer (Claude) may be
-//! blocked on it, so the next poll comes at once. Pacing never slows Claude down.
+//! So that Claude does not wait meanwhile, stdout pipes are enlarged (`process::spawn`),
+//! and a reader that finds its pipe was full calls [`hurry`]: the writer may be blocked
+//! on it, so the next poll comes at once.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

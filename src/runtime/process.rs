@@ -1104,10 +1104,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// Gives a large buffer back between lines, so that an instance waiting for output
-    /// holds a small one. A partial line in a buffer of the pool's size stays where it
-    /// is: its writer is mid-line, and moving it to a small buffer that the next read
-    /// outgrows again was a third of the reader's own time.
+    /// Gives a large buffer back between lines (and [`LineReader::read`] while nothing
+    /// comes). A partial line in a buffer of the pool's size stays where it is: its
+    /// writer is mid-line, and moving it to a small buffer that the next read outgrows
+    /// again was a third of the reader's own time.
     fn shrink_if_oversized(&mut self) {
         let pending = self.buf.len() - self.start;
         if self.buf.capacity() <= LINE_BUF_RETAIN {
@@ -1393,7 +1393,7 @@ mod tests {
         let mut line = vec![b'x'; 40 * 1024];
         line.push(b'\n');
         let mut r = LineReader::new(Chunked {
-            data: line.clone(),
+            data: line,
             pos: 0,
             chunk: PIPE_CAPACITY,
         });
