@@ -767,7 +767,8 @@ pub const LONG_LINE_CAP: usize = 1024 * 1024;
 
 /// Starting size of the buffer; typical stream-json lines are well under this.
 const LINE_BUF_INITIAL: usize = 8 * 1024;
-/// A buffer larger than this is shrunk back once the long line in it is consumed.
+/// Buffers larger than this are large: pooled when given back, moved out of once a line
+/// longer than the pool's buffers is consumed, and not kept for shortened lines.
 const LINE_BUF_RETAIN: usize = 64 * 1024;
 /// A buffer that outgrows [`LINE_BUF_INITIAL`] grows at once to at least this: a read can
 /// then take a full pipe (64 KiB) and a typical long line (a tool result) fits whole.
@@ -1020,24 +1021,18 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.start = self.buf.len();
                 return Ok(Some(&self.buf[line_start..]));
             }
-            let (n, room) = self.read().await?;
-            if n == 0 {
+            if self.read().await? == 0 {
                 self.eof = true;
-            }
-            self.drained += n;
-            if n < room {
-                if self.drained >= self.pipe_capacity {
-                    crate::runtime::pacer::hurry();
-                }
-                self.drained = 0;
             }
         }
     }
 
-    /// One read into the buffer's free space: the bytes read and the room there was.
-    /// While nothing can be read, a buffer with nothing in it goes back to the pool, so
-    /// an instance waiting for output holds no large buffer.
-    async fn read(&mut self) -> io::Result<(usize, usize)> {
+    /// One read into the buffer's free space; the bytes read. While nothing can be read,
+    /// a buffer with nothing in it goes back to the pool, so an instance waiting for
+    /// output holds no large buffer. A read that leaves room ends a drain of the pipe:
+    /// when the drain took a full pipe, the writer may have been waiting, and the next
+    /// poll is hurried.
+    async fn read(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| {
             if self.long.is_some() {
                 if self.buf.capacity() < LONG_READ {
@@ -1054,14 +1049,19 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     // SAFETY: `poll_read` initialised the first `n` bytes of the spare
                     // capacity (`ReadBuf::filled`).
                     unsafe { self.buf.set_len(self.buf.len() + n) };
-                    std::task::Poll::Ready(Ok((n, room)))
+                    self.drained += n;
+                    if n < room {
+                        if self.drained >= self.pipe_capacity {
+                            crate::runtime::pacer::hurry();
+                        }
+                        self.drained = 0;
+                    }
+                    std::task::Poll::Ready(Ok(n))
                 }
                 std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
                 std::task::Poll::Pending => {
                     if self.buf.is_empty() {
                         spare::give(std::mem::take(&mut self.buf));
-                        self.start = 0;
-                        self.scanned = 0;
                     }
                     std::task::Poll::Pending
                 }
@@ -1104,23 +1104,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// Gives a large buffer back between lines (and [`LineReader::read`] while nothing
-    /// comes). A partial line in a buffer of the pool's size stays where it is: its
-    /// writer is mid-line, and moving it to a small buffer that the next read outgrows
-    /// again was a third of the reader's own time.
+    /// Moves what is left after a line longer than the pool's buffers into a small
+    /// buffer. A buffer of the pool's size stays: it goes back whole while nothing comes
+    /// ([`LineReader::read`]), and moving a partial line to a small buffer that the next
+    /// read outgrows again was a third of the reader's own time.
     fn shrink_if_oversized(&mut self) {
         let pending = self.buf.len() - self.start;
-        if self.buf.capacity() <= LINE_BUF_RETAIN {
-            return;
-        }
-        if pending == 0 {
-            // Nothing to keep: the buffer goes back to the pool whole, and the next read
-            // takes one from it again, with nothing to copy.
-            spare::give(std::mem::take(&mut self.buf));
-            self.start = 0;
-            self.scanned = 0;
-            return;
-        }
         if self.buf.capacity() <= LINE_BUF_LARGE || pending > LINE_BUF_RETAIN / 2 {
             return;
         }
