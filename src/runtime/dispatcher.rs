@@ -13,7 +13,7 @@
 //! thresholds, and passes on without waiting what that credit covers (the covered lines
 //! of one read as one message, [`Held`]).
 
-use crate::core::accounting::Tracker;
+use crate::core::accounting::{Observation, Tracker};
 use crate::core::credit::{Credit, Credits};
 use crate::core::exit::Interrupt;
 use crate::core::plan::InstanceId;
@@ -619,12 +619,7 @@ async fn supervise(
                                     let (ack, acked) = oneshot::channel();
                                     (Some(ack), Some(acked))
                                 };
-                                let observed = Observed {
-                                    line: obs,
-                                    progress: Progress::of(&tracker),
-                                };
-                                let msg = Msg::Observed { id, observed, ack };
-                                if tx.send(msg).await.is_err() {
+                                if !send_observed(&tx, id, obs, &tracker, ack).await {
                                     break;
                                 }
                                 if let Some(acked) = acked {
@@ -698,12 +693,12 @@ async fn supervise(
 /// tracker's figures after the last of them), sent before anything else of the instance
 /// and before its task waits to read more.
 #[derive(Debug, Default)]
-struct Held(Option<crate::core::accounting::Observation>);
+struct Held(Option<Observation>);
 
 impl Held {
     /// Adds `obs` when it can be merged: growth only (a correction is paid as nothing,
     /// so a sum would hide it) and no warning (each is shown as it was given).
-    fn add(&mut self, obs: &crate::core::accounting::Observation) -> bool {
+    fn add(&mut self, obs: &Observation) -> bool {
         if obs.tokens_delta < 0 || obs.cost_delta < Usd::ZERO || obs.warning.is_some() {
             return false;
         }
@@ -718,20 +713,27 @@ impl Held {
 
     /// Sends what is held, if anything; `false` when the run is gone.
     async fn send(&mut self, tx: &mpsc::Sender<Msg>, id: InstanceId, tracker: &Tracker) -> bool {
-        let Some(line) = self.0.take() else {
-            return true;
-        };
-        let observed = Observed {
-            line,
-            progress: Progress::of(tracker),
-        };
-        let msg = Msg::Observed {
-            id,
-            observed,
-            ack: None,
-        };
-        tx.send(msg).await.is_ok()
+        match self.0.take() {
+            Some(line) => send_observed(tx, id, line, tracker, None).await,
+            None => true,
+        }
     }
+}
+
+/// Sends what `line` (one or several merged) changed, with the tracker's figures after
+/// it; `false` when the run is gone.
+async fn send_observed(
+    tx: &mpsc::Sender<Msg>,
+    id: InstanceId,
+    line: Observation,
+    tracker: &Tracker,
+    ack: Option<oneshot::Sender<()>>,
+) -> bool {
+    let observed = Observed {
+        line,
+        progress: Progress::of(tracker),
+    };
+    tx.send(Msg::Observed { id, observed, ack }).await.is_ok()
 }
 
 /// The next answer of the ledger; never, without one.
@@ -750,7 +752,6 @@ async fn recv_news(news: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::accounting::Observation;
     use crate::core::pricing::Pricing;
 
     fn usage(tokens: i64, nanos: i64, activity: Option<&str>) -> Observation {
