@@ -709,6 +709,32 @@ mod tests {
         p
     }
 
+    /// A recorder of `plan()`'s run into the SQLite ledger at `path`, sharing `budgets`
+    /// every `every`.
+    fn start(
+        path: &std::path::Path,
+        budgets: Vec<(BudgetKey, SharedBudget)>,
+        every: Duration,
+    ) -> Recorder {
+        let p = plan();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let sharing = Sharing {
+            project: "proj".into(),
+            budgets,
+            lease: LEASE,
+            every,
+            news: tx,
+        };
+        let store = SqliteStore::open(path).expect("open");
+        Recorder::start(
+            Box::new(store),
+            run_record(&p, "[]".into()),
+            initial_records(&p),
+            sharing,
+        )
+        .expect("start")
+    }
+
     /// With budgets shared every `every`, other runs see the use at the next share,
     /// before the instance rows are written (at most a second later); at the end the
     /// rows show all of it and nothing is counted twice.
@@ -718,7 +744,6 @@ mod tests {
         use crate::core::period::{Period, PeriodScope};
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("l.sqlite");
-        let p = plan();
         let budget = SharedBudget {
             key: "tokens day proj".into(),
             since_ms: 0,
@@ -731,22 +756,11 @@ mod tests {
             scope: Scope::Periodic(Period::Day, PeriodScope::Project),
             unit: Unit::Tokens,
         };
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let sharing = Sharing {
-            project: "proj".into(),
-            budgets: vec![(key, budget.clone())],
-            lease: LEASE,
-            every: Duration::from_millis(20),
-            news: tx,
-        };
-        let store = SqliteStore::open(&path).expect("open");
-        let r = Recorder::start(
-            Box::new(store),
-            run_record(&p, "[]".into()),
-            initial_records(&p),
-            sharing,
-        )
-        .expect("start");
+        let r = start(
+            &path,
+            vec![(key, budget.clone())],
+            Duration::from_millis(20),
+        );
         let h = r.handle();
         let mut other = SqliteStore::open(&path).expect("open");
         let used = |other: &mut SqliteStore| {
@@ -790,24 +804,8 @@ mod tests {
     fn records_updates_and_the_end_exactly_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("l.sqlite");
-        let p = plan();
-        let store = SqliteStore::open(&path).expect("open");
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         // No periodic budgets: the run still shares (its project's pauses) every second.
-        let sharing = Sharing {
-            project: "proj".into(),
-            budgets: Vec::new(),
-            lease: LEASE,
-            every: WRITE_EVERY,
-            news: tx,
-        };
-        let r = Recorder::start(
-            Box::new(store),
-            run_record(&p, "[]".into()),
-            initial_records(&p),
-            sharing,
-        )
-        .expect("start");
+        let r = start(&path, Vec::new(), WRITE_EVERY);
         let h = r.handle();
         for step in 1..=100u64 {
             h.update(InstanceUpdate {
