@@ -652,6 +652,7 @@ pub trait UsageStore: Send {
             self.claim_many(run_id, now_ms, lease_until_ms, &[claims.to_vec()])?;
         Ok((granted == 1, elsewhere))
     }
+
     /// Several claims in one transaction, atomically as [`UsageStore::claim`]: `batch`
     /// holds one entry per instance about to launch, in launch order, each entry's claims
     /// counting the entries before it (`mine` and `hold` grow along the batch). Grants
