@@ -16,6 +16,12 @@
 # fresh temporary directory). ORCHESTRATOR_BIN=path measures another build of the
 # orchestrator; ZEN_SKIP=1 measures the orchestrator alone (to compare two builds in
 # alternating runs without zen's two minutes each).
+#
+# With zen, a third run measures the floor under any orchestrator of this fleet:
+# examples/pipe_floor.rs starts the same fake `claude` with the orchestrator's argv, reads
+# the pipes at the orchestrator's pace and only finds line ends. The orchestrator's argv
+# has --include-partial-messages (SPEC section 4) and zen's does not, so the orchestrator
+# reads more bytes and about six times the lines.
 set -euo pipefail
 
 n=${1:-20}
@@ -23,7 +29,7 @@ mb=${2:-8.4}
 secs=${3:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --release --quiet --bin orchestrator
+cargo build --release --quiet --bin orchestrator --example pipe_floor
 bin=${ORCHESTRATOR_BIN:-$root/target/release/orchestrator}
 
 venv=${ZEN_VENV:-/tmp/orchestrator-zen-venv}
@@ -75,7 +81,7 @@ run_one() { # label, rusage-line prefix, stderr file, command...
     sys=$(field sys_s "$ru")
     rss=$(field max_rss_kb "$ru")
     awk -v l="$label" -v u="$user" -v s="$sys" -v r="$rss" -v a="$start" -v b="$end" 'BEGIN {
-        printf "%-13s wall %6.2f s  CPU user %6.2f s + sys %5.2f s = %6.2f s  peak RSS %6.1f MiB\n",
+        printf "%-13s wall %6.2f s  CPU user %6.3f s + sys %6.3f s = %6.3f s  peak RSS %6.1f MiB\n",
             l, b - a, u, s, u + s, r / 1024 }'
     echo "$user $sys" >"$dir/$label.cpu"
 }
@@ -91,8 +97,17 @@ ORCHESTRATOR_RUSAGE=1 run_one orchestrator orchestrator "$dir/orchestrator.err" 
 
 grep -o '"total_tokens": *[0-9]*' "$dir/report.json" | head -1 | sed 's/^/orchestrator report: /'
 [ -n "${ZEN_SKIP:-}" ] && exit 0
+run_one pipe_floor pipe_floor "$dir/pipe_floor.err" \
+    "$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude" \
+    -p --output-format stream-json --verbose --include-partial-messages -- \
+    "/cmp {i} #mb=$mb #kb=24 #secs=$secs"
+grep -o 'bytes=[0-9]* lines=[0-9]*' "$dir/pipe_floor.err" | sed 's/^/pipe_floor read: /'
 read -r zu zs <"$dir/zen.cpu"
 read -r ou os <"$dir/orchestrator.cpu"
 awk -v zu="$zu" -v zs="$zs" -v ou="$ou" -v os="$os" 'BEGIN {
     z = zu + zs; o = ou + os
     if (o > 0) printf "ratio:        zen uses %.0fx the CPU of this orchestrator\n", z / o }'
+read -r fu fs <"$dir/pipe_floor.cpu"
+awk -v zu="$zu" -v zs="$zs" -v fu="$fu" -v fs="$fs" 'BEGIN {
+    z = zu + zs; f = fu + fs
+    if (f > 0) printf "floor ratio:  zen uses %.0fx the CPU of only reading these pipes\n", z / f }'

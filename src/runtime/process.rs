@@ -319,7 +319,7 @@ pub struct Child {
 /// What a stdout pipe is enlarged to: with the run loop polling every 50 ms
 /// (`runtime::pacer`), a 64 KiB pipe fills before it is read when Claude writes more than
 /// about 1.3 MB/s, and Claude then waits; 256 KiB holds 5 MB/s.
-const PIPE_BOOST: usize = 256 * 1024;
+pub const PIPE_BOOST: usize = 256 * 1024;
 /// The most capacity the enlarged pipes add at once. A user's pipes share a budget
 /// (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default) past which every new pipe of
 /// that user, Claude's own included, gets two pages: the orchestrator takes at most an
