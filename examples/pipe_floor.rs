@@ -2,7 +2,8 @@
 //! their stdout pipes and find the line ends, nothing else (no parsing, no accounting).
 //! Pipes are enlarged as the orchestrator enlarges them and polled at its pace in a run
 //! no budget can stop (`pacer::WAKE_EVERY_RELAXED`), so what is left is what the kernel
-//! charges the reader for the bytes: the copy out of the pipe and freeing its pages. benches/zen_compare.sh runs it beside the orchestrator.
+//! charges the reader for the bytes: the copy out of the pipe and freeing its pages.
+//! benches/zen_compare.sh runs it beside the orchestrator.
 //!
 //! ```text
 //! pipe_floor N PROGRAM ARGS...     # "{i}" in ARGS becomes 1..=N
