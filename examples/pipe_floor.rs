@@ -88,17 +88,9 @@ fn main() {
     for (mut child, _) in children {
         let _ = child.wait();
     }
-    // SAFETY: getrusage fills the struct it is given.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let (ru, user, sys) = orchestrator::app::rusage(libc::RUSAGE_SELF).expect("getrusage");
     eprintln!(
-        "pipe_floor rusage: bytes={bytes} lines={lines} user_s={:.3} sys_s={:.3} max_rss_kb={}",
-        secs(ru.ru_utime),
-        secs(ru.ru_stime),
+        "pipe_floor rusage: bytes={bytes} lines={lines} user_s={user:.3} sys_s={sys:.3} max_rss_kb={}",
         ru.ru_maxrss
     );
 }
