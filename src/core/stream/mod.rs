@@ -258,7 +258,7 @@ impl From<serde_json::Error> for ParseError {
 
 /// Reads one line (without its newline). Blank lines are [`Event::Ignored`].
 ///
-/// Lines with invalid UTF-8 are handled by [`parse_with`], which can own a repaired copy;
+/// Lines with invalid UTF-8 are handled by [`parse_into`], which can own a repaired copy;
 /// this function reports them as errors when a string it decodes is not valid UTF-8.
 #[inline]
 pub fn parse(line: &[u8]) -> Result<Event<'_>, ParseError> {
@@ -302,14 +302,8 @@ fn parse_reference(line: &[u8]) -> Result<Event<'_>, ParseError> {
 
 /// Like [`parse`], but repairs invalid UTF-8 (as U+FFFD) into `scratch` and reads that, so
 /// a stray byte inside some text never loses the usage on the same line.
-#[inline]
-pub fn parse_with<'a>(line: &'a [u8], scratch: &'a mut String) -> Result<Event<'a>, ParseError> {
-    let mut event = Event::Ignored;
-    parse_into(line, scratch, &mut event)?;
-    Ok(event)
-}
-
-/// [`parse_with`] into `out`, which the caller owns and which is written only on
+///
+/// The event goes into `out`, which the caller owns and which is written only on
 /// success. Events are a few hundred bytes: handing them back through each layer's
 /// `Result` cost copies that stalled on the stores just made (10–15% of the time on
 /// short lines).
@@ -1234,10 +1228,9 @@ mod tests {
         let at = line.windows(2).position(|w| w == b"ab").expect("ab");
         line[at] = 0xc3; // a lone UTF-8 lead byte
         assert!(parse(&line).is_err());
-        let mut scratch = String::new();
-        let Ok(Event::Assistant(a)) = parse_with(&line, &mut scratch) else {
-            panic!()
-        };
+        let (mut scratch, mut event) = (String::new(), Event::Ignored);
+        assert_eq!(parse_into(&line, &mut scratch, &mut event), Ok(()));
+        let Event::Assistant(a) = event else { panic!() };
         assert_eq!(a.text.as_deref(), Some("\u{fffd}b"));
         assert_eq!(a.usage.map(|u| u.usage().total()), Some(9));
     }
