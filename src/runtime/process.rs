@@ -11,15 +11,13 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use std::os::fd::OwnedFd;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -585,9 +583,11 @@ impl Proc {
                         self.exited = None;
                     }
                 },
-                // Registered before the next check, so that no exit slips by unnoticed.
-                None if self.sigchld.is_none() => self.sigchld = signal(SignalKind::child()).ok(),
-                None => self.next_sigchld().await,
+                None => {
+                    if !self.register_sigchld() {
+                        self.next_sigchld().await;
+                    }
+                }
             }
         }
         self.group.kill_rest_and_mark_reaped();
@@ -600,6 +600,18 @@ impl Proc {
         };
         self.reap_group_members().await;
         exit
+    }
+
+    /// Registers for SIGCHLD if not yet registered; `true` when it just was. The caller
+    /// then checks again before waiting: an exit before the registration is not signalled.
+    /// A failed registration answers `false`, so the caller waits (on a timer) instead of
+    /// trying again at once.
+    fn register_sigchld(&mut self) -> bool {
+        if self.sigchld.is_some() {
+            return false;
+        }
+        self.sigchld = signal(SignalKind::child()).ok();
+        self.sigchld.is_some()
     }
 
     async fn next_sigchld(&mut self) {
@@ -645,14 +657,9 @@ impl Proc {
                 tracing::warn!(pgid, "processes of a finished instance are still not gone");
                 return;
             }
-            if self.sigchld.is_none() {
-                // Registered before the next check, so that no exit slips by unnoticed.
-                self.sigchld = signal(SignalKind::child()).ok();
-                if self.sigchld.is_some() {
-                    continue;
-                }
+            if !self.register_sigchld() {
+                self.next_sigchld().await;
             }
-            self.next_sigchld().await;
         }
     }
 }
