@@ -829,7 +829,14 @@ impl RunState {
                 Some(at)
                     if k < granted && self.interrupt.is_none() && self.gate.stopped.is_none() =>
                 {
-                    self.start(at, Vec::new(), now, fx)
+                    if self.gate.check(now, self.running).is_ok() {
+                        self.start(at, Vec::new(), now, fx);
+                    } else {
+                        // Launches were paused (or parallelism lowered) while the claim
+                        // was out: it waits for the gate like the rest of the queue, and
+                        // claims again when it may launch.
+                        self.ledger.unadmit(id);
+                    }
                 }
                 Some(_) => {
                     self.ledger.unadmit(id);

@@ -1413,6 +1413,30 @@ fn a_batch_respects_max_parallel_and_startup_spacing() {
 }
 
 #[test]
+fn a_granted_batch_does_not_launch_past_a_pause_that_came_while_it_was_out() {
+    let mut sim = shared_plan(&["a", "b"], 10_000);
+    let fx = sim.start();
+    assert_eq!(claims(&fx).len(), 2);
+    // Another run of the project met a 429 storm while the claims were with the ledger.
+    let fx = sim.input(Input::Paused {
+        pauses: vec![pause(false, UNIX0 + 5, "429")],
+        unix_now_ms: sim.unix_ms(),
+    });
+    assert_eq!(paused(&fx), vec!["429 from another run of the project"]);
+    let fx = sim.input(granted(&[0, 1], 2, others(0, 0)));
+    assert!(spawns(&fx).is_empty(), "launched through the pause: {fx:?}");
+    assert!(claims(&fx).is_empty(), "no claim while paused");
+    assert_eq!(sim.status(0), Status::Waiting);
+    assert!(sim.reason(0).contains("429"), "{}", sim.reason(0));
+    assert_eq!(sim.run.holds(), vec![(day_key(), 0)], "neither holds anything");
+    // The pause over, both claim again and launch.
+    let fx = sim.at(5.0);
+    assert_eq!(claims(&fx).len(), 2);
+    let fx = sim.input(granted(&[0, 1], 2, others(0, 0)));
+    assert_eq!(spawns(&fx), vec![0, 1]);
+}
+
+#[test]
 fn a_refused_claim_waits_for_the_ledgers_next_figures() {
     let mut sim = shared_plan(&["a"], 10_000);
     sim.start();
