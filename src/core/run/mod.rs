@@ -505,9 +505,9 @@ pub struct RunState {
 #[derive(Debug, Clone, Default)]
 struct Sharing {
     keys: Vec<BudgetKey>,
-    /// The instances whose claims are with the ledger, as one batch: one batch at a
-    /// time, so a claim always counts every earlier one.
-    claiming: Vec<InstanceId>,
+    /// A batch of claims is with the ledger: one batch at a time, so a claim always
+    /// counts every earlier one.
+    claiming: bool,
     /// A claim was refused: no new claim before the ledger's next figures.
     refused: bool,
     /// The ledger cannot be reached: the error.
@@ -804,7 +804,7 @@ impl RunState {
         fx: &mut Vec<Effect>,
     ) {
         if let Some(s) = &mut self.sharing {
-            s.claiming.clear();
+            s.claiming = false;
         }
         let granted = match answer {
             Ok((granted, others)) => {
@@ -1070,7 +1070,7 @@ impl RunState {
         self.admit_ready(now, fx, &mut batch);
         if !batch.is_empty() {
             if let Some(s) = &mut self.sharing {
-                s.claiming = batch.iter().map(|(id, _)| *id).collect();
+                s.claiming = true;
             }
             fx.push(Effect::Claim { batch });
         }
@@ -1119,7 +1119,7 @@ impl RunState {
             let shared = self.shared_keys_of(id);
             let (claiming, down) = match &self.sharing {
                 Some(s) if !shared.is_empty() => {
-                    (!s.claiming.is_empty() || s.refused, s.down.is_some())
+                    (s.claiming || s.refused, s.down.is_some())
                 }
                 _ => (false, false),
             };
