@@ -30,8 +30,12 @@ pub const EVENTS_STALL_LIMIT: Duration = Duration::from_secs(5);
 /// (SPEC section 6: 1 is "something went wrong at run time"; 2 means nothing was launched).
 pub const EXIT_REPORT_FAILED: i32 = 1;
 
-/// The most the event writer gathers into one write.
+/// The most the event writer gathers from its queue at once.
 const BATCH_BYTES: usize = 1024 * 1024;
+/// The event writer writes a batch in slices of at most this, counting the lines each
+/// completes: a slow reader is then seen to move ([`QueuedWriter::finish`]) whenever it
+/// takes this much, and the lines counted are the lines delivered.
+const WRITE_SLICE: usize = 4 * 1024;
 
 /// Where event lines go.
 enum Output {
@@ -44,8 +48,8 @@ enum Output {
 
 /// A writer thread fed by an unbounded queue: no event is ever dropped, and a send never
 /// blocks. It writes what is queued in batches of up to [`BATCH_BYTES`], paced like the
-/// run loop, so a stream of events costs a few writes and wake-ups a second, not one per
-/// event.
+/// run loop, so a stream of events costs at most one write and wake-up per pacing
+/// interval, not one per event.
 struct QueuedWriter {
     tx: Option<std::sync::mpsc::Sender<String>>,
     /// Lines written so far (progress of a slow reader).
@@ -92,11 +96,13 @@ impl QueuedWriter {
                     }
                     // A closed stdout (`| head`) must not stop the run: the report still
                     // gets written. Later lines are dropped unwritten.
+                    let mut delivered = 0;
                     if !broken {
-                        broken = out.write_all(&batch).and_then(|_| out.flush()).is_err();
+                        (delivered, broken) = write_sliced(&mut out, &batch, &progress);
                     }
+                    // Lines dropped unwritten are done with too.
+                    progress.fetch_add(lines - delivered, Ordering::Relaxed);
                     batch.clear();
-                    progress.fetch_add(lines, Ordering::Relaxed);
                     last_write = Some(Instant::now());
                 }
                 let _ = done_tx.send(());
@@ -151,6 +157,25 @@ impl QueuedWriter {
             }
         }
     }
+}
+
+/// Writes `batch` to `out` in slices of at most [`WRITE_SLICE`], adding the lines each
+/// slice completes to `progress`: the lines delivered, and whether `out` failed.
+fn write_sliced(
+    out: &mut dyn Write,
+    batch: &[u8],
+    progress: &std::sync::atomic::AtomicU64,
+) -> (u64, bool) {
+    let mut delivered = 0;
+    for slice in batch.chunks(WRITE_SLICE) {
+        if out.write_all(slice).is_err() {
+            return (delivered, true);
+        }
+        let lines = memchr::memchr_iter(b'\n', slice).count() as u64;
+        progress.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+        delivered += lines;
+    }
+    (delivered, out.flush().is_err())
 }
 
 /// Where the events go and what is needed to word them.
@@ -916,6 +941,47 @@ mod tests {
                 event_line("usage", ts, &body)
             );
         }
+    }
+
+    /// Takes `room` bytes, then fails.
+    struct Narrow {
+        room: usize,
+    }
+
+    impl Write for Narrow {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_as_delivered_the_lines_of_each_slice_written() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // 100 lines of 100 bytes; the reader takes two slices and a bit, then is gone.
+        let line = [vec![b'x'; 99], b"\n".to_vec()].concat();
+        let batch = line.repeat(100);
+        let progress = AtomicU64::new(0);
+        let mut out = Narrow {
+            room: 2 * WRITE_SLICE + 500,
+        };
+        assert_eq!(write_sliced(&mut out, &batch, &progress), (81, true));
+        assert_eq!(
+            progress.load(Ordering::Relaxed),
+            81,
+            "8192 bytes: 81 whole lines"
+        );
+        let progress = AtomicU64::new(0);
+        let mut out = Narrow { room: usize::MAX };
+        assert_eq!(write_sliced(&mut out, &batch, &progress), (100, false));
+        assert_eq!(progress.load(Ordering::Relaxed), 100);
     }
 
     /// A writer the test can read back.

@@ -1118,9 +1118,7 @@ impl RunState {
             let id = self.queue[i];
             let shared = self.shared_keys_of(id);
             let (claiming, down) = match &self.sharing {
-                Some(s) if !shared.is_empty() => {
-                    (s.claiming || s.refused, s.down.is_some())
-                }
+                Some(s) if !shared.is_empty() => (s.claiming || s.refused, s.down.is_some()),
                 _ => (false, false),
             };
             if claiming {

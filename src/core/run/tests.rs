@@ -1428,7 +1428,11 @@ fn a_granted_batch_does_not_launch_past_a_pause_that_came_while_it_was_out() {
     assert!(claims(&fx).is_empty(), "no claim while paused");
     assert_eq!(sim.status(0), Status::Waiting);
     assert!(sim.reason(0).contains("429"), "{}", sim.reason(0));
-    assert_eq!(sim.run.holds(), vec![(day_key(), 0)], "neither holds anything");
+    assert_eq!(
+        sim.run.holds(),
+        vec![(day_key(), 0)],
+        "neither holds anything"
+    );
     // The pause over, both claim again and launch.
     let fx = sim.at(5.0);
     assert_eq!(claims(&fx).len(), 2);
