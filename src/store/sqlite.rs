@@ -380,14 +380,6 @@ ON CONFLICT (run_id, idx) DO UPDATE SET
     tool_calls = excluded.tool_calls, session_id = excluded.session_id,
     exit_code = excluded.exit_code, ended_ms = excluded.ended_ms";
 
-/// The changing fields of an instance row whose fixed ones are as recorded.
-const UPDATE_INSTANCE: &str = "
-UPDATE instances SET model = ?3, status = ?4, reason = ?5, input_tokens = ?6,
-    output_tokens = ?7, cache_creation_tokens = ?8, cache_read_tokens = ?9,
-    total_tokens = ?10, cost_nanos = ?11, duration_ms = ?12, tool_calls = ?13,
-    session_id = ?14, exit_code = ?15, ended_ms = ?16
-WHERE run_id = ?1 AND idx = ?2";
-
 /// The numbers of an instance row whose other fields are as recorded.
 const UPDATE_NUMBERS: &str = "
 UPDATE instances SET input_tokens = ?3, output_tokens = ?4, cache_creation_tokens = ?5,
@@ -421,7 +413,6 @@ fn upsert_instances(
         *mine = None;
     }
     let mut upsert = conn.prepare_cached(UPSERT_INSTANCE)?;
-    let mut update = conn.prepare_cached(UPDATE_INSTANCE)?;
     let mut numbers = conn.prepare_cached(UPDATE_NUMBERS)?;
     for i in instances {
         let u = &i.usage;
@@ -440,12 +431,10 @@ fn upsert_instances(
             i.ended_ms,
         );
         let at = i.index as usize;
-        let was = mine
+        let same = mine
             .as_ref()
             .and_then(|m| m.rows.get(at).copied().flatten())
-            .filter(|r| r.fixed == fixed);
-        let known = was.is_some();
-        let same = was.filter(|r| r.state == state);
+            .filter(|r| r.fixed == fixed && r.state == state);
         if let Some(row) = same {
             if numbers.execute(params![
                 run_id,
@@ -469,48 +458,28 @@ fn upsert_instances(
                 continue;
             }
         }
-        let updated = known
-            && update.execute(params![
-                run_id,
-                i.index,
-                i.model,
-                i.status,
-                i.reason,
-                i64_of(u.input_tokens),
-                i64_of(u.output_tokens),
-                i64_of(u.cache_creation_input_tokens),
-                i64_of(u.cache_read_input_tokens),
-                i64_of(u.total()),
-                i.cost.0,
-                i64_of(i.duration_ms),
-                i64_of(i.tool_calls),
-                i.session_id,
-                i.exit_code,
-                i.ended_ms,
-            ])? > 0;
-        let written = updated
-            || upsert.execute(params![
-                run_id,
-                i.index,
-                i.name,
-                i.command,
-                i.base_command,
-                i.configured_model,
-                i.model,
-                i.status,
-                i.reason,
-                i64_of(u.input_tokens),
-                i64_of(u.output_tokens),
-                i64_of(u.cache_creation_input_tokens),
-                i64_of(u.cache_read_input_tokens),
-                i64_of(u.total()),
-                i.cost.0,
-                i64_of(i.duration_ms),
-                i64_of(i.tool_calls),
-                i.session_id,
-                i.exit_code,
-                i.ended_ms,
-            ])? > 0;
+        let written = upsert.execute(params![
+            run_id,
+            i.index,
+            i.name,
+            i.command,
+            i.base_command,
+            i.configured_model,
+            i.model,
+            i.status,
+            i.reason,
+            i64_of(u.input_tokens),
+            i64_of(u.output_tokens),
+            i64_of(u.cache_creation_input_tokens),
+            i64_of(u.cache_read_input_tokens),
+            i64_of(u.total()),
+            i.cost.0,
+            i64_of(i.duration_ms),
+            i64_of(i.tool_calls),
+            i.session_id,
+            i.exit_code,
+            i.ended_ms,
+        ])? > 0;
         if let Some(m) = mine.as_mut().filter(|_| written) {
             let mut item = [0; ROLLUP_FIELDS];
             item[..4].copy_from_slice(&[
