@@ -514,25 +514,26 @@ fn elsewhere_in(
 ) -> rusqlite::Result<Elsewhere> {
     // Instance rows, and what runs sharing budgets used since they last wrote theirs.
     let used: i64 = conn
-        .prepare_cached(if b.usd {
+        .prepare_cached(
             "SELECT
-               (SELECT COALESCE(SUM(cost_nanos), 0) FROM instances
+               (SELECT COALESCE(SUM(CASE WHEN ?6 THEN cost_nanos ELSE total_tokens END), 0)
+                FROM instances
                 WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
                   AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))
-             + (SELECT COALESCE(SUM(cost_nanos), 0) FROM unflushed
+             + (SELECT COALESCE(SUM(CASE WHEN ?6 THEN cost_nanos ELSE total_tokens END), 0)
+                FROM unflushed
                 WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
-                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))"
-        } else {
-            "SELECT
-               (SELECT COALESCE(SUM(total_tokens), 0) FROM instances
-                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
-                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))
-             + (SELECT COALESCE(SUM(total_tokens), 0) FROM unflushed
-                WHERE run_started_ms >= ?1 AND run_started_ms < ?2 AND run_id != ?3
-                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))"
-        })?
+                  AND (?4 IS NULL OR project = ?4) AND (?5 IS NULL OR base_command = ?5))",
+        )?
         .query_row(
-            params![b.since_ms, b.until_ms, run_id, b.project, b.base_command],
+            params![
+                b.since_ms,
+                b.until_ms,
+                run_id,
+                b.project,
+                b.base_command,
+                b.usd
+            ],
             |r| r.get(0),
         )?;
     let reserved: i64 = conn
