@@ -549,11 +549,11 @@ impl SqliteStore {
     /// One immediate write transaction with `dict` ids at hand; ids added by it are
     /// kept only once it commits. Rebuilds the rollup of `rollup` when given, and of a
     /// run whose rollup an earlier write left behind.
-    fn write(
+    fn write<T>(
         &mut self,
         rollup: Option<&str>,
-        mut f: impl FnMut(&Connection, &mut DictIds, &mut Option<Mine>) -> rusqlite::Result<()>,
-    ) -> Result<(), StoreError> {
+        mut f: impl FnMut(&Connection, &mut DictIds, &mut Option<Mine>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let known = std::mem::take(&mut self.dict);
         let stale = self.stale_rollup.clone();
         let mut fresh = HashMap::new();
@@ -570,13 +570,13 @@ impl SqliteStore {
                 known: &known,
                 fresh: HashMap::new(),
             };
-            f(conn, &mut ids, &mut mine)?;
+            let answer = f(conn, &mut ids, &mut mine)?;
             let behind = stale.as_deref().filter(|&s| Some(s) != rollup);
             for run_id in rollup.into_iter().chain(behind) {
                 rebuild_rollup(conn, run_id, &mut ids, &mut mine)?;
             }
             fresh = std::mem::take(&mut ids.fresh);
-            Ok(())
+            Ok(answer)
         });
         self.dict = known;
         if r.is_ok() {
@@ -782,16 +782,13 @@ impl UsageStore for SqliteStore {
 
     fn share(&mut self, req: &ShareRequest) -> Result<Shared, StoreError> {
         let rebuild = self.rollup_due(req.instances).then_some(req.run_id);
-        let mut answer = None;
         let r = self.write(rebuild, |conn, ids, mine| {
             write_beat(conn, req.run_id, req.now_ms, req.instances, ids, mine)?;
             put_unflushed(conn, req.run_id, req.unflushed)?;
-            answer = Some(share_in(conn, req)?);
-            Ok(())
+            share_in(conn, req)
         });
         self.rollup_left(r.is_ok(), rebuild, req.run_id, req.instances);
-        r?;
-        answer.ok_or_else(|| StoreError::Unusable("the share was not answered".into()))
+        r
     }
 
     fn claim_many(
