@@ -34,8 +34,8 @@ use crate::core::plan::{InstanceId, Plan, Status};
 use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState, SharedPause};
 use crate::core::usage::{Usage, Usd};
 use crate::store::{
-    now_ms, Claim, Elsewhere, FleetPause, Hold, InstanceRecord, RunEnd, RunRecord, ShareRequest,
-    SharedBudget, StoreError, Unflushed, UsageStore,
+    self, now_ms, Claim, Elsewhere, FleetPause, Hold, InstanceRecord, RunEnd, RunRecord,
+    ShareRequest, SharedBudget, StoreError, Unflushed, UsageStore,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
@@ -411,13 +411,13 @@ fn write_loop(
         }
         // Holds handed over before a claim are older than it: the claim's hold wins.
         for (key, amount) in new_holds.into_iter().flatten() {
-            holds.insert(key, i64::try_from(amount).unwrap_or(i64::MAX));
+            holds.insert(key, saturating_i64(amount));
         }
         for batch in claims {
             let answer = claim(store.as_mut(), &run_id, &sharing, &batch);
             if let Ok((granted, _)) = &answer {
                 for c in batch.iter().take(*granted).flat_map(|(_, c)| c) {
-                    holds.insert(c.key.clone(), i64::try_from(c.hold).unwrap_or(i64::MAX));
+                    holds.insert(c.key.clone(), saturating_i64(c.hold));
                 }
             }
             let ids = batch.into_iter().map(|(id, _)| id).collect();
@@ -608,9 +608,7 @@ fn claim(
     sharing: &Sharing,
     batch: &[(InstanceId, Vec<ClaimOf>)],
 ) -> Result<(usize, Vec<OtherRuns>), String> {
-    let to_i64 = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
     // Only the claims the ledger knows are asked.
-    let known = |c: &&ClaimOf| sharing.budgets.iter().any(|(k, _)| *k == c.key);
     let asked: Vec<Vec<Claim>> = batch
         .iter()
         .map(|(_, claims)| {
@@ -620,9 +618,9 @@ fn claim(
                     let (_, budget) = sharing.budgets.iter().find(|(k, _)| *k == c.key)?;
                     Some(Claim {
                         budget: budget.clone(),
-                        mine: to_i64(c.mine),
-                        hold: to_i64(c.hold),
-                        limit: to_i64(c.limit),
+                        mine: saturating_i64(c.mine),
+                        hold: saturating_i64(c.hold),
+                        limit: saturating_i64(c.limit),
                     })
                 })
                 .collect()
@@ -631,14 +629,17 @@ fn claim(
     let (granted, e) = store
         .claim_many(run_id, now_ms(), lease_until(sharing), &asked)
         .map_err(|e| e.to_string())?;
-    // The figures come per budget, in the order they first appear in the batch.
-    let mut keys: Vec<BudgetKey> = Vec::new();
-    for c in batch.iter().flat_map(|(_, c)| c).filter(known) {
-        if !keys.contains(&c.key) {
-            keys.push(c.key.clone());
-        }
-    }
-    Ok((granted, others(keys.into_iter(), &e)))
+    // The figures come per budget in the order `claimed_budgets` gives.
+    let keys = store::claimed_budgets(&asked).into_iter().filter_map(|b| {
+        let (key, _) = sharing.budgets.iter().find(|(_, s)| s.key == b.key)?;
+        Some(key.clone())
+    });
+    Ok((granted, others(keys, &e)))
+}
+
+/// An amount as the ledger stores it: `v`, or the nearest end of the `i64` range.
+fn saturating_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn share(
