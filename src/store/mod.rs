@@ -603,6 +603,9 @@ pub trait UsageStore: Send {
         instances: &[InstanceRecord],
     ) -> Result<(), StoreError>;
     /// Upserts these instances of `run_id` and renews its heartbeat, in one transaction.
+    /// Leaves the run's unflushed use as it is: a run writes through
+    /// [`UsageStore::share`], which replaces both at once (the recorder never calls this;
+    /// after a share with unflushed use it would count that use twice until the next).
     fn record(
         &mut self,
         run_id: &str,
