@@ -11,7 +11,7 @@
 //! of that instance is read. Deltas far from any threshold do not wait: each task holds
 //! a credit (`core::credit`), its share of the room left below its budgets' nearest
 //! thresholds, and passes on without waiting what that credit covers (the covered lines
-//! of one read as one message, [`Held`]).
+//! of one read as one message, `Held`).
 
 use crate::core::accounting::{Observation, Tracker};
 use crate::core::credit::{Credit, Credits};
