@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 #[path = "../benches/common/stream_inputs.rs"]
 mod stream_inputs;
-use stream_inputs::{fixture_lines, synthetic_lines, type_last};
+use stream_inputs::{fixture_lines, jsonl_lines, synthetic_lines, type_last};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,12 +27,7 @@ fn main() {
         "fixtures" => fixture_lines(),
         "big" => synthetic_lines(12, 4 << 20),
         "big_last" => type_last(&synthetic_lines(12, 4 << 20)),
-        f if f.starts_with("file:") => std::fs::read(&f[5..])
-            .expect("read the file")
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect(),
+        f if f.starts_with("file:") => jsonl_lines(&std::fs::read(&f[5..]).expect("read the file")),
         _ => panic!("fixtures | big | big_last | file:PATH"),
     };
     let lines: Vec<Vec<u8>> = match std::env::var("OBSERVE_ONLY") {

@@ -14,15 +14,19 @@ pub fn fixture_lines() -> Vec<Vec<u8>> {
         "multi-turn-partial.jsonl",
         "killed-midway.jsonl",
     ] {
-        let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
-        lines.extend(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        lines.extend(jsonl_lines(&bytes));
     }
     lines
+}
+
+/// The non-empty lines of `bytes`, without their newlines.
+pub fn jsonl_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Build-log-like text: printable ASCII with newlines, tabs and quotes to escape.
