@@ -2,8 +2,8 @@
 //! before its fix. See docs/hardening.md for the fault table.
 
 use crate::common::{
-    call, file_names, gone, init, orchestrator, result, stderr, tempdir, wait_exit, wait_for,
-    wait_ready, FakeClaude, HANG_GUARD,
+    call, file_names, gone, init, orchestrator, read_json, result, stderr, tempdir, wait_exit,
+    wait_for, wait_ready, FakeClaude, HANG_GUARD,
 };
 use serde_json::Value;
 use std::io::Read;
@@ -17,11 +17,6 @@ fn read_all(r: Option<impl Read>) -> String {
         let _ = r.read_to_end(&mut s);
     }
     String::from_utf8_lossy(&s).into_owned()
-}
-
-/// The report a run wrote to `dir/r.json`.
-fn read_report(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("r.json")).expect("report")).expect("JSON")
 }
 
 // ---------------------------------------------------------------- 2: special report files
@@ -243,7 +238,7 @@ fn forty_under_ulimit(dir: &Path, ulimit: &str) -> std::process::Output {
 }
 
 fn completed_count(dir: &Path) -> usize {
-    read_report(dir)["instances"]
+    read_json(&dir.join("r.json"))["instances"]
         .as_array()
         .map(|a| a.iter().filter(|i| i["status"] == "completed").count())
         .unwrap_or(0)
@@ -317,7 +312,7 @@ fn instances_have_no_controlling_terminal() {
     );
     let seen = std::fs::read_to_string(dir.path().join("tty-result")).expect("tty-result");
     assert_eq!(seen.trim(), "no-tty");
-    let report = read_report(dir.path());
+    let report = read_json(&dir.path().join("r.json"));
     assert_eq!(report["instances"][0]["status"], "completed");
 }
 
@@ -358,7 +353,7 @@ fn stopped_instance_is_ended_by_the_timeout() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = read_report(dir.path());
+    let report = read_json(&dir.path().join("r.json"));
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "timed_out");
     assert_eq!(inst["signal"], libc::SIGTERM, "{inst}");
@@ -446,7 +441,7 @@ fn gigabyte_line_costs_bounded_memory_and_usage_still_counts() {
         max_rss_kb < 128 * 1024,
         "peak RSS {max_rss_kb} KiB for a 1 GiB line"
     );
-    let report = read_report(dir.path());
+    let report = read_json(&dir.path().join("r.json"));
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert_eq!(inst["malformed_lines"], 0);
@@ -650,7 +645,7 @@ fn full_log_disk_is_reported_once_per_instance() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(err.matches("its log is incomplete").count(), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
-    let report = read_report(dir.path());
+    let report = read_json(&dir.path().join("r.json"));
     let inst = &report["instances"][0];
     assert_eq!(inst["status"], "completed");
     assert!(

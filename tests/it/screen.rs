@@ -57,6 +57,9 @@ fn simulate_in_pty(
     let mut cmd = Command::new(bin());
     cmd.current_dir(dir)
         .env_remove("ORCHESTRATOR_CLAUDE_PATH")
+        // The ledger defaults under HOME; the runner's own choice must not leak in.
+        .env_remove("ORCHESTRATOR_LEDGER")
+        .env_remove("XDG_DATA_HOME")
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("COLUMNS")

@@ -5,8 +5,8 @@
 //! the man page, and every file in examples/.
 
 use crate::common::{
-    bin, call, file_names, init, instance, orchestrator, result, run, stderr, stdout, tempdir,
-    FakeClaude,
+    bin, call, file_names, init, instance, orchestrator, read_json, result, run, stderr, stdout,
+    tempdir, FakeClaude,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -18,11 +18,6 @@ use std::sync::Arc;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------- schemas
