@@ -8,11 +8,10 @@
 
 use crate::core::budget::{Amount, Decision, Scope, Warning, WarningKind};
 use crate::core::efficiency::{efficiency, Efficiency};
-use crate::core::plan::{InstanceSpec, Plan};
+use crate::core::plan::{InstanceId, InstanceSpec, Plan};
 use crate::core::run::{Instance, Phase, RunEvent, RunState};
 use crate::core::usage::{Usage, Usd};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -188,7 +187,7 @@ pub struct EventSink {
     names: Vec<String>,
     /// Per instance: when its last `usage` event went out, and the tokens counted since
     /// (held back by coalescing) that the next `usage` event must carry in its `delta`.
-    usage_state: HashMap<String, UsageCoalesce>,
+    usage_state: Vec<UsageCoalesce>,
     /// The `run_finished` object, once the run is over.
     pub finished: Option<Value>,
 }
@@ -262,7 +261,7 @@ impl EventSink {
             out: Output::Direct(out),
             report_path: None,
             names: Vec::new(),
-            usage_state: HashMap::new(),
+            usage_state: Vec::new(),
             finished: None,
         }
     }
@@ -342,7 +341,7 @@ impl EventSink {
             ),
             RunEvent::Usage { id, tokens } => {
                 let p = &run.instances[*id].progress;
-                self.usage_update(run.name(*id), &p.usage, p.cost, *tokens, now);
+                self.usage_update(*id, run.name(*id), &p.usage, p.cost, *tokens, now);
             }
             RunEvent::Notice { .. } | RunEvent::InstanceKilled { .. } => {}
             RunEvent::BudgetWarning { id, warning } => {
@@ -372,7 +371,7 @@ impl EventSink {
             }
             RunEvent::InstanceFinished { id } => {
                 let spec = &run.plan.instances[*id];
-                self.flush_usage(&spec.name);
+                self.flush_usage(*id, &spec.name);
                 self.emit(
                     "instance_finished",
                     instance_json(spec, &run.instances[*id], now),
@@ -447,21 +446,26 @@ impl EventSink {
         self.emit("run_started", body);
     }
 
-    /// A usage update of one instance. Coalesced: at most one event per instance per
-    /// [`USAGE_EVERY`]; a held-back update's tokens are carried in the next event's
-    /// `delta` (or flushed just before `instance_finished`), so the `delta`s of an
+    /// A usage update of instance `id`, named `name`. Coalesced: at most one event per
+    /// instance per [`USAGE_EVERY`]; a held-back update's tokens are carried in the next
+    /// event's `delta` (or flushed just before `instance_finished`), so the `delta`s of an
     /// instance always add up to its final `total_tokens`.
-    pub fn usage_update(&mut self, name: &str, usage: &Usage, cost: Usd, delta: i64, now: Instant) {
+    pub fn usage_update(
+        &mut self,
+        id: InstanceId,
+        name: &str,
+        usage: &Usage,
+        cost: Usd,
+        delta: i64,
+        now: Instant,
+    ) {
         if !self.json {
             return;
         }
-        if !self.usage_state.contains_key(name) {
-            self.usage_state
-                .insert(name.to_string(), UsageCoalesce::default());
+        if self.usage_state.len() <= id {
+            self.usage_state.resize_with(id + 1, UsageCoalesce::default);
         }
-        let Some(st) = self.usage_state.get_mut(name) else {
-            return;
-        };
+        let st = &mut self.usage_state[id];
         st.pending_delta = st.pending_delta.saturating_add(delta);
         let due = st
             .last_sent
@@ -476,9 +480,9 @@ impl EventSink {
         self.write_line(usage_line(&now_ts(), name, usage, cost, delta));
     }
 
-    /// Sends a held-back `usage` event of `name`, if any.
-    fn flush_usage(&mut self, name: &str) {
-        let Some(st) = self.usage_state.get_mut(name) else {
+    /// Sends a held-back `usage` event of instance `id`, named `name`, if any.
+    fn flush_usage(&mut self, id: InstanceId, name: &str) {
+        let Some(st) = self.usage_state.get_mut(id) else {
             return;
         };
         if let Some((usage, cost)) = st.pending.take() {
@@ -1047,6 +1051,7 @@ mod tests {
         for i in 0..10u64 {
             total += 10 + i;
             sink.usage_update(
+                0,
                 "a",
                 &usage(total),
                 Usd::ZERO,
@@ -1055,12 +1060,12 @@ mod tests {
             );
         }
         // Another instance is not held back by the first one's clock.
-        sink.usage_update("b", &usage(5), Usd::ZERO, 5, t0 + ms(21));
+        sink.usage_update(1, "b", &usage(5), Usd::ZERO, 5, t0 + ms(21));
         let sent: Vec<Value> = out.events();
         let a: Vec<&Value> = sent.iter().filter(|e| e["name"] == "a").collect();
         assert_eq!(a.len(), 2, "{a:?}"); // at 0 ms and 100 ms
         assert_eq!(sent.iter().filter(|e| e["name"] == "b").count(), 1);
-        sink.flush_usage("a");
+        sink.flush_usage(0, "a");
         let a: Vec<Value> = out
             .events()
             .into_iter()
@@ -1071,7 +1076,7 @@ mod tests {
         assert_eq!(deltas, total);
         assert_eq!(a[2]["total_tokens"], total);
         // Nothing held back: flushing again sends nothing.
-        sink.flush_usage("a");
+        sink.flush_usage(0, "a");
         assert_eq!(out.events().len(), 4);
     }
 
@@ -1080,7 +1085,7 @@ mod tests {
         let out = Captured::default();
         let mut sink = EventSink::with_writer(false, Box::new(out.clone()));
         sink.emit("instance_waiting", json!({"name": "a"}));
-        sink.usage_update("a", &usage(1), Usd::ZERO, 1, Instant::now());
+        sink.usage_update(0, "a", &usage(1), Usd::ZERO, 1, Instant::now());
         assert!(out.events().is_empty());
     }
 
