@@ -49,26 +49,10 @@ pub(super) fn parse<'a>(line: &'a [u8], out: &mut Event<'a>) -> Scan<()> {
     // The wire structs are filled in place and turned into the event where it is to
     // live: these are the largest values of a line, and each move of one showed.
     match kind {
-        Kind::System => {
-            let mut l = SystemLine::default();
-            whole(line, start, &mut l, system_line)?;
-            *out = system_event(l);
-        }
-        Kind::Assistant => {
-            let mut l = AssistantLine::default();
-            whole(line, start, &mut l, assistant_line)?;
-            *out = assistant_event(l);
-        }
-        Kind::StreamEvent => {
-            let mut l = StreamLine::default();
-            whole(line, start, &mut l, stream_line)?;
-            *out = stream_event(l);
-        }
-        Kind::Result => {
-            let mut l = ResultLine::default();
-            whole(line, start, &mut l, result_line)?;
-            *out = result_event(l);
-        }
+        Kind::System => whole_event(line, start, out, system_line, system_event)?,
+        Kind::Assistant => whole_event(line, start, out, assistant_line, assistant_event)?,
+        Kind::StreamEvent => whole_event(line, start, out, stream_line, stream_event)?,
+        Kind::Result => whole_event(line, start, out, result_line, result_event)?,
         Kind::User => {
             let mut parts = (None, None);
             whole(line, start, &mut parts, user_line)?;
@@ -85,6 +69,21 @@ pub(super) fn parse<'a>(line: &'a [u8], out: &mut Event<'a>) -> Scan<()> {
         // Rare; serde_json reads them.
         Kind::RateLimit | Kind::Other => return Err(Bail),
     }
+    Ok(())
+}
+
+/// [`whole`] into a fresh wire struct, then `out` = the event `event` makes of it.
+#[inline(always)]
+fn whole_event<'a, T: Default>(
+    line: &'a [u8],
+    start: usize,
+    out: &mut Event<'a>,
+    read: Read<'a, T>,
+    event: fn(T) -> Event<'a>,
+) -> Scan<()> {
+    let mut wire = T::default();
+    whole(line, start, &mut wire, read)?;
+    *out = event(wire);
     Ok(())
 }
 
