@@ -893,11 +893,9 @@ fn run(
             "killed processes that had left their instance's process group"
         );
     }
-    if let Some(w) = watchdog {
-        w.finish();
-    }
+    let watchdog_use = watchdog.and_then(watchdog::Watchdog::finish);
     if std::env::var_os(RUSAGE_ENV).is_some() {
-        print_own_rusage();
+        print_own_rusage(watchdog_use);
     }
     outcome.exit.code()
 }
@@ -942,7 +940,8 @@ fn missing_claude(p: &Path) -> String {
 }
 
 /// Hidden: when set, a run ends by printing the orchestrator's own CPU time and peak RSS
-/// to stderr (benches/scale.sh). Its own only: the children's, which a shell's `time`
+/// to stderr (benches/scale.sh). Its own and its watchdog's (`runtime::watchdog`, a process
+/// of its own that exists only for the run) only: the instances', which a shell's `time`
 /// would add in, are not the orchestrator's cost.
 pub const RUSAGE_ENV: &str = "ORCHESTRATOR_RUSAGE";
 
@@ -970,21 +969,29 @@ pub fn rusage(who: libc::c_int) -> Option<(libc::rusage, f64, f64)> {
     if unsafe { libc::getrusage(who, &mut ru) } != 0 {
         return None;
     }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some((ru, secs(ru.ru_utime), secs(ru.ru_stime)))
 }
 
-fn print_own_rusage() {
+fn secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// The orchestrator's CPU time (its own plus its watchdog's, shown apart too) and its
+/// peak RSS, for [`RUSAGE_ENV`].
+fn print_own_rusage(watchdog: Option<libc::rusage>) {
     let Some((ru, user, sys)) = rusage(libc::RUSAGE_SELF) else {
         return;
     };
+    let (w_user, w_sys) = watchdog.map_or((0.0, 0.0), |w| (secs(w.ru_utime), secs(w.ru_stime)));
     eprintln!(
-        "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={} minor_faults={}",
-        user,
-        sys,
+        "orchestrator rusage: user_s={:.3} sys_s={:.3} max_rss_kb={} voluntary_cs={} involuntary_cs={} minor_faults={} watchdog_user_s={:.3} watchdog_sys_s={:.3}",
+        user + w_user,
+        sys + w_sys,
         ru.ru_maxrss,
         ru.ru_nvcsw,
         ru.ru_nivcsw,
-        ru.ru_minflt
+        ru.ru_minflt,
+        w_user,
+        w_sys
     );
 }

@@ -749,6 +749,66 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
     assert!(left.is_empty(), "left running after kill -9: {left:?}");
 }
 
+/// A tool that escaped with `setsid` and whose parent exited is adopted by the
+/// orchestrator (a child subreaper) and belongs to no instance's tree any more; the
+/// watchdog's periodic list of the orchestrator's children is what finds it after a
+/// `kill -9`.
+#[test]
+fn sigkill_of_the_orchestrator_takes_the_processes_it_adopted_with_it() {
+    let dir = tempdir();
+    let marker = format!("8{}", std::process::id());
+    let claude = FakeClaude::new()
+        .sh(&format!("sh -c 'setsid sleep {marker}1 &'"))
+        .ready()
+        .sh(&format!("sleep {marker}2"))
+        .write(dir.path(), "claude");
+    let mut child = orchestrator(dir.path())
+        .arg("--claude-path")
+        .arg(&claude)
+        .arg("x")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_ready(dir.path(), 1, &mut child);
+    let orchestrator_pid = child.id() as i32;
+    wait_for(
+        "the escaped tool adopted by the orchestrator",
+        &mut child,
+        |_| {
+            live_with_marker(&format!("{marker}1"))
+                .into_iter()
+                .find(|&pid| parent(pid) == Some(orchestrator_pid))
+        },
+    );
+    // The watchdog lists adopted processes every SNAPSHOT_EVERY (200 ms) while no
+    // instance starts or ends; five of those is a wide margin.
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let deadline = Instant::now() + HANG_GUARD;
+    let mut left = live_with_marker(&marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = live_with_marker(&marker);
+    }
+    for &pid in &left {
+        // SAFETY: clean up after a failure; these are our test's processes.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "left running after kill -9: {left:?}");
+}
+
+/// The parent pid of a live process.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 // ---------------------------------------------------------------- 12: text safety
 
 /// The dry run prints no raw ESC, BEL or bidi control from prompts, models or extra args.
