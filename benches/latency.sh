@@ -10,6 +10,7 @@
 # crossings (RUNS x N; default 10 x 100 = 1000).
 #
 # Usage: benches/latency.sh [N=100] [RUNS=10]
+# ORCHESTRATOR_BIN=path measures another build of the orchestrator.
 set -euo pipefail
 
 n=${1:-100}
@@ -18,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 cargo build --release --quiet --bin orchestrator --example latency_claude
-bin=$root/target/release/orchestrator
+bin=${ORCHESTRATOR_BIN:-$root/target/release/orchestrator}
 fake=$root/target/release/examples/latency_claude
 
 dir=${LATENCY_DIR:-$(mktemp -d /tmp/orchestrator-latency.XXXXXX)}

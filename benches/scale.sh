@@ -2,7 +2,8 @@
 # Scale run (SPEC section 10): N simulated instances at once, each streaming about MB MiB
 # of stream-json over about SECS seconds, through the release binary. Prints the
 # orchestrator's own CPU time and peak RSS (ORCHESTRATOR_RUSAGE: getrusage(RUSAGE_SELF)
-# at exit, so the N simulator processes are not counted), the wall time, and whether
+# at exit plus its watchdog process's CPU, so the N simulator processes are not
+# counted), the wall time, and whether
 # every instance's totals are exact (examples/check_report.rs against
 # simulate::expected_totals).
 #

@@ -7,7 +7,8 @@
 # Both orchestrators run the same zen-format config and the same fake `claude` (a
 # script that runs this binary's simulated Claude), found first on PATH. Each one's own
 # CPU (user + sys) is getrusage(RUSAGE_SELF) at its exit — the simulated Claude
-# processes are not counted: ORCHESTRATOR_RUSAGE=1 here, and for zen a Python wrapper
+# processes are not counted: ORCHESTRATOR_RUSAGE=1 here (which adds in the CPU of the
+# orchestrator's watchdog process, part of its cost), and for zen a Python wrapper
 # that runs zen in-process and prints resource.getrusage(RUSAGE_SELF) at exit.
 #
 # Usage: benches/zen_compare.sh [N=20] [MB=8.4] [SECS=10]
