@@ -691,6 +691,24 @@ fn live_with_marker(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// `kill -9` of the orchestrator `child`, then every process with `marker` in its command
+/// line must be gone (within [`HANG_GUARD`]; what is left is killed, and the test fails).
+fn sigkill_leaves_nothing_running(child: &mut Child, marker: &str) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let deadline = Instant::now() + HANG_GUARD;
+    let mut left = live_with_marker(marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = live_with_marker(marker);
+    }
+    for &pid in &left {
+        // SAFETY: clean up after a failure; these are our test's processes.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(left.is_empty(), "left running after kill -9: {left:?}");
+}
+
 /// `kill -9` of the orchestrator while three instances run tools — plain children, a
 /// Claude and a tool that ignore SIGTERM, a tool that escaped with `setsid` — leaves
 /// nothing running: the watchdog kills every instance's whole tree.
@@ -734,19 +752,7 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
         .expect("spawn");
     wait_ready(dir.path(), 3, &mut child);
     assert!(live_with_marker(&marker).len() >= 6, "tools not running");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut left = live_with_marker(&marker);
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        left = live_with_marker(&marker);
-    }
-    for &pid in &left {
-        // SAFETY: clean up after a failure; these are our test's processes.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    assert!(left.is_empty(), "left running after kill -9: {left:?}");
+    sigkill_leaves_nothing_running(&mut child, &marker);
 }
 
 /// A tool that escaped with `setsid` and whose parent exited is adopted by the
@@ -784,19 +790,7 @@ fn sigkill_of_the_orchestrator_takes_the_processes_it_adopted_with_it() {
     // The watchdog lists adopted processes every SNAPSHOT_EVERY (200 ms) while no
     // instance starts or ends; five of those is a wide margin.
     std::thread::sleep(Duration::from_secs(1));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut left = live_with_marker(&marker);
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        left = live_with_marker(&marker);
-    }
-    for &pid in &left {
-        // SAFETY: clean up after a failure; these are our test's processes.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    assert!(left.is_empty(), "left running after kill -9: {left:?}");
+    sigkill_leaves_nothing_running(&mut child, &marker);
 }
 
 /// The parent pid of a live process.
