@@ -124,8 +124,10 @@ impl QueuedWriter {
                     }
                     // Lines dropped unwritten are done with too.
                     progress.fetch_add(lines - delivered, Ordering::Relaxed);
+                    // A full batch means the writer is behind: no pause before the next.
+                    let full = batch.len() >= BATCH_BYTES;
                     batch.clear();
-                    last_write = Some(Instant::now());
+                    last_write = (!full).then(Instant::now);
                 }
                 let _ = done_tx.send(());
             });
@@ -1034,6 +1036,31 @@ mod tests {
             .expect("finish waited out the writer's pause");
         assert_eq!(finished, Ok(()));
         assert_eq!(out.events(), vec![json!({"n": 1}), json!({"n": 2})]);
+    }
+
+    /// A writer that filled a whole batch is behind: it writes the next one without a
+    /// pause (the pause here is an hour).
+    #[test]
+    fn a_full_batch_is_followed_by_no_pause() {
+        let out = Captured::default();
+        let Ok(mut q) = QueuedWriter::start(Box::new(out.clone()), Duration::from_secs(3600))
+        else {
+            panic!("no writer thread");
+        };
+        let wait_written = |q: &QueuedWriter, n: u64| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while q.written.load(std::sync::atomic::Ordering::Relaxed) < n {
+                assert!(Instant::now() < deadline, "line {n} was never written");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let big = format!(r#"{{"big":"{}"}}"#, "x".repeat(BATCH_BYTES));
+        q.send(big);
+        wait_written(&q, 1);
+        q.send(r#"{"n":2}"#.into());
+        wait_written(&q, 2);
+        assert_eq!(out.events().len(), 2);
+        assert_eq!(q.finish(Duration::from_secs(30)), Ok(()));
     }
 
     /// A writer the test can read back.

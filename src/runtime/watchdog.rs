@@ -138,19 +138,45 @@ impl Watchdog {
             *p = None;
         }
         let pid = self.pid();
-        // SAFETY: wait4 on our own child; it only writes into `ru` and `status`.
-        let reap = |flags| unsafe {
-            let (mut ru, mut status) = (std::mem::zeroed::<libc::rusage>(), 0);
-            (libc::wait4(pid, &mut status, flags, &mut ru) == pid).then_some(ru)
-        };
         for _ in 0..200 {
-            if let Some(ru) = reap(libc::WNOHANG) {
-                return Some(ru);
+            match reap(pid, libc::WNOHANG) {
+                Reaped::Now(ru) => return Some(ru),
+                Reaped::Gone => return None,
+                Reaped::Running => std::thread::sleep(Duration::from_millis(5)),
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.child.kill();
-        reap(0)
+        match reap(pid, 0) {
+            Reaped::Now(ru) => Some(ru),
+            Reaped::Gone | Reaped::Running => None,
+        }
+    }
+}
+
+/// What `wait4` on the watchdog found.
+enum Reaped {
+    Now(libc::rusage),
+    Running,
+    /// Not our child any more (reaped elsewhere): never signal its pid again.
+    Gone,
+}
+
+fn reap(pid: libc::pid_t, flags: libc::c_int) -> Reaped {
+    loop {
+        // SAFETY: wait4 on our own child; it only writes into `ru` and `status`.
+        let (got, ru) = unsafe {
+            let (mut ru, mut status) = (std::mem::zeroed::<libc::rusage>(), 0);
+            (libc::wait4(pid, &mut status, flags, &mut ru), ru)
+        };
+        if got == pid {
+            return Reaped::Now(ru);
+        }
+        if got == 0 {
+            return Reaped::Running;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Reaped::Gone;
+        }
     }
 }
 
@@ -193,10 +219,11 @@ fn table() -> Vec<Proc> {
 }
 
 /// Direct children of `pid` (pid → start time) but those `skip` names, from
-/// `/proc/PID/task/*/children` when the kernel has it, else from the whole table. Skipped
-/// pids are never read: the orchestrator's children are mostly its instances, whose start
-/// times the watchdog already has, and reading each one's `/proc/PID/stat` on every
-/// snapshot cost more CPU than the orchestrator itself at 500 instances.
+/// `/proc/PID/task/*/children` when the kernel has it, else from the whole table. With
+/// that file, skipped pids are never read: the orchestrator's children are mostly its
+/// instances, whose start times the watchdog already has, and reading each one's
+/// `/proc/PID/stat` on every snapshot cost more CPU than the orchestrator itself at 500
+/// instances. (Without it, every process is read each time, as before.)
 fn children_of(pid: i32, skip: impl Fn(i32) -> bool) -> HashMap<i32, u64> {
     let mut kids = HashSet::new();
     let mut found_file = false;
@@ -251,19 +278,29 @@ pub fn run(args: &[std::ffi::OsString]) -> i32 {
     let mut orphans: HashMap<i32, u64> = HashMap::new();
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
+    let mut next_snapshot = std::time::Instant::now() + SNAPSHOT_EVERY;
     loop {
+        let now = std::time::Instant::now();
+        if now >= next_snapshot {
+            // The orchestrator's children that are not instances: escaped processes it
+            // adopted as the subreaper. Due even while records keep coming.
+            let me = std::process::id() as i32;
+            orphans = children_of(orch, |pid| pid == me || instances.contains_key(&pid));
+            next_snapshot = now + SNAPSHOT_EVERY;
+        }
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
+        // Rounded up, so that a wake-up never comes just before the snapshot is due.
+        let wait_ms = next_snapshot
+            .saturating_duration_since(now)
+            .as_micros()
+            .div_ceil(1000);
         // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, SNAPSHOT_EVERY.as_millis() as libc::c_int) };
+        let r = unsafe { libc::poll(&mut pfd, 1, wait_ms as libc::c_int) };
         if r == 0 {
-            // The orchestrator's children that are not instances: escaped processes it
-            // adopted as the subreaper.
-            let me = std::process::id() as i32;
-            orphans = children_of(orch, |pid| pid == me || instances.contains_key(&pid));
             continue;
         }
         if r < 0 {

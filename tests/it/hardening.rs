@@ -2,8 +2,8 @@
 //! before its fix. See docs/hardening.md for the fault table.
 
 use crate::common::{
-    call, file_names, gone, init, orchestrator, read_json, result, stderr, tempdir, wait_exit,
-    wait_for, wait_ready, FakeClaude, HANG_GUARD,
+    call, file_names, gone, init, orchestrator, parent_pid, read_json, result, stderr, tempdir,
+    wait_exit, wait_for, wait_ready, FakeClaude, HANG_GUARD,
 };
 use serde_json::Value;
 use std::io::Read;
@@ -761,17 +761,37 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
 /// `kill -9`.
 #[test]
 fn sigkill_of_the_orchestrator_takes_the_processes_it_adopted_with_it() {
+    adopted_tool_dies_with_the_orchestrator(0);
+}
+
+/// The same while other instances start and end all the time: the watchdog's list is
+/// refreshed even though its pipe never stays quiet for a whole interval.
+#[test]
+fn processes_it_adopted_die_with_it_while_instances_come_and_go() {
+    adopted_tool_dies_with_the_orchestrator(5000);
+}
+
+/// Runs an instance whose tool escapes and is adopted by the orchestrator, beside `churn`
+/// instances that exit at once (one at a time), then `kill -9`s the orchestrator.
+fn adopted_tool_dies_with_the_orchestrator(churn: usize) {
     let dir = tempdir();
-    let marker = format!("8{}", std::process::id());
-    let claude = FakeClaude::new()
+    let marker = format!("8{}{churn}", std::process::id());
+    let adopter = FakeClaude::new()
         .sh(&format!("sh -c 'setsid sleep {marker}1 &'"))
         .ready()
         .sh(&format!("sleep {marker}2"))
+        .write(dir.path(), "claude-adopter");
+    let claude = FakeClaude::new()
+        .sh(&format!(
+            "case \"$*\" in *adopter*) exec '{}';; esac",
+            adopter.display()
+        ))
         .write(dir.path(), "claude");
     let mut child = orchestrator(dir.path())
         .arg("--claude-path")
         .arg(&claude)
-        .arg("x")
+        .args(["-j", "2", "adopter"])
+        .args((0..churn).map(|i| format!("q{i}")))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -784,23 +804,20 @@ fn sigkill_of_the_orchestrator_takes_the_processes_it_adopted_with_it() {
         |_| {
             live_with_marker(&format!("{marker}1"))
                 .into_iter()
-                .find(|&pid| parent(pid) == Some(orchestrator_pid))
+                .find(|&pid| parent_pid(pid) == Some(orchestrator_pid))
         },
     );
-    // The watchdog lists adopted processes every SNAPSHOT_EVERY (200 ms) while no
-    // instance starts or ends; five of those is a wide margin.
+    // The watchdog lists adopted processes every SNAPSHOT_EVERY (200 ms); five of those
+    // is a wide margin.
     std::thread::sleep(Duration::from_secs(1));
+    if churn > 0 {
+        assert_eq!(
+            child.try_wait().expect("wait"),
+            None,
+            "the churn ended too soon"
+        );
+    }
     sigkill_leaves_nothing_running(&mut child, &marker);
-}
-
-/// The parent pid of a live process.
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_ascii_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 // ---------------------------------------------------------------- 12: text safety

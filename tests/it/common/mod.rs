@@ -4,7 +4,9 @@
 #![allow(dead_code)] // each test module uses its own subset
 
 mod fake_claude;
-pub use fake_claude::{gone, proc_state, wait_exit, wait_for, wait_ready, FakeClaude, HANG_GUARD};
+pub use fake_claude::{
+    gone, parent_pid, proc_state, wait_exit, wait_for, wait_ready, FakeClaude, HANG_GUARD,
+};
 
 pub mod pg_server;
 pub use pg_server::PgServer;
