@@ -1007,24 +1007,31 @@ mod tests {
         assert_eq!(progress.load(Ordering::Relaxed), 100);
     }
 
-    /// The end of a run does not wait out the writer's pause between writes: closing the
-    /// queue wakes it (the pause here is an hour).
-    #[test]
-    fn closing_the_queue_ends_the_writers_pause() {
+    /// A writer thread that pauses an hour between writes while lines stream in.
+    fn hour_paced_writer() -> (QueuedWriter, Captured) {
         let out = Captured::default();
-        let Ok(mut q) = QueuedWriter::start(Box::new(out.clone()), Duration::from_secs(3600))
-        else {
+        let Ok(q) = QueuedWriter::start(Box::new(out.clone()), Duration::from_secs(3600)) else {
             panic!("no writer thread");
         };
-        q.send(r#"{"n":1}"#.into());
+        (q, out)
+    }
+
+    /// Waits (up to 30 s, then fails) until `q` has written `n` lines.
+    fn wait_written(q: &QueuedWriter, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while q.written.load(std::sync::atomic::Ordering::Relaxed) < 1 {
-            assert!(
-                Instant::now() < deadline,
-                "the first line was never written"
-            );
+        while q.written.load(std::sync::atomic::Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "line {n} was never written");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The end of a run does not wait out the writer's pause between writes: closing the
+    /// queue wakes it.
+    #[test]
+    fn closing_the_queue_ends_the_writers_pause() {
+        let (mut q, out) = hour_paced_writer();
+        q.send(r#"{"n":1}"#.into());
+        wait_written(&q, 1);
         // The writer now pauses before writing this one.
         q.send(r#"{"n":2}"#.into());
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -1039,21 +1046,10 @@ mod tests {
     }
 
     /// A writer that filled a whole batch is behind: it writes the next one without a
-    /// pause (the pause here is an hour).
+    /// pause.
     #[test]
     fn a_full_batch_is_followed_by_no_pause() {
-        let out = Captured::default();
-        let Ok(mut q) = QueuedWriter::start(Box::new(out.clone()), Duration::from_secs(3600))
-        else {
-            panic!("no writer thread");
-        };
-        let wait_written = |q: &QueuedWriter, n: u64| {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while q.written.load(std::sync::atomic::Ordering::Relaxed) < n {
-                assert!(Instant::now() < deadline, "line {n} was never written");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        };
+        let (mut q, out) = hour_paced_writer();
         let big = format!(r#"{{"big":"{}"}}"#, "x".repeat(BATCH_BYTES));
         q.send(big);
         wait_written(&q, 1);
