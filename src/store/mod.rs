@@ -136,6 +136,26 @@ pub struct InstanceRecord {
     pub ended_ms: Option<i64>,
 }
 
+impl InstanceRecord {
+    /// The record's numeric columns in table order: input, output, cache creation and
+    /// cache read tokens, total tokens, nanodollars, duration (ms) and tool calls. A count
+    /// past `i64::MAX` is stored as `i64::MAX`.
+    pub(crate) fn numbers(&self) -> [i64; 8] {
+        let u = &self.usage;
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        [
+            n(u.input_tokens),
+            n(u.output_tokens),
+            n(u.cache_creation_input_tokens),
+            n(u.cache_read_input_tokens),
+            n(u.total()),
+            self.cost.0,
+            n(self.duration_ms),
+            n(self.tool_calls),
+        ]
+    }
+}
+
 /// The key of an estimate's history: completed instances of one project, base command
 /// (`None`: free text) and configured model (normalised; `None` matches `None` only).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -641,7 +641,6 @@ impl<'a> InstanceArrays<'a> {
             ended_ms: Vec::new(),
         };
         for i in last {
-            let u = &i.usage;
             a.idx.push(i64::from(i.index));
             a.name.push(text(&i.name));
             a.command.push(text(&i.command));
@@ -650,17 +649,7 @@ impl<'a> InstanceArrays<'a> {
             a.model.push(opt_text(&i.model));
             a.status.push(text(&i.status));
             a.reason.push(opt_text(&i.reason));
-            let numbers = [
-                i64_of(u.input_tokens),
-                i64_of(u.output_tokens),
-                i64_of(u.cache_creation_input_tokens),
-                i64_of(u.cache_read_input_tokens),
-                i64_of(u.total()),
-                i.cost.0,
-                i64_of(i.duration_ms),
-                i64_of(i.tool_calls),
-            ];
-            for (column, n) in a.numbers.iter_mut().zip(numbers) {
+            for (column, n) in a.numbers.iter_mut().zip(i.numbers()) {
                 column.push(n);
             }
             a.session_id.push(opt_text(&i.session_id));

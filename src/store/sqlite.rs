@@ -390,14 +390,14 @@ WHERE run_id = ?1 AND idx = ?2";
 /// The numbers of an instance's rollup item (after its name, command, model and
 /// completed flag): the four token classes, nanodollars and tool calls.
 fn item_numbers(i: &InstanceRecord) -> [u64; 6] {
-    let u = &i.usage;
+    let [input, output, creation, read, _, cost, _, tools] = i.numbers();
     [
-        u64_of(i64_of(u.input_tokens)),
-        u64_of(i64_of(u.output_tokens)),
-        u64_of(i64_of(u.cache_creation_input_tokens)),
-        u64_of(i64_of(u.cache_read_input_tokens)),
-        zigzag(i.cost.0),
-        u64_of(i64_of(i.tool_calls)),
+        u64_of(input),
+        u64_of(output),
+        u64_of(creation),
+        u64_of(read),
+        zigzag(cost),
+        u64_of(tools),
     ]
 }
 
@@ -415,7 +415,7 @@ fn upsert_instances(
     let mut upsert = conn.prepare_cached(UPSERT_INSTANCE)?;
     let mut numbers = conn.prepare_cached(UPDATE_NUMBERS)?;
     for i in instances {
-        let u = &i.usage;
+        let n = i.numbers();
         let fixed = fixed_hash(
             &i.name,
             &i.command,
@@ -437,16 +437,7 @@ fn upsert_instances(
             .filter(|r| r.fixed == fixed && r.state == state);
         if let Some(row) = same {
             if numbers.execute(params![
-                run_id,
-                i.index,
-                i64_of(u.input_tokens),
-                i64_of(u.output_tokens),
-                i64_of(u.cache_creation_input_tokens),
-                i64_of(u.cache_read_input_tokens),
-                i64_of(u.total()),
-                i.cost.0,
-                i64_of(i.duration_ms),
-                i64_of(i.tool_calls),
+                run_id, i.index, n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]
             ])? > 0
             {
                 // Names, command and model as before: their ids too.
@@ -468,14 +459,14 @@ fn upsert_instances(
             i.model,
             i.status,
             i.reason,
-            i64_of(u.input_tokens),
-            i64_of(u.output_tokens),
-            i64_of(u.cache_creation_input_tokens),
-            i64_of(u.cache_read_input_tokens),
-            i64_of(u.total()),
-            i.cost.0,
-            i64_of(i.duration_ms),
-            i64_of(i.tool_calls),
+            n[0],
+            n[1],
+            n[2],
+            n[3],
+            n[4],
+            n[5],
+            n[6],
+            n[7],
             i.session_id,
             i.exit_code,
             i.ended_ms,
