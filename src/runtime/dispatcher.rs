@@ -548,7 +548,7 @@ async fn supervise(
     id: InstanceId,
     name: String,
     mut child: process::Child,
-    (stdout, stderr): (tokio::process::ChildStdout, tokio::process::ChildStderr),
+    (stdout, stderr): (process::ChildStdout, process::ChildStderr),
     mut tracker: Tracker,
     (tx, credit): (mpsc::Sender<Msg>, Arc<CreditCell>),
     logs: Option<(PathBuf, PathBuf)>,

@@ -8,4 +8,5 @@ pub mod logs;
 pub mod pacer;
 pub mod process;
 pub mod recorder;
+pub mod spawn;
 pub mod watchdog;

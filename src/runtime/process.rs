@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,10 +21,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub use libc::{SIGKILL, SIGTERM};
+
+/// The read end of an instance's stdout pipe.
+pub type ChildStdout = tokio::net::unix::pipe::Receiver;
+/// The read end of an instance's stderr pipe.
+pub type ChildStderr = tokio::net::unix::pipe::Receiver;
 
 /// What to run: no shell is involved, `args` reach the program verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,7 +366,6 @@ impl Drop for PipeBoost {
 /// The parts needed to wait for and reap a child, movable into a background task.
 #[derive(Debug)]
 struct Proc {
-    child: tokio::process::Child,
     group: GroupHandle,
     /// A pidfd for the leader (Linux 5.3 and later): readable once it has exited, so
     /// waiting costs nothing until then. Without one, every SIGCHLD wakes every waiting
@@ -397,87 +400,48 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
             ),
         ));
     }
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Killing only the leader would orphan its tools; Child's Drop kills the group.
-        .kill_on_drop(false);
     // A session of its own (which also makes it the leader of a new process group, so
     // group signalling is unchanged) and so no controlling terminal: an instance that
     // opens /dev/tty gets ENXIO instead of being stopped by SIGTTIN/SIGTTOU for good, and
     // Ctrl-C at the terminal reaches only the orchestrator, which decides.
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // If the orchestrator itself dies without cleaning up (SIGKILL, the OOM killer),
-        // Claude must not go on spending with no budget watching: the kernel sends it
-        // SIGTERM. The parent check closes the race of dying before prctl took effect.
-        let parent = std::process::id();
-        // With a watchdog, SIGSTOP instead: the instance freezes with its children still
-        // attached, and the watchdog kills the whole tree (see runtime::watchdog).
-        let death_signal = if crate::runtime::watchdog::active() {
-            libc::SIGSTOP
-        } else {
-            libc::SIGTERM
-        };
-        // SAFETY: only async-signal-safe syscalls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    death_signal as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, e))?;
-    let taken = (child.id(), child.stdout.take(), child.stderr.take());
-    let (Some(pid), Some(stdout), Some(stderr)) = taken else {
-        // Unreachable with the Stdio above; still, never leave the process running.
-        let _ = child.start_kill();
-        return Err(io::Error::other(format!(
-            "cannot run {program}: its pipes were not set up"
-        )));
+    //
+    // If the orchestrator itself dies without cleaning up (SIGKILL, the OOM killer),
+    // Claude must not go on spending with no budget watching: the kernel sends it
+    // SIGTERM. With a watchdog, SIGSTOP instead: the instance freezes with its children
+    // still attached, and the watchdog kills the whole tree (see runtime::watchdog).
+    let death_signal = if crate::runtime::watchdog::active() {
+        libc::SIGSTOP
+    } else {
+        libc::SIGTERM
     };
+    let started =
+        crate::runtime::spawn::start(spec, Some(death_signal)).map_err(|e| spawn_error(spec, e))?;
+    let pid = started.pid;
     crate::runtime::watchdog::started(pid);
-    let stdout_boost = PipeBoost::try_on(&stdout);
+    let stdout_boost = PipeBoost::try_on(&started.stdout);
     let group = GroupHandle {
         pgid: pid,
         state: Arc::default(),
     };
     let proc = Proc {
-        child,
         group: group.clone(),
         exited: exit_notifier(pid),
         sigchld: None,
     };
+    // Tracked from here on: should a pipe not register with the runtime, dropping the
+    // child kills and reaps it.
     let child = Child {
         proc: Some(proc),
         group,
         exit: None,
         stdout_boost,
+    };
+    let stdout = ChildStdout::from_owned_fd(started.stdout);
+    let stderr = ChildStderr::from_owned_fd(started.stderr);
+    let (Ok(stdout), Ok(stderr)) = (stdout, stderr) else {
+        return Err(io::Error::other(format!(
+            "cannot run {program}: its pipes could not be watched"
+        )));
     };
     Ok((child, stdout, stderr))
 }
@@ -591,7 +555,7 @@ impl Proc {
             }
         }
         self.group.kill_rest_and_mark_reaped();
-        let exit = match self.child.wait().await {
+        let exit = match reap_leader(pid) {
             Ok(status) => exit_info(status),
             Err(e) => {
                 tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
@@ -666,10 +630,35 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // Dropped before its leader was reaped (runtime gone or task cancelled): Tokio's
-        // orphan queue reaps the leader, which pins the group id until then, so this
-        // SIGKILL cannot hit anyone else; afterwards the handle must stay silent.
+        // Dropped before its leader was reaped (runtime gone or task cancelled). The
+        // unreaped leader pins the group id, so this SIGKILL cannot hit anyone else;
+        // afterwards the handle must stay silent. The leader is reaped here if it is
+        // already gone, else by the end of the run (`kill_leftover_children`) or, past
+        // that, by whoever inherits it when this process exits.
         self.group.kill_rest_and_mark_reaped();
+        if let Ok(pid) = checked_pgid(self.group.pgid) {
+            let mut status = 0;
+            // SAFETY: plain syscall on our own child.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        }
+    }
+}
+
+/// Reaps `pid`, which has exited (so this does not block), and gives its status.
+fn reap_leader(pid: u32) -> io::Result<ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = checked_pgid(pid)?;
+    loop {
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let err = io::Error::last_os_error();
+        if r < 0 && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
     }
 }
 

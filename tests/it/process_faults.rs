@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use crate::common::FakeClaude;
 use orchestrator::runtime::process::{
-    become_child_subreaper, drain_to_tail, group_alive, spawn, Child, LaunchSpec, LineReader,
-    SIGKILL, SIGTERM,
+    become_child_subreaper, drain_to_tail, group_alive, spawn, Child, ChildStderr, ChildStdout,
+    LaunchSpec, LineReader, SIGKILL, SIGTERM,
 };
-use tokio::process::{ChildStderr, ChildStdout};
 
 /// Upper bound for operations that must finish; only catches hangs, never asserts speed.
 const HANG_GUARD: Duration = Duration::from_secs(60);
