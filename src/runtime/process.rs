@@ -644,19 +644,23 @@ impl Drop for Proc {
     }
 }
 
-/// Reaps `pid`, which has exited (so this does not block), and gives its status.
+/// Reaps `pid`, which has exited, and gives its status. Never blocks: a leader that
+/// has not exited after all is an error.
 fn reap_leader(pid: u32) -> io::Result<ExitStatus> {
     use std::os::unix::process::ExitStatusExt;
     let pid = checked_pgid(pid)?;
     loop {
         let mut status = 0;
         // SAFETY: plain syscall on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
             return Ok(ExitStatus::from_raw(status));
         }
+        if r == 0 {
+            return Err(io::Error::other("it has not exited"));
+        }
         let err = io::Error::last_os_error();
-        if r < 0 && err.raw_os_error() != Some(libc::EINTR) {
+        if err.raw_os_error() != Some(libc::EINTR) {
             return Err(err);
         }
     }
