@@ -19,6 +19,11 @@
 //! - a step that fails stores its `errno` where the parent reads it once the child has
 //!   gone (`_exit(127)`), so a missing program is an error at once, not an exit status.
 //!
+//! The calling thread (the run loop) waits while the child sets itself up and execs,
+//! about as long as `fork` took to copy. A working directory on a filesystem that hangs
+//! would stall it, but `process::spawn` checks that directory from the run loop first
+//! anyway.
+//!
 //! Elsewhere than Linux the standard library's `fork` path is used.
 
 // The helpers below serve the Linux path.
