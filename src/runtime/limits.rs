@@ -3,8 +3,8 @@
 
 use std::io;
 
-/// Descriptors one running instance holds: its stdout and stderr pipes, the pidfd Tokio
-/// reaps it with, and one spare for the short-lived descriptors of a spawn.
+/// Descriptors one running instance holds: its stdout and stderr pipes, the pidfd that
+/// tells its exit, and one spare for the short-lived descriptors of a spawn.
 pub const FDS_PER_INSTANCE: u64 = 4;
 /// More per instance with `--log-dir`: its `.jsonl` and `.stderr` files.
 pub const FDS_PER_LOGGED_INSTANCE: u64 = FDS_PER_INSTANCE + 2;

@@ -367,6 +367,10 @@ impl Drop for PipeBoost {
 #[derive(Debug)]
 struct Proc {
     group: GroupHandle,
+    /// The leader's exit once it is reaped (or could not be): a wait cancelled after
+    /// that, while the rest of the group is reaped, must neither reap its pid again (it
+    /// may be someone else's by then) nor lose the status.
+    collected: Option<ExitInfo>,
     /// A pidfd for the leader (Linux 5.3 and later): readable once it has exited, so
     /// waiting costs nothing until then. Without one, every SIGCHLD wakes every waiting
     /// instance to check its leader, which with 500 instances is 500 checks per exit.
@@ -425,6 +429,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
     };
     let proc = Proc {
         group: group.clone(),
+        collected: None,
         exited: exit_notifier(pid),
         sigchld: None,
     };
@@ -528,6 +533,16 @@ impl Drop for Child {
 
 impl Proc {
     async fn wait(&mut self) -> ExitInfo {
+        if self.collected.is_none() {
+            let exit = self.wait_for_leader().await;
+            self.collected = Some(exit);
+        }
+        self.reap_group_members().await;
+        self.collected.unwrap_or_default()
+    }
+
+    /// Waits for the leader to exit, kills the rest of its group and reaps it.
+    async fn wait_for_leader(&mut self) -> ExitInfo {
         let pid = self.group.pgid;
         // Stops once the leader has exited, or is no longer ours to ask about (then the
         // reaping below reports what it can).
@@ -555,15 +570,13 @@ impl Proc {
             }
         }
         self.group.kill_rest_and_mark_reaped();
-        let exit = match reap_leader(pid) {
+        match reap_leader(pid) {
             Ok(status) => exit_info(status),
             Err(e) => {
                 tracing::warn!(pid, error = %e, "could not collect the exit status of a child");
                 ExitInfo::default()
             }
-        };
-        self.reap_group_members().await;
-        exit
+        }
     }
 
     /// Registers for SIGCHLD if not yet registered; `true` when it just was. The caller
@@ -630,6 +643,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.collected.is_some() {
+            return;
+        }
         // Dropped before its leader was reaped (runtime gone or task cancelled). The
         // unreaped leader pins the group id, so this SIGKILL cannot hit anyone else;
         // afterwards the handle must stay silent. The leader is reaped here if it is

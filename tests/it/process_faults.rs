@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::FakeClaude;
+use crate::common::{proc_state, FakeClaude};
 use orchestrator::runtime::process::{
     become_child_subreaper, drain_to_tail, group_alive, spawn, Child, ChildStderr, ChildStdout,
     LaunchSpec, LineReader, SIGKILL, SIGTERM,
@@ -169,6 +169,51 @@ async fn exit_code_and_environment_pass_through_and_nothing_is_left_to_reap() {
     // No zombie: the pid itself is gone, not just exited.
     assert!(!group_alive(pid));
     assert_eq!(child.wait().await, exit, "wait is repeatable");
+}
+
+#[tokio::test]
+async fn a_wait_cancelled_while_the_group_is_reaped_keeps_the_exit_status() {
+    // The supervising task drops its wait when stdout ends, which can be after the
+    // leader is reaped and while its killed tool is not yet: the next wait must give
+    // the same status, and never reap the leader's pid again (it may be reused).
+    // The tool holds 256 MiB, so that dying (freeing it) takes a while after SIGKILL.
+    let tool = "perl -e '$| = 1; $x = \"a\" x (256 << 20); print \"big\\n\"; sleep 1000' &";
+    let mut cancelled = 0;
+    for _ in 0..3 {
+        let dir = tempdir();
+        let script = FakeClaude::new().sh(tool).line("ready").exit(3);
+        let (mut child, mut out, _err) = start(dir.path(), script);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match next(&mut out).await {
+                Some(line) => seen.push(line),
+                None => panic!("stdout ended early: {seen:?}"),
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, [b"big".to_vec(), b"ready".to_vec()]);
+        let pid = child.pid() as i32;
+        guarded("the leader to exit", async {
+            while proc_state(pid) != Some('Z') {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        // Polled once: reaps the leader, kills the tool, then waits for it to be reaped.
+        if tokio::time::timeout(Duration::ZERO, child.wait())
+            .await
+            .is_err()
+        {
+            cancelled += 1;
+        }
+        let exit = guarded("wait", child.wait()).await;
+        assert_eq!(exit.code, Some(3), "after {cancelled} cancelled waits");
+    }
+    // Otherwise this test would not have tested anything.
+    assert!(
+        cancelled > 0,
+        "no wait was ever cancelled between the leader and its tool"
+    );
 }
 
 #[tokio::test]
