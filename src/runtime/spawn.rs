@@ -12,10 +12,14 @@
 //! - everything the child needs (argv, environment, the program's candidate paths, the
 //!   descriptors) is prepared in the parent, so the child only makes system calls: no
 //!   allocation, no lock, nothing that could panic;
-//! - all signals are blocked around the `clone`; the child resets every signal that has
-//!   a handler to its default before unblocking, so no handler of the orchestrator ever
-//!   runs on the borrowed memory, and it leaves SIGPIPE at its default as `std` does
-//!   (Rust ignores SIGPIPE; Claude's tools expect the default);
+//! - all signals are blocked around the `clone`. The child leaves the orchestrator's
+//!   session first, then resets every signal that has a handler to its default (through
+//!   "ignored", which drops one already pending, such as a Ctrl-C that reached the
+//!   orchestrator's group in between) before unblocking, so no handler of the
+//!   orchestrator ever runs on the borrowed memory; it leaves SIGPIPE at its default as
+//!   `std` does (Rust ignores SIGPIPE; Claude's tools expect the default);
+//! - the program is looked up as `execvp` does: on the child's `PATH`, and a file that
+//!   is not an executable format (a script without `#!`) is run by `/bin/sh`;
 //! - a step that fails stores its `errno` where the parent reads it once the child has
 //!   gone (`_exit(127)`), so a missing program is an error at once, not an exit status.
 //!
@@ -81,16 +85,11 @@ fn candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<OsString> {
 }
 
 /// The child's environment: this process's, with `overrides` replacing or adding
-/// variables (the last of the same name wins).
+/// variables (the last of the same name wins), one entry per name in name order, as
+/// `std::process::Command` gives it.
 fn environment(overrides: &[(String, String)]) -> Vec<OsString> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !overrides.iter().any(|(o, _)| OsStr::new(o) == k))
-        .collect();
-    for (i, (k, v)) in overrides.iter().enumerate() {
-        if !overrides[i + 1..].iter().any(|(later, _)| later == k) {
-            vars.push((k.into(), v.into()));
-        }
-    }
+    let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    vars.extend(overrides.iter().map(|(k, v)| (k.into(), v.into())));
     vars.into_iter()
         .map(|(k, v)| {
             let mut kv = k;
@@ -138,6 +137,9 @@ mod imp {
     struct ChildArgs {
         programs: Vec<CString>,
         argv: *const *const libc::c_char,
+        /// `/bin/sh`, a slot for the program, then `argv[1..]`: how `execvp` runs a
+        /// file that is not an executable format (a script without `#!`).
+        sh_argv: *mut *const libc::c_char,
         envp: *const *const libc::c_char,
         cwd: CString,
         stdin: libc::c_int,
@@ -170,6 +172,10 @@ mod imp {
             .collect::<io::Result<Vec<_>>>()?;
         let argv_ptrs = null_terminated(&argv);
         let envp_ptrs = null_terminated(&envp);
+        let mut sh_argv_ptrs: Vec<*const libc::c_char> = [c"/bin/sh".as_ptr(), ptr::null()]
+            .into_iter()
+            .chain(argv_ptrs[1..].iter().copied())
+            .collect();
 
         let stdin = above_stdio(dev_null()?)?;
         let (stdout, stdout_w) = pipe()?;
@@ -177,6 +183,7 @@ mod imp {
         let args = ChildArgs {
             programs,
             argv: argv_ptrs.as_ptr(),
+            sh_argv: sh_argv_ptrs.as_mut_ptr(),
             envp: envp_ptrs.as_ptr(),
             cwd: c_string(spec.cwd.as_os_str().as_bytes())?,
             stdin: stdin.as_raw_fd(),
@@ -215,7 +222,7 @@ mod imp {
             pid
         };
         drop(stack);
-        match args.error.load(Ordering::Relaxed) {
+        match args.error.load(Ordering::Acquire) {
             0 => Ok(Started {
                 pid: pid as u32,
                 stdout,
@@ -230,26 +237,33 @@ mod imp {
 
     /// The child: only system calls (see the module's comment), then `execve`.
     extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` is the parent's `ChildArgs`, alive and unchanged until this child
-        // execs or exits. Everything below is a system call wrapper that allocates nothing.
+        // SAFETY: `arg` is the parent's `ChildArgs`, alive until this child execs or
+        // exits; the child writes only `error` and the program's slot in `sh_argv`.
+        // Everything below is a system call wrapper that allocates nothing.
         unsafe {
             let a = &*(arg as *const ChildArgs);
+            // A session of its own (see `process::spawn`), first: until then a signal
+            // to the orchestrator's group (Ctrl-C) reaches this child too, and stays
+            // pending while everything is blocked.
+            if libc::setsid() < 0 {
+                fail(a);
+            }
             for sig in 1..=a.last_signal {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(sig, ptr::null(), &mut old) != 0 {
-                    continue; // not a signal one may touch (SIGKILL, glibc's own)
+                    continue; // glibc's own (32 and 33): not to be touched
                 }
                 let handled =
                     old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
                 if handled || sig == libc::SIGPIPE {
-                    let mut dfl: libc::sigaction = std::mem::zeroed();
-                    dfl.sa_sigaction = libc::SIG_DFL;
-                    libc::sigaction(sig, &dfl, ptr::null_mut());
+                    // Ignoring a signal discards it if pending (such as that Ctrl-C),
+                    // so it cannot take its default action once unblocked.
+                    let mut set: libc::sigaction = std::mem::zeroed();
+                    set.sa_sigaction = libc::SIG_IGN;
+                    libc::sigaction(sig, &set, ptr::null_mut());
+                    set.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &set, ptr::null_mut());
                 }
-            }
-            // A session of its own: see `process::spawn`.
-            if libc::setsid() < 0 {
-                fail(a);
             }
             if a.death_signal != 0 {
                 if libc::prctl(
@@ -286,6 +300,11 @@ mod imp {
             for program in &a.programs {
                 libc::execve(program.as_ptr(), a.argv, a.envp);
                 error = errno();
+                if error == libc::ENOEXEC {
+                    *a.sh_argv.add(1) = program.as_ptr();
+                    libc::execve(*a.sh_argv, a.sh_argv.cast_const(), a.envp);
+                    error = errno();
+                }
                 match error {
                     libc::EACCES => denied = true,
                     libc::ENOENT
@@ -300,14 +319,14 @@ mod imp {
                 }
             }
             a.error
-                .store(if denied { libc::EACCES } else { error }, Ordering::Relaxed);
+                .store(if denied { libc::EACCES } else { error }, Ordering::Release);
             libc::_exit(127)
         }
     }
 
     /// Ends a child whose step failed, telling the parent why.
     unsafe fn fail(a: &ChildArgs) -> ! {
-        a.error.store(errno().max(1), Ordering::Relaxed);
+        a.error.store(errno().max(1), Ordering::Release);
         // SAFETY: ends this child only.
         unsafe { libc::_exit(127) }
     }
@@ -582,6 +601,37 @@ mod tests {
         s.env.push(("PATH".into(), path));
         let (out, code) = run(&s);
         assert_eq!((out.as_str(), code), ("found\n", 0));
+    }
+
+    #[test]
+    fn a_script_without_a_shebang_is_run_by_sh_as_execvp_does() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let script = dir.path().join("no-shebang");
+        std::fs::write(&script, "echo ran-by-sh \"$@\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&script, mode).unwrap_or_else(|e| panic!("{e}"));
+        let s = spec(&script.to_string_lossy(), &["a b", "c"]);
+        // A child another test starts meanwhile may still hold the file open for
+        // writing from before its exec (ETXTBSY): try again.
+        for _ in 0..100 {
+            match start(&s, None) {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("start: {e}"),
+                Ok(started) => {
+                    let mut out = String::new();
+                    let read = std::fs::File::from(started.stdout).read_to_string(&mut out);
+                    read.unwrap_or_else(|e| panic!("read: {e}"));
+                    assert_eq!(out, "ran-by-sh a b c\n");
+                    let mut status = 0;
+                    // SAFETY: plain syscall on the child just started.
+                    unsafe { libc::waitpid(started.pid as libc::pid_t, &mut status, 0) };
+                    return;
+                }
+            }
+        }
+        panic!("the script stayed busy");
     }
 
     #[test]
