@@ -142,18 +142,27 @@ impl InstanceRecord {
     /// past `i64::MAX` is stored as `i64::MAX`.
     pub(crate) fn numbers(&self) -> [i64; 8] {
         let u = &self.usage;
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         [
-            n(u.input_tokens),
-            n(u.output_tokens),
-            n(u.cache_creation_input_tokens),
-            n(u.cache_read_input_tokens),
-            n(u.total()),
+            i64_of(u.input_tokens),
+            i64_of(u.output_tokens),
+            i64_of(u.cache_creation_input_tokens),
+            i64_of(u.cache_read_input_tokens),
+            i64_of(u.total()),
             self.cost.0,
-            n(self.duration_ms),
-            n(self.tool_calls),
+            i64_of(self.duration_ms),
+            i64_of(self.tool_calls),
         ]
     }
+}
+
+/// A count as both stores keep it (`BIGINT`): past `i64::MAX` it is `i64::MAX`.
+pub(crate) fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored count read back: a negative one (never written) reads as 0.
+pub(crate) fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// The key of an estimate's history: completed instances of one project, base command

@@ -28,9 +28,9 @@
 //! shown: messages name the ledger through [`redact`].
 
 use super::{
-    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
-    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, Unflushed,
-    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    i64_of, u64_of, Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord,
+    RecordedBudgets, RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError,
+    Unflushed, UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use postgres::types::ToSql;
@@ -311,14 +311,6 @@ fn text(s: &str) -> Cow<'_, str> {
 
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
-}
-
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn u64_of(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// The schema's version as recorded; 0 when there is none yet.

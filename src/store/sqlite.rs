@@ -12,9 +12,9 @@
 //! written.
 
 use super::{
-    Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord, RecordedBudgets,
-    RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError, Unflushed,
-    UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
+    i64_of, u64_of, Claim, Elsewhere, FleetPause, GroupBy, GroupSums, HistoryKey, InstanceRecord,
+    RecordedBudgets, RunEnd, RunInfo, RunRecord, ShareRequest, Shared, SharedBudget, StoreError,
+    Unflushed, UsageQuery, UsageStore, NO_MODEL_KEY, PROMPT_KEY,
 };
 use crate::core::usage::{Usage, Usd};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
@@ -352,14 +352,6 @@ impl SqliteStore {
             r
         })
     }
-}
-
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn u64_of(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 const UPSERT_INSTANCE: &str = "
