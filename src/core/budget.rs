@@ -112,16 +112,17 @@ pub enum Amount {
     Usd(Usd),
 }
 
+/// `v` as an `i64`, or the nearest end of its range.
+pub fn saturating_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
 impl Amount {
     /// An amount from the base unit (tokens or nanodollars), saturating.
     pub fn from_raw(unit: Unit, raw: i128) -> Amount {
         match unit {
             Unit::Tokens => Amount::Tokens(u64::try_from(raw.max(0)).unwrap_or(u64::MAX)),
-            Unit::Usd => Amount::Usd(Usd(i64::try_from(raw).unwrap_or(if raw < 0 {
-                i64::MIN
-            } else {
-                i64::MAX
-            }))),
+            Unit::Usd => Amount::Usd(Usd(saturating_i64(raw))),
         }
     }
 

@@ -29,7 +29,7 @@
 //! the run is told so and every change stays pending (values are absolute), so nothing
 //! is lost when it comes back.
 
-use crate::core::budget::{Amount, BudgetKey};
+use crate::core::budget::{saturating_i64, Amount, BudgetKey};
 use crate::core::plan::{InstanceId, Plan, Status};
 use crate::core::run::{ClaimOf, Input, Instance, OtherRuns, RunEvent, RunState, SharedPause};
 use crate::core::usage::{Usage, Usd};
@@ -635,11 +635,6 @@ fn claim(
         Some(key.clone())
     });
     Ok((granted, others(keys, &e)))
-}
-
-/// An amount as the ledger stores it: `v`, or the nearest end of the `i64` range.
-fn saturating_i64(v: i128) -> i64 {
-    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn share(
