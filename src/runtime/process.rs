@@ -201,13 +201,8 @@ pub fn kill_leftover_children(keep: &[libc::pid_t]) -> usize {
         }
         let deadline = Instant::now() + GROUP_REAP_LIMIT;
         for &pid in &pids {
-            loop {
-                let mut status = 0;
-                // SAFETY: plain syscall; reaps only this child.
-                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                let interrupted =
-                    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
-                if (r != 0 && !interrupted) || Instant::now() >= deadline {
+            while let Ok(None) = wait_child(pid, libc::WNOHANG) {
+                if Instant::now() >= deadline {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -615,20 +610,13 @@ impl Proc {
         };
         let deadline = Instant::now() + GROUP_REAP_LIMIT;
         loop {
-            let mut status = 0;
-            // SAFETY: plain syscall; -pgid restricts it to this child's group, whose
-            // leader is already reaped, so it never steals a status Tokio waits for.
-            let r = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
-            if r > 0 {
-                continue;
-            }
-            if r < 0 {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
+            // -pgid: only members of this child's group, whose leader is already reaped,
+            // so never another instance's leader.
+            match wait_child(-pgid, libc::WNOHANG) {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
                 // ECHILD: none of our children is left in the group.
-                return;
+                Err(_) => return,
             }
             if Instant::now() >= deadline {
                 tracing::warn!(pgid, "processes of a finished instance are still not gone");
@@ -653,9 +641,7 @@ impl Drop for Proc {
         // that, by whoever inherits it when this process exits.
         self.group.kill_rest_and_mark_reaped();
         if let Ok(pid) = checked_pgid(self.group.pgid) {
-            let mut status = 0;
-            // SAFETY: plain syscall on our own child.
-            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            let _ = wait_child(pid, libc::WNOHANG);
         }
     }
 }
@@ -664,16 +650,36 @@ impl Drop for Proc {
 /// has not exited after all is an error.
 fn reap_leader(pid: u32) -> io::Result<ExitStatus> {
     use std::os::unix::process::ExitStatusExt;
-    let pid = checked_pgid(pid)?;
+    match wait_child(checked_pgid(pid)?, libc::WNOHANG)? {
+        Some(w) => Ok(ExitStatus::from_raw(w.status)),
+        None => Err(io::Error::other("it has not exited")),
+    }
+}
+
+/// A child reaped by [`wait_child`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waited {
+    /// The wait status, as `waitpid` gives it.
+    pub status: libc::c_int,
+    /// Its resource use over its life.
+    pub usage: libc::rusage,
+}
+
+/// `wait4(pid, flags)` (`pid` a child of ours, or `-pgid` for any of ours in that group),
+/// retried when a signal interrupts it: the child reaped, `None` when there is none to
+/// reap yet (with `WNOHANG`), an error when there is none of ours (ECHILD).
+pub(crate) fn wait_child(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<Waited>> {
     loop {
         let mut status = 0;
-        // SAFETY: plain syscall on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(ExitStatus::from_raw(status));
+        // SAFETY: an all-zero rusage is valid; wait4 only writes into it and `status`.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall; it reaps only a child of ours.
+        let got = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
+        if got > 0 {
+            return Ok(Some(Waited { status, usage }));
         }
-        if r == 0 {
-            return Err(io::Error::other("it has not exited"));
+        if got == 0 {
+            return Ok(None);
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINTR) {

@@ -229,7 +229,8 @@ mod imp {
                 stderr,
             }),
             code => {
-                reap(pid);
+                // It exited before it could exec: reap it.
+                let _ = crate::runtime::process::wait_child(pid, 0);
                 Err(io::Error::from_raw_os_error(code))
             }
         }
@@ -381,15 +382,6 @@ mod imp {
         }
         // SAFETY: just created, owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(moved) })
-    }
-
-    /// Reaps a child that exited before it could exec.
-    fn reap(pid: libc::pid_t) {
-        let mut status = 0;
-        // SAFETY: plain syscall on our own child, which has already exited.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
     }
 }
 

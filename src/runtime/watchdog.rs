@@ -162,21 +162,10 @@ enum Reaped {
 }
 
 fn reap(pid: libc::pid_t, flags: libc::c_int) -> Reaped {
-    loop {
-        // SAFETY: wait4 on our own child; it only writes into `ru` and `status`.
-        let (got, ru) = unsafe {
-            let (mut ru, mut status) = (std::mem::zeroed::<libc::rusage>(), 0);
-            (libc::wait4(pid, &mut status, flags, &mut ru), ru)
-        };
-        if got == pid {
-            return Reaped::Now(ru);
-        }
-        if got == 0 {
-            return Reaped::Running;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Reaped::Gone;
-        }
+    match crate::runtime::process::wait_child(pid, flags) {
+        Ok(Some(w)) => Reaped::Now(w.usage),
+        Ok(None) => Reaped::Running,
+        Err(_) => Reaped::Gone,
     }
 }
 
