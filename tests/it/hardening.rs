@@ -709,6 +709,19 @@ fn sigkill_leaves_nothing_running(child: &mut Child, marker: &str) {
     assert!(left.is_empty(), "left running after kill -9: {left:?}");
 }
 
+/// Starts the orchestrator in `dir` with `claude` as Claude and `args`, its output
+/// discarded.
+fn start_quiet(dir: &Path, claude: &Path, args: impl IntoIterator<Item = String>) -> Child {
+    orchestrator(dir)
+        .arg("--claude-path")
+        .arg(claude)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
 /// `kill -9` of the orchestrator while three instances run tools — plain children, a
 /// Claude and a tool that ignore SIGTERM, a tool that escaped with `setsid` — leaves
 /// nothing running: the watchdog kills every instance's whole tree.
@@ -742,14 +755,11 @@ fn sigkill_of_the_orchestrator_takes_every_process_tree_with_it() {
             escaper.display()
         ))
         .write(dir.path(), "claude");
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&dispatch)
-        .args(["--kill-grace", "1", "plain", "stubborn", "escaper"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = start_quiet(
+        dir.path(),
+        &dispatch,
+        ["--kill-grace", "1", "plain", "stubborn", "escaper"].map(String::from),
+    );
     wait_ready(dir.path(), 3, &mut child);
     assert!(live_with_marker(&marker).len() >= 6, "tools not running");
     sigkill_leaves_nothing_running(&mut child, &marker);
@@ -787,15 +797,9 @@ fn adopted_tool_dies_with_the_orchestrator(churn: usize) {
             adopter.display()
         ))
         .write(dir.path(), "claude");
-    let mut child = orchestrator(dir.path())
-        .arg("--claude-path")
-        .arg(&claude)
-        .args(["-j", "2", "adopter"])
-        .args((0..churn).map(|i| format!("q{i}")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let args = ["-j", "2", "adopter"].map(String::from);
+    let churned = (0..churn).map(|i| format!("q{i}"));
+    let mut child = start_quiet(dir.path(), &claude, args.into_iter().chain(churned));
     wait_ready(dir.path(), 1, &mut child);
     let orchestrator_pid = child.id() as i32;
     wait_for(
