@@ -432,6 +432,7 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::process::wait_child;
     use std::io::Read;
     use std::path::PathBuf;
 
@@ -455,11 +456,10 @@ mod tests {
         if let Err(e) = std::fs::File::from(started.stdout).read_to_string(&mut out) {
             panic!("read: {e}");
         }
-        let mut status = 0;
-        // SAFETY: plain syscall on the child just started.
-        let r = unsafe { libc::waitpid(started.pid as libc::pid_t, &mut status, 0) };
-        assert_eq!(r, started.pid as libc::pid_t, "waitpid");
-        (out, status)
+        match wait_child(started.pid as libc::pid_t, 0) {
+            Ok(Some(w)) => (out, w.status),
+            other => panic!("wait: {other:?}"),
+        }
     }
 
     fn status_field(status: &str, field: &str) -> u64 {
@@ -575,9 +575,7 @@ mod tests {
             "{fds}\ninherited from the harness: {inherited:?}"
         );
         for o in others {
-            let mut status = 0;
-            // SAFETY: plain syscall on a child started above.
-            unsafe { libc::waitpid(o.pid as libc::pid_t, &mut status, 0) };
+            let _ = wait_child(o.pid as libc::pid_t, 0);
         }
     }
 
@@ -616,9 +614,7 @@ mod tests {
                     let read = std::fs::File::from(started.stdout).read_to_string(&mut out);
                     read.unwrap_or_else(|e| panic!("read: {e}"));
                     assert_eq!(out, "ran-by-sh a b c\n");
-                    let mut status = 0;
-                    // SAFETY: plain syscall on the child just started.
-                    unsafe { libc::waitpid(started.pid as libc::pid_t, &mut status, 0) };
+                    let _ = wait_child(started.pid as libc::pid_t, 0);
                     return;
                 }
             }
