@@ -7,6 +7,7 @@ pub mod limits;
 pub mod logs;
 pub mod pacer;
 pub mod process;
+pub mod procfs;
 pub mod recorder;
 pub mod spawn;
 pub mod watchdog;

@@ -23,6 +23,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use crate::runtime::procfs;
+
 pub use libc::{SIGKILL, SIGTERM};
 
 /// The read end of an instance's stdout pipe.
@@ -85,8 +87,12 @@ pub fn group_alive(pgid: u32) -> bool {
 /// links, so each foreign group is signalled directly. Linux only (`/proc`); elsewhere a
 /// no-op.
 fn signal_detached_descendants(root: u32, sig: i32) {
-    let table = process_table();
-    let own = own_pgid();
+    let Ok(root) = i32::try_from(root) else {
+        return;
+    };
+    let table = procfs::table();
+    // SAFETY: getpgrp cannot fail.
+    let own = unsafe { libc::getpgrp() };
     let mut frontier = vec![root];
     let mut groups = Vec::new();
     while let Some(parent) = frontier.pop() {
@@ -97,47 +103,9 @@ fn signal_detached_descendants(root: u32, sig: i32) {
             }
         }
     }
-    for pgid in groups {
+    for pgid in groups.into_iter().filter_map(|g| u32::try_from(g).ok()) {
         let _ = kill_group(pgid, sig);
     }
-}
-
-/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …).
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ProcEntry {
-    pid: u32,
-    ppid: u32,
-    pgid: u32,
-}
-
-fn own_pgid() -> u32 {
-    // SAFETY: getpgrp cannot fail.
-    u32::try_from(unsafe { libc::getpgrp() }).unwrap_or(0)
-}
-
-/// Every process's pid, parent and group, from `/proc/PID/stat`.
-fn process_table() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let name = e.ok()?.file_name();
-        let pid: u32 = name.to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command name (field 2) may contain spaces and parentheses: parse after the
-        // last ')'. Then: state, ppid, pgrp.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let mut fields = rest.split_ascii_whitespace().skip(1);
-        let ppid = fields.next()?.parse().ok()?;
-        let pgid = fields.next()?.parse().ok()?;
-        Some(ProcEntry { pid, ppid, pgid })
-    })
-    .collect()
 }
 
 /// Pid 0 and 1 as a group would address our own group or every process; refuse them so a
@@ -216,10 +184,10 @@ pub fn kill_leftover_children(keep: &[libc::pid_t]) -> usize {
 /// Pids whose parent is this process, from `/proc/*/stat` (empty without `/proc`).
 pub fn own_children() -> Vec<libc::pid_t> {
     let me = std::process::id();
-    process_table()
+    procfs::table()
         .into_iter()
-        .filter(|p| p.ppid == me && p.pid > 1)
-        .filter_map(|p| libc::pid_t::try_from(p.pid).ok())
+        .filter(|p| u32::try_from(p.ppid) == Ok(me) && p.pid > 1)
+        .map(|p| p.pid)
         .collect()
 }
 
@@ -271,7 +239,8 @@ impl GroupHandle {
         if self.lock().leader_reaped {
             return false;
         }
-        matches!(process_state(self.pgid), Some('T') | Some('t'))
+        let stat = i32::try_from(self.pgid).ok().and_then(procfs::stat);
+        matches!(stat.map(|s| s.state), Some('T' | 't'))
     }
 
     /// SIGKILL to the whole group. Returns whether a signal was sent.

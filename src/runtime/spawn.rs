@@ -525,15 +525,12 @@ mod tests {
 
     #[test]
     fn the_child_leads_a_new_session_with_stdin_from_dev_null() {
-        let (stat, _) = run(&spec("cat", &["/proc/self/stat"]));
-        // pid (comm) state ppid pgrp session ...
-        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split(' ').collect();
-        let me = std::process::id().to_string();
-        assert_eq!(f.get(1), Some(&me.as_str()), "{stat}");
-        let pid = stat.split(' ').next();
-        assert_eq!(f.get(2).copied(), pid, "group leader: {stat}");
-        assert_eq!(f.get(3).copied(), pid, "session leader: {stat}");
+        let (text, _) = run(&spec("cat", &["/proc/self/stat"]));
+        let stat = crate::runtime::procfs::Stat::parse(&text).expect(&text);
+        let me = i32::try_from(std::process::id()).expect("pid");
+        assert_eq!(stat.ppid, me, "{text}");
+        assert_eq!(stat.pgid, stat.pid, "group leader: {text}");
+        assert_eq!(stat.sid, stat.pid, "session leader: {text}");
         let (link, _) = run(&spec("readlink", &["/proc/self/fd/0"]));
         assert_eq!(link.trim(), "/dev/null");
     }

@@ -29,6 +29,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::runtime::procfs;
+
 /// The hidden first argument that runs the watchdog.
 pub const SUBCOMMAND: &str = "__watchdog";
 
@@ -171,40 +173,8 @@ fn reap(pid: libc::pid_t, flags: libc::c_int) -> Reaped {
 
 // ---------------------------------------------------------------- the watchdog process
 
-#[derive(Debug, Clone, Copy)]
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    pgid: i32,
-    sid: i32,
-    start: u64,
-}
-
-fn stat(pid: i32) -> Option<Proc> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // Field 3 (state) is f[0]; field k is f[k - 3].
-    Some(Proc {
-        pid,
-        ppid: f.get(1)?.parse().ok()?,
-        pgid: f.get(2)?.parse().ok()?,
-        sid: f.get(3)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
-    })
-}
-
 fn start_time(pid: u32) -> Option<u64> {
-    stat(i32::try_from(pid).ok()?).map(|p| p.start)
-}
-
-fn table() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(stat)
-        .collect()
+    procfs::stat(i32::try_from(pid).ok()?).map(|p| p.start)
 }
 
 /// Direct children of `pid` (pid → start time) but those `skip` names, from
@@ -230,11 +200,11 @@ fn children_of(pid: i32, skip: impl Fn(i32) -> bool) -> HashMap<i32, u64> {
     if found_file {
         kids.into_iter()
             .filter(|&p| !skip(p))
-            .filter_map(stat)
+            .filter_map(procfs::stat)
             .map(|p| (p.pid, p.start))
             .collect()
     } else {
-        table()
+        procfs::table()
             .into_iter()
             .filter(|p| p.ppid == pid && !skip(p.pid))
             .map(|p| (p.pid, p.start))
@@ -337,7 +307,7 @@ fn kill_everything(instances: &HashMap<i32, u64>, orphans: &HashMap<i32, u64>) {
     let mut roots: HashSet<i32> = HashSet::new();
     let mut groups: HashSet<i32> = HashSet::new();
     for (&pid, &start) in instances.iter().chain(orphans.iter()) {
-        if stat(pid).is_some_and(|p| p.start == start) {
+        if procfs::stat(pid).is_some_and(|p| p.start == start) {
             roots.insert(pid);
         }
     }
@@ -346,7 +316,7 @@ fn kill_everything(instances: &HashMap<i32, u64>, orphans: &HashMap<i32, u64>) {
     groups.extend(roots.iter().copied());
     let mut frozen: HashSet<i32> = HashSet::new();
     for _round in 0..100 {
-        let procs = table();
+        let procs = procfs::table();
         let mut members: HashSet<i32> = procs
             .iter()
             .filter(|p| {
@@ -389,16 +359,6 @@ fn kill_everything(instances: &HashMap<i32, u64>, orphans: &HashMap<i32, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_reads_our_own_process() {
-        let me = std::process::id() as i32;
-        let p = stat(me).expect("own stat");
-        assert_eq!(p.pid, me);
-        assert!(p.start > 0);
-        // SAFETY: getppid cannot fail.
-        assert_eq!(p.ppid, unsafe { libc::getppid() });
-    }
 
     #[test]
     fn children_lists_a_child() {
