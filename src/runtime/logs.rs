@@ -317,6 +317,36 @@ mod tests {
         assert!(std::path::Path::new("/etc/passwd").exists());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Lines gathered in the buffer and lines written past it with one `writev`, in
+        /// any order and size: the file holds exactly the lines, in order.
+        #[test]
+        fn the_log_is_the_lines_as_written(
+            sizes in proptest::collection::vec(
+                proptest::prop_oneof![0usize..200, 0usize..9_000, 60_000usize..140_000],
+                1..40,
+            ),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("log.jsonl");
+            let lines: Vec<Vec<u8>> = sizes
+                .iter()
+                .zip((b'a'..=b'z').cycle())
+                .map(|(&n, fill)| vec![fill; n])
+                .collect();
+            let mut log = LogFile::create(&path);
+            for line in &lines {
+                log.write(&[line, b"\n"]);
+            }
+            proptest::prop_assert_eq!(log.finish(), None);
+            let expected: Vec<u8> = lines.iter().flat_map(|l| [&l[..], b"\n"].concat()).collect();
+            let bytes = std::fs::read(&path).expect("read log");
+            proptest::prop_assert_eq!(bytes.len(), expected.len());
+            proptest::prop_assert!(bytes == expected);
+        }
+    }
+
     #[test]
     fn write_errors_are_kept_once() {
         let dir = tempfile::tempdir().expect("tempdir");
