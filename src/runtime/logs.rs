@@ -175,11 +175,17 @@ fn write_all_vectored(f: &mut std::fs::File, parts: &[&[u8]]) -> io::Result<()> 
     Ok(())
 }
 
+/// Small lines are gathered up to this before they are written.
+const BUF: usize = 8 * 1024;
+
 /// One log file being written. Creation and write errors are kept (the first one), the
 /// file is dropped after an error, and [`LogFile::finish`] reports it once.
 #[derive(Debug)]
 pub struct LogFile {
-    file: Option<io::BufWriter<std::fs::File>>,
+    file: Option<std::fs::File>,
+    /// Small lines not written yet; allocated with the first one, so the log of a stream
+    /// that stays empty (most instances' stderr) holds no buffer.
+    buf: Vec<u8>,
     path: PathBuf,
     error: Option<String>,
 }
@@ -195,36 +201,39 @@ impl LogFile {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path);
-        match opened {
-            Ok(f) => LogFile {
-                file: Some(io::BufWriter::with_capacity(8 * 1024, f)),
-                path: path.to_path_buf(),
-                error: None,
-            },
-            Err(e) => LogFile {
-                file: None,
-                path: path.to_path_buf(),
-                error: Some(format!("cannot create {}: {e}", path.display())),
-            },
+        let (file, error) = match opened {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(format!("cannot create {}: {e}", path.display()))),
+        };
+        LogFile {
+            file,
+            buf: Vec::new(),
+            path: path.to_path_buf(),
+            error,
         }
     }
 
     /// Appends `parts`; after the first error nothing more is written. Small lines are
     /// gathered in the buffer; a line larger than what it has free goes to the file
-    /// with its newline in one `writev`, never split into a write per part.
+    /// after what the buffer holds, both in one `writev`, never a write per part.
     pub fn write(&mut self, parts: &[&[u8]]) {
         let Some(f) = self.file.as_mut() else {
             return;
         };
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let result = if total <= f.capacity() - f.buffer().len() {
-            parts.iter().try_for_each(|p| f.write_all(p))
-        } else {
-            f.flush()
-                .and_then(|()| write_all_vectored(f.get_mut(), parts))
-        };
-        if let Err(e) = result {
-            self.fail(e);
+        if self.buf.len() + total <= BUF {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(BUF);
+            }
+            parts.iter().for_each(|p| self.buf.extend_from_slice(p));
+            return;
+        }
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&self.buf);
+        all.extend_from_slice(parts);
+        match write_all_vectored(f, &all) {
+            Ok(()) => self.buf.clear(),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -232,16 +241,14 @@ impl LogFile {
         if self.error.is_none() {
             self.error = Some(format!("cannot write {}: {e}", self.path.display()));
         }
-        // Dropping a BufWriter flushes: forget what is buffered instead.
-        if let Some(f) = self.file.take() {
-            let (_file, _buffered) = f.into_parts();
-        }
+        self.file = None;
+        self.buf = Vec::new();
     }
 
-    /// Flushes and closes the file; the first error it ever met, if any.
+    /// Writes what is buffered and closes the file; the first error it ever met, if any.
     pub fn finish(mut self) -> Option<String> {
-        if let Some(mut f) = self.file.take() {
-            if let Err(e) = f.flush() {
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = write_all_vectored(f, &[&self.buf]) {
                 self.fail(e);
             }
         }
@@ -358,12 +365,12 @@ mod tests {
                 file: std::fs::OpenOptions::new()
                     .write(true)
                     .open("/dev/full")
-                    .ok()
-                    .map(|f| io::BufWriter::with_capacity(16, f)),
+                    .ok(),
+                buf: Vec::new(),
                 path: "/dev/full".into(),
                 error: None,
             };
-            for _ in 0..10 {
+            for _ in 0..1000 {
                 full.write(&[b"0123456789abcdefghij"]);
             }
             let err = full.finish().expect("an error");
