@@ -16,7 +16,9 @@
 # /tmp/orchestrator-zen-venv) on first use. Files are kept in $ZEN_DIR (default: a
 # fresh temporary directory). ORCHESTRATOR_BIN=path measures another build of the
 # orchestrator; ZEN_SKIP=1 measures the orchestrator alone (to compare two builds in
-# alternating runs without zen's two minutes each).
+# alternating runs without zen's two minutes each). ZEN_SAME_STREAM=1 has the fake
+# `claude` drop --include-partial-messages, so that the orchestrator (and the floor) read
+# the stream zen reads: a measurement only, since SPEC section 4's argv has the flag.
 #
 # With zen, a third run measures the floor under any orchestrator of this fleet:
 # examples/pipe_floor.rs starts the same fake `claude` with the orchestrator's argv, reads
@@ -41,7 +43,12 @@ fi
 
 dir=${ZEN_DIR:-$(mktemp -d /tmp/orchestrator-zen.XXXXXX)}
 mkdir -p "$dir/bin" "$dir/work/.claude/commands"
-printf '#!/bin/sh\nexec %q __simulated-claude "$@"\n' "$bin" >"$dir/bin/claude"
+if [ -n "${ZEN_SAME_STREAM:-}" ]; then
+    # The stream zen reads: the fake claude drops --include-partial-messages.
+    printf '#!/bin/sh\nfor a; do shift; [ "$a" = --include-partial-messages ] || set -- "$@" "$a"; done\nexec %q __simulated-claude "$@"\n' "$bin" >"$dir/bin/claude"
+else
+    printf '#!/bin/sh\nexec %q __simulated-claude "$@"\n' "$bin" >"$dir/bin/claude"
+fi
 chmod +x "$dir/bin/claude"
 echo "Compare (simulated)." >"$dir/work/.claude/commands/cmp.md"
 cfg=$dir/config.json
