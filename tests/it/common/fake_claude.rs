@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+use orchestrator::runtime::procfs;
+
 /// Only catches hangs: every wait normally ends in a few seconds; none asserts speed.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
@@ -174,24 +176,12 @@ pub fn wait_exit(orchestrator: &mut Child) -> ExitStatus {
 /// The state letter of a process in /proc (`T` stopped, `S` sleeping, `Z` zombie …);
 /// `None`: no such process.
 pub fn proc_state(pid: i32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
+    procfs::stat(pid).map(|s| s.state)
 }
 
 /// The parent pid of a process in /proc.
 pub fn parent_pid(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(1)?.parse().ok()
-}
-
-/// The fields of `/proc/PID/stat` after the command name, the state first.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: the fields follow it.
-    Some(
-        stat[stat.rfind(')')? + 1..]
-            .split_ascii_whitespace()
-            .map(str::to_string)
-            .collect(),
-    )
+    procfs::stat(pid).map(|s| s.ppid)
 }
 
 /// A process that exited counts as gone even while it is a zombie: whoever inherited it
