@@ -29,6 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::runtime::process::wait_child;
 use crate::runtime::procfs;
 
 /// The hidden first argument that runs the watchdog.
@@ -58,7 +59,8 @@ fn send(line: &str) {
 
 /// Records an instance that just started (its pid leads its group and session).
 pub fn started(pid: u32) {
-    if let Some(start) = start_time(pid) {
+    let stat = i32::try_from(pid).ok().and_then(procfs::stat);
+    if let Some(start) = stat.map(|s| s.start) {
         send(&format!("+{pid} {start}\n"));
     }
 }
@@ -141,41 +143,19 @@ impl Watchdog {
         }
         let pid = self.pid();
         for _ in 0..200 {
-            match reap(pid, libc::WNOHANG) {
-                Reaped::Now(ru) => return Some(ru),
-                Reaped::Gone => return None,
-                Reaped::Running => std::thread::sleep(Duration::from_millis(5)),
+            match wait_child(pid, libc::WNOHANG) {
+                Ok(Some(w)) => return Some(w.usage),
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                // Not our child any more (reaped elsewhere): never signal its pid again.
+                Err(_) => return None,
             }
         }
         let _ = self.child.kill();
-        match reap(pid, 0) {
-            Reaped::Now(ru) => Some(ru),
-            Reaped::Gone | Reaped::Running => None,
-        }
-    }
-}
-
-/// What `wait4` on the watchdog found.
-enum Reaped {
-    Now(libc::rusage),
-    Running,
-    /// Not our child any more (reaped elsewhere): never signal its pid again.
-    Gone,
-}
-
-fn reap(pid: libc::pid_t, flags: libc::c_int) -> Reaped {
-    match crate::runtime::process::wait_child(pid, flags) {
-        Ok(Some(w)) => Reaped::Now(w.usage),
-        Ok(None) => Reaped::Running,
-        Err(_) => Reaped::Gone,
+        wait_child(pid, 0).ok().flatten().map(|w| w.usage)
     }
 }
 
 // ---------------------------------------------------------------- the watchdog process
-
-fn start_time(pid: u32) -> Option<u64> {
-    procfs::stat(i32::try_from(pid).ok()?).map(|p| p.start)
-}
 
 /// Direct children of `pid` (pid → start time) but those `skip` names, from
 /// `/proc/PID/task/*/children` when the kernel has it, else from the whole table. With
