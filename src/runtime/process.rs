@@ -383,7 +383,7 @@ pub fn spawn(spec: &LaunchSpec) -> io::Result<(Child, ChildStdout, ChildStderr)>
         libc::SIGTERM
     };
     let started =
-        crate::runtime::spawn::start(spec, Some(death_signal)).map_err(|e| spawn_error(spec, e))?;
+        crate::runtime::spawn::start(spec, death_signal).map_err(|e| spawn_error(spec, e))?;
     let pid = started.pid;
     crate::runtime::watchdog::started(pid);
     let stdout_boost = PipeBoost::try_on(&started.stdout);

@@ -50,9 +50,9 @@ pub struct Started {
 }
 
 /// Starts `spec` with stdin from `/dev/null` and stdout and stderr piped, in a new
-/// session; with `death_signal`, the kernel sends it that signal when this process dies.
+/// session; the kernel sends it `death_signal` when the calling thread dies (Linux).
 /// The error is the raw OS error of the step that failed (the caller names the program).
-pub fn start(spec: &LaunchSpec, death_signal: Option<libc::c_int>) -> io::Result<Started> {
+pub fn start(spec: &LaunchSpec, death_signal: libc::c_int) -> io::Result<Started> {
     imp::start(spec, death_signal)
 }
 
@@ -145,7 +145,6 @@ mod imp {
         stdin: libc::c_int,
         stdout: libc::c_int,
         stderr: libc::c_int,
-        /// 0 for none.
         death_signal: libc::c_int,
         parent: libc::pid_t,
         /// The highest signal number.
@@ -154,10 +153,7 @@ mod imp {
         error: AtomicI32,
     }
 
-    pub(super) fn start(
-        spec: &LaunchSpec,
-        death_signal: Option<libc::c_int>,
-    ) -> io::Result<Started> {
+    pub(super) fn start(spec: &LaunchSpec, death_signal: libc::c_int) -> io::Result<Started> {
         let programs = candidates(spec.program.as_os_str(), child_path(&spec.env).as_deref())
             .into_iter()
             .map(|p| c_string(p.into_vec()))
@@ -189,7 +185,7 @@ mod imp {
             stdin: stdin.as_raw_fd(),
             stdout: stdout_w.as_raw_fd(),
             stderr: stderr_w.as_raw_fd(),
-            death_signal: death_signal.unwrap_or(0),
+            death_signal,
             // SAFETY: plain syscall.
             parent: unsafe { libc::getpid() },
             last_signal: libc::SIGRTMAX(),
@@ -266,21 +262,19 @@ mod imp {
                     libc::sigaction(sig, &set, ptr::null_mut());
                 }
             }
-            if a.death_signal != 0 {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    a.death_signal as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    fail(a);
-                }
-                // The parent died before prctl took effect: no signal will come.
-                if libc::getppid() != a.parent {
-                    libc::_exit(1);
-                }
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                a.death_signal as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                fail(a);
+            }
+            // The parent died before prctl took effect: no signal will come.
+            if libc::getppid() != a.parent {
+                libc::_exit(1);
             }
             for (fd, to) in [(a.stdin, 0), (a.stdout, 1), (a.stderr, 2)] {
                 // All three are above 2 and close-on-exec; dup2 clears that on the copy.
@@ -393,10 +387,7 @@ mod imp {
 
     use super::{LaunchSpec, Started};
 
-    pub(super) fn start(
-        spec: &LaunchSpec,
-        _death_signal: Option<libc::c_int>,
-    ) -> io::Result<Started> {
+    pub(super) fn start(spec: &LaunchSpec, _death_signal: libc::c_int) -> io::Result<Started> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
@@ -447,7 +438,7 @@ mod tests {
 
     /// Runs `spec` to its end: (stdout, exit status as waitpid gives it).
     fn run(spec: &LaunchSpec) -> (String, i32) {
-        let started = match start(spec, Some(libc::SIGTERM)) {
+        let started = match start(spec, libc::SIGTERM) {
             Ok(s) => s,
             Err(e) => panic!("start {}: {e}", spec.program.display()),
         };
@@ -555,7 +546,7 @@ mod tests {
     fn the_child_holds_no_pipe_of_ours_but_its_stdout_and_stderr() {
         // Other children's pipes are open in this process meanwhile.
         let others: Vec<Started> = (0..4)
-            .filter_map(|_| start(&spec("sleep", &["0.5"]), None).ok())
+            .filter_map(|_| start(&spec("sleep", &["0.5"]), libc::SIGTERM).ok())
             .collect();
         let inherited = inheritable_fds();
         let (fds, code) = run(&spec("ls", &["-l", "/proc/self/fd"]));
@@ -601,7 +592,7 @@ mod tests {
         // A child another test starts meanwhile may still hold the file open for
         // writing from before its exec (ETXTBSY): try again.
         for _ in 0..100 {
-            match start(&s, None) {
+            match start(&s, libc::SIGTERM) {
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -621,7 +612,7 @@ mod tests {
 
     #[test]
     fn a_program_that_cannot_run_is_an_error_not_an_exit_status() {
-        let kind = |s: &LaunchSpec| match start(s, None) {
+        let kind = |s: &LaunchSpec| match start(s, libc::SIGTERM) {
             Ok(started) => panic!("started {} as {}", s.program.display(), started.pid),
             Err(e) => e.kind(),
         };
