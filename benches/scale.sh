@@ -17,7 +17,14 @@
 # batches before the launches), to measure the shared path (issue 12); with a ledger the
 # ledger thread's own CPU is printed too. SCALE_JSON=1 adds --json (events to a
 # file) and SCALE_LOGS=1 adds --log-dir (raw output of every instance under
-# $SCALE_DIR/logs).
+# $SCALE_DIR/logs, about 1.1 GB at the defaults, deleted before each run).
+# What the kernel charges for those logs depends on the machine as much as on the
+# orchestrator (docs/performance.md, "Seventh round"): in a VM whose free memory the
+# host has taken back, page cache grown into it costs about 2 s of sys per GiB (0.2 s
+# into memory just freed, as by deleting the last run's logs); on ext4 without a journal,
+# each file created within minutes of deleting many others scans past them (about
+# 0.3 s for 1000 files after 1000 deletions). A SCALE_DIR on a journaled file system
+# (an ext4 image on a loop device will do) avoids the second.
 set -euo pipefail
 
 n=${1:-500}
