@@ -23,8 +23,9 @@
 # host has taken back, page cache grown into it costs about 2 s of sys per GiB (0.2 s
 # into memory just freed, as by deleting the last run's logs); on ext4 without a journal,
 # each file created within minutes of deleting many others scans past them (about
-# 0.3 s for 1000 files after 1000 deletions). A SCALE_DIR on a journaled file system
-# (an ext4 image on a loop device will do) avoids the second.
+# 0.3 s for 1000 files after 1000 deletions; the script notes when SCALE_DIR is on such
+# a file system). A SCALE_DIR on a journaled file system (an ext4 image on a loop
+# device will do) avoids the second.
 set -euo pipefail
 
 n=${1:-500}
@@ -71,6 +72,10 @@ fi
 if [ -n "${SCALE_LOGS:-}" ]; then
     rm -rf "$dir/logs"
     extra_args+=(--log-dir "$dir/logs")
+    dev=$(basename "$(df --output=source "$dir" | tail -1)")
+    if [ -d "/proc/fs/ext4/$dev" ] && ! compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then
+        echo "note: $dir is on ext4 without a journal: creating the logs costs more within minutes of deleting others (see the top of this script)"
+    fi
 fi
 echo "scale run: $n instances x ~${mb} MiB over ~${secs} s; files in $dir"
 echo "options: ${ledger_args[*]} ${extra_args[*]+${extra_args[*]}}"
