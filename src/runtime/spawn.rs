@@ -438,10 +438,15 @@ mod tests {
 
     /// Runs `spec` to its end: (stdout, exit status as waitpid gives it).
     fn run(spec: &LaunchSpec) -> (String, i32) {
-        let started = match start(spec, libc::SIGTERM) {
-            Ok(s) => s,
+        match start(spec, libc::SIGTERM) {
+            Ok(started) => collect(started),
             Err(e) => panic!("start {}: {e}", spec.program.display()),
-        };
+        }
+    }
+
+    /// Reads a started child's stdout to its end and reaps it: (stdout, exit status as
+    /// waitpid gives it).
+    fn collect(started: Started) -> (String, i32) {
         drop(started.stderr);
         let mut out = String::new();
         if let Err(e) = std::fs::File::from(started.stdout).read_to_string(&mut out) {
@@ -598,11 +603,7 @@ mod tests {
                 }
                 Err(e) => panic!("start: {e}"),
                 Ok(started) => {
-                    let mut out = String::new();
-                    let read = std::fs::File::from(started.stdout).read_to_string(&mut out);
-                    read.unwrap_or_else(|e| panic!("read: {e}"));
-                    assert_eq!(out, "ran-by-sh a b c\n");
-                    let _ = wait_child(started.pid as libc::pid_t, 0);
+                    assert_eq!(collect(started), ("ran-by-sh a b c\n".to_string(), 0));
                     return;
                 }
             }
