@@ -25,6 +25,10 @@
 # the pipes at the orchestrator's pace and only finds line ends. The orchestrator's argv
 # has --include-partial-messages (SPEC section 4) and zen's does not, so the orchestrator
 # reads more bytes and about six times the lines.
+# A fourth run, the same program with PIPE_FLOOR_TRACK=1, also hands every line to the
+# orchestrator's Tracker: the floor of an orchestrator reduced to one thread that reads,
+# parses and accounts (no tasks, channels, events, budgets or watchdog). Its total tokens
+# should equal the report's.
 set -euo pipefail
 
 n=${1:-20}
@@ -103,13 +107,19 @@ ORCHESTRATOR_RUSAGE=1 run_one orchestrator orchestrator "$dir/orchestrator.err" 
     "$bin" --config "$cfg" --claude-path "$dir/bin/claude" --startup-delay 0 \
     --max-parallel 0 --no-ledger --quiet --report "$dir/report.json"
 
-grep -o '"total_tokens": *[0-9]*' "$dir/report.json" | head -1 | sed 's/^/orchestrator report: /'
+sed -n '/"totals"/,/}/p' "$dir/report.json" | grep -o '"total_tokens": *[0-9]*' |
+    sed 's/^/orchestrator report, the fleet: /'
 [ -n "${ZEN_SKIP:-}" ] && exit 0
 run_one pipe_floor pipe_floor "$dir/pipe_floor.err" \
     "$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude" \
     -p --output-format stream-json --verbose --include-partial-messages -- \
     "/cmp {i} #mb=$mb #kb=24 #secs=$secs"
 grep -o 'bytes=[0-9]* lines=[0-9]*' "$dir/pipe_floor.err" | sed 's/^/pipe_floor read: /'
+PIPE_FLOOR_TRACK=1 run_one tracked_floor pipe_floor "$dir/tracked_floor.err" \
+    "$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude" \
+    -p --output-format stream-json --verbose --include-partial-messages -- \
+    "/cmp {i} #mb=$mb #kb=24 #secs=$secs"
+grep -o 'tokens=[0-9]*' "$dir/tracked_floor.err" | sed 's/^/tracked_floor total: /'
 read -r zu zs <"$dir/zen.cpu"
 read -r ou os <"$dir/orchestrator.cpu"
 awk -v zu="$zu" -v zs="$zs" -v ou="$ou" -v os="$os" 'BEGIN {
@@ -119,3 +129,7 @@ read -r fu fs <"$dir/pipe_floor.cpu"
 awk -v zu="$zu" -v zs="$zs" -v fu="$fu" -v fs="$fs" 'BEGIN {
     z = zu + zs; f = fu + fs
     if (f > 0) printf "floor ratio:  zen uses %.0fx the CPU of only reading these pipes\n", z / f }'
+read -r tu ts <"$dir/tracked_floor.cpu"
+awk -v zu="$zu" -v zs="$zs" -v tu="$tu" -v ts="$ts" 'BEGIN {
+    z = zu + zs; t = tu + ts
+    if (t > 0) printf "tracked ratio: zen uses %.0fx the CPU of one thread reading and accounting them\n", z / t }'

@@ -10,9 +10,16 @@
 //! ```
 //!
 //! Prints one line on stderr: bytes, lines, and its own CPU, `getrusage(RUSAGE_SELF)`.
+//!
+//! With `PIPE_FLOOR_TRACK=1` it also hands every complete line to a `Tracker` of its
+//! instance, as the orchestrator does, and prints the fleet's tokens: the floor of an
+//! orchestrator reduced to one thread that reads, parses and accounts, with no tasks,
+//! channels, events, budgets or watchdog.
+use orchestrator::core::{accounting::Tracker, pricing::Pricing};
 use orchestrator::runtime::{pacer::WAKE_EVERY_RELAXED, process::PIPE_BOOST};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +28,8 @@ fn main() {
         std::process::exit(2);
     }
     let n: usize = args[0].parse().expect("N: a number of instances");
+    let track = std::env::var_os("PIPE_FLOOR_TRACK").is_some();
+    let pricing = Arc::new(Pricing::builtin());
     let mut children = Vec::new();
     for i in 1..=n {
         let argv: Vec<String> = args[2..]
@@ -43,14 +52,15 @@ fn main() {
             );
             libc::fcntl(out.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
         }
-        children.push((child, Some(out)));
+        let tracker = track.then(|| (Tracker::new(pricing.clone()), Vec::new()));
+        children.push((child, Some(out), tracker));
     }
     let mut buf = vec![0u8; PIPE_BOOST];
     let (mut bytes, mut lines) = (0u64, 0u64);
     loop {
         let mut fds: Vec<libc::pollfd> = children
             .iter()
-            .filter_map(|(_, out)| out.as_ref())
+            .filter_map(|(_, out, _)| out.as_ref())
             .map(|o| libc::pollfd {
                 fd: o.as_raw_fd(),
                 events: libc::POLLIN,
@@ -62,7 +72,7 @@ fn main() {
         }
         // SAFETY: `fds` is a valid array of its length for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        for (_, out) in children.iter_mut().filter(|(_, o)| o.is_some()) {
+        for (_, out, tracker) in children.iter_mut().filter(|(_, o, _)| o.is_some()) {
             let fd = out.as_ref().expect("filtered").as_raw_fd();
             if !fds.iter().any(|p| p.fd == fd && p.revents != 0) {
                 continue;
@@ -76,8 +86,12 @@ fn main() {
                 if got <= 0 {
                     break; // the end, or nothing more for now (EAGAIN)
                 }
+                let got_bytes = &buf[..got as usize];
                 bytes += got as u64;
-                lines += memchr::memchr_iter(b'\n', &buf[..got as usize]).count() as u64;
+                match tracker {
+                    Some((tracker, partial)) => lines += observe(tracker, partial, got_bytes),
+                    None => lines += memchr::memchr_iter(b'\n', got_bytes).count() as u64,
+                }
                 if (got as usize) < buf.len() {
                     break;
                 }
@@ -85,12 +99,44 @@ fn main() {
         }
         std::thread::sleep(WAKE_EVERY_RELAXED);
     }
-    for (mut child, _) in children {
+    let mut tokens = 0;
+    for (mut child, _, tracker) in children {
         let _ = child.wait();
+        if let Some((mut tracker, partial)) = tracker {
+            if !partial.is_empty() {
+                tracker.observe(&partial);
+                lines += 1;
+            }
+            tokens += tracker.total_tokens();
+        }
     }
     let (ru, user, sys) = orchestrator::app::rusage(libc::RUSAGE_SELF).expect("getrusage");
+    let tokens = if track {
+        format!(" tokens={tokens}")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "pipe_floor rusage: bytes={bytes} lines={lines} user_s={user:.3} sys_s={sys:.3} max_rss_kb={}",
+        "pipe_floor rusage: bytes={bytes} lines={lines}{tokens} user_s={user:.3} sys_s={sys:.3} max_rss_kb={}",
         ru.ru_maxrss
     );
+}
+
+/// Hands each line completed by `got` to `tracker`, joining it with the start kept in
+/// `partial` from earlier reads; keeps the unfinished end. Returns the lines completed.
+fn observe(tracker: &mut Tracker, partial: &mut Vec<u8>, mut got: &[u8]) -> u64 {
+    let mut lines = 0;
+    while let Some(end) = memchr::memchr(b'\n', got) {
+        if partial.is_empty() {
+            tracker.observe(&got[..end]);
+        } else {
+            partial.extend_from_slice(&got[..end]);
+            tracker.observe(partial);
+            partial.clear();
+        }
+        got = &got[end + 1..];
+        lines += 1;
+    }
+    partial.extend_from_slice(got);
+    lines
 }
