@@ -110,26 +110,21 @@ ORCHESTRATOR_RUSAGE=1 run_one orchestrator orchestrator "$dir/orchestrator.err" 
 sed -n '/"totals"/,/}/p' "$dir/report.json" | grep -o '"total_tokens": *[0-9]*' |
     sed 's/^/orchestrator report, the fleet: /'
 [ -n "${ZEN_SKIP:-}" ] && exit 0
-run_one pipe_floor pipe_floor "$dir/pipe_floor.err" \
-    "$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude" \
-    -p --output-format stream-json --verbose --include-partial-messages -- \
-    "/cmp {i} #mb=$mb #kb=24 #secs=$secs"
+floor=("$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude"
+    -p --output-format stream-json --verbose --include-partial-messages --
+    "/cmp {i} #mb=$mb #kb=24 #secs=$secs")
+run_one pipe_floor pipe_floor "$dir/pipe_floor.err" "${floor[@]}"
 grep -o 'bytes=[0-9]* lines=[0-9]*' "$dir/pipe_floor.err" | sed 's/^/pipe_floor read: /'
-PIPE_FLOOR_TRACK=1 run_one tracked_floor pipe_floor "$dir/tracked_floor.err" \
-    "$root/target/release/examples/pipe_floor" "$n" "$dir/bin/claude" \
-    -p --output-format stream-json --verbose --include-partial-messages -- \
-    "/cmp {i} #mb=$mb #kb=24 #secs=$secs"
+PIPE_FLOOR_TRACK=1 run_one tracked_floor pipe_floor "$dir/tracked_floor.err" "${floor[@]}"
 grep -o 'tokens=[0-9]*' "$dir/tracked_floor.err" | sed 's/^/tracked_floor total: /'
 read -r zu zs <"$dir/zen.cpu"
-read -r ou os <"$dir/orchestrator.cpu"
-awk -v zu="$zu" -v zs="$zs" -v ou="$ou" -v os="$os" 'BEGIN {
-    z = zu + zs; o = ou + os
-    if (o > 0) printf "ratio:        zen uses %.0fx the CPU of this orchestrator\n", z / o }'
-read -r fu fs <"$dir/pipe_floor.cpu"
-awk -v zu="$zu" -v zs="$zs" -v fu="$fu" -v fs="$fs" 'BEGIN {
-    z = zu + zs; f = fu + fs
-    if (f > 0) printf "floor ratio:  zen uses %.0fx the CPU of only reading these pipes\n", z / f }'
-read -r tu ts <"$dir/tracked_floor.cpu"
-awk -v zu="$zu" -v zs="$zs" -v tu="$tu" -v ts="$ts" 'BEGIN {
-    z = zu + zs; t = tu + ts
-    if (t > 0) printf "tracked ratio: zen uses %.0fx the CPU of one thread reading and accounting them\n", z / t }'
+ratio() { # label, the run measured, what it did
+    local u s
+    read -r u s <"$dir/$2.cpu"
+    awk -v zu="$zu" -v zs="$zs" -v u="$u" -v s="$s" -v l="$1:" -v w="$3" 'BEGIN {
+        z = zu + zs; o = u + s
+        if (o > 0) printf "%-14s zen uses %.0fx the CPU of %s\n", l, z / o, w }'
+}
+ratio ratio orchestrator "this orchestrator"
+ratio "floor ratio" pipe_floor "only reading these pipes"
+ratio "tracked ratio" tracked_floor "one thread reading and accounting them"
