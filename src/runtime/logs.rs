@@ -154,8 +154,11 @@ pub fn remove_stale(dir: &Path, stems: &[String]) -> Result<(), String> {
 }
 
 /// Writes all of `parts` with as few `writev` calls as the file accepts.
-fn write_all_vectored(f: &mut std::fs::File, parts: &[&[u8]]) -> io::Result<()> {
-    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+fn write_all_vectored<'a>(
+    f: &mut std::fs::File,
+    parts: impl IntoIterator<Item = &'a [u8]>,
+) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.into_iter().filter(|p| !p.is_empty()).collect();
     let mut first = 0;
     while first < parts.len() {
         let slices: Vec<io::IoSlice<'_>> =
@@ -228,10 +231,8 @@ impl LogFile {
             parts.iter().for_each(|p| self.buf.extend_from_slice(p));
             return;
         }
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        all.push(&self.buf);
-        all.extend_from_slice(parts);
-        match write_all_vectored(f, &all) {
+        let all = std::iter::once(&self.buf[..]).chain(parts.iter().copied());
+        match write_all_vectored(f, all) {
             Ok(()) => self.buf.clear(),
             Err(e) => self.fail(e),
         }
@@ -248,7 +249,7 @@ impl LogFile {
     /// Writes what is buffered and closes the file; the first error it ever met, if any.
     pub fn finish(mut self) -> Option<String> {
         if let Some(f) = self.file.as_mut() {
-            if let Err(e) = write_all_vectored(f, &[&self.buf]) {
+            if let Err(e) = write_all_vectored(f, [&self.buf[..]]) {
                 self.fail(e);
             }
         }
